@@ -1,0 +1,223 @@
+"""Pydantic models for every payload on the wire, with the protocol version."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from broker.codes import MAX_CODE_LENGTH
+from broker.errors import ContractError
+from broker.ids import EventId, ItemId, KioskId, MemberId, ShelfId
+
+PROTOCOL_VERSION = 1
+# Scan payloads are a few hundred bytes; anything near this is an attack or a bug.
+MAX_PAYLOAD_BYTES = 4096
+
+
+class Reason(StrEnum):
+    """Why a scan got its verdict. The first four are acceptances."""
+
+    SESSION_OPENED = "SESSION_OPENED"
+    CHECKED_OUT = "CHECKED_OUT"
+    RETURNED = "RETURNED"
+    SESSION_CLOSED = "SESSION_CLOSED"
+    EXPIRED = "EXPIRED"
+    ALREADY_USED = "ALREADY_USED"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    REVOKED = "REVOKED"
+    UNKNOWN_CODE = "UNKNOWN_CODE"
+    MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
+    LIMIT_REACHED = "LIMIT_REACHED"
+    ITEM_UNAVAILABLE = "ITEM_UNAVAILABLE"
+    NOT_CHECKED_OUT = "NOT_CHECKED_OUT"
+    NO_SESSION = "NO_SESSION"
+    RATE_LIMITED = "RATE_LIMITED"
+    KIOSK_BLOCKED = "KIOSK_BLOCKED"
+    FEATURE_DISABLED = "FEATURE_DISABLED"
+    MALFORMED = "MALFORMED"
+
+    @property
+    def accepted(self) -> bool:
+        """Whether this reason means the scan did what the member wanted."""
+        return self in _ACCEPTED
+
+
+_ACCEPTED = frozenset(
+    {Reason.SESSION_OPENED, Reason.CHECKED_OUT, Reason.RETURNED, Reason.SESSION_CLOSED}
+)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="Protocol version.")
+
+
+class CodeScan(_Message):
+    """A kiosk saw a QR code (kiosk → central, QoS 1)."""
+
+    type: Literal["code"] = "code"
+    event_id: EventId = Field(description="Minted by the kiosk; keys idempotency.")
+    kiosk_id: KioskId = Field(description="Must match the kiosk in the topic.")
+    code: str = Field(max_length=MAX_CODE_LENGTH, description="Raw decoded QR text.")
+    scanned_at: AwareDatetime = Field(description="When the camera saw it (kiosk clock).")
+    queued: bool = Field(default=False, description="Taken while offline, sent later.")
+
+
+class SessionDone(_Message):
+    """The member pressed "done" (kiosk → central, QoS 1)."""
+
+    type: Literal["done"] = "done"
+    event_id: EventId
+    kiosk_id: KioskId
+    scanned_at: AwareDatetime
+
+
+KioskEvent = Annotated[CodeScan | SessionDone, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[CodeScan | SessionDone] = TypeAdapter(KioskEvent)
+
+
+class Verdict(_Message):
+    """Central's answer to one event (central → the scanning kiosk, QoS 1)."""
+
+    event_id: EventId
+    kiosk_id: KioskId
+    reason: Reason
+    accepted: bool
+    item_id: ItemId | None = None
+    item_name: str | None = Field(default=None, max_length=80)
+    member_name: str | None = Field(default=None, max_length=80, description="Greeting only.")
+    session_open: bool = Field(description="Whether a session is open at this kiosk now.")
+    session_expires_at: AwareDatetime | None = None
+    due_at: AwareDatetime | None = None
+    decided_at: AwareDatetime
+
+
+class AvailabilityState(StrEnum):
+    """Where an item stands."""
+
+    AVAILABLE = "available"
+    CHECKED_OUT = "checked_out"
+    MAINTENANCE = "maintenance"
+    RETIRED = "retired"
+
+
+class Availability(_Message):
+    """One item's state (central → kiosks, retained per item)."""
+
+    item_id: ItemId
+    shelf_id: ShelfId
+    name: str = Field(max_length=80)
+    state: AvailabilityState
+    due_at: AwareDatetime | None = None
+    seq: int = Field(ge=0, description="Grows with every change, so stale copies lose.")
+    changed_at: AwareDatetime
+
+
+class KioskState(StrEnum):
+    """Presence as the broker and the kiosk report it."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    STOPPED = "stopped"
+
+
+class KioskStatus(_Message):
+    """A kiosk's presence and health (kiosk → all, retained, last will ``offline``)."""
+
+    kiosk_id: KioskId
+    state: KioskState
+    software_version: str = Field(max_length=32)
+    config_version: int = Field(ge=0)
+    outbox_depth: int = Field(default=0, ge=0)
+    camera_ok: bool = True
+    at: AwareDatetime
+
+
+class KioskConfig(_Message):
+    """What central wants a kiosk to do (central → kiosk, retained)."""
+
+    kiosk_id: KioskId
+    shelf_id: ShelfId
+    config_version: int = Field(ge=0)
+    session_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    checkout_enabled: bool = True
+
+
+class KioskCommand(_Message):
+    """A one-off instruction to a kiosk (central → kiosk)."""
+
+    command: Literal["identify"]
+    issued_at: AwareDatetime
+
+
+class SecurityAlert(_Message):
+    """Something operators must look at (central → alerts topic)."""
+
+    kind: str = Field(max_length=64)
+    kiosk_id: KioskId | None = None
+    member_id: MemberId | None = None
+    detail: str = Field(max_length=500)
+    at: AwareDatetime
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _load_json(payload: bytes) -> Any:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        return json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError("not_json", str(exc)) from None
+
+
+def _check_version(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise ContractError("bad_fields", "payload is not a JSON object")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ContractError("bad_version", f"protocol version {data.get('v')!r} unsupported")
+
+
+def parse_message(model: type[_M], payload: bytes) -> _M:
+    """Decode one payload into ``model`` or raise :class:`ContractError`."""
+    data = _load_json(payload)
+    _check_version(data)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError("bad_fields", _summary(exc)) from None
+
+
+def parse_event(kiosk_id: str, payload: bytes) -> CodeScan | SessionDone:
+    """Decode a kiosk event that arrived on ``kiosk_id``'s scan topic."""
+    data = _load_json(payload)
+    _check_version(data)
+    try:
+        event = _EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ContractError("bad_fields", _summary(exc)) from None
+    if event.kiosk_id != kiosk_id:
+        # A kiosk may only speak for itself; the broker ACL pins the topic, this pins
+        # the payload to the topic.
+        raise ContractError("kiosk_mismatch", f"payload kiosk {event.kiosk_id} on {kiosk_id}")
+    return event
+
+
+def _summary(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+
+
+def encode(message: BaseModel) -> bytes:
+    """The canonical JSON bytes of a message."""
+    return message.model_dump_json(exclude_none=True).encode()
+
+
+def utc_iso(moment: datetime) -> str:
+    """An ISO-8601 UTC string, for logs and the demo."""
+    return moment.isoformat(timespec="milliseconds")

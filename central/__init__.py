@@ -1,0 +1,1 @@
+"""The central consumer: verifies codes, applies checkouts and returns, answers kiosks."""

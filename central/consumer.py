@@ -1,0 +1,181 @@
+"""Turns the scan stream into verdicts: batches of events, one transaction per batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from broker import topics
+from broker.errors import ContractError
+from broker.messages import (
+    CodeScan,
+    KioskStatus,
+    Reason,
+    SessionDone,
+    Verdict,
+    encode,
+    parse_event,
+    parse_message,
+)
+from central import ledger
+from central.clock import Clock
+from central.mqtt import Inbound
+from central.storage.base import AuditEntry, Store, Tx
+from central.tokens import Token, TokenSigner
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Where the consumer sends verdicts and retained state (the MQTT link in service)."""
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
+        """Send one message."""
+        raise NotImplementedError
+
+    def ack(self, message: Inbound) -> None:
+        """Acknowledge one inbound message."""
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class _Job:
+    inbound: Inbound
+    event: CodeScan | SessionDone | None = None
+    token: Token | Reason | None = None
+    refusal: ContractError | None = None
+
+
+class Consumer:
+    """Decides scans in batches and answers each kiosk."""
+
+    def __init__(self, store: Store, signer: TokenSigner, clock: Clock, publisher: Publisher,
+                 *, batch_max: int = 256) -> None:
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._out = publisher
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.counts: Counter[str] = Counter()
+        self.presence: dict[str, KioskStatus] = {}
+        self.on_verdict: Callable[[Verdict], None] | None = None
+
+    def submit(self, inbound: Inbound) -> None:
+        """Queue one inbound message (called on the event loop)."""
+        self._queue.put_nowait(inbound)
+
+    @property
+    def depth(self) -> int:
+        """Messages waiting to be decided."""
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Decide batches forever."""
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self.handle(batch)
+
+    async def handle(self, batch: Sequence[Inbound]) -> None:
+        """Decide one batch: parse, verify, one transaction, publish, then ack."""
+        jobs: list[_Job] = []
+        for inbound in batch:
+            if inbound.topic.endswith("/status"):
+                self._presence(inbound)
+                self._out.ack(inbound)
+            else:
+                jobs.append(self._prepare(inbound))
+        if not jobs:
+            return
+        now = self._clock.now()
+        outcomes: list[ledger.Outcome | None] = []
+        async with self._store.write() as tx:
+            for job in jobs:
+                if job.event is None:
+                    await tx.audit(AuditEntry(
+                        at=now, actor="system", action="scan.dropped", reason=Reason.MALFORMED,
+                        detail={"topic": job.inbound.topic[:128],
+                                "why": str(job.refusal)[:200]}))
+                    outcomes.append(None)
+                    continue
+                outcomes.append(await self._apply(tx, job, now))
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if outcome is not None:
+                self._answer(outcome)
+            elif job.event is not None:
+                # Decided nothing through a fault: leave it unacked so the broker hands it
+                # out again after a reconnect, rather than answer wrongly.
+                self.counts["fault"] += 1
+                continue
+            self._out.ack(job.inbound)
+
+    async def _apply(self, tx: Tx, job: _Job, now: datetime) -> ledger.Outcome | None:
+        assert job.event is not None
+        for attempt in (1, 2):
+            try:
+                async with self._store.savepoint(tx):
+                    return await ledger.apply(tx, job.event, job.token, now)
+            except Exception:
+                # A constraint refused a write the rules allowed (a logic slip, or a writer
+                # that won a race the lock should have prevented). The savepoint undid this
+                # event alone; retry once, when the rules see the winner's row.
+                self.counts["conflict"] += 1
+                log.exception("event %s failed (attempt %s)", job.event.event_id, attempt)
+        return None
+
+    def _prepare(self, inbound: Inbound) -> _Job:
+        job = _Job(inbound)
+        try:
+            kiosk_id = topics.kiosk_of(inbound.topic)
+            job.event = parse_event(kiosk_id, inbound.payload)
+        except ContractError as exc:
+            self.counts[f"malformed.{exc.reason}"] += 1
+            job.refusal = exc
+            job.event = self._salvage(inbound, exc)
+            job.token = Reason.MALFORMED
+            return job
+        if isinstance(job.event, CodeScan):
+            job.token = self._signer.verify(job.event.code, self._clock.now())
+        return job
+
+    def _salvage(self, inbound: Inbound, exc: ContractError) -> CodeScan | None:
+        """Keep enough of a broken scan to answer MALFORMED to the kiosk that sent it."""
+        if exc.reason == "kiosk_mismatch":
+            return None  # never answer on behalf of another kiosk
+        try:
+            kiosk_id = topics.kiosk_of(inbound.topic)
+            data = json.loads(inbound.payload)
+            return CodeScan(event_id=data["event_id"], kiosk_id=kiosk_id, code="",
+                            scanned_at=self._clock.now())
+        except Exception:  # noqa: BLE001 - any shape of garbage just means "drop it"
+            return None
+
+    def _answer(self, outcome: ledger.Outcome) -> None:
+        verdict = outcome.verdict
+        self.counts["replayed" if outcome.replayed else verdict.reason.value] += 1
+        self._out.publish(topics.verdict(verdict.kiosk_id), encode(verdict))
+        for availability in outcome.changed:
+            self._out.publish(topics.availability(availability.shelf_id, availability.item_id),
+                              encode(availability), retain=True)
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
+
+    def _presence(self, inbound: Inbound) -> None:
+        try:
+            kiosk_id = topics.kiosk_of(inbound.topic)
+            if not inbound.payload:
+                self.presence.pop(kiosk_id, None)
+                return
+            status = parse_message(KioskStatus, inbound.payload)
+        except ContractError:
+            self.counts["malformed.status"] += 1
+            return
+        if status.kiosk_id == kiosk_id:
+            self.presence[kiosk_id] = status

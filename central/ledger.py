@@ -1,0 +1,169 @@
+"""The walk-up rules: one kiosk event in, one verdict out, applied inside a transaction.
+
+This is the only place that decides checkouts, returns and sessions. It speaks to the
+database through :class:`central.storage.Tx`, whose backends take the locks, and the
+database's own constraints back every rule here (one open checkout per item, one session
+per pass, one verdict per event id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict
+from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
+from central.tokens import Label, Pass, Token, fingerprint
+
+_PASS_REFUSALS = {
+    PassUse.ALREADY_USED: Reason.ALREADY_USED,
+    PassUse.INVALIDATED: Reason.REVOKED,
+    PassUse.EXPIRED: Reason.EXPIRED,
+    PassUse.UNKNOWN: Reason.UNKNOWN_CODE,
+}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What applying one event produced: the verdict and any availability changes."""
+
+    verdict: Verdict
+    changed: list[Availability] = field(default_factory=list)
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class _Draft:
+    reason: Reason
+    item_id: str | None = None
+    item_name: str | None = None
+    member_id: str | None = None
+    member_name: str | None = None
+    session: SessionRow | None = None
+    due_at: datetime | None = None
+    changed: list[Availability] = field(default_factory=list)
+
+
+async def apply(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None,
+                now: datetime) -> Outcome:
+    """Decide ``event`` (its code already verified into ``token``) and record it once."""
+    previous = await tx.find_verdict(event.event_id)
+    if previous is not None:
+        # A redelivered event: same verdict, no effect.
+        return Outcome(previous, replayed=True)
+    draft = await _decide(tx, event, token, now)
+    session = draft.session
+    verdict = Verdict(
+        event_id=event.event_id,
+        kiosk_id=event.kiosk_id,
+        reason=draft.reason,
+        accepted=draft.reason.accepted,
+        item_id=draft.item_id,
+        item_name=draft.item_name,
+        member_name=draft.member_name,
+        session_open=session is not None,
+        session_expires_at=None if session is None else session.expires_at,
+        due_at=draft.due_at,
+        decided_at=now,
+    )
+    code_hash = fingerprint(event.code) if isinstance(event, CodeScan) else None
+    await tx.save_verdict(verdict, code_hash, event.scanned_at)
+    await tx.audit(AuditEntry(
+        at=now, actor=f"kiosk:{event.kiosk_id}", action=f"scan.{event.type}",
+        reason=draft.reason.value, kiosk_id=event.kiosk_id, member_id=draft.member_id,
+        item_id=draft.item_id, event_id=event.event_id,
+        detail={"code": code_hash} if code_hash else {},
+    ))
+    return Outcome(verdict, draft.changed)
+
+
+async def _decide(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None,
+                  now: datetime) -> _Draft:
+    kiosk = await tx.kiosk(event.kiosk_id)
+    if kiosk is None or kiosk.retired or (
+        kiosk.blocked_until is not None and kiosk.blocked_until > now
+    ):
+        return _Draft(Reason.KIOSK_BLOCKED)
+    timeout = timedelta(seconds=kiosk.session_timeout_s)
+    if isinstance(event, SessionDone):
+        await tx.close_sessions(event.kiosk_id, now)
+        return _Draft(Reason.SESSION_CLOSED)
+    session = await tx.open_session(event.kiosk_id, now)
+    if token is None or isinstance(token, Reason):
+        return _Draft(token or Reason.MALFORMED, session=session)
+    if isinstance(token, Pass):
+        if event.queued:
+            # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.
+            return _Draft(Reason.MALFORMED, session=session)
+        return await _open_session(tx, event, token, now, timeout, session)
+    if isinstance(token, Label):
+        return await _label(tx, event, token, now, timeout, session)
+    # Enrolment codes are claimed over HTTPS, never through the scan stream.
+    return _Draft(Reason.UNKNOWN_CODE, session=session)
+
+
+async def _open_session(tx: Tx, event: CodeScan, token: Pass, now: datetime,
+                        timeout: timedelta, current: SessionRow | None) -> _Draft:
+    member = await tx.member(token.member_id)
+    if member is None:
+        return _Draft(Reason.UNKNOWN_CODE, session=current)
+    if member.suspended:
+        return _Draft(Reason.MEMBER_SUSPENDED, member_id=member.member_id, session=current)
+    use = await tx.consume_pass(token.pass_id, member.member_id, event.kiosk_id, now)
+    if use is not PassUse.CONSUMED:
+        return _Draft(_PASS_REFUSALS[use], member_id=member.member_id, session=current)
+    # The next pass ends whatever session was open here.
+    await tx.close_sessions(event.kiosk_id, now)
+    session = await tx.start_session(event.kiosk_id, member.member_id, token.pass_id, now,
+                                     now + timeout)
+    return _Draft(Reason.SESSION_OPENED, member_id=member.member_id,
+                  member_name=member.name, session=session)
+
+
+async def _label(tx: Tx, event: CodeScan, token: Label, now: datetime, timeout: timedelta,
+                 session: SessionRow | None) -> _Draft:
+    item = await tx.item(token.item_id)
+    if item is None:
+        return _Draft(Reason.UNKNOWN_CODE, session=session)
+    base = _Draft(Reason.MALFORMED, item_id=item.item_id, item_name=item.name, session=session)
+    if token.version != item.label_version:
+        base.reason = Reason.REVOKED
+        return base
+    open_checkout = await tx.open_checkout(item.item_id)
+    if session is None or event.queued:
+        if open_checkout is None:
+            # Nothing to return: the member most likely wanted it and has no session.
+            base.reason = Reason.NOT_CHECKED_OUT if event.queued else Reason.NO_SESSION
+            return base
+        # A queued return happened when the member scanned it, not when we heard of it.
+        returned_at = now
+        if event.queued:
+            returned_at = min(now, max(open_checkout.checked_out_at, event.scanned_at))
+        await tx.close_checkout(open_checkout.checkout_id, returned_at, event.event_id,
+                                event.kiosk_id)
+        base.reason = Reason.RETURNED
+        base.member_id = open_checkout.member_id
+        base.changed.append(await tx.availability(item.item_id, now, bump=True))
+        return base
+    base.member_id = session.member_id
+    if item.state != "available" or open_checkout is not None:
+        base.reason = Reason.ITEM_UNAVAILABLE
+        return base
+    member = await tx.member(session.member_id)
+    if member is None or member.suspended:
+        base.reason = Reason.MEMBER_SUSPENDED
+        return base
+    if await tx.open_checkout_count(member.member_id) >= member.checkout_limit:
+        base.reason = Reason.LIMIT_REACHED
+        return base
+    base.due_at = now + timedelta(days=item.loan_days)
+    await tx.insert_checkout(item.item_id, member.member_id, session.session_id,
+                             event.kiosk_id, event.event_id, now, base.due_at)
+    # Each checkout restarts the session's idle timer.
+    base.session = SessionRow(session.session_id, session.kiosk_id, session.member_id,
+                              now + timeout)
+    await tx.extend_session(session.session_id, now + timeout)
+    base.reason = Reason.CHECKED_OUT
+    base.member_name = member.name
+    base.changed.append(await tx.availability(item.item_id, now, bump=True))
+    return base

@@ -1,0 +1,1 @@
+"""Versioned schema migrations, one up and one down script per version and backend."""

@@ -1,0 +1,11 @@
+DROP TRIGGER qr_audit_log_no_delete;
+DROP TRIGGER qr_audit_log_no_update;
+DROP TABLE qr_audit_log;
+DROP TABLE scan_events;
+DROP TABLE checkouts;
+DROP TABLE sessions;
+DROP TABLE qr_codes;
+DROP TABLE items;
+DROP TABLE members;
+DROP TABLE kiosks;
+DROP TABLE shelves;

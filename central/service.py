@@ -1,0 +1,156 @@
+"""The central service: storage, the broker link, the consumer and the admin API in one TaskGroup."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import uvicorn
+from pydantic import ValidationError
+
+from broker import topics
+from broker.messages import encode
+from central import logs
+from central.admin_api import create_app
+from central.clock import Clock, SystemClock
+from central.consumer import Consumer
+from central.errors import CentralError, ConfigError
+from central.keys import load_admin_token, load_key_ring
+from central.mqtt import CentralLink
+from central.settings import CentralSettings, load_settings
+from central.storage.base import Store
+from central.storage.sqlite import SqliteStore
+from central.tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Deps:
+    """What ``run`` may be handed instead of building it (tests inject a clock)."""
+
+    clock: Clock = field(default_factory=SystemClock)
+    ready: asyncio.Event | None = None
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service's TaskGroup owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def open_store(settings: CentralSettings) -> Store:
+    """The configured backend, migrated to the newest schema."""
+    if settings.database == "postgres":
+        raise ConfigError("the postgres backend is not built into this version")
+    store = await SqliteStore(settings.sqlite_file).open()
+    await store.migrate()
+    return store
+
+
+async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
+    """Run one central instance until cancelled."""
+    deps = deps or Deps()
+    ring = load_key_ring(settings.keys_path, create=settings.create_keys)
+    token = (settings.admin_token.get_secret_value() if settings.admin_token
+             else load_admin_token(settings.data_dir / "admin.token",
+                                   create=settings.create_keys))
+    signer = TokenSigner(ring)
+    store = await open_store(settings)
+    consumer: Consumer | None = None
+    link: CentralLink | None = None
+    try:
+        holder: list[Consumer] = []
+        link = CentralLink(
+            settings.instance_id, settings.mqtt_host, settings.mqtt_port,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password
+            else None,
+            session_expiry_s=settings.session_expiry_s,
+            on_inbound=lambda message: holder[0].submit(message),
+        )
+        consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
+        holder.append(consumer)
+        app = create_app(store, signer, deps.clock, link, consumer, admin_token=token,
+                         pass_ttl_s=settings.pass_ttl_s)
+        server = _QuietServer(uvicorn.Config(app, host=settings.admin_host,
+                                             port=settings.admin_port, log_config=None,
+                                             lifespan="off", access_log=False))
+        link.start()
+        await asyncio.wait_for(link.connected.wait(), timeout=30)
+        await _broadcast_state(store, link, deps.clock)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(consumer.run(), name="consumer")
+            group.create_task(server.serve(), name="admin-api")
+            group.create_task(_announce_ready(server, deps.ready), name="ready")
+    finally:
+        if link is not None:
+            link.stop()
+        await store.close()
+
+
+async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:
+    # Retained state is what a rebooted kiosk sees first; publish it all at start so a
+    # wiped broker is whole again.
+    for config in await store.kiosk_configs():
+        link.publish(topics.config(config.kiosk_id), encode(config), retain=True)
+    for availability in await store.all_availability(clock.now()):
+        link.publish(topics.availability(availability.shelf_id, availability.item_id),
+                     encode(availability), retain=True)
+
+
+async def _announce_ready(server: uvicorn.Server, ready: asyncio.Event | None) -> None:
+    while not server.started:
+        await asyncio.sleep(0.02)
+    log.info("central ready")
+    if ready is not None:
+        ready.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``cs-central``: run central, or check its configuration."""
+    parser = argparse.ArgumentParser(prog="cs-central", description=__doc__)
+    parser.add_argument("--validate-config", action="store_true",
+                        help="load and check the settings, then exit")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logs.setup(args.log_level, service="central")
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"invalid central configuration:\n{exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    if args.validate_config:
+        print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr prints masked
+        return 0
+    return _serve(settings)
+
+
+def _serve(settings: CentralSettings) -> int:
+    async def runner() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run(settings)
+
+    try:
+        asyncio.run(runner())
+    except CentralError as exc:
+        log.error("central stopped: %s", exc)  # noqa: TRY400 - a fault we explain, no trace
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The storage interface the ledger and the admin API use; SQL lives behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from broker.messages import Availability, KioskConfig, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class KioskRow:
+    """An enrolled kiosk."""
+
+    kiosk_id: str
+    shelf_id: str
+    retired: bool
+    blocked_until: datetime | None
+    config_version: int
+    session_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    """A library member."""
+
+    member_id: str
+    name: str
+    suspended: bool
+    checkout_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRow:
+    """A lendable item."""
+
+    item_id: str
+    shelf_id: str
+    name: str
+    label_version: int
+    state: str  # available | maintenance | retired
+    loan_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """An open checkout session at one kiosk."""
+
+    session_id: int
+    kiosk_id: str
+    member_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutRow:
+    """An open checkout of one item."""
+
+    checkout_id: int
+    item_id: str
+    member_id: str
+    checked_out_at: datetime
+    due_at: datetime
+
+
+class PassUse(StrEnum):
+    """What happened when a pass was presented for consumption."""
+
+    CONSUMED = "consumed"
+    ALREADY_USED = "already_used"
+    INVALIDATED = "invalidated"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One row of the append-only audit log."""
+
+    at: datetime
+    actor: str  # "kiosk:<id>" or "admin:<name>" or "system"
+    action: str
+    reason: str | None = None
+    kiosk_id: str | None = None
+    member_id: str | None = None
+    item_id: str | None = None
+    event_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Tx(Protocol):
+    """One write transaction: its locks are taken when it begins."""
+
+    async def find_verdict(self, event_id: str) -> Verdict | None:
+        """The verdict already given to ``event_id``, if any."""
+
+    async def save_verdict(self, verdict: Verdict, code_hash: str | None,
+                           scanned_at: datetime) -> None:
+        """Record that ``verdict.event_id`` was decided; unique per event id."""
+
+    async def kiosk(self, kiosk_id: str) -> KioskRow | None:
+        """An enrolled kiosk."""
+
+    async def member(self, member_id: str) -> MemberRow | None:
+        """A member."""
+
+    async def item(self, item_id: str) -> ItemRow | None:
+        """An item (locked for the rest of the transaction where the backend can)."""
+
+    async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
+        """The session open at ``kiosk_id`` and not expired at ``now``."""
+
+    async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
+        """Close every open session at ``kiosk_id``; how many were open."""
+
+    async def consume_pass(self, pass_id: str, member_id: str, kiosk_id: str,
+                           now: datetime) -> PassUse:
+        """Mark a pass used, atomically; only the first caller gets CONSUMED."""
+
+    async def start_session(self, kiosk_id: str, member_id: str, pass_id: str,
+                            now: datetime, expires_at: datetime) -> SessionRow:
+        """Open a session (at most one per pass, one open per kiosk)."""
+
+    async def extend_session(self, session_id: int, expires_at: datetime) -> None:
+        """Push an open session's idle deadline out."""
+
+    async def open_checkout(self, item_id: str) -> CheckoutRow | None:
+        """The open checkout of ``item_id``, if any."""
+
+    async def open_checkout_count(self, member_id: str) -> int:
+        """How many items ``member_id`` holds now."""
+
+    async def insert_checkout(self, item_id: str, member_id: str, session_id: int,
+                              kiosk_id: str, event_id: str, now: datetime,
+                              due_at: datetime) -> None:
+        """Open a checkout (the database refuses a second open one per item)."""
+
+    async def close_checkout(self, checkout_id: int, returned_at: datetime,
+                             event_id: str, kiosk_id: str) -> None:
+        """Close an open checkout."""
+
+    async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
+        """The item's availability message, its sequence bumped if it changed."""
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append one audit row."""
+
+
+class Store(Protocol):
+    """A database central keeps its state in."""
+
+    async def migrate(self) -> int:
+        """Bring the schema to the newest version; the version now in force."""
+
+    async def close(self) -> None:
+        """Release the connection(s)."""
+
+    def write(self) -> AbstractAsyncContextManager[Tx]:
+        """A write transaction that takes its locks first and commits on exit."""
+
+    def savepoint(self, tx: Tx) -> AbstractAsyncContextManager[None]:
+        """A nested step that rolls back alone if it raises."""
+
+    async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
+        """Create a shelf."""
+
+    async def add_item(self, item_id: str, shelf_id: str, name: str, now: datetime,
+                       actor: str, loan_days: int = 14) -> None:
+        """Create an item on a shelf."""
+
+    async def add_member(self, member_id: str, name: str, now: datetime, actor: str,
+                         checkout_limit: int = 5) -> None:
+        """Create a member."""
+
+    async def add_kiosk(self, kiosk_id: str, shelf_id: str, now: datetime, actor: str,
+                        session_timeout_s: float = 60.0) -> None:
+        """Enrol a kiosk at a shelf."""
+
+    async def issue_pass(self, pass_id: str, member_id: str, now: datetime,
+                         expires_at: datetime, actor: str) -> None:
+        """Record a pass so it can be consumed once (and invalidated)."""
+
+    async def get_item(self, item_id: str) -> ItemRow | None:
+        """An item, read-only."""
+
+    async def get_member(self, member_id: str) -> MemberRow | None:
+        """A member, read-only."""
+
+    async def all_availability(self, now: datetime) -> Sequence[Availability]:
+        """Every item's availability, for the retained broadcast at start."""
+
+    async def kiosk_configs(self) -> Sequence[KioskConfig]:
+        """Every active kiosk's configuration message."""
+
+    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
+        """The newest audit rows, oldest first."""

@@ -1,0 +1,412 @@
+"""The SQLite backend (aiosqlite): WAL, one writer connection, BEGIN IMMEDIATE per write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict
+from central.errors import MigrationError, StorageError
+from central.storage import migrations
+from central.storage.base import (
+    AuditEntry,
+    CheckoutRow,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    PassUse,
+    SessionRow,
+)
+
+log = logging.getLogger(__name__)
+
+_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def to_db(moment: datetime) -> str:
+    """A fixed-width UTC text timestamp, so text order is time order in SQL."""
+    return moment.astimezone(UTC).strftime(_TS)
+
+
+def from_db(text: str) -> datetime:
+    """The inverse of :func:`to_db`."""
+    return datetime.strptime(text, _TS).replace(tzinfo=UTC)
+
+
+def _opt(text: str | None) -> datetime | None:
+    return None if text is None else from_db(text)
+
+
+class SqliteTx:
+    """One ``BEGIN IMMEDIATE`` transaction: the database write lock is held from the start."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        async with self._db.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def find_verdict(self, event_id: str) -> Verdict | None:
+        row = await self._one("SELECT verdict FROM scan_events WHERE event_id = ?", event_id)
+        return None if row is None else Verdict.model_validate_json(row[0])
+
+    async def save_verdict(self, verdict: Verdict, code_hash: str | None,
+                           scanned_at: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
+            " reason, verdict) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (verdict.event_id, verdict.kiosk_id, code_hash, to_db(scanned_at),
+             to_db(verdict.decided_at), verdict.reason.value, verdict.model_dump_json()),
+        )
+
+    async def kiosk(self, kiosk_id: str) -> KioskRow | None:
+        row = await self._one(
+            "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
+            " session_timeout_s FROM kiosks WHERE kiosk_id = ?", kiosk_id)
+        if row is None:
+            return None
+        return KioskRow(row[0], row[1], bool(row[2]), _opt(row[3]), row[4], row[5])
+
+    async def member(self, member_id: str) -> MemberRow | None:
+        row = await self._one(
+            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
+            member_id)
+        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
+
+    async def item(self, item_id: str) -> ItemRow | None:
+        # The whole database is already locked by BEGIN IMMEDIATE: no row lock needed.
+        row = await self._one(
+            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
+            " WHERE item_id = ?", item_id)
+        return None if row is None else ItemRow(*row)
+
+    async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
+        row = await self._one(
+            "SELECT session_id, kiosk_id, member_id, expires_at FROM sessions"
+            " WHERE kiosk_id = ? AND closed_at IS NULL AND expires_at > ?",
+            kiosk_id, to_db(now))
+        return None if row is None else SessionRow(row[0], row[1], row[2], from_db(row[3]))
+
+    async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
+        cur = await self._db.execute(
+            "UPDATE sessions SET closed_at = ? WHERE kiosk_id = ? AND closed_at IS NULL",
+            (to_db(now), kiosk_id))
+        return cur.rowcount
+
+    async def consume_pass(self, pass_id: str, member_id: str, kiosk_id: str,
+                           now: datetime) -> PassUse:
+        # A conditional update: whoever flips consumed_at first wins; the WHERE clause is
+        # the single-use rule, the unique sessions.pass_id the backstop.
+        cur = await self._db.execute(
+            "UPDATE qr_codes SET consumed_at = ?, consumed_by = ? WHERE pass_id = ?"
+            " AND member_id = ? AND consumed_at IS NULL AND invalidated_at IS NULL"
+            " AND expires_at > ?",
+            (to_db(now), kiosk_id, pass_id, member_id, to_db(now)))
+        if cur.rowcount == 1:
+            return PassUse.CONSUMED
+        row = await self._one(
+            "SELECT consumed_at, invalidated_at, expires_at FROM qr_codes"
+            " WHERE pass_id = ? AND member_id = ?", pass_id, member_id)
+        if row is None:
+            return PassUse.UNKNOWN
+        if row[1] is not None:
+            return PassUse.INVALIDATED
+        if row[0] is not None:
+            return PassUse.ALREADY_USED
+        return PassUse.EXPIRED
+
+    async def start_session(self, kiosk_id: str, member_id: str, pass_id: str,
+                            now: datetime, expires_at: datetime) -> SessionRow:
+        cur = await self._db.execute(
+            "INSERT INTO sessions (kiosk_id, member_id, pass_id, opened_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (kiosk_id, member_id, pass_id, to_db(now), to_db(expires_at)))
+        assert cur.lastrowid is not None
+        return SessionRow(cur.lastrowid, kiosk_id, member_id, expires_at)
+
+    async def extend_session(self, session_id: int, expires_at: datetime) -> None:
+        await self._db.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?",
+                               (to_db(expires_at), session_id))
+
+    async def open_checkout(self, item_id: str) -> CheckoutRow | None:
+        row = await self._one(
+            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
+            " WHERE item_id = ? AND returned_at IS NULL", item_id)
+        if row is None:
+            return None
+        return CheckoutRow(row[0], row[1], row[2], from_db(row[3]), from_db(row[4]))
+
+    async def open_checkout_count(self, member_id: str) -> int:
+        row = await self._one(
+            "SELECT count(*) FROM checkouts WHERE member_id = ? AND returned_at IS NULL",
+            member_id)
+        assert row is not None
+        return int(row[0])
+
+    async def insert_checkout(self, item_id: str, member_id: str, session_id: int,
+                              kiosk_id: str, event_id: str, now: datetime,
+                              due_at: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO checkouts (item_id, member_id, session_id, kiosk_id, event_id,"
+            " checked_out_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item_id, member_id, session_id, kiosk_id, event_id, to_db(now), to_db(due_at)))
+
+    async def close_checkout(self, checkout_id: int, returned_at: datetime,
+                             event_id: str, kiosk_id: str) -> None:
+        cur = await self._db.execute(
+            "UPDATE checkouts SET returned_at = ?, return_event_id = ?, return_kiosk_id = ?"
+            " WHERE checkout_id = ? AND returned_at IS NULL",
+            (to_db(returned_at), event_id, kiosk_id, checkout_id))
+        if cur.rowcount != 1:
+            raise StorageError(f"checkout {checkout_id} was not open")
+
+    async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
+        if bump:
+            await self._db.execute(
+                "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?",
+                (item_id,))
+        row = await self._one(_AVAILABILITY_SQL + " WHERE i.item_id = ?", item_id)
+        if row is None:
+            raise StorageError(f"item {item_id} vanished")
+        return _availability(row, now)
+
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._db.execute(
+            "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id, item_id,"
+            " event_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (to_db(entry.at), entry.actor, entry.action, entry.reason, entry.kiosk_id,
+             entry.member_id, entry.item_id, entry.event_id,
+             json.dumps(entry.detail, sort_keys=True)))
+
+
+_AVAILABILITY_SQL = (
+    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
+    " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
+)
+
+
+def _availability(row: sqlite3.Row, now: datetime) -> Availability:
+    item_id, shelf_id, name, state, seq, due_at = row
+    if due_at is not None:
+        shown = AvailabilityState.CHECKED_OUT
+    else:
+        shown = AvailabilityState(state)
+    return Availability(item_id=item_id, shelf_id=shelf_id, name=name, state=shown,
+                        due_at=_opt(due_at), seq=seq, changed_at=now)
+
+
+class SqliteStore:
+    """Central's state in one SQLite file (WAL mode)."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self._path = str(path)
+        self._busy_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        # One writer connection shared by the consumer and the admin API: a lock keeps
+        # their transactions from interleaving on it.
+        self._write_lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self._path, isolation_level=None)
+        await db.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+        await db.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a power cut may lose the last commits' durability but never
+        # corrupts; central answers only after commit, so a lost commit is a lost verdict
+        # the kiosk re-sends (its outbox keeps the scan until a verdict arrives).
+        await db.execute("PRAGMA synchronous = NORMAL")
+        await db.execute("PRAGMA foreign_keys = ON")
+        return db
+
+    async def open(self) -> SqliteStore:
+        """Connect (creating the file if needed)."""
+        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await self._connect()
+        self._reader = await self._connect()
+        return self
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("store is not open")
+        return self._db
+
+    @property
+    def _read(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StorageError("store is not open")
+        return self._reader
+
+    async def close(self) -> None:
+        for db in (self._db, self._reader):
+            if db is not None:
+                await db.close()
+        self._db = self._reader = None
+
+    async def schema_version(self) -> int:
+        """The newest applied migration (0 for an empty database)."""
+        await self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+            " name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        async with self._conn.execute("SELECT max(version) FROM schema_migrations") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def migrate(self, target: int | None = None) -> int:
+        """Apply (or undo) migrations until the schema is at ``target`` (default newest)."""
+        steps = migrations.load("sqlite")
+        want = len(steps) if target is None else target
+        if not 0 <= want <= len(steps):
+            raise MigrationError(f"no schema version {want}")
+        async with self._write_lock:
+            have = await self.schema_version()
+            if have > len(steps):
+                raise MigrationError(f"database is at version {have}, newer than this code")
+            while have != want:
+                step = steps[have] if want > have else steps[have - 1]
+                up = want > have
+                record = (
+                    f"INSERT INTO schema_migrations VALUES ({step.version}, '{step.name}',"
+                    f" '{to_db(datetime.now(UTC))}');" if up
+                    else f"DELETE FROM schema_migrations WHERE version = {step.version};"
+                )
+                script = f"BEGIN IMMEDIATE;\n{step.up if up else step.down}\n{record}\nCOMMIT;"
+                try:
+                    await self._conn.executescript(script)
+                except sqlite3.Error as exc:
+                    if self._conn.in_transaction:
+                        await self._conn.rollback()
+                    raise MigrationError(f"migration {step.version} failed: {exc}") from exc
+                log.info("schema %s to version %s (%s)", "up" if up else "down",
+                         step.version if up else step.version - 1, step.name)
+                have = have + 1 if up else have - 1
+        return have
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SqliteTx]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken before any read."""
+        async with self._write_lock:
+            db = self._conn
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTx(db)
+            except BaseException:
+                await db.rollback()
+                raise
+            await db.commit()
+
+    @asynccontextmanager
+    async def savepoint(self, tx: SqliteTx) -> AsyncIterator[None]:
+        """A nested step inside :meth:`write` that rolls back alone."""
+        db = self._conn
+        await db.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            await db.execute("ROLLBACK TO step")
+            await db.execute("RELEASE step")
+            raise
+        await db.execute("RELEASE step")
+
+    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+        async with self.write() as tx:
+            try:
+                await self._conn.execute(sql, args)
+            except sqlite3.IntegrityError as exc:
+                raise StorageError(f"{entry.action} refused: {exc}") from exc
+            await tx.audit(entry)
+
+    async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
+        await self._admin_write(
+            "INSERT INTO shelves (shelf_id, name, created_at) VALUES (?, ?, ?)",
+            (shelf_id, name, to_db(now)),
+            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}))
+
+    async def add_item(self, item_id: str, shelf_id: str, name: str, now: datetime,
+                       actor: str, loan_days: int = 14) -> None:
+        await self._admin_write(
+            "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (item_id, shelf_id, name, loan_days, to_db(now)),
+            AuditEntry(now, actor, "item.add", item_id=item_id,
+                       detail={"shelf_id": shelf_id, "name": name}))
+
+    async def add_member(self, member_id: str, name: str, now: datetime, actor: str,
+                         checkout_limit: int = 5) -> None:
+        await self._admin_write(
+            "INSERT INTO members (member_id, name, checkout_limit, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (member_id, name, checkout_limit, to_db(now)),
+            AuditEntry(now, actor, "member.add", member_id=member_id,
+                       detail={"checkout_limit": checkout_limit}))
+
+    async def add_kiosk(self, kiosk_id: str, shelf_id: str, now: datetime, actor: str,
+                        session_timeout_s: float = 60.0) -> None:
+        await self._admin_write(
+            "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (kiosk_id, shelf_id, session_timeout_s, to_db(now)),
+            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id,
+                       detail={"shelf_id": shelf_id}))
+
+    async def issue_pass(self, pass_id: str, member_id: str, now: datetime,
+                         expires_at: datetime, actor: str) -> None:
+        await self._admin_write(
+            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (pass_id, member_id, to_db(now), to_db(expires_at)),
+            AuditEntry(now, actor, "pass.issue", member_id=member_id,
+                       detail={"pass_id": pass_id, "expires_at": to_db(expires_at)}))
+
+    async def get_item(self, item_id: str) -> ItemRow | None:
+        async with self._read.execute(
+            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
+            " WHERE item_id = ?", (item_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else ItemRow(*row)
+
+    async def get_member(self, member_id: str) -> MemberRow | None:
+        async with self._read.execute(
+            "SELECT member_id, name, suspended, checkout_limit FROM members"
+            " WHERE member_id = ?", (member_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
+
+    async def all_availability(self, now: datetime) -> Sequence[Availability]:
+        async with self._read.execute(_AVAILABILITY_SQL + " ORDER BY i.item_id") as cur:
+            rows = await cur.fetchall()
+        return [_availability(row, now) for row in rows]
+
+    async def kiosk_configs(self) -> Sequence[KioskConfig]:
+        async with self._read.execute(
+            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s FROM kiosks"
+            " WHERE retired = 0 ORDER BY kiosk_id") as cur:
+            rows = await cur.fetchall()
+        return [KioskConfig(kiosk_id=r[0], shelf_id=r[1], config_version=r[2],
+                            session_timeout_s=r[3]) for r in rows]
+
+    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
+        async with self._read.execute(
+            "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
+            " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (limit,)) as cur:
+            rows = await cur.fetchall()
+        return [AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7],
+                           json.loads(r[8])) for r in rows]
+
+
+def due(now: datetime, loan_days: int) -> datetime:
+    """When a loan made ``now`` is due back."""
+    return now + timedelta(days=loan_days)

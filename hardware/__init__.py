@@ -1,0 +1,17 @@
+"""Kiosk hardware behind small interfaces: camera, QR decoder, lights, buzzer, button."""
+
+from hardware.errors import CameraError, DecoderError, HardwareError
+from hardware.interfaces import Button, Buzzer, Camera, Decoder, Frame, Lights, Rgb
+
+__all__ = [
+    "Button",
+    "Buzzer",
+    "Camera",
+    "CameraError",
+    "Decoder",
+    "DecoderError",
+    "Frame",
+    "HardwareError",
+    "Lights",
+    "Rgb",
+]
