@@ -1,5 +1,6 @@
 """The wire contract between kiosks and central: topics, message models, code shapes."""
 
+from broker import topics
 from broker.codes import CodeKind, classify_code
 from broker.errors import ContractError
 from broker.messages import (
@@ -20,7 +21,6 @@ from broker.messages import (
     parse_event,
     parse_message,
 )
-from broker import topics
 
 __all__ = [
     "PROTOCOL_VERSION",

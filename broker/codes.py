@@ -19,7 +19,7 @@ class CodeKind(StrEnum):
     """What a scanned text claims to be."""
 
     LABEL = "L"
-    PASS = "P"
+    PASS = "P"  # noqa: S105 - a code kind, not a password
     ENROL = "E"
 
 

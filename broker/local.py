@@ -39,7 +39,8 @@ class LocalBroker:
         conf.write_text(template.format(port=self.port, data_dir=self.data_dir))
         log = (self.data_dir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own config, no shell
-            [exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+            [exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -54,7 +54,7 @@ _ACCEPTED = frozenset(
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = Field(default=PROTOCOL_VERSION, description="Protocol version.")
+    v: Literal[1] = Field(default=1, description="Protocol version.")
 
 
 class CodeScan(_Message):

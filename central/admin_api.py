@@ -54,15 +54,17 @@ class KioskIn(_In):
 
     kiosk_id: str = Field(pattern=ID_PATTERN, description="Kiosk id (its MQTT identity).")
     shelf_id: str = Field(pattern=ID_PATTERN, description="The shelf it serves.")
-    session_timeout_s: float = Field(default=60.0, gt=0, le=3600,
-                                     description="Idle seconds before a session ends.")
+    session_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Idle seconds before a session ends."
+    )
 
 
 class PassIn(_In):
     """A pass request."""
 
-    ttl_s: int | None = Field(default=None, ge=60, le=86_400,
-                              description="Lifetime; the central default if unset.")
+    ttl_s: int | None = Field(
+        default=None, ge=60, le=86_400, description="Lifetime; the central default if unset."
+    )
 
 
 class PassOut(BaseModel):
@@ -82,16 +84,23 @@ class LabelOut(BaseModel):
     code: str
 
 
-def create_app(store: Store, signer: TokenSigner, clock: Clock, publisher: Publisher,
-               consumer: Consumer, *, admin_token: str, pass_ttl_s: int) -> FastAPI:
+def create_app(
+    store: Store,
+    signer: TokenSigner,
+    clock: Clock,
+    publisher: Publisher,
+    consumer: Consumer,
+    *,
+    admin_token: str,
+    pass_ttl_s: int,
+) -> FastAPI:
     """The admin API bound to one central instance's store and broker link."""
     app = FastAPI(title="CommunityShare central admin API", version="1")
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {admin_token}"
         if authorization is None or not hmac.compare_digest(authorization, expected):
-            raise HTTPException(401, "admin token required",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorised)]
 
@@ -112,12 +121,21 @@ def create_app(store: Store, signer: TokenSigner, clock: Clock, publisher: Publi
 
     @app.post("/items", status_code=201, dependencies=auth)
     async def add_item(body: ItemIn) -> Availability:
-        await guarded(store.add_item(body.item_id, body.shelf_id, body.name, clock.now(),
-                                     ADMIN_ACTOR, loan_days=body.loan_days))
+        await guarded(
+            store.add_item(
+                body.item_id,
+                body.shelf_id,
+                body.name,
+                clock.now(),
+                ADMIN_ACTOR,
+                loan_days=body.loan_days,
+            )
+        )
         async with store.write() as tx:
             availability = await tx.availability(body.item_id, clock.now(), bump=True)
-        publisher.publish(topics.availability(body.shelf_id, body.item_id),
-                          encode(availability), retain=True)
+        publisher.publish(
+            topics.availability(body.shelf_id, body.item_id), encode(availability), retain=True
+        )
         return availability
 
     @app.get("/items", dependencies=auth)
@@ -129,13 +147,23 @@ def create_app(store: Store, signer: TokenSigner, clock: Clock, publisher: Publi
         item = await store.get_item(item_id)
         if item is None:
             raise HTTPException(404, f"no item {item_id}")
-        return LabelOut(item_id=item_id, version=item.label_version,
-                        code=signer.label(item_id, item.label_version))
+        return LabelOut(
+            item_id=item_id,
+            version=item.label_version,
+            code=signer.label(item_id, item.label_version),
+        )
 
     @app.post("/members", status_code=201, dependencies=auth)
     async def add_member(body: MemberIn) -> MemberIn:
-        await guarded(store.add_member(body.member_id, body.name, clock.now(), ADMIN_ACTOR,
-                                       checkout_limit=body.checkout_limit))
+        await guarded(
+            store.add_member(
+                body.member_id,
+                body.name,
+                clock.now(),
+                ADMIN_ACTOR,
+                checkout_limit=body.checkout_limit,
+            )
+        )
         return body
 
     @app.post("/members/{member_id}/passes", status_code=201, dependencies=auth)
@@ -146,13 +174,24 @@ def create_app(store: Store, signer: TokenSigner, clock: Clock, publisher: Publi
         pass_id = new_id()
         expires_at = now + timedelta(seconds=body.ttl_s or pass_ttl_s)
         await guarded(store.issue_pass(pass_id, member_id, now, expires_at, ADMIN_ACTOR))
-        return PassOut(pass_id=pass_id, member_id=member_id, expires_at=expires_at,
-                       code=signer.member_pass(pass_id, member_id, expires_at))
+        return PassOut(
+            pass_id=pass_id,
+            member_id=member_id,
+            expires_at=expires_at,
+            code=signer.member_pass(pass_id, member_id, expires_at),
+        )
 
     @app.post("/kiosks", status_code=201, dependencies=auth)
     async def add_kiosk(body: KioskIn) -> KioskConfig:
-        await guarded(store.add_kiosk(body.kiosk_id, body.shelf_id, clock.now(), ADMIN_ACTOR,
-                                      session_timeout_s=body.session_timeout_s))
+        await guarded(
+            store.add_kiosk(
+                body.kiosk_id,
+                body.shelf_id,
+                clock.now(),
+                ADMIN_ACTOR,
+                session_timeout_s=body.session_timeout_s,
+            )
+        )
         config = next(c for c in await store.kiosk_configs() if c.kiosk_id == body.kiosk_id)
         publisher.publish(topics.config(body.kiosk_id), encode(config), retain=True)
         return config
@@ -163,17 +202,33 @@ def create_app(store: Store, signer: TokenSigner, clock: Clock, publisher: Publi
         out = []
         for config in await store.kiosk_configs():
             status = presence.get(config.kiosk_id)
-            out.append({"kiosk_id": config.kiosk_id, "shelf_id": config.shelf_id,
-                        "config_version": config.config_version,
-                        "state": status.state.value if status else "unknown",
-                        "outbox_depth": status.outbox_depth if status else None})
+            out.append(
+                {
+                    "kiosk_id": config.kiosk_id,
+                    "shelf_id": config.shelf_id,
+                    "config_version": config.config_version,
+                    "state": status.state.value if status else "unknown",
+                    "outbox_depth": status.outbox_depth if status else None,
+                }
+            )
         return out
 
     @app.get("/audit", dependencies=auth)
     async def audit(limit: int = 100) -> list[dict[str, Any]]:
         rows = await store.audit_tail(max(1, min(limit, 10_000)))
-        return [{"at": r.at, "actor": r.actor, "action": r.action, "reason": r.reason,
-                 "kiosk_id": r.kiosk_id, "member_id": r.member_id, "item_id": r.item_id,
-                 "event_id": r.event_id, "detail": r.detail} for r in rows]
+        return [
+            {
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "reason": r.reason,
+                "kiosk_id": r.kiosk_id,
+                "member_id": r.member_id,
+                "item_id": r.item_id,
+                "event_id": r.event_id,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
 
     return app

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from broker import topics
 from broker.errors import ContractError
@@ -31,16 +32,14 @@ from central.tokens import Token, TokenSigner
 log = logging.getLogger(__name__)
 
 
-class Publisher:
+class Publisher(Protocol):
     """Where the consumer sends verdicts and retained state (the MQTT link in service)."""
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """Send one message."""
-        raise NotImplementedError
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge one inbound message."""
-        raise NotImplementedError
 
 
 @dataclass(slots=True)
@@ -54,8 +53,15 @@ class _Job:
 class Consumer:
     """Decides scans in batches and answers each kiosk."""
 
-    def __init__(self, store: Store, signer: TokenSigner, clock: Clock, publisher: Publisher,
-                 *, batch_max: int = 256) -> None:
+    def __init__(
+        self,
+        store: Store,
+        signer: TokenSigner,
+        clock: Clock,
+        publisher: Publisher,
+        *,
+        batch_max: int = 256,
+    ) -> None:
         self._store = store
         self._signer = signer
         self._clock = clock
@@ -99,10 +105,18 @@ class Consumer:
         async with self._store.write() as tx:
             for job in jobs:
                 if job.event is None:
-                    await tx.audit(AuditEntry(
-                        at=now, actor="system", action="scan.dropped", reason=Reason.MALFORMED,
-                        detail={"topic": job.inbound.topic[:128],
-                                "why": str(job.refusal)[:200]}))
+                    await tx.audit(
+                        AuditEntry(
+                            at=now,
+                            actor="system",
+                            action="scan.dropped",
+                            reason=Reason.MALFORMED,
+                            detail={
+                                "topic": job.inbound.topic[:128],
+                                "why": str(job.refusal)[:200],
+                            },
+                        )
+                    )
                     outcomes.append(None)
                     continue
                 outcomes.append(await self._apply(tx, job, now))
@@ -152,9 +166,10 @@ class Consumer:
         try:
             kiosk_id = topics.kiosk_of(inbound.topic)
             data = json.loads(inbound.payload)
-            return CodeScan(event_id=data["event_id"], kiosk_id=kiosk_id, code="",
-                            scanned_at=self._clock.now())
-        except Exception:  # noqa: BLE001 - any shape of garbage just means "drop it"
+            return CodeScan(
+                event_id=data["event_id"], kiosk_id=kiosk_id, code="", scanned_at=self._clock.now()
+            )
+        except Exception:  # any shape of garbage just means "drop it"
             return None
 
     def _answer(self, outcome: ledger.Outcome) -> None:
@@ -162,8 +177,11 @@ class Consumer:
         self.counts["replayed" if outcome.replayed else verdict.reason.value] += 1
         self._out.publish(topics.verdict(verdict.kiosk_id), encode(verdict))
         for availability in outcome.changed:
-            self._out.publish(topics.availability(availability.shelf_id, availability.item_id),
-                              encode(availability), retain=True)
+            self._out.publish(
+                topics.availability(availability.shelf_id, availability.item_id),
+                encode(availability),
+                retain=True,
+            )
         if self.on_verdict is not None:
             self.on_verdict(verdict)
 

@@ -1,10 +1,10 @@
 """Central's faults (expected refusals are :class:`broker.Reason` values, not these).
 
-    CentralError
-     ├── ConfigError   (ValueError)    settings or keys that cannot work
-     ├── StorageError  (RuntimeError)  the database refused or failed
-     │    └── MigrationError           the schema cannot be brought to the wanted version
-     └── NotFound      (LookupError)   an admin asked for something that does not exist
+CentralError
+ ├── ConfigError   (ValueError)    settings or keys that cannot work
+ ├── StorageError  (RuntimeError)  the database refused or failed
+ │    └── MigrationError           the schema cannot be brought to the wanted version
+ └── NotFoundError      (LookupError)   an admin asked for something that does not exist
 """
 
 
@@ -24,5 +24,5 @@ class MigrationError(StorageError):
     """The schema cannot be brought to the wanted version."""
 
 
-class NotFound(CentralError, LookupError):
+class NotFoundError(CentralError, LookupError):
     """An admin asked for something that does not exist."""

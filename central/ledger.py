@@ -44,8 +44,9 @@ class _Draft:
     changed: list[Availability] = field(default_factory=list)
 
 
-async def apply(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None,
-                now: datetime) -> Outcome:
+async def apply(
+    tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None, now: datetime
+) -> Outcome:
     """Decide ``event`` (its code already verified into ``token``) and record it once."""
     previous = await tx.find_verdict(event.event_id)
     if previous is not None:
@@ -68,23 +69,33 @@ async def apply(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | N
     )
     code_hash = fingerprint(event.code) if isinstance(event, CodeScan) else None
     await tx.save_verdict(verdict, code_hash, event.scanned_at)
-    await tx.audit(AuditEntry(
-        at=now, actor=f"kiosk:{event.kiosk_id}", action=f"scan.{event.type}",
-        reason=draft.reason.value, kiosk_id=event.kiosk_id, member_id=draft.member_id,
-        item_id=draft.item_id, event_id=event.event_id,
-        detail={"code": code_hash} if code_hash else {},
-    ))
+    await tx.audit(
+        AuditEntry(
+            at=now,
+            actor=f"kiosk:{event.kiosk_id}",
+            action=f"scan.{event.type}",
+            reason=draft.reason.value,
+            kiosk_id=event.kiosk_id,
+            member_id=draft.member_id,
+            item_id=draft.item_id,
+            event_id=event.event_id,
+            detail={"code": code_hash} if code_hash else {},
+        )
+    )
     return Outcome(verdict, draft.changed)
 
 
-async def _decide(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None,
-                  now: datetime) -> _Draft:
+async def _decide(
+    tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None, now: datetime
+) -> _Draft:
     kiosk = await tx.kiosk(event.kiosk_id)
-    if kiosk is None or kiosk.retired or (
-        kiosk.blocked_until is not None and kiosk.blocked_until > now
+    if (
+        kiosk is None
+        or kiosk.retired
+        or (kiosk.blocked_until is not None and kiosk.blocked_until > now)
     ):
         return _Draft(Reason.KIOSK_BLOCKED)
-    timeout = timedelta(seconds=kiosk.session_timeout_s)
+    idle = timedelta(seconds=kiosk.session_timeout_s)
     if isinstance(event, SessionDone):
         await tx.close_sessions(event.kiosk_id, now)
         return _Draft(Reason.SESSION_CLOSED)
@@ -95,15 +106,21 @@ async def _decide(tx: Tx, event: CodeScan | SessionDone, token: Token | Reason |
         if event.queued:
             # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.
             return _Draft(Reason.MALFORMED, session=session)
-        return await _open_session(tx, event, token, now, timeout, session)
+        return await _open_session(tx, event, token, now, idle, session)
     if isinstance(token, Label):
-        return await _label(tx, event, token, now, timeout, session)
+        return await _label(tx, event, token, now, idle, session)
     # Enrolment codes are claimed over HTTPS, never through the scan stream.
     return _Draft(Reason.UNKNOWN_CODE, session=session)
 
 
-async def _open_session(tx: Tx, event: CodeScan, token: Pass, now: datetime,
-                        timeout: timedelta, current: SessionRow | None) -> _Draft:
+async def _open_session(
+    tx: Tx,
+    event: CodeScan,
+    token: Pass,
+    now: datetime,
+    idle: timedelta,
+    current: SessionRow | None,
+) -> _Draft:
     member = await tx.member(token.member_id)
     if member is None:
         return _Draft(Reason.UNKNOWN_CODE, session=current)
@@ -114,14 +131,22 @@ async def _open_session(tx: Tx, event: CodeScan, token: Pass, now: datetime,
         return _Draft(_PASS_REFUSALS[use], member_id=member.member_id, session=current)
     # The next pass ends whatever session was open here.
     await tx.close_sessions(event.kiosk_id, now)
-    session = await tx.start_session(event.kiosk_id, member.member_id, token.pass_id, now,
-                                     now + timeout)
-    return _Draft(Reason.SESSION_OPENED, member_id=member.member_id,
-                  member_name=member.name, session=session)
+    session = await tx.start_session(
+        event.kiosk_id, member.member_id, token.pass_id, now, now + idle
+    )
+    return _Draft(
+        Reason.SESSION_OPENED, member_id=member.member_id, member_name=member.name, session=session
+    )
 
 
-async def _label(tx: Tx, event: CodeScan, token: Label, now: datetime, timeout: timedelta,
-                 session: SessionRow | None) -> _Draft:
+async def _label(
+    tx: Tx,
+    event: CodeScan,
+    token: Label,
+    now: datetime,
+    idle: timedelta,
+    session: SessionRow | None,
+) -> _Draft:
     item = await tx.item(token.item_id)
     if item is None:
         return _Draft(Reason.UNKNOWN_CODE, session=session)
@@ -139,8 +164,9 @@ async def _label(tx: Tx, event: CodeScan, token: Label, now: datetime, timeout: 
         returned_at = now
         if event.queued:
             returned_at = min(now, max(open_checkout.checked_out_at, event.scanned_at))
-        await tx.close_checkout(open_checkout.checkout_id, returned_at, event.event_id,
-                                event.kiosk_id)
+        await tx.close_checkout(
+            open_checkout.checkout_id, returned_at, event.event_id, event.kiosk_id
+        )
         base.reason = Reason.RETURNED
         base.member_id = open_checkout.member_id
         base.changed.append(await tx.availability(item.item_id, now, bump=True))
@@ -157,12 +183,18 @@ async def _label(tx: Tx, event: CodeScan, token: Label, now: datetime, timeout: 
         base.reason = Reason.LIMIT_REACHED
         return base
     base.due_at = now + timedelta(days=item.loan_days)
-    await tx.insert_checkout(item.item_id, member.member_id, session.session_id,
-                             event.kiosk_id, event.event_id, now, base.due_at)
+    await tx.insert_checkout(
+        item.item_id,
+        member.member_id,
+        session.session_id,
+        event.kiosk_id,
+        event.event_id,
+        now,
+        base.due_at,
+    )
     # Each checkout restarts the session's idle timer.
-    base.session = SessionRow(session.session_id, session.kiosk_id, session.member_id,
-                              now + timeout)
-    await tx.extend_session(session.session_id, now + timeout)
+    base.session = SessionRow(session.session_id, session.kiosk_id, session.member_id, now + idle)
+    await tx.extend_session(session.session_id, now + idle)
     base.reason = Reason.CHECKED_OUT
     base.member_name = member.name
     base.changed.append(await tx.availability(item.item_id, now, bump=True))

@@ -36,17 +36,27 @@ class Inbound:
 class CentralLink:
     """Connects to the broker as one central instance and shares the scan stream."""
 
-    def __init__(self, client_id: str, host: str, port: int, *, username: str | None = None,
-                 password: str | None = None, session_expiry_s: int = 3600,
-                 on_inbound: Callable[[Inbound], None]) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        session_expiry_s: int = 3600,
+    ) -> None:
         self._host, self._port = host, port
         self._expiry = session_expiry_s
-        self._on_inbound = on_inbound
+        # Set by whoever consumes (the service wires the consumer in before start()).
+        self.on_inbound: Callable[[Inbound], None] = lambda _message: None
         self.connected = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True,
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=True,
         )
         if username is not None:
             self._client.username_pw_set(username, password)
@@ -59,11 +69,12 @@ class CentralLink:
 
     def start(self) -> None:
         """Connect and start paho's network thread (it reconnects by itself)."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho lacks hints here
         # A persistent session: the broker keeps central's unacked scans while it is away.
         props.SessionExpiryInterval = self._expiry
-        self._client.connect_async(self._host, self._port, keepalive=15, clean_start=False,
-                                   properties=props)
+        self._client.connect_async(
+            self._host, self._port, keepalive=15, clean_start=False, properties=props
+        )
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -80,8 +91,14 @@ class CentralLink:
         if message.qos > 0:
             self._client.ack(message.mid, message.qos)
 
-    def _connected(self, client: paho.Client, _userdata: object, _flags: object,
-                   reason: ReasonCode, _props: Properties | None) -> None:
+    def _connected(
+        self,
+        client: paho.Client,
+        _userdata: object,
+        _flags: object,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
         if reason.is_failure:
             log.warning("broker refused central: %s", reason)
             return
@@ -90,12 +107,17 @@ class CentralLink:
         log.info("central connected to %s:%s", self._host, self._port)
         self._loop.call_soon_threadsafe(self.connected.set)
 
-    def _disconnected(self, _client: paho.Client, _userdata: object, _flags: object,
-                      reason: ReasonCode, _props: Properties | None) -> None:
+    def _disconnected(
+        self,
+        _client: paho.Client,
+        _userdata: object,
+        _flags: object,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
         log.warning("central lost the broker: %s", reason)
         self._loop.call_soon_threadsafe(self.connected.clear)
 
-    def _message(self, _client: paho.Client, _userdata: object,
-                 msg: paho.MQTTMessage) -> None:
-        inbound = Inbound(msg.topic, msg.payload, msg.mid, msg.qos)
-        self._loop.call_soon_threadsafe(self._on_inbound, inbound)
+    def _message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
+        inbound = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        self._loop.call_soon_threadsafe(self.on_inbound, inbound)

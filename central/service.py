@@ -1,4 +1,4 @@
-"""The central service: storage, the broker link, the consumer and the admin API in one TaskGroup."""
+"""The central service: storage, broker link, consumer and admin API in one TaskGroup."""
 
 from __future__ import annotations
 
@@ -60,30 +60,45 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     """Run one central instance until cancelled."""
     deps = deps or Deps()
     ring = load_key_ring(settings.keys_path, create=settings.create_keys)
-    token = (settings.admin_token.get_secret_value() if settings.admin_token
-             else load_admin_token(settings.data_dir / "admin.token",
-                                   create=settings.create_keys))
+    token = (
+        settings.admin_token.get_secret_value()
+        if settings.admin_token
+        else load_admin_token(settings.data_dir / "admin.token", create=settings.create_keys)
+    )
     signer = TokenSigner(ring)
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
     try:
-        holder: list[Consumer] = []
         link = CentralLink(
-            settings.instance_id, settings.mqtt_host, settings.mqtt_port,
+            settings.instance_id,
+            settings.mqtt_host,
+            settings.mqtt_port,
             username=settings.mqtt_username,
-            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password
-            else None,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             session_expiry_s=settings.session_expiry_s,
-            on_inbound=lambda message: holder[0].submit(message),
         )
         consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
-        holder.append(consumer)
-        app = create_app(store, signer, deps.clock, link, consumer, admin_token=token,
-                         pass_ttl_s=settings.pass_ttl_s)
-        server = _QuietServer(uvicorn.Config(app, host=settings.admin_host,
-                                             port=settings.admin_port, log_config=None,
-                                             lifespan="off", access_log=False))
+        link.on_inbound = consumer.submit
+        app = create_app(
+            store,
+            signer,
+            deps.clock,
+            link,
+            consumer,
+            admin_token=token,
+            pass_ttl_s=settings.pass_ttl_s,
+        )
+        server = _QuietServer(
+            uvicorn.Config(
+                app,
+                host=settings.admin_host,
+                port=settings.admin_port,
+                log_config=None,
+                lifespan="off",
+                access_log=False,
+            )
+        )
         link.start()
         await asyncio.wait_for(link.connected.wait(), timeout=30)
         await _broadcast_state(store, link, deps.clock)
@@ -103,12 +118,15 @@ async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> Non
     for config in await store.kiosk_configs():
         link.publish(topics.config(config.kiosk_id), encode(config), retain=True)
     for availability in await store.all_availability(clock.now()):
-        link.publish(topics.availability(availability.shelf_id, availability.item_id),
-                     encode(availability), retain=True)
+        link.publish(
+            topics.availability(availability.shelf_id, availability.item_id),
+            encode(availability),
+            retain=True,
+        )
 
 
 async def _announce_ready(server: uvicorn.Server, ready: asyncio.Event | None) -> None:
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     log.info("central ready")
     if ready is not None:
@@ -118,8 +136,9 @@ async def _announce_ready(server: uvicorn.Server, ready: asyncio.Event | None) -
 def main(argv: Sequence[str] | None = None) -> int:
     """``cs-central``: run central, or check its configuration."""
     parser = argparse.ArgumentParser(prog="cs-central", description=__doc__)
-    parser.add_argument("--validate-config", action="store_true",
-                        help="load and check the settings, then exit")
+    parser.add_argument(
+        "--validate-config", action="store_true", help="load and check the settings, then exit"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logs.setup(args.log_level, service="central")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,16 +16,22 @@ class CentralSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CS_CENTRAL_", extra="forbid")
 
     instance_id: str = Field(
-        default="central-1", pattern=r"^[A-Za-z0-9-]{1,32}$",
-        description="MQTT client id; unique per instance so its session survives restarts.")
-    data_dir: Path = Field(default=Path("var/central"),
-                           description="Where the SQLite file and generated keys live.")
+        default="central-1",
+        pattern=r"^[A-Za-z0-9-]{1,32}$",
+        description="MQTT client id; unique per instance so its session survives restarts.",
+    )
+    data_dir: Path = Field(
+        default=Path("var/central"), description="Where the SQLite file and generated keys live."
+    )
     database: Literal["sqlite", "postgres"] = Field(
-        default="sqlite", description="Storage backend.")
+        default="sqlite", description="Storage backend."
+    )
     sqlite_path: Path | None = Field(
-        default=None, description="SQLite file; defaults to <data_dir>/central.db.")
+        default=None, description="SQLite file; defaults to <data_dir>/central.db."
+    )
     postgres_dsn: SecretStr | None = Field(
-        default=None, description="postgresql://user:pass@host/db when database=postgres.")
+        default=None, description="postgresql://user:pass@host/db when database=postgres."
+    )
     mqtt_host: str = Field(default="127.0.0.1", description="Broker host.")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     mqtt_username: str | None = Field(default=None, description="Broker user for central.")
@@ -33,18 +39,25 @@ class CentralSettings(BaseSettings):
     admin_host: str = Field(default="127.0.0.1", description="Admin HTTP API bind address.")
     admin_port: int = Field(default=8480, ge=0, le=65535, description="Admin HTTP API port.")
     admin_token: SecretStr | None = Field(
-        default=None, description="Bearer token for the admin API; generated if unset.")
+        default=None, description="Bearer token for the admin API; generated if unset."
+    )
     keys_file: Path | None = Field(
-        default=None, description="JSON key ring; defaults to <data_dir>/keys.json.")
+        default=None, description="JSON key ring; defaults to <data_dir>/keys.json."
+    )
     create_keys: bool = Field(
-        default=True, description="Create a key ring and admin token if none exist (dev).")
-    batch_max: int = Field(default=256, ge=1, le=10_000,
-                           description="Most scans decided in one transaction.")
-    pass_ttl_s: int = Field(default=900, ge=60, le=86_400,
-                            description="Default lifetime of a member pass.")
+        default=True, description="Create a key ring and admin token if none exist (dev)."
+    )
+    batch_max: int = Field(
+        default=256, ge=1, le=10_000, description="Most scans decided in one transaction."
+    )
+    pass_ttl_s: int = Field(
+        default=900, ge=60, le=86_400, description="Default lifetime of a member pass."
+    )
     session_expiry_s: int = Field(
-        default=3600, ge=0,
-        description="How long the broker keeps central's session (and unacked scans).")
+        default=3600,
+        ge=0,
+        description="How long the broker keeps central's session (and unacked scans).",
+    )
 
     @property
     def sqlite_file(self) -> Path:
@@ -57,9 +70,9 @@ class CentralSettings(BaseSettings):
         return self.keys_file or self.data_dir / "keys.json"
 
 
-def load_settings(**overrides: object) -> CentralSettings:
+def load_settings(**overrides: Any) -> CentralSettings:
     """Settings from the environment, with systemd credentials if the unit passes any."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds:
-        return CentralSettings(_secrets_dir=creds, **overrides)  # type: ignore[call-arg]
-    return CentralSettings(**overrides)  # type: ignore[arg-type]
+        return CentralSettings(_secrets_dir=creds, **overrides)
+    return CentralSettings(**overrides)

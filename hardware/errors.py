@@ -1,8 +1,8 @@
 """Hardware faults.
 
-    HardwareError
-     ├── CameraError   (RuntimeError)  camera failed to open, stalled or vanished
-     └── DecoderError  (RuntimeError)  the decoder library is missing or broken
+HardwareError
+ ├── CameraError   (RuntimeError)  camera failed to open, stalled or vanished
+ └── DecoderError  (RuntimeError)  the decoder library is missing or broken
 """
 
 

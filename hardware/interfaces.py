@@ -8,7 +8,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import numpy.typing as npt
 
-# A greyscale (luminance) frame, height × width, uint8. On a Pi this is the Y plane of
+# A greyscale (luminance) frame, height by width, uint8. On a Pi this is the Y plane of
 # the low-resolution YUV420 stream, used as-is with no colour conversion.
 Frame = npt.NDArray[np.uint8]
 

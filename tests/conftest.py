@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,15 +41,15 @@ async def start_central(settings: CentralSettings) -> AsyncIterator[RunningCentr
     ready = asyncio.Event()
     task = asyncio.create_task(run(settings, Deps(ready=ready)), name="central")
     waiter = asyncio.create_task(ready.wait())
-    done, _ = await asyncio.wait({task, waiter}, timeout=30,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()  # raise the startup failure
     assert waiter in done, "central did not become ready"
     token = (settings.data_dir / "admin.token").read_text().strip()
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{settings.admin_port}",
-        headers={"Authorization": f"Bearer {token}"}, timeout=10,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
     ) as admin:
         try:
             yield RunningCentral(settings, admin, task)
@@ -58,11 +59,15 @@ async def start_central(settings: CentralSettings) -> AsyncIterator[RunningCentr
                 await task
 
 
-def central_settings(tmp_path: Path, broker: LocalBroker, **extra: object) -> CentralSettings:
+def central_settings(tmp_path: Path, broker: LocalBroker, **extra: Any) -> CentralSettings:
     """Settings for a test central on ``broker`` with its own data dir and ports."""
     return CentralSettings(
-        instance_id=f"central-{uuid.uuid4().hex[:8]}", data_dir=tmp_path / "central",
-        mqtt_port=broker.port, admin_port=free_port(), **extra)  # type: ignore[arg-type]
+        instance_id=f"central-{uuid.uuid4().hex[:8]}",
+        data_dir=tmp_path / "central",
+        mqtt_port=broker.port,
+        admin_port=free_port(),
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -82,16 +87,24 @@ def probe(broker: LocalBroker) -> Iterator[Probe]:
 
 async def seed_library(admin: httpx.AsyncClient) -> None:
     """A small library: two shelves, three items, two members, two kiosks."""
-    for shelf in ({"shelf_id": "SHELF-A", "name": "Power tools"},
-                  {"shelf_id": "SHELF-B", "name": "Garden"}):
+    for shelf in (
+        {"shelf_id": "SHELF-A", "name": "Power tools"},
+        {"shelf_id": "SHELF-B", "name": "Garden"},
+    ):
         (await admin.post("/shelves", json=shelf)).raise_for_status()
-    for item in ({"item_id": "DRILL-01", "shelf_id": "SHELF-A", "name": "Cordless drill"},
-                 {"item_id": "SAW-01", "shelf_id": "SHELF-A", "name": "Jigsaw"},
-                 {"item_id": "RAKE-01", "shelf_id": "SHELF-B", "name": "Leaf rake"}):
+    for item in (
+        {"item_id": "DRILL-01", "shelf_id": "SHELF-A", "name": "Cordless drill"},
+        {"item_id": "SAW-01", "shelf_id": "SHELF-A", "name": "Jigsaw"},
+        {"item_id": "RAKE-01", "shelf_id": "SHELF-B", "name": "Leaf rake"},
+    ):
         (await admin.post("/items", json=item)).raise_for_status()
-    for member in ({"member_id": "M-1001", "name": "Ada", "checkout_limit": 2},
-                   {"member_id": "M-1002", "name": "Grace"}):
+    for member in (
+        {"member_id": "M-1001", "name": "Ada", "checkout_limit": 2},
+        {"member_id": "M-1002", "name": "Grace"},
+    ):
         (await admin.post("/members", json=member)).raise_for_status()
-    for kiosk in ({"kiosk_id": "KIOSK-A1", "shelf_id": "SHELF-A"},
-                  {"kiosk_id": "KIOSK-B1", "shelf_id": "SHELF-B"}):
+    for kiosk in (
+        {"kiosk_id": "KIOSK-A1", "shelf_id": "SHELF-A"},
+        {"kiosk_id": "KIOSK-B1", "shelf_id": "SHELF-B"},
+    ):
         (await admin.post("/kiosks", json=kiosk)).raise_for_status()

@@ -98,8 +98,9 @@ class Tx(Protocol):
     async def find_verdict(self, event_id: str) -> Verdict | None:
         """The verdict already given to ``event_id``, if any."""
 
-    async def save_verdict(self, verdict: Verdict, code_hash: str | None,
-                           scanned_at: datetime) -> None:
+    async def save_verdict(
+        self, verdict: Verdict, code_hash: str | None, scanned_at: datetime
+    ) -> None:
         """Record that ``verdict.event_id`` was decided; unique per event id."""
 
     async def kiosk(self, kiosk_id: str) -> KioskRow | None:
@@ -117,12 +118,14 @@ class Tx(Protocol):
     async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
         """Close every open session at ``kiosk_id``; how many were open."""
 
-    async def consume_pass(self, pass_id: str, member_id: str, kiosk_id: str,
-                           now: datetime) -> PassUse:
+    async def consume_pass(
+        self, pass_id: str, member_id: str, kiosk_id: str, now: datetime
+    ) -> PassUse:
         """Mark a pass used, atomically; only the first caller gets CONSUMED."""
 
-    async def start_session(self, kiosk_id: str, member_id: str, pass_id: str,
-                            now: datetime, expires_at: datetime) -> SessionRow:
+    async def start_session(
+        self, kiosk_id: str, member_id: str, pass_id: str, now: datetime, expires_at: datetime
+    ) -> SessionRow:
         """Open a session (at most one per pass, one open per kiosk)."""
 
     async def extend_session(self, session_id: int, expires_at: datetime) -> None:
@@ -134,13 +137,21 @@ class Tx(Protocol):
     async def open_checkout_count(self, member_id: str) -> int:
         """How many items ``member_id`` holds now."""
 
-    async def insert_checkout(self, item_id: str, member_id: str, session_id: int,
-                              kiosk_id: str, event_id: str, now: datetime,
-                              due_at: datetime) -> None:
+    async def insert_checkout(
+        self,
+        item_id: str,
+        member_id: str,
+        session_id: int,
+        kiosk_id: str,
+        event_id: str,
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
         """Open a checkout (the database refuses a second open one per item)."""
 
-    async def close_checkout(self, checkout_id: int, returned_at: datetime,
-                             event_id: str, kiosk_id: str) -> None:
+    async def close_checkout(
+        self, checkout_id: int, returned_at: datetime, event_id: str, kiosk_id: str
+    ) -> None:
         """Close an open checkout."""
 
     async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
@@ -168,20 +179,29 @@ class Store(Protocol):
     async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
         """Create a shelf."""
 
-    async def add_item(self, item_id: str, shelf_id: str, name: str, now: datetime,
-                       actor: str, loan_days: int = 14) -> None:
+    async def add_item(
+        self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
+    ) -> None:
         """Create an item on a shelf."""
 
-    async def add_member(self, member_id: str, name: str, now: datetime, actor: str,
-                         checkout_limit: int = 5) -> None:
+    async def add_member(
+        self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
+    ) -> None:
         """Create a member."""
 
-    async def add_kiosk(self, kiosk_id: str, shelf_id: str, now: datetime, actor: str,
-                        session_timeout_s: float = 60.0) -> None:
+    async def add_kiosk(
+        self,
+        kiosk_id: str,
+        shelf_id: str,
+        now: datetime,
+        actor: str,
+        session_timeout_s: float = 60.0,
+    ) -> None:
         """Enrol a kiosk at a shelf."""
 
-    async def issue_pass(self, pass_id: str, member_id: str, now: datetime,
-                         expires_at: datetime, actor: str) -> None:
+    async def issue_pass(
+        self, pass_id: str, member_id: str, now: datetime, expires_at: datetime, actor: str
+    ) -> None:
         """Record a pass so it can be consumed once (and invalidated)."""
 
     async def get_item(self, item_id: str) -> ItemRow | None:

@@ -25,6 +25,7 @@ from central.storage.base import (
     MemberRow,
     PassUse,
     SessionRow,
+    Tx,
 )
 
 log = logging.getLogger(__name__)
@@ -60,19 +61,29 @@ class SqliteTx:
         row = await self._one("SELECT verdict FROM scan_events WHERE event_id = ?", event_id)
         return None if row is None else Verdict.model_validate_json(row[0])
 
-    async def save_verdict(self, verdict: Verdict, code_hash: str | None,
-                           scanned_at: datetime) -> None:
+    async def save_verdict(
+        self, verdict: Verdict, code_hash: str | None, scanned_at: datetime
+    ) -> None:
         await self._db.execute(
             "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
             " reason, verdict) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (verdict.event_id, verdict.kiosk_id, code_hash, to_db(scanned_at),
-             to_db(verdict.decided_at), verdict.reason.value, verdict.model_dump_json()),
+            (
+                verdict.event_id,
+                verdict.kiosk_id,
+                code_hash,
+                to_db(scanned_at),
+                to_db(verdict.decided_at),
+                verdict.reason.value,
+                verdict.model_dump_json(),
+            ),
         )
 
     async def kiosk(self, kiosk_id: str) -> KioskRow | None:
         row = await self._one(
             "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
-            " session_timeout_s FROM kiosks WHERE kiosk_id = ?", kiosk_id)
+            " session_timeout_s FROM kiosks WHERE kiosk_id = ?",
+            kiosk_id,
+        )
         if row is None:
             return None
         return KioskRow(row[0], row[1], bool(row[2]), _opt(row[3]), row[4], row[5])
@@ -80,43 +91,54 @@ class SqliteTx:
     async def member(self, member_id: str) -> MemberRow | None:
         row = await self._one(
             "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
-            member_id)
+            member_id,
+        )
         return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
 
     async def item(self, item_id: str) -> ItemRow | None:
         # The whole database is already locked by BEGIN IMMEDIATE: no row lock needed.
         row = await self._one(
             "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = ?", item_id)
+            " WHERE item_id = ?",
+            item_id,
+        )
         return None if row is None else ItemRow(*row)
 
     async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
         row = await self._one(
             "SELECT session_id, kiosk_id, member_id, expires_at FROM sessions"
             " WHERE kiosk_id = ? AND closed_at IS NULL AND expires_at > ?",
-            kiosk_id, to_db(now))
+            kiosk_id,
+            to_db(now),
+        )
         return None if row is None else SessionRow(row[0], row[1], row[2], from_db(row[3]))
 
     async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
         cur = await self._db.execute(
             "UPDATE sessions SET closed_at = ? WHERE kiosk_id = ? AND closed_at IS NULL",
-            (to_db(now), kiosk_id))
+            (to_db(now), kiosk_id),
+        )
         return cur.rowcount
 
-    async def consume_pass(self, pass_id: str, member_id: str, kiosk_id: str,
-                           now: datetime) -> PassUse:
+    async def consume_pass(
+        self, pass_id: str, member_id: str, kiosk_id: str, now: datetime
+    ) -> PassUse:
         # A conditional update: whoever flips consumed_at first wins; the WHERE clause is
         # the single-use rule, the unique sessions.pass_id the backstop.
         cur = await self._db.execute(
             "UPDATE qr_codes SET consumed_at = ?, consumed_by = ? WHERE pass_id = ?"
             " AND member_id = ? AND consumed_at IS NULL AND invalidated_at IS NULL"
             " AND expires_at > ?",
-            (to_db(now), kiosk_id, pass_id, member_id, to_db(now)))
+            (to_db(now), kiosk_id, pass_id, member_id, to_db(now)),
+        )
         if cur.rowcount == 1:
             return PassUse.CONSUMED
         row = await self._one(
             "SELECT consumed_at, invalidated_at, expires_at FROM qr_codes"
-            " WHERE pass_id = ? AND member_id = ?", pass_id, member_id)
+            " WHERE pass_id = ? AND member_id = ?",
+            pass_id,
+            member_id,
+        )
         if row is None:
             return PassUse.UNKNOWN
         if row[1] is not None:
@@ -125,48 +147,64 @@ class SqliteTx:
             return PassUse.ALREADY_USED
         return PassUse.EXPIRED
 
-    async def start_session(self, kiosk_id: str, member_id: str, pass_id: str,
-                            now: datetime, expires_at: datetime) -> SessionRow:
+    async def start_session(
+        self, kiosk_id: str, member_id: str, pass_id: str, now: datetime, expires_at: datetime
+    ) -> SessionRow:
         cur = await self._db.execute(
             "INSERT INTO sessions (kiosk_id, member_id, pass_id, opened_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (kiosk_id, member_id, pass_id, to_db(now), to_db(expires_at)))
+            (kiosk_id, member_id, pass_id, to_db(now), to_db(expires_at)),
+        )
         assert cur.lastrowid is not None
         return SessionRow(cur.lastrowid, kiosk_id, member_id, expires_at)
 
     async def extend_session(self, session_id: int, expires_at: datetime) -> None:
-        await self._db.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?",
-                               (to_db(expires_at), session_id))
+        await self._db.execute(
+            "UPDATE sessions SET expires_at = ? WHERE session_id = ?",
+            (to_db(expires_at), session_id),
+        )
 
     async def open_checkout(self, item_id: str) -> CheckoutRow | None:
         row = await self._one(
             "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
-            " WHERE item_id = ? AND returned_at IS NULL", item_id)
+            " WHERE item_id = ? AND returned_at IS NULL",
+            item_id,
+        )
         if row is None:
             return None
         return CheckoutRow(row[0], row[1], row[2], from_db(row[3]), from_db(row[4]))
 
     async def open_checkout_count(self, member_id: str) -> int:
         row = await self._one(
-            "SELECT count(*) FROM checkouts WHERE member_id = ? AND returned_at IS NULL",
-            member_id)
+            "SELECT count(*) FROM checkouts WHERE member_id = ? AND returned_at IS NULL", member_id
+        )
         assert row is not None
         return int(row[0])
 
-    async def insert_checkout(self, item_id: str, member_id: str, session_id: int,
-                              kiosk_id: str, event_id: str, now: datetime,
-                              due_at: datetime) -> None:
+    async def insert_checkout(
+        self,
+        item_id: str,
+        member_id: str,
+        session_id: int,
+        kiosk_id: str,
+        event_id: str,
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
         await self._db.execute(
             "INSERT INTO checkouts (item_id, member_id, session_id, kiosk_id, event_id,"
             " checked_out_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (item_id, member_id, session_id, kiosk_id, event_id, to_db(now), to_db(due_at)))
+            (item_id, member_id, session_id, kiosk_id, event_id, to_db(now), to_db(due_at)),
+        )
 
-    async def close_checkout(self, checkout_id: int, returned_at: datetime,
-                             event_id: str, kiosk_id: str) -> None:
+    async def close_checkout(
+        self, checkout_id: int, returned_at: datetime, event_id: str, kiosk_id: str
+    ) -> None:
         cur = await self._db.execute(
             "UPDATE checkouts SET returned_at = ?, return_event_id = ?, return_kiosk_id = ?"
             " WHERE checkout_id = ? AND returned_at IS NULL",
-            (to_db(returned_at), event_id, kiosk_id, checkout_id))
+            (to_db(returned_at), event_id, kiosk_id, checkout_id),
+        )
         if cur.rowcount != 1:
             raise StorageError(f"checkout {checkout_id} was not open")
 
@@ -174,7 +212,8 @@ class SqliteTx:
         if bump:
             await self._db.execute(
                 "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?",
-                (item_id,))
+                (item_id,),
+            )
         row = await self._one(_AVAILABILITY_SQL + " WHERE i.item_id = ?", item_id)
         if row is None:
             raise StorageError(f"item {item_id} vanished")
@@ -184,9 +223,18 @@ class SqliteTx:
         await self._db.execute(
             "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id, item_id,"
             " event_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (to_db(entry.at), entry.actor, entry.action, entry.reason, entry.kiosk_id,
-             entry.member_id, entry.item_id, entry.event_id,
-             json.dumps(entry.detail, sort_keys=True)))
+            (
+                to_db(entry.at),
+                entry.actor,
+                entry.action,
+                entry.reason,
+                entry.kiosk_id,
+                entry.member_id,
+                entry.item_id,
+                entry.event_id,
+                json.dumps(entry.detail, sort_keys=True),
+            ),
+        )
 
 
 _AVAILABILITY_SQL = (
@@ -197,12 +245,16 @@ _AVAILABILITY_SQL = (
 
 def _availability(row: sqlite3.Row, now: datetime) -> Availability:
     item_id, shelf_id, name, state, seq, due_at = row
-    if due_at is not None:
-        shown = AvailabilityState.CHECKED_OUT
-    else:
-        shown = AvailabilityState(state)
-    return Availability(item_id=item_id, shelf_id=shelf_id, name=name, state=shown,
-                        due_at=_opt(due_at), seq=seq, changed_at=now)
+    shown = AvailabilityState.CHECKED_OUT if due_at is not None else AvailabilityState(state)
+    return Availability(
+        item_id=item_id,
+        shelf_id=shelf_id,
+        name=name,
+        state=shown,
+        due_at=_opt(due_at),
+        seq=seq,
+        changed_at=now,
+    )
 
 
 class SqliteStore:
@@ -259,7 +311,8 @@ class SqliteStore:
         """The newest applied migration (0 for an empty database)."""
         await self._conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-            " name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
         async with self._conn.execute("SELECT max(version) FROM schema_migrations") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
@@ -277,10 +330,15 @@ class SqliteStore:
             while have != want:
                 step = steps[have] if want > have else steps[have - 1]
                 up = want > have
+                # Built from our own shipped migration files (an int and a [a-z0-9_] name),
+                # so it can run in the same executescript transaction as the step itself.
+                stamp = to_db(datetime.now(UTC))
+                insert = "INSERT INTO schema_migrations VALUES ({}, '{}', '{}');"
+                delete = "DELETE FROM schema_migrations WHERE version = {};"
                 record = (
-                    f"INSERT INTO schema_migrations VALUES ({step.version}, '{step.name}',"
-                    f" '{to_db(datetime.now(UTC))}');" if up
-                    else f"DELETE FROM schema_migrations WHERE version = {step.version};"
+                    insert.format(step.version, step.name, stamp)
+                    if up
+                    else delete.format(step.version)
                 )
                 script = f"BEGIN IMMEDIATE;\n{step.up if up else step.down}\n{record}\nCOMMIT;"
                 try:
@@ -289,8 +347,12 @@ class SqliteStore:
                     if self._conn.in_transaction:
                         await self._conn.rollback()
                     raise MigrationError(f"migration {step.version} failed: {exc}") from exc
-                log.info("schema %s to version %s (%s)", "up" if up else "down",
-                         step.version if up else step.version - 1, step.name)
+                log.info(
+                    "schema %s to version %s (%s)",
+                    "up" if up else "down",
+                    step.version if up else step.version - 1,
+                    step.name,
+                )
                 have = have + 1 if up else have - 1
         return have
 
@@ -308,7 +370,7 @@ class SqliteStore:
             await db.commit()
 
     @asynccontextmanager
-    async def savepoint(self, tx: SqliteTx) -> AsyncIterator[None]:
+    async def savepoint(self, tx: Tx) -> AsyncIterator[None]:
         """A nested step inside :meth:`write` that rolls back alone."""
         db = self._conn
         await db.execute("SAVEPOINT step")
@@ -332,55 +394,80 @@ class SqliteStore:
         await self._admin_write(
             "INSERT INTO shelves (shelf_id, name, created_at) VALUES (?, ?, ?)",
             (shelf_id, name, to_db(now)),
-            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}))
+            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}),
+        )
 
-    async def add_item(self, item_id: str, shelf_id: str, name: str, now: datetime,
-                       actor: str, loan_days: int = 14) -> None:
+    async def add_item(
+        self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
+    ) -> None:
         await self._admin_write(
             "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (item_id, shelf_id, name, loan_days, to_db(now)),
-            AuditEntry(now, actor, "item.add", item_id=item_id,
-                       detail={"shelf_id": shelf_id, "name": name}))
+            AuditEntry(
+                now, actor, "item.add", item_id=item_id, detail={"shelf_id": shelf_id, "name": name}
+            ),
+        )
 
-    async def add_member(self, member_id: str, name: str, now: datetime, actor: str,
-                         checkout_limit: int = 5) -> None:
+    async def add_member(
+        self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
+    ) -> None:
         await self._admin_write(
-            "INSERT INTO members (member_id, name, checkout_limit, created_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO members (member_id, name, checkout_limit, created_at) VALUES (?, ?, ?, ?)",
             (member_id, name, checkout_limit, to_db(now)),
-            AuditEntry(now, actor, "member.add", member_id=member_id,
-                       detail={"checkout_limit": checkout_limit}))
+            AuditEntry(
+                now,
+                actor,
+                "member.add",
+                member_id=member_id,
+                detail={"checkout_limit": checkout_limit},
+            ),
+        )
 
-    async def add_kiosk(self, kiosk_id: str, shelf_id: str, now: datetime, actor: str,
-                        session_timeout_s: float = 60.0) -> None:
+    async def add_kiosk(
+        self,
+        kiosk_id: str,
+        shelf_id: str,
+        now: datetime,
+        actor: str,
+        session_timeout_s: float = 60.0,
+    ) -> None:
         await self._admin_write(
             "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
             " VALUES (?, ?, ?, ?)",
             (kiosk_id, shelf_id, session_timeout_s, to_db(now)),
-            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id,
-                       detail={"shelf_id": shelf_id}))
+            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id, detail={"shelf_id": shelf_id}),
+        )
 
-    async def issue_pass(self, pass_id: str, member_id: str, now: datetime,
-                         expires_at: datetime, actor: str) -> None:
+    async def issue_pass(
+        self, pass_id: str, member_id: str, now: datetime, expires_at: datetime, actor: str
+    ) -> None:
         await self._admin_write(
-            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
             (pass_id, member_id, to_db(now), to_db(expires_at)),
-            AuditEntry(now, actor, "pass.issue", member_id=member_id,
-                       detail={"pass_id": pass_id, "expires_at": to_db(expires_at)}))
+            AuditEntry(
+                now,
+                actor,
+                "pass.issue",
+                member_id=member_id,
+                detail={"pass_id": pass_id, "expires_at": to_db(expires_at)},
+            ),
+        )
 
     async def get_item(self, item_id: str) -> ItemRow | None:
         async with self._read.execute(
             "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = ?", (item_id,)) as cur:
+            " WHERE item_id = ?",
+            (item_id,),
+        ) as cur:
             row = await cur.fetchone()
         return None if row is None else ItemRow(*row)
 
     async def get_member(self, member_id: str) -> MemberRow | None:
         async with self._read.execute(
-            "SELECT member_id, name, suspended, checkout_limit FROM members"
-            " WHERE member_id = ?", (member_id,)) as cur:
+            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
+            (member_id,),
+        ) as cur:
             row = await cur.fetchone()
         return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
 
@@ -392,19 +479,25 @@ class SqliteStore:
     async def kiosk_configs(self) -> Sequence[KioskConfig]:
         async with self._read.execute(
             "SELECT kiosk_id, shelf_id, config_version, session_timeout_s FROM kiosks"
-            " WHERE retired = 0 ORDER BY kiosk_id") as cur:
+            " WHERE retired = 0 ORDER BY kiosk_id"
+        ) as cur:
             rows = await cur.fetchall()
-        return [KioskConfig(kiosk_id=r[0], shelf_id=r[1], config_version=r[2],
-                            session_timeout_s=r[3]) for r in rows]
+        return [
+            KioskConfig(kiosk_id=r[0], shelf_id=r[1], config_version=r[2], session_timeout_s=r[3])
+            for r in rows
+        ]
 
     async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
         async with self._read.execute(
             "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
             " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (limit,)) as cur:
+            (limit,),
+        ) as cur:
             rows = await cur.fetchall()
-        return [AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7],
-                           json.loads(r[8])) for r in rows]
+        return [
+            AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
+            for r in rows
+        ]
 
 
 def due(now: datetime, loan_days: int) -> datetime:

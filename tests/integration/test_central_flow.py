@@ -14,8 +14,12 @@ from tests.support.probe import Probe
 
 
 def scan(kiosk_id: str, code: str, event_id: str | None = None) -> CodeScan:
-    return CodeScan(event_id=event_id or uuid.uuid4().hex, kiosk_id=kiosk_id, code=code,
-                    scanned_at=datetime.now(UTC))
+    return CodeScan(
+        event_id=event_id or uuid.uuid4().hex,
+        kiosk_id=kiosk_id,
+        code=code,
+        scanned_at=datetime.now(UTC),
+    )
 
 
 async def ask(probe: Probe, event: CodeScan | SessionDone) -> Verdict:
@@ -42,13 +46,19 @@ async def test_checkout_reuse_and_return(central: RunningCentral, probe: Probe) 
 
     opened = await ask(probe, scan("KIOSK-A1", pass_code))
     assert (opened.reason, opened.session_open, opened.member_name) == (
-        Reason.SESSION_OPENED, True, "Ada")
+        Reason.SESSION_OPENED,
+        True,
+        "Ada",
+    )
     first = await ask(probe, scan("KIOSK-A1", drill))
-    assert first.reason is Reason.CHECKED_OUT and first.due_at is not None
+    assert first.reason is Reason.CHECKED_OUT
+    assert first.due_at is not None
     second = await ask(probe, scan("KIOSK-A1", saw))
     assert second.reason is Reason.CHECKED_OUT
-    done = await ask(probe, SessionDone(event_id=uuid.uuid4().hex, kiosk_id="KIOSK-A1",
-                                        scanned_at=datetime.now(UTC)))
+    done = await ask(
+        probe,
+        SessionDone(event_id=uuid.uuid4().hex, kiosk_id="KIOSK-A1", scanned_at=datetime.now(UTC)),
+    )
     assert (done.reason, done.session_open) == (Reason.SESSION_CLOSED, False)
 
     reused = await ask(probe, scan("KIOSK-A1", pass_code))
@@ -62,7 +72,8 @@ async def test_checkout_reuse_and_return(central: RunningCentral, probe: Probe) 
 
 
 async def test_redelivered_scan_gets_the_same_verdict_and_no_second_effect(
-        central: RunningCentral, probe: Probe) -> None:
+    central: RunningCentral, probe: Probe
+) -> None:
     pass_code, drill, _ = await codes(central)
     probe.subscribe(topics.verdict("KIOSK-A1"))
     await ask(probe, scan("KIOSK-A1", pass_code))
@@ -74,24 +85,23 @@ async def test_redelivered_scan_gets_the_same_verdict_and_no_second_effect(
     assert sum(1 for row in audit if row["event_id"] == checkout.event_id) == 1
 
 
-async def test_item_scan_without_a_pass_is_refused(central: RunningCentral,
-                                                   probe: Probe) -> None:
+async def test_item_scan_without_a_pass_is_refused(central: RunningCentral, probe: Probe) -> None:
     _, drill, _ = await codes(central)
     probe.subscribe(topics.verdict("KIOSK-A1"))
     verdict = await ask(probe, scan("KIOSK-A1", drill))
     assert (verdict.reason, verdict.session_open) == (Reason.NO_SESSION, False)
 
 
-async def test_forged_and_garbage_codes_are_refused(central: RunningCentral,
-                                                   probe: Probe) -> None:
+async def test_forged_and_garbage_codes_are_refused(central: RunningCentral, probe: Probe) -> None:
     pass_code, drill, _ = await codes(central)
     probe.subscribe(topics.verdict("KIOSK-A1"))
     forged = drill[:-1] + ("A" if drill[-1] != "A" else "B")
     assert (await ask(probe, scan("KIOSK-A1", forged))).reason is Reason.BAD_SIGNATURE
     assert (await ask(probe, scan("KIOSK-A1", "HELLO WORLD"))).reason is Reason.UNKNOWN_CODE
     # Broken JSON with a readable event id is still answered, so the kiosk is not left hanging.
-    probe.publish(topics.scan("KIOSK-A1"),
-                  json.dumps({"v": 1, "event_id": "abcdefgh12", "code": 5}).encode())
+    probe.publish(
+        topics.scan("KIOSK-A1"), json.dumps({"v": 1, "event_id": "abcdefgh12", "code": 5}).encode()
+    )
     received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/verdict")
     assert Verdict.model_validate_json(received.payload).reason is Reason.MALFORMED
     # ...and the consumer is still deciding real scans afterwards.

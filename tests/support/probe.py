@@ -22,21 +22,29 @@ class Received:
 class Probe:
     """A plain paho client for tests: subscribe, publish, wait for messages."""
 
-    def __init__(self, port: int, client_id: str = "probe", *, username: str | None = None,
-                 password: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str = "probe",
+        *,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.inbox: queue.Queue[Received] = queue.Queue()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=MQTTProtocolVersion.MQTTv5)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+        )
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_message = lambda _c, _u, m: self.inbox.put(
-            Received(m.topic, m.payload, bool(m.retain)))
+            Received(m.topic, bytes(m.payload), bool(m.retain))
+        )
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
     def subscribe(self, topic: str) -> None:
         """Subscribe at QoS 1 and wait for the broker to confirm."""
-        result, mid = self.client.subscribe(topic, qos=1)
+        result, _mid = self.client.subscribe(topic, qos=1)
         assert result == paho.MQTT_ERR_SUCCESS, result
         time.sleep(0.05)
 

@@ -1,0 +1,116 @@
+"""The Raspberry Pi camera backend (picamera2); the only module that imports picamera2."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from hardware.errors import CameraError
+from hardware.interfaces import Frame
+
+__all__ = ["PiCamera"]
+
+logger = logging.getLogger(__name__)
+
+
+class PiCamera:
+    """Serves the Y plane of picamera2's low-resolution YUV420 stream as the frame.
+
+    The main stream exists only because libcamera requires one; scanning reads the
+    small ``lores`` stream, whose luminance plane needs no colour conversion.
+    """
+
+    def __init__(
+        self,
+        *,
+        camera_num: int = 0,
+        main_size: tuple[int, int] = (1280, 960),  # 4:3 like lores, so lores is not stretched
+        lores_size: tuple[int, int] = (640, 480),
+        fps: float = 30.0,
+        autofocus: bool = True,
+    ) -> None:
+        self._camera_num = camera_num
+        self._main_size = main_size
+        self._lores_size = lores_size
+        self._fps = fps
+        self._autofocus = autofocus
+        self._lock = threading.Lock()
+        self._picam2: Any = None
+        self._size = lores_size
+
+    def start(self) -> None:
+        """Open and start the camera; CameraError if there is none or it will not start."""
+        with self._lock:
+            if self._picam2 is not None:
+                return
+            try:
+                # Imported here: picamera2 and libcamera only import on a Raspberry Pi.
+                # libcamera ships no type information; pyproject's mypy overrides cover it.
+                from libcamera import controls
+                from picamera2 import Picamera2
+            except ImportError as exc:
+                raise CameraError(
+                    f"picamera2 is not available ({exc}); on Raspberry Pi OS install "
+                    "python3-picamera2 and use a venv made with --system-site-packages"
+                ) from exc
+            picam2: Any = None
+            try:
+                picam2 = Picamera2(self._camera_num)
+                settings: dict[str, Any] = {"FrameRate": self._fps}
+                # Only cameras with a focus motor (Camera Module 3) list AfMode; setting
+                # it on a fixed-focus camera is an error.
+                if self._autofocus and "AfMode" in picam2.camera_controls:
+                    settings["AfMode"] = controls.AfModeEnum.Continuous
+                config = picam2.create_video_configuration(
+                    main={"size": self._main_size, "format": "RGB888"},
+                    lores={"size": self._lores_size, "format": "YUV420"},
+                    controls=settings,
+                )
+                picam2.configure(config)
+                picam2.start()
+                # picamera2 may round the requested size to what the ISP can produce.
+                width, height = picam2.stream_configuration("lores")["size"]
+            except Exception as exc:
+                if picam2 is not None:
+                    _close_quietly(picam2)
+                raise CameraError(f"cannot start camera {self._camera_num}: {exc}") from exc
+            self._picam2 = picam2
+            self._size = (int(width), int(height))
+
+    def read(self, timeout: float) -> Frame:
+        """The Y plane of the next lores frame: a view into picamera2's array, not a copy."""
+        picam2 = self._picam2
+        if picam2 is None:
+            raise CameraError("camera is not started")
+        try:
+            # picamera2 treats a falsy wait (0) as "don't wait, return a Job", so never
+            # pass it zero.
+            array = picam2.capture_array("lores", wait=max(timeout, 0.001))
+        except TimeoutError as exc:
+            # A timed-out capture stays queued and would swallow the next frame.
+            picam2.cancel_all_and_flush()
+            raise CameraError(f"no frame within {timeout} s") from exc
+        except Exception as exc:
+            raise CameraError(f"frame capture failed: {exc}") from exc
+        # capture_array("lores") is (height * 3/2, stride): the Y plane's rows come first,
+        # each padded to the stride.
+        width, height = self._size
+        frame: Frame = array[:height, :width]
+        return frame
+
+    def stop(self) -> None:
+        """Stop and close the camera. Safe to call twice."""
+        with self._lock:
+            picam2, self._picam2 = self._picam2, None
+        if picam2 is not None:
+            _close_quietly(picam2)
+
+
+def _close_quietly(picam2: Any) -> None:
+    try:
+        picam2.stop()
+        picam2.close()
+    except Exception:
+        # Closing is best effort: the camera may already be gone (cable pulled).
+        logger.exception("closing the camera failed")

@@ -1,0 +1,303 @@
+"""One kiosk at work: camera → decoder → walk-up rules → MQTT, verdicts → LEDs and buzzer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker import topics
+from broker.errors import ContractError
+from broker.messages import (
+    Availability,
+    CodeScan,
+    KioskCommand,
+    KioskConfig,
+    KioskState,
+    SessionDone,
+    Verdict,
+    parse_message,
+)
+from hardware.errors import CameraError
+from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
+from kiosk import __version__
+from kiosk.clock import Clock, SystemClock
+from kiosk.debounce import Debouncer
+from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
+from kiosk.mqtt import KioskLink
+from kiosk.outbox import Outbox
+from kiosk.settings import KioskSettings
+from kiosk.walkup import Action, Walkup
+
+log = logging.getLogger(__name__)
+
+# (kiosk id, what happened, a line for people) — the demo prints these.
+Journal = Callable[[str, str, str], None]
+
+
+@dataclass
+class Devices:
+    """The hardware one kiosk drives."""
+
+    camera: Camera
+    decoder: Decoder
+    lights: Lights
+    buzzer: Buzzer
+    button: Button
+
+
+@dataclass
+class Deps:
+    """What ``run`` is handed: devices, a clock, and an optional journal."""
+
+    devices: Devices
+    clock: Clock = field(default_factory=SystemClock)
+    journal: Journal | None = None
+    ready: asyncio.Event | None = None
+
+
+class Kiosk:
+    """The kiosk's moving parts, wired together; ``run`` drives them."""
+
+    def __init__(self, settings: KioskSettings, deps: Deps, outbox: Outbox) -> None:
+        self.settings = settings
+        self.devices = deps.devices
+        self.clock = deps.clock
+        self._journal = deps.journal
+        self.outbox = outbox
+        self.walkup = Walkup(settings.kiosk_id, deps.clock, settings.session_timeout_s)
+        self.player = FeedbackPlayer(
+            deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
+        )
+        self.debouncer = Debouncer(settings.debounce_s)
+        self.availability: dict[str, Availability] = {}
+        self.config: KioskConfig | None = None
+        self._sent_at: dict[str, float] = {}
+        self._waiting: set[str] = set()
+        self._ready = deps.ready
+        self.link = KioskLink(
+            settings.kiosk_id,
+            settings.mqtt_host,
+            settings.mqtt_port,
+            software_version=__version__,
+            username=settings.mqtt_username,
+            password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            on_message=self._on_message,
+            on_connection=self._on_connection,
+        )
+
+    # -- journal ---------------------------------------------------------------------------
+
+    def note(self, kind: str, text: str) -> None:
+        """Tell the journal (the demo's screen) what just happened."""
+        log.info("%s %s", kind, text, extra={"kiosk_id": self.settings.kiosk_id})
+        if self._journal is not None:
+            self._journal(self.settings.kiosk_id, kind, text)
+
+    def _shown(self, pattern: Pattern) -> None:
+        self.note("pattern", f"{pattern.signal.value}: {pattern.describe}")
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; leave the LEDs dark and the outbox intact."""
+        self.player.start()
+        self.player.set_steady(self.walkup.steady())
+        self.devices.button.on_press(self._pressed_from_thread)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.link.start(self._status(KioskState.OFFLINE))
+        try:
+            await asyncio.to_thread(self.devices.camera.start)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._scan_loop(), name="scan-loop")
+                group.create_task(self._ticker(), name="ticker")
+        finally:
+            self.devices.button.on_press(None)
+            self.link.stop(self._status(KioskState.STOPPED))
+            await self.player.close()
+            await asyncio.to_thread(self.devices.camera.stop)
+
+    def _status(self, state: KioskState) -> bytes:
+        return self.link.status(
+            state,
+            self.clock.wall(),
+            config_version=self.config.config_version if self.config else 0,
+            outbox_depth=self.outbox.depth,
+            camera_ok=self.walkup.camera_ok,
+        )
+
+    def _read_codes(self) -> list[str]:
+        # One thread hop per frame: read and decode together, off the event loop.
+        frame = self.devices.camera.read(self.settings.frame_timeout_s)
+        return self.devices.decoder.decode(frame)
+
+    async def _scan_loop(self) -> None:
+        while True:
+            try:
+                codes = await asyncio.to_thread(self._read_codes)
+            except CameraError as exc:
+                await self._camera_fault(exc)
+                continue
+            if not self.walkup.camera_ok:
+                self.walkup.camera_ok = True
+                self.note("state", "camera back")
+                self._refresh_steady()
+            for code in self.debouncer.fresh(codes, self.clock.monotonic()):
+                await self.handle_code(code)
+
+    async def _camera_fault(self, exc: CameraError) -> None:
+        if self.walkup.camera_ok:
+            self.walkup.camera_ok = False
+            self.note("state", f"camera fault: {exc}")
+            self._refresh_steady()
+        # Reopen the camera: a stalled pipeline usually comes back after a restart.
+        with contextlib.suppress(CameraError):
+            await asyncio.to_thread(self.devices.camera.stop)
+            await asyncio.to_thread(self.devices.camera.start)
+        await self.clock.sleep(0.5)
+
+    async def handle_code(self, code: str) -> None:
+        """One fresh code from the camera."""
+        decision = self.walkup.on_code(code)
+        self.note("scan", _short(code))
+        if decision.action is Action.REFUSE:
+            assert decision.signal is not None
+            self.player.play(decision.signal)
+            return
+        assert decision.event is not None
+        await self._send(decision.event)
+        if decision.action is Action.QUEUE:
+            assert decision.signal is not None
+            self.player.play(decision.signal)
+
+    async def _send(self, event: CodeScan | SessionDone) -> None:
+        payload = await self.outbox.put(event)  # durable before it leaves the kiosk
+        if self.walkup.online:
+            # Someone is standing here waiting for this answer.
+            self._sent_at[event.event_id] = self.clock.monotonic()
+            self._waiting.add(event.event_id)
+            self.link.publish(topics.scan(self.settings.kiosk_id), payload)
+
+    def _pressed_from_thread(self) -> None:
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(self.press_done()))
+
+    async def press_done(self) -> None:
+        """The member pressed "done"."""
+        event = self.walkup.on_done()
+        if event is None:
+            return
+        self.note("button", "done")
+        self._refresh_steady()
+        await self._send(event)
+
+    async def _ticker(self) -> None:
+        while True:
+            await self.clock.sleep(0.1)
+            if self.walkup.tick():
+                self.note("state", "session timed out")
+                self._refresh_steady()
+            now = self.clock.monotonic()
+            for event_id in [
+                e
+                for e in self._waiting
+                if now - self._sent_at.get(e, now) > self.settings.verdict_timeout_s
+            ]:
+                # The member is still standing here: tell them we could not get an answer.
+                # The event stays in the outbox and is re-sent on reconnect.
+                self._waiting.discard(event_id)
+                self.player.play(Signal.REFUSED_OFFLINE)
+                self.note("state", "no answer from central")
+
+    def _refresh_steady(self) -> None:
+        self.player.set_steady(self.walkup.steady())
+
+    # -- from the broker -------------------------------------------------------------------
+
+    def _on_connection(self, up: bool) -> None:
+        self.walkup.online = up
+        self.note("state", "online" if up else "offline")
+        self._refresh_steady()
+        if up:
+            self.link.publish(
+                topics.status(self.settings.kiosk_id), self._status(KioskState.ONLINE), retain=True
+            )
+            self._loop.create_task(self._resend())
+            if self._ready is not None:
+                self._ready.set()
+
+    async def _resend(self) -> None:
+        # The original event ids go out again: central answers each once, however often.
+        for _event_id, payload in await self.outbox.pending():
+            self.link.publish(topics.scan(self.settings.kiosk_id), payload)
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        try:
+            if topic.endswith("/verdict"):
+                self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))
+            elif topic.endswith("/availability"):
+                self._on_availability(parse_message(Availability, payload))
+            elif topic.endswith("/config"):
+                self._on_config(parse_message(KioskConfig, payload))
+            elif (
+                topic.endswith("/command")
+                and parse_message(KioskCommand, payload).command == "identify"
+            ):
+                self.player.play(Signal.IDENTIFY)
+        except ContractError as exc:
+            log.warning("ignored a bad message on %s: %s", topic, exc)
+
+    async def _on_verdict(self, verdict: Verdict) -> None:
+        if verdict.kiosk_id != self.settings.kiosk_id:
+            return
+        known = await self.outbox.remove(verdict.event_id)
+        waiting = verdict.event_id in self._waiting
+        self._waiting.discard(verdict.event_id)
+        self._sent_at.pop(verdict.event_id, None)
+        if not known:
+            return  # an answer we already had (a redelivery)
+        who = f" for {verdict.member_name}" if verdict.member_name else ""
+        what = f" {verdict.item_name}" if verdict.item_name else ""
+        self.note("verdict", f"{verdict.reason.value}{what}{who}")
+        self.walkup.on_verdict(verdict)
+        if waiting:
+            self.player.play(SIGNAL_FOR_REASON[verdict.reason])
+        self._refresh_steady()
+
+    def _on_availability(self, availability: Availability) -> None:
+        current = self.availability.get(availability.item_id)
+        if current is not None and current.seq >= availability.seq:
+            return  # stale or repeated
+        self.availability[availability.item_id] = availability
+        self.note(
+            "availability",
+            f"{availability.name} ({availability.item_id}) is "
+            f"{availability.state.value.replace('_', ' ')}",
+        )
+
+    def _on_config(self, config: KioskConfig) -> None:
+        if config.kiosk_id != self.settings.kiosk_id:
+            return
+        self.config = config
+        self.walkup.session_timeout_s = config.session_timeout_s
+        self.walkup.checkout_enabled = config.checkout_enabled
+        self.link.follow_shelf(config.shelf_id)
+        self._refresh_steady()
+        self.note("config", f"shelf {config.shelf_id}, config v{config.config_version}")
+
+
+def _short(code: str) -> str:
+    parts = code.split(".")
+    kind = {"P": "member pass", "L": "item label", "E": "enrolment code"}.get(
+        parts[1] if len(parts) > 1 else "", "unknown code"
+    )
+    return f"{kind} {'.'.join(parts[3:4])}…" if len(parts) > 3 else kind
+
+
+async def open_kiosk(settings: KioskSettings, deps: Deps) -> Kiosk:
+    """A kiosk with its outbox opened from its state directory."""
+    outbox = await Outbox.open(Path(settings.state_dir) / "outbox.db")
+    return Kiosk(settings, deps, outbox)

@@ -1,0 +1,1 @@
+"""The admins' command line: talks to central's admin HTTP API with httpx."""

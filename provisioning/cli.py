@@ -1,0 +1,163 @@
+"""``cs-admin``: library data, passes, labels and the fleet, from a terminal or a script.
+
+Exit codes: 0 done, 1 central refused (the message says why), 2 bad usage, 3 central
+unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("CS_ADMIN_TOKEN")
+    if token is None and args.token_file is not None:
+        token = Path(args.token_file).read_text().strip()
+    if not token:
+        raise SystemExit("no admin token: pass --token, --token-file or set CS_ADMIN_TOKEN")
+    return httpx.Client(base_url=args.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _call(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
+) -> Any:
+    with _client(args) as client:
+        response = client.request(method, path, json=body)
+    if response.status_code >= 400:
+        detail = response.json().get("detail", response.text) if response.content else ""
+        raise _RefusedError(f"central refused ({response.status_code}): {detail}")
+    return response.json()
+
+
+class _RefusedError(Exception):
+    pass
+
+
+def _show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
+    if args.json or columns is None:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(_table(data if isinstance(data, list) else [data], columns))
+
+
+def cmd_items(args: argparse.Namespace) -> None:
+    """List items and where they stand."""
+    _show(args, _call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
+
+
+def cmd_kiosks(args: argparse.Namespace) -> None:
+    """List kiosks with their presence."""
+    _show(
+        args,
+        _call(args, "GET", "/kiosks"),
+        ["kiosk_id", "shelf_id", "state", "config_version", "outbox_depth"],
+    )
+
+
+def cmd_pass(args: argparse.Namespace) -> None:
+    """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
+    body = {"ttl_s": args.ttl} if args.ttl else {}
+    issued = _call(args, "POST", f"/members/{args.member_id}/passes", body)
+    if args.out:
+        import segno
+
+        segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
+    _show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
+
+
+def cmd_label(args: argparse.Namespace) -> None:
+    """Show an item's current label code; optionally save it as a PNG or SVG."""
+    label = _call(args, "GET", f"/items/{args.item_id}/label")
+    if args.out:
+        import segno
+
+        segno.make_qr(label["code"], error="m").save(args.out, scale=8, border=4)
+    _show(args, label, ["item_id", "version", "code"])
+
+
+def cmd_add(args: argparse.Namespace) -> None:
+    """Add a shelf, item, member or kiosk."""
+    fields = dict(pair.split("=", 1) for pair in args.fields)
+    _show(args, _call(args, "POST", f"/{args.kind}", fields))
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    """The newest audit rows."""
+    _show(
+        args,
+        _call(args, "GET", f"/audit?limit={args.limit}"),
+        ["at", "actor", "action", "reason", "kiosk_id", "item_id"],
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(
+        prog="cs-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    top.add_argument(
+        "--url",
+        default=os.environ.get("CS_ADMIN_URL", "http://127.0.0.1:8480"),
+        help="central's admin API (default $CS_ADMIN_URL or local)",
+    )
+    top.add_argument("--token", help="admin bearer token (or $CS_ADMIN_TOKEN)")
+    top.add_argument("--token-file", help="file holding the admin token")
+    top.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("items", help=cmd_items.__doc__).set_defaults(func=cmd_items)
+    sub.add_parser("kiosks", help=cmd_kiosks.__doc__).set_defaults(func=cmd_kiosks)
+    p = sub.add_parser("pass", help=cmd_pass.__doc__)
+    p.add_argument("member_id")
+    p.add_argument("--ttl", type=int, help="lifetime in seconds")
+    p.add_argument("--out", help="write the pass as .png or .svg")
+    p.set_defaults(func=cmd_pass)
+    p = sub.add_parser("label", help=cmd_label.__doc__)
+    p.add_argument("item_id")
+    p.add_argument("--out", help="write the label as .png or .svg")
+    p.set_defaults(func=cmd_label)
+    p = sub.add_parser("add", help=cmd_add.__doc__)
+    p.add_argument("kind", choices=["shelves", "items", "members", "kiosks"])
+    p.add_argument("fields", nargs="+", metavar="FIELD=VALUE")
+    p.set_defaults(func=cmd_add)
+    p = sub.add_parser("audit", help=cmd_audit.__doc__)
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_audit)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one admin command."""
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except _RefusedError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_REFUSED
+    except ValueError as exc:
+        print(f"bad arguments: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except httpx.TransportError as exc:
+        print(f"cannot reach central at {args.url}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
