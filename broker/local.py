@@ -68,3 +68,27 @@ class LocalBroker:
 
     def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m broker.local``: a development broker in the foreground until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m broker.local", description=__doc__)
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--data-dir", type=Path, default=Path("var/broker"))
+    args = parser.parse_args(argv)
+    broker = LocalBroker(args.data_dir.resolve(), args.port).start()
+    print(f"mosquitto on 127.0.0.1:{broker.port} (Ctrl-C stops)", flush=True)  # noqa: T201
+    try:
+        assert broker.process is not None
+        broker.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -173,15 +173,17 @@ def _load_json(payload: bytes) -> Any:
         raise ContractError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         return json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError("not_json", str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: "[[[[…" nests past the parser's stack in a few hundred bytes.
+        raise ContractError("not_json", type(exc).__name__) from None
 
 
 def _check_version(data: Any) -> None:
     if not isinstance(data, dict):
         raise ContractError("bad_fields", "payload is not a JSON object")
-    if data.get("v") != PROTOCOL_VERSION:
-        raise ContractError("bad_version", f"protocol version {data.get('v')!r} unsupported")
+    version = data.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # True == 1 must not pass
+        raise ContractError("bad_version", f"protocol version {version!r} unsupported")
 
 
 def parse_message(model: type[_M], payload: bytes) -> _M:

@@ -172,7 +172,8 @@ def create_app(
             raise HTTPException(404, f"no member {member_id}")
         now = clock.now()
         pass_id = new_id()
-        expires_at = now + timedelta(seconds=body.ttl_s or pass_ttl_s)
+        # Codes carry whole seconds; store the same instant the code will be checked against.
+        expires_at = (now + timedelta(seconds=body.ttl_s or pass_ttl_s)).replace(microsecond=0)
         await guarded(store.issue_pass(pass_id, member_id, now, expires_at, ADMIN_ACTOR))
         return PassOut(
             pass_id=pass_id,

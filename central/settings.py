@@ -13,7 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class CentralSettings(BaseSettings):
     """Everything a central instance needs to run."""
 
-    model_config = SettingsConfigDict(env_prefix="CS_CENTRAL_", extra="forbid")
+    # hide_input_in_errors: a bad setting must not echo secrets back into the logs.
+    model_config = SettingsConfigDict(
+        env_prefix="CS_CENTRAL_", extra="forbid", hide_input_in_errors=True
+    )
 
     instance_id: str = Field(
         default="central-1",

@@ -56,6 +56,8 @@ Token = Label | Pass | Enrolment
 
 
 def _b36(n: int) -> str:
+    if n < 0:
+        raise ValueError("expiry before 1970")
     out = ""
     while True:
         n, r = divmod(n, 36)
@@ -118,6 +120,8 @@ class TokenSigner:
     def label(self, item_id: str, version: int) -> str:
         """The code printed on an item's label."""
         _require_id(item_id)
+        if version < 0:
+            raise ValueError(f"label version {version} is negative")
         return self._sign(CodeKind.LABEL, item_id, str(version))
 
     def member_pass(self, pass_id: str, member_id: str, expires_at: datetime) -> str:

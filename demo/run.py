@@ -283,6 +283,8 @@ async def amain(root: Path, *, once: bool, colour: bool) -> int:
             for task in demo.tasks:
                 task.cancel()
     finally:
+        for kiosk, _, _ in demo.kiosks.values():
+            await kiosk.outbox.close()
         demo.stop()
         console.line("demo", "step", "everything stopped")
     return 0

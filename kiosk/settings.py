@@ -61,8 +61,12 @@ class PinSettings(_Strict):
 class KioskSettings(BaseSettings):
     """Everything one kiosk needs to run."""
 
+    # hide_input_in_errors: a missing field must not echo the password back into the logs.
     model_config = SettingsConfigDict(
-        env_prefix="CS_KIOSK_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="CS_KIOSK_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,
     )
 
     kiosk_id: str = Field(pattern=ID_PATTERN, description="This kiosk's id (MQTT identity).")

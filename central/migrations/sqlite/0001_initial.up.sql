@@ -11,7 +11,7 @@ CREATE TABLE kiosks (
     retired           INTEGER NOT NULL DEFAULT 0 CHECK (retired IN (0, 1)),
     blocked_until     TEXT,
     config_version    INTEGER NOT NULL DEFAULT 1,
-    session_timeout_s REAL NOT NULL DEFAULT 60 CHECK (session_timeout_s > 0),
+    session_timeout_s REAL NOT NULL DEFAULT 60 CHECK (session_timeout_s > 0 AND session_timeout_s <= 3600),
     created_at        TEXT NOT NULL
 );
 

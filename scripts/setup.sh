@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks to run and test CommunityShare kiosks.
+# Idempotent: a second run only checks. Uses sudo when not root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || need+=(libzbar0)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "setup: installing ${need[*]}" >&2
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+python3 - <<'PY'
+import sys
+if sys.version_info[:2] != (3, 11):
+    sys.exit(f"setup: Python 3.11 is required (Raspberry Pi OS Bookworm's), found {sys.version.split()[0]}")
+PY
+
+# The venv is rebuilt only when the pinned requirements or pyproject change.
+stamp=.venv/.installed
+if [ ! -x .venv/bin/python ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: building .venv from requirements.lock" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+    touch "$stamp"
+fi

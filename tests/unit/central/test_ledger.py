@@ -1,0 +1,686 @@
+"""The walk-up rules, decided by central.ledger against a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import event as record_event
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from broker.messages import AvailabilityState, CodeScan, Reason, SessionDone, Verdict
+from central import ledger
+from central.clock import FakeClock
+from central.storage.sqlite import SqliteStore, to_db
+from central.tokens import TokenSigner
+from tests.unit.central.support import (
+    ADA,
+    DRILL,
+    GRACE,
+    ITEMS,
+    KIOSK_A,
+    KIOSK_B,
+    LIMITS,
+    NAMES,
+    RAKE,
+    SAW,
+    SESSION_TIMEOUT_S,
+    code_scan,
+    decide,
+    issue_pass,
+    make_signer,
+    open_store,
+    seed,
+    session_done,
+    sql,
+)
+
+TIMEOUT = timedelta(seconds=SESSION_TIMEOUT_S)
+
+
+@dataclass
+class Desk:
+    """A kiosk as a test drives it: scan codes, press done, read the verdicts."""
+
+    store: SqliteStore
+    signer: TokenSigner
+    clock: FakeClock
+    path: Path
+
+    async def scan(
+        self,
+        code: str,
+        kiosk_id: str = KIOSK_A,
+        *,
+        queued: bool = False,
+        scanned_at: datetime | None = None,
+    ) -> ledger.Outcome:
+        event = code_scan(kiosk_id, code, scanned_at or self.clock.now(), queued=queued)
+        return await decide(self.store, self.signer, event, self.clock.now())
+
+    async def done(self, kiosk_id: str = KIOSK_A) -> ledger.Outcome:
+        return await decide(
+            self.store, self.signer, session_done(kiosk_id, self.clock.now()), self.clock.now()
+        )
+
+    async def pass_for(self, member_id: str, ttl: timedelta = timedelta(hours=1)) -> str:
+        _, code = await issue_pass(self.store, self.signer, member_id, self.clock.now(), ttl)
+        return code
+
+    def label(self, item_id: str, version: int = 1) -> str:
+        return self.signer.label(item_id, version)
+
+    async def open_session(self, member_id: str, kiosk_id: str = KIOSK_A) -> Verdict:
+        verdict = (await self.scan(await self.pass_for(member_id), kiosk_id)).verdict
+        assert verdict.reason is Reason.SESSION_OPENED
+        return verdict
+
+    async def check_out(self, item_id: str, kiosk_id: str = KIOSK_A) -> Verdict:
+        verdict = (await self.scan(self.label(item_id), kiosk_id)).verdict
+        assert verdict.reason is Reason.CHECKED_OUT
+        return verdict
+
+    def holders(self) -> dict[str, str]:
+        rows = sql(self.path, "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL")
+        return dict(rows)
+
+    async def states(self) -> dict[str, AvailabilityState]:
+        return {a.item_id: a.state for a in await self.store.all_availability(self.clock.now())}
+
+
+@pytest.fixture
+def desk(library: SqliteStore, signer: TokenSigner, clock: FakeClock, db_path: Path) -> Desk:
+    return Desk(library, signer, clock, db_path)
+
+
+# --- sessions ---------------------------------------------------------------------------
+
+
+async def test_a_pass_opens_a_session(desk: Desk) -> None:
+    outcome = await desk.scan(await desk.pass_for(ADA))
+    verdict = outcome.verdict
+    assert (verdict.reason, verdict.accepted, verdict.session_open) == (
+        Reason.SESSION_OPENED,
+        True,
+        True,
+    )
+    assert verdict.member_name == "Ada"
+    assert verdict.kiosk_id == KIOSK_A
+    assert verdict.decided_at == desk.clock.now()
+    assert verdict.session_expires_at == desk.clock.now() + TIMEOUT
+    assert outcome.changed == []
+    assert not outcome.replayed
+
+
+async def test_a_reused_pass_is_already_used(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    await desk.scan(code)
+    await desk.done()
+    again = (await desk.scan(code, KIOSK_B)).verdict
+    assert (again.reason, again.accepted, again.session_open) == (
+        Reason.ALREADY_USED,
+        False,
+        False,
+    )
+
+
+async def test_a_refused_pass_leaves_the_open_session_alone(desk: Desk) -> None:
+    used = await desk.pass_for(GRACE)
+    await desk.scan(used, KIOSK_B)
+    await desk.open_session(ADA)
+    refused = (await desk.scan(used)).verdict
+    assert (refused.reason, refused.session_open) == (Reason.ALREADY_USED, True)
+    assert (await desk.check_out(DRILL)).member_name == "Ada"
+
+
+async def test_a_suspended_member_cannot_open_a_session(desk: Desk) -> None:
+    sql(desk.path, "UPDATE members SET suspended = 1 WHERE member_id = ?", ADA)
+    verdict = (await desk.scan(await desk.pass_for(ADA))).verdict
+    assert (verdict.reason, verdict.session_open) == (Reason.MEMBER_SUSPENDED, False)
+    assert (await desk.scan(desk.label(DRILL))).verdict.reason is Reason.NO_SESSION
+
+
+async def test_a_member_suspended_mid_session_cannot_check_out(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    sql(desk.path, "UPDATE members SET suspended = 1 WHERE member_id = ?", ADA)
+    verdict = (await desk.scan(desk.label(DRILL))).verdict
+    assert verdict.reason is Reason.MEMBER_SUSPENDED
+    assert desk.holders() == {}
+
+
+async def test_an_expired_pass_is_refused(desk: Desk) -> None:
+    code = await desk.pass_for(ADA, ttl=timedelta(minutes=5))
+    desk.clock.advance(300)
+    verdict = (await desk.scan(code)).verdict
+    assert (verdict.reason, verdict.session_open) == (Reason.EXPIRED, False)
+
+
+async def test_an_invalidated_pass_is_revoked(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    sql(desk.path, "UPDATE qr_codes SET invalidated_at = ?", to_db(desk.clock.now()))
+    assert (await desk.scan(code)).verdict.reason is Reason.REVOKED
+
+
+async def test_a_genuine_pass_that_was_never_recorded_is_unknown(desk: Desk) -> None:
+    code = desk.signer.member_pass("NEVER-ISSUED", ADA, desk.clock.now() + timedelta(hours=1))
+    assert (await desk.scan(code)).verdict.reason is Reason.UNKNOWN_CODE
+    ghost = desk.signer.member_pass("PASS-9", "M-404", desk.clock.now() + timedelta(hours=1))
+    assert (await desk.scan(ghost)).verdict.reason is Reason.UNKNOWN_CODE
+
+
+async def test_a_queued_pass_is_malformed_and_not_used_up(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    verdict = (await desk.scan(code, queued=True)).verdict
+    assert (verdict.reason, verdict.session_open) == (Reason.MALFORMED, False)
+    assert (await desk.scan(code)).verdict.reason is Reason.SESSION_OPENED
+
+
+async def test_the_session_times_out_when_idle(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    desk.clock.advance(SESSION_TIMEOUT_S - 1)
+    # A refused scan is not activity: it neither ends nor extends the session.
+    assert (await desk.scan("HELLO WORLD")).verdict.session_open
+    desk.clock.advance(1)  # exactly at the deadline the session is gone
+    verdict = (await desk.scan(desk.label(DRILL))).verdict
+    assert (verdict.reason, verdict.session_open) == (Reason.NO_SESSION, False)
+    assert desk.holders() == {}
+
+
+async def test_each_checkout_restarts_the_idle_timer(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    desk.clock.advance(50)
+    first = await desk.check_out(DRILL)
+    assert first.session_expires_at == desk.clock.now() + TIMEOUT
+    desk.clock.advance(50)  # 100 s after the pass: alive only thanks to the checkout
+    second = await desk.check_out(SAW)
+    assert second.session_expires_at == desk.clock.now() + TIMEOUT
+    assert desk.holders() == {DRILL: ADA, SAW: ADA}
+
+
+async def test_the_next_pass_ends_the_current_session(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    opened = await desk.open_session(GRACE)
+    assert opened.member_name == "Grace"
+    assert (await desk.check_out(SAW)).member_name == "Grace"
+    assert desk.holders() == {DRILL: ADA, SAW: GRACE}
+    open_rows = sql(desk.path, "SELECT member_id FROM sessions WHERE closed_at IS NULL")
+    assert open_rows == [(GRACE,)]
+
+
+async def test_done_closes_the_session(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    outcome = await desk.done()
+    verdict = outcome.verdict
+    assert (verdict.reason, verdict.accepted, verdict.session_open) == (
+        Reason.SESSION_CLOSED,
+        True,
+        False,
+    )
+    assert verdict.session_expires_at is None
+    assert (await desk.scan(desk.label(DRILL))).verdict.reason is Reason.NO_SESSION
+    # Done with nothing open is still a clean answer.
+    assert (await desk.done(KIOSK_B)).verdict.reason is Reason.SESSION_CLOSED
+
+
+async def test_sessions_belong_to_their_kiosk(desk: Desk) -> None:
+    await desk.open_session(ADA, KIOSK_A)
+    verdict = (await desk.scan(desk.label(DRILL), KIOSK_B)).verdict
+    assert verdict.reason is Reason.NO_SESSION
+    await desk.done(KIOSK_B)
+    assert (await desk.check_out(DRILL, KIOSK_A)).member_name == "Ada"
+
+
+# --- checkouts --------------------------------------------------------------------------
+
+
+async def test_a_label_in_a_session_checks_the_item_out(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    desk.clock.advance(5)
+    outcome = await desk.scan(desk.label(DRILL))
+    verdict = outcome.verdict
+    now = desk.clock.now()
+    assert (verdict.reason, verdict.accepted, verdict.session_open) == (
+        Reason.CHECKED_OUT,
+        True,
+        True,
+    )
+    assert (verdict.item_id, verdict.item_name, verdict.member_name) == (
+        DRILL,
+        "Cordless drill",
+        "Ada",
+    )
+    assert verdict.due_at == now + timedelta(days=7)  # the drill's own loan period
+    [changed] = outcome.changed
+    assert (changed.item_id, changed.state, changed.due_at) == (
+        DRILL,
+        AvailabilityState.CHECKED_OUT,
+        now + timedelta(days=7),
+    )
+    assert changed.seq == 1
+    assert desk.holders() == {DRILL: ADA}
+    assert (await desk.states())[DRILL] is AvailabilityState.CHECKED_OUT
+    saw = await desk.check_out(SAW)
+    assert saw.due_at == now + timedelta(days=14)
+
+
+async def test_an_item_held_by_someone_else_is_unavailable(desk: Desk) -> None:
+    await desk.open_session(GRACE, KIOSK_B)
+    await desk.check_out(DRILL, KIOSK_B)
+    await desk.open_session(ADA)
+    outcome = await desk.scan(desk.label(DRILL))
+    assert outcome.verdict.reason is Reason.ITEM_UNAVAILABLE
+    assert outcome.verdict.session_open
+    assert outcome.changed == []
+    assert desk.holders() == {DRILL: GRACE}
+
+
+async def test_an_item_in_maintenance_is_unavailable(desk: Desk) -> None:
+    sql(desk.path, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
+    await desk.open_session(ADA)
+    assert (await desk.scan(desk.label(RAKE))).verdict.reason is Reason.ITEM_UNAVAILABLE
+    assert desk.holders() == {}
+
+
+async def test_the_checkout_limit_is_enforced(desk: Desk) -> None:
+    assert LIMITS[ADA] == 2
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.check_out(SAW)
+    verdict = (await desk.scan(desk.label(RAKE))).verdict
+    assert (verdict.reason, verdict.accepted, verdict.item_id) == (
+        Reason.LIMIT_REACHED,
+        False,
+        RAKE,
+    )
+    assert desk.holders() == {DRILL: ADA, SAW: ADA}
+    # Returning one makes room again.
+    await desk.done()
+    assert (await desk.scan(desk.label(SAW))).verdict.reason is Reason.RETURNED
+    await desk.open_session(ADA)
+    assert (await desk.check_out(RAKE)).item_id == RAKE
+
+
+async def test_an_old_label_version_is_revoked(desk: Desk) -> None:
+    sql(desk.path, "UPDATE items SET label_version = 2 WHERE item_id = ?", DRILL)
+    await desk.open_session(ADA)
+    verdict = (await desk.scan(desk.label(DRILL, version=1))).verdict
+    assert (verdict.reason, verdict.item_id) == (Reason.REVOKED, DRILL)
+    assert desk.holders() == {}
+    assert (await desk.scan(desk.label(DRILL, version=2))).verdict.reason is Reason.CHECKED_OUT
+
+
+async def test_a_label_for_an_item_we_do_not_have_is_unknown(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    assert (await desk.scan(desk.label("LADDER-01"))).verdict.reason is Reason.UNKNOWN_CODE
+
+
+async def test_forged_garbage_and_enrolment_codes_change_nothing(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    label = desk.label(DRILL)
+    forged = label[:-1] + ("A" if label[-1] != "A" else "B")
+    enrolment = desk.signer.enrolment("CLAIM-1", "SHELF-A", desk.clock.now() + TIMEOUT)
+    for code, reason in (
+        (forged, Reason.BAD_SIGNATURE),
+        ("HELLO WORLD", Reason.UNKNOWN_CODE),
+        (enrolment, Reason.UNKNOWN_CODE),
+    ):
+        verdict = (await desk.scan(code)).verdict
+        assert (verdict.reason, verdict.accepted, verdict.session_open) == (reason, False, True)
+    assert desk.holders() == {}
+
+
+async def test_an_event_the_consumer_could_not_verify_is_malformed(desk: Desk) -> None:
+    event = code_scan(KIOSK_A, "", desk.clock.now())
+    async with desk.store.write() as tx, desk.store.savepoint(tx):
+        outcome = await ledger.apply(tx, event, None, desk.clock.now())
+    assert outcome.verdict.reason is Reason.MALFORMED
+
+
+# --- returns ----------------------------------------------------------------------------
+
+
+async def test_a_label_without_a_session_returns_a_checked_out_item(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    desk.clock.advance(3600)
+    outcome = await desk.scan(desk.label(DRILL), KIOSK_B)
+    verdict = outcome.verdict
+    assert (verdict.reason, verdict.accepted, verdict.session_open, verdict.item_id) == (
+        Reason.RETURNED,
+        True,
+        False,
+        DRILL,
+    )
+    [changed] = outcome.changed
+    assert (changed.state, changed.due_at, changed.seq) == (AvailabilityState.AVAILABLE, None, 2)
+    assert desk.holders() == {}
+    assert (await desk.states())[DRILL] is AvailabilityState.AVAILABLE
+    returned = sql(desk.path, "SELECT returned_at, return_kiosk_id FROM checkouts")
+    assert returned == [(to_db(desk.clock.now()), KIOSK_B)]
+
+
+async def test_a_label_without_a_session_for_an_available_item_is_no_session(desk: Desk) -> None:
+    outcome = await desk.scan(desk.label(DRILL))
+    assert (outcome.verdict.reason, outcome.verdict.accepted) == (Reason.NO_SESSION, False)
+    assert outcome.changed == []
+
+
+async def test_a_queued_return_is_dated_when_it_was_scanned(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    checked_out_at = desk.clock.now()
+    await desk.check_out(DRILL)
+    await desk.done()
+    scanned_at = checked_out_at + timedelta(minutes=10)
+    desk.clock.advance(3600)  # the kiosk was offline for an hour
+    verdict = (await desk.scan(desk.label(DRILL), queued=True, scanned_at=scanned_at)).verdict
+    assert verdict.reason is Reason.RETURNED
+    assert verdict.decided_at == desk.clock.now()
+    assert sql(desk.path, "SELECT returned_at FROM checkouts") == [(to_db(scanned_at),)]
+    assert (await desk.states())[DRILL] is AvailabilityState.AVAILABLE
+
+
+async def test_a_queued_return_is_dated_within_the_loan(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    checked_out_at = desk.clock.now()
+    await desk.check_out(DRILL)
+    await desk.check_out(SAW)
+    await desk.done()
+    desk.clock.advance(600)
+    # A kiosk clock running slow cannot date a return before its checkout…
+    early = checked_out_at - timedelta(days=1)
+    assert (await desk.scan(desk.label(DRILL), queued=True, scanned_at=early)).verdict.accepted
+    # …nor one running fast after the moment central hears of it.
+    late = desk.clock.now() + timedelta(days=1)
+    assert (await desk.scan(desk.label(SAW), queued=True, scanned_at=late)).verdict.accepted
+    rows = dict(sql(desk.path, "SELECT item_id, returned_at FROM checkouts"))
+    assert rows == {DRILL: to_db(checked_out_at), SAW: to_db(desk.clock.now())}
+
+
+async def test_a_queued_return_ignores_an_open_session(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    # Same kiosk, session still open: the queued scan was a return when it was taken.
+    verdict = (await desk.scan(desk.label(DRILL), queued=True)).verdict
+    assert verdict.reason is Reason.RETURNED
+    assert desk.holders() == {}
+
+
+async def test_a_queued_label_of_an_available_item_is_not_checked_out(desk: Desk) -> None:
+    outcome = await desk.scan(desk.label(DRILL), queued=True)
+    assert (outcome.verdict.reason, outcome.verdict.accepted) == (Reason.NOT_CHECKED_OUT, False)
+    assert outcome.changed == []
+
+
+# --- kiosks -----------------------------------------------------------------------------
+
+
+async def test_an_unknown_kiosk_is_blocked(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    assert (await desk.scan(code, "KIOSK-Z")).verdict.reason is Reason.KIOSK_BLOCKED
+    assert (await desk.done("KIOSK-Z")).verdict.reason is Reason.KIOSK_BLOCKED
+    # The refusal did not use the pass up.
+    assert (await desk.scan(code)).verdict.reason is Reason.SESSION_OPENED
+
+
+async def test_a_retired_kiosk_is_blocked(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    sql(desk.path, "UPDATE kiosks SET retired = 1 WHERE kiosk_id = ?", KIOSK_A)
+    verdict = (await desk.scan(desk.label(DRILL))).verdict
+    assert (verdict.reason, verdict.accepted) == (Reason.KIOSK_BLOCKED, False)
+    assert desk.holders() == {DRILL: ADA}
+
+
+async def test_a_blocked_kiosk_is_refused_until_the_block_ends(desk: Desk) -> None:
+    until = desk.clock.now() + timedelta(minutes=10)
+    sql(desk.path, "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?", to_db(until), KIOSK_A)
+    code = await desk.pass_for(ADA)
+    assert (await desk.scan(code)).verdict.reason is Reason.KIOSK_BLOCKED
+    assert (await desk.scan(code, KIOSK_B)).verdict.reason is Reason.SESSION_OPENED
+    desk.clock.advance(600)
+    await desk.open_session(ADA)
+
+
+# --- at most once -----------------------------------------------------------------------
+
+
+async def test_a_redelivered_event_gets_the_same_verdict_and_no_second_effect(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    event = code_scan(KIOSK_A, desk.label(DRILL), desk.clock.now())
+    first = await decide(desk.store, desk.signer, event, desk.clock.now())
+    desk.clock.advance(5)
+    again = await decide(desk.store, desk.signer, event, desk.clock.now())
+    assert first.verdict.reason is Reason.CHECKED_OUT
+    assert not first.replayed
+    assert again.replayed
+    assert again.verdict == first.verdict
+    assert again.changed == []
+    assert sql(desk.path, "SELECT count(*) FROM checkouts") == [(1,)]
+    decided = sql(desk.path, "SELECT count(*) FROM scan_events WHERE event_id = ?", event.event_id)
+    assert decided == [(1,)]
+    audit = sql(desk.path, "SELECT count(*) FROM qr_audit_log WHERE event_id = ?", event.event_id)
+    assert audit == [(1,)]
+
+
+async def test_a_redelivered_return_does_not_return_a_later_checkout(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    give_back = code_scan(KIOSK_A, desk.label(DRILL), desk.clock.now())
+    assert (await decide(desk.store, desk.signer, give_back, desk.clock.now())).verdict.accepted
+    await desk.open_session(GRACE)
+    await desk.check_out(DRILL)
+    await desk.done()
+    replay = await decide(desk.store, desk.signer, give_back, desk.clock.now())
+    assert (replay.replayed, replay.verdict.reason) == (True, Reason.RETURNED)
+    assert desk.holders() == {DRILL: GRACE}
+
+
+async def test_every_verdict_is_audited_without_the_code_in_clear(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    await desk.scan(code)
+    await desk.scan(desk.label(DRILL))
+    await desk.done()
+    rows = sql(
+        desk.path,
+        "SELECT actor, action, reason, member_id, detail FROM qr_audit_log"
+        " WHERE action LIKE 'scan.%' ORDER BY seq",
+    )
+    assert [row[:4] for row in rows] == [
+        (f"kiosk:{KIOSK_A}", "scan.code", "SESSION_OPENED", ADA),
+        (f"kiosk:{KIOSK_A}", "scan.code", "CHECKED_OUT", ADA),
+        (f"kiosk:{KIOSK_A}", "scan.done", "SESSION_CLOSED", None),
+    ]
+    dumped = str(sql(desk.path, "SELECT * FROM qr_audit_log")) + str(
+        sql(desk.path, "SELECT * FROM scan_events")
+    )
+    assert code not in dumped
+    assert code.split(".")[-1] not in dumped  # not even the MAC
+
+
+# --- a model of the rules, against random walk-ups --------------------------------------
+
+
+@dataclass
+class ModelSession:
+    member_id: str
+    expires_at: datetime
+
+
+KIOSKS = st.sampled_from([KIOSK_A, KIOSK_B])
+MEMBERS = st.sampled_from([ADA, GRACE])
+
+
+class WalkUps(RuleBasedStateMachine):
+    """Random passes, labels, done presses, redeliveries and waits at two kiosks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.dir = Path(tempfile.mkdtemp(prefix="ledger-model-"))
+        self.path = self.dir / "central.db"
+        self.clock = FakeClock()
+        self.signer = make_signer()
+        self.limits = {**LIMITS, ADA: 1}
+        self.store = self.loop.run_until_complete(self._open())
+        self.holder: dict[str, str | None] = dict.fromkeys(ITEMS)
+        self.sessions: dict[str, ModelSession | None] = {KIOSK_A: None, KIOSK_B: None}
+        self.used_passes: list[str] = []
+        self.history: list[tuple[CodeScan | SessionDone, Verdict]] = []
+
+    async def _open(self) -> SqliteStore:
+        store = await open_store(self.path)
+        await seed(store, self.clock.now())
+        # A limit of one for Ada makes LIMIT_REACHED reachable in a few steps.
+        sql(
+            self.path,
+            "UPDATE members SET checkout_limit = ? WHERE member_id = ?",
+            self.limits[ADA],
+            ADA,
+        )
+        return store
+
+    def teardown(self) -> None:
+        try:
+            self.loop.run_until_complete(self.store.close())
+        finally:
+            self.loop.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _apply(self, event: CodeScan | SessionDone) -> ledger.Outcome:
+        outcome = self.loop.run_until_complete(
+            decide(self.store, self.signer, event, self.clock.now())
+        )
+        if not outcome.replayed:
+            self.history.append((event, outcome.verdict))
+        return outcome
+
+    def _session(self, kiosk_id: str) -> ModelSession | None:
+        session = self.sessions[kiosk_id]
+        if session is None or session.expires_at <= self.clock.now():
+            return None
+        return session
+
+    def _check(self, outcome: ledger.Outcome, expected: Reason, kiosk_id: str) -> None:
+        verdict = outcome.verdict
+        record_event(f"reason {expected.value}")  # shown by --hypothesis-show-statistics
+        assert not outcome.replayed
+        assert verdict.reason is expected, (verdict.reason, expected)
+        assert verdict.accepted is expected.accepted
+        session = self._session(kiosk_id)
+        assert verdict.session_open is (session is not None)
+        if session is not None:
+            assert verdict.session_expires_at == session.expires_at
+
+    # Start with a session somewhere so that checkouts, limits and conflicts come up often.
+    @initialize(kiosk_id=KIOSKS, member_id=MEMBERS)
+    def first_pass(self, kiosk_id: str, member_id: str) -> None:
+        self.show_new_pass(kiosk_id, member_id)
+
+    @rule(kiosk_id=KIOSKS, member_id=MEMBERS)
+    def show_new_pass(self, kiosk_id: str, member_id: str) -> None:
+        _, code = self.loop.run_until_complete(
+            issue_pass(self.store, self.signer, member_id, self.clock.now())
+        )
+        outcome = self._apply(code_scan(kiosk_id, code, self.clock.now()))
+        self.sessions[kiosk_id] = ModelSession(member_id, self.clock.now() + TIMEOUT)
+        self.used_passes.append(code)
+        self._check(outcome, Reason.SESSION_OPENED, kiosk_id)
+        assert outcome.verdict.member_name == NAMES[member_id]
+
+    @precondition(lambda self: bool(self.used_passes))
+    @rule(kiosk_id=KIOSKS, index=st.integers(min_value=0))
+    def show_used_pass(self, kiosk_id: str, index: int) -> None:
+        code = self.used_passes[index % len(self.used_passes)]
+        outcome = self._apply(code_scan(kiosk_id, code, self.clock.now()))
+        self._check(outcome, Reason.ALREADY_USED, kiosk_id)
+
+    # Queued (offline) scans are the exception at a kiosk, so draw them less often.
+    @rule(
+        kiosk_id=KIOSKS,
+        item_id=st.sampled_from(ITEMS),
+        queued=st.sampled_from([False, False, False, True]),
+    )
+    def scan_label(self, kiosk_id: str, item_id: str, queued: bool) -> None:
+        now = self.clock.now()
+        outcome = self._apply(
+            code_scan(kiosk_id, self.signer.label(item_id, 1), now, queued=queued)
+        )
+        session = self._session(kiosk_id)
+        holder = self.holder[item_id]
+        if session is None or queued:
+            if holder is None:
+                expected = Reason.NOT_CHECKED_OUT if queued else Reason.NO_SESSION
+            else:
+                expected = Reason.RETURNED
+                self.holder[item_id] = None
+        elif holder is not None:
+            expected = Reason.ITEM_UNAVAILABLE
+        elif (
+            sum(h == session.member_id for h in self.holder.values())
+            >= self.limits[session.member_id]
+        ):
+            expected = Reason.LIMIT_REACHED
+        else:
+            expected = Reason.CHECKED_OUT
+            self.holder[item_id] = session.member_id
+            session.expires_at = now + TIMEOUT
+        self._check(outcome, expected, kiosk_id)
+        assert outcome.verdict.item_id == item_id
+        assert [a.item_id for a in outcome.changed] == (
+            [item_id] if expected in {Reason.CHECKED_OUT, Reason.RETURNED} else []
+        )
+
+    @rule(kiosk_id=KIOSKS)
+    def press_done(self, kiosk_id: str) -> None:
+        outcome = self._apply(session_done(kiosk_id, self.clock.now()))
+        self.sessions[kiosk_id] = None
+        self._check(outcome, Reason.SESSION_CLOSED, kiosk_id)
+
+    @precondition(lambda self: bool(self.history))
+    @rule(index=st.integers(min_value=0))
+    def redeliver(self, index: int) -> None:
+        event, verdict = self.history[index % len(self.history)]
+        outcome = self._apply(event)
+        assert outcome.replayed
+        assert outcome.verdict == verdict
+        assert outcome.changed == []
+
+    # Short pauses keep sessions alive; the rest sit on and around the idle timeout.
+    @rule(seconds=st.sampled_from([1, 5, 20, 59, 60, 61, 90]))
+    def wait(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @invariant()
+    def the_database_agrees_with_the_model(self) -> None:
+        open_rows = sql(
+            self.path,
+            "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL ORDER BY item_id",
+        )
+        items = [item_id for item_id, _ in open_rows]
+        assert len(items) == len(set(items)), "an item has two open checkouts"
+        held = {item_id: member_id for item_id, member_id in self.holder.items() if member_id}
+        assert dict(open_rows) == held
+        decided = sql(self.path, "SELECT count(*) FROM scan_events")
+        audited = sql(self.path, "SELECT count(*) FROM qr_audit_log WHERE action LIKE 'scan.%'")
+        assert decided == audited == [(len(self.history),)]
+
+
+WalkUps.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestWalkUps = WalkUps.TestCase

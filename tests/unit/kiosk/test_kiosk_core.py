@@ -1,0 +1,613 @@
+"""One kiosk wired together, driven through its handlers with no broker: scans, verdicts,
+availability, configuration and commands, and what the member sees and hears."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from broker import topics
+from broker.messages import (
+    Availability,
+    AvailabilityState,
+    CodeScan,
+    KioskCommand,
+    KioskConfig,
+    KioskState,
+    KioskStatus,
+    Reason,
+    SessionDone,
+    Verdict,
+    encode,
+    parse_event,
+    parse_message,
+)
+from central.tokens import KeyRing, TokenSigner
+from hardware.interfaces import Rgb
+from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
+from hardware.replay import SceneCamera
+from hardware.zxing import ZxingDecoder
+from kiosk.clock import ManualClock
+from kiosk.core import Deps, Devices, Kiosk, open_kiosk
+from kiosk.feedback import PATTERNS, Signal
+from kiosk.mqtt import KioskLink
+from kiosk.settings import KioskSettings, SceneCameraSettings
+from kiosk.walkup import Mode
+
+KIOSK = "KIOSK-A1"
+SHELF = "SHELF-A"
+SIGNER = TokenSigner(KeyRing({"K1": b"k" * 32}, "K1"))
+AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LABEL = SIGNER.label("DRILL-01", 1)
+OTHER_LABEL = SIGNER.label("SAW-01", 1)
+PASS = SIGNER.member_pass("PASS-1", "M-1001", datetime(2030, 1, 1, tzinfo=UTC))
+ENROLMENT = SIGNER.enrolment("CLAIM-1", SHELF, datetime(2030, 1, 1, tzinfo=UTC))
+
+
+def colour(signal: Signal) -> Rgb:
+    """The first thing ``signal`` shows on the LEDs."""
+    return PATTERNS[signal].steps[0].lights
+
+
+@dataclass
+class Published:
+    topic: str
+    payload: bytes
+    retain: bool
+
+
+@dataclass
+class Rig:
+    kiosk: Kiosk
+    clock: ManualClock
+    camera: SceneCamera
+    lights: RecordingLights
+    buzzer: RecordingBuzzer
+    button: ManualButton
+    published: list[Published] = field(default_factory=list)
+    journal: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def shown(self) -> list[Signal]:
+        """Every pattern the kiosk has shown, oldest first."""
+        return self.kiosk.player.history
+
+    # Read through calls, so the type checker does not pin a value between steps.
+    def last(self) -> Signal:
+        """The pattern shown most recently."""
+        return self.kiosk.player.history[-1]
+
+    def steady(self) -> Signal:
+        return self.kiosk.player.steady
+
+    def mode(self) -> Mode:
+        return self.kiosk.walkup.mode
+
+    def state_of(self, item_id: str) -> AvailabilityState:
+        return self.kiosk.availability[item_id].state
+
+    def scans_published(self) -> list[CodeScan | SessionDone]:
+        return [
+            parse_event(KIOSK, p.payload) for p in self.published if p.topic == topics.scan(KIOSK)
+        ]
+
+    async def settle(self, before: set[asyncio.Task[object]]) -> None:
+        """Finish the work a handler started (not a pattern still playing on the clock)."""
+        me = asyncio.current_task()
+        for task in asyncio.all_tasks() - before:
+            if task is not me and task is not self.kiosk.player._moment:
+                await task
+        await asyncio.sleep(0)  # let a pattern the work started show its first step
+
+    async def connect(self, up: bool = True) -> None:
+        before = asyncio.all_tasks()
+        self.kiosk._on_connection(up)
+        await self.settle(before)
+
+    async def deliver(self, topic: str, payload: bytes) -> None:
+        """A message arriving from the broker, and everything it sets off."""
+        before = asyncio.all_tasks()
+        self.kiosk._on_message(topic, payload)
+        await self.settle(before)
+
+    async def scan(self, code: str) -> None:
+        await self.kiosk.handle_code(code)
+        await asyncio.sleep(0)
+
+    async def verdict(
+        self,
+        event: CodeScan | SessionDone,
+        reason: Reason,
+        *,
+        session_open: bool,
+        member_name: str | None = None,
+    ) -> None:
+        await self.deliver(
+            topics.verdict(KIOSK),
+            encode(
+                Verdict(
+                    event_id=event.event_id,
+                    kiosk_id=KIOSK,
+                    reason=reason,
+                    accepted=reason.accepted,
+                    member_name=member_name,
+                    session_open=session_open,
+                    decided_at=AT,
+                )
+            ),
+        )
+
+    async def pending_ids(self) -> list[str]:
+        return [event_id for event_id, _ in await self.kiosk.outbox.pending()]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    for name in list(os.environ):
+        if name.upper().startswith("CS_KIOSK_"):
+            monkeypatch.delenv(name)
+    clock = ManualClock()
+    camera = SceneCamera(fps=None)
+    lights = RecordingLights(clock.monotonic)
+    buzzer = RecordingBuzzer(clock.monotonic)
+    button = ManualButton()
+    journal: list[tuple[str, str, str]] = []
+    settings = KioskSettings(
+        kiosk_id=KIOSK,
+        state_dir=tmp_path / "kiosk",
+        camera=SceneCameraSettings(),
+        session_timeout_s=60,
+        verdict_timeout_s=3,
+    )
+    deps = Deps(
+        devices=Devices(camera, ZxingDecoder(), lights, buzzer, button),
+        clock=clock,
+        journal=lambda *entry: journal.append(entry),
+    )
+    kiosk = await open_kiosk(settings, deps)
+    # run() would connect to MQTT; these tests call the handlers it would wire up.
+    kiosk._loop = asyncio.get_running_loop()
+    rig = Rig(kiosk, clock, camera, lights, buzzer, button, journal=journal)
+
+    def publish(topic: str, payload: bytes, *, retain: bool = False) -> None:
+        rig.published.append(Published(topic, payload, retain))
+
+    monkeypatch.setattr(kiosk.link, "publish", publish)
+    kiosk.player.start()
+    kiosk.player.set_steady(kiosk.walkup.steady())
+    yield rig
+    await kiosk.player.close()
+    await kiosk.outbox.close()
+
+
+@pytest.fixture
+async def online(rig: Rig) -> Rig:
+    await rig.connect(True)
+    rig.published.clear()
+    return rig
+
+
+# -- offline ---------------------------------------------------------------------------
+
+
+async def test_offline_kiosk_shows_amber(rig: Rig) -> None:
+    await rig.connect(False)
+
+    assert rig.steady() is Signal.OFFLINE
+    assert rig.lights.state == colour(Signal.OFFLINE)
+
+
+async def test_offline_return_is_kept_in_the_outbox_and_confirmed_as_queued(rig: Rig) -> None:
+    await rig.connect(False)
+
+    await rig.scan(LABEL)
+
+    assert rig.kiosk.outbox.depth == 1
+    assert rig.last() is Signal.QUEUED
+    assert rig.lights.state == colour(Signal.QUEUED)
+    assert rig.buzzer.on
+    assert rig.published == []  # nothing can leave; it goes on reconnect
+    (_, payload), *_ = await rig.kiosk.outbox.pending()
+    event = parse_event(KIOSK, payload)
+    assert isinstance(event, CodeScan)
+    assert event.code == LABEL
+    assert event.queued is True
+
+
+async def test_offline_pass_is_refused_and_nothing_is_stored(rig: Rig) -> None:
+    await rig.connect(False)
+
+    await rig.scan(PASS)
+
+    assert rig.kiosk.outbox.depth == 0
+    assert rig.last() is Signal.REFUSED_OFFLINE
+
+
+async def test_a_foreign_code_is_refused_without_storing_or_sending(online: Rig) -> None:
+    await online.scan("HTTPS://EXAMPLE.ORG/POSTER")
+    await online.scan(ENROLMENT)
+
+    assert online.kiosk.outbox.depth == 0
+    assert online.published == []
+    assert online.shown[-2:] == [Signal.REFUSED_CODE, Signal.REFUSED_CODE]
+
+
+async def test_queued_returns_are_sent_on_reconnect_with_their_original_event_ids(
+    rig: Rig,
+) -> None:
+    await rig.connect(False)
+    await rig.scan(LABEL)
+    await rig.scan(OTHER_LABEL)
+    queued = await rig.pending_ids()
+
+    await rig.connect(True)
+
+    assert [event.event_id for event in rig.scans_published()] == queued
+    assert rig.steady() is Signal.IDLE
+    status = [p for p in rig.published if p.topic == topics.status(KIOSK)]
+    assert len(status) == 1
+    assert status[0].retain
+    presence = parse_message(KioskStatus, status[0].payload)
+    assert presence.state is KioskState.ONLINE
+    assert presence.outbox_depth == 2
+
+
+async def test_a_queued_return_answered_later_is_cleared_silently(rig: Rig) -> None:
+    # The member who left the item walked away long ago: no pattern for them now.
+    await rig.connect(False)
+    await rig.scan(LABEL)
+    (event,) = await rig.kiosk.outbox.pending()
+    await rig.connect(True)
+    await rig.clock.advance(1.0, step=0.05)
+    shown_before = list(rig.shown)
+
+    returned = parse_event(KIOSK, event[1])
+    await rig.verdict(returned, Reason.RETURNED, session_open=False)
+
+    assert rig.kiosk.outbox.depth == 0
+    assert rig.shown == shown_before
+
+
+# -- online ----------------------------------------------------------------------------
+
+
+async def test_online_scan_is_stored_then_published_on_this_kiosks_topic(online: Rig) -> None:
+    await online.scan(PASS)
+
+    assert online.kiosk.outbox.depth == 1  # kept until central answers
+    ((_, stored),) = await online.kiosk.outbox.pending()
+    assert [(p.topic, p.payload) for p in online.published] == [(topics.scan(KIOSK), stored)]
+    event = parse_event(KIOSK, stored)
+    assert isinstance(event, CodeScan)
+    assert (event.code, event.queued) == (PASS, False)
+
+
+async def test_publishing_on_a_link_that_never_connected_does_not_raise(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # paho queues the message until it connects; the scan must still reach the outbox.
+    monkeypatch.setattr(
+        rig.kiosk.link, "publish", functools.partial(KioskLink.publish, rig.kiosk.link)
+    )
+    rig.kiosk.walkup.online = True
+
+    await rig.scan(LABEL)
+
+    assert rig.kiosk.outbox.depth == 1
+
+
+async def test_a_verdict_for_a_scan_clears_it_and_plays_its_pattern(online: Rig) -> None:
+    await online.scan(PASS)
+    (event,) = online.scans_published()
+
+    await online.verdict(event, Reason.SESSION_OPENED, session_open=True, member_name="Ada")
+
+    assert online.kiosk.outbox.depth == 0
+    assert online.last() is Signal.SESSION_OPENED
+    assert online.lights.state == colour(Signal.SESSION_OPENED)
+    assert online.mode() is Mode.SESSION
+    assert online.kiosk.walkup.member_name == "Ada"
+    assert online.steady() is Signal.SESSION
+    assert any("Ada" in text for _, kind, text in online.journal if kind == "verdict")
+
+    await online.clock.advance(1.0, step=0.05)
+    assert online.lights.state == colour(Signal.SESSION)
+    assert not online.buzzer.on
+
+
+@pytest.mark.parametrize(
+    ("reason", "signal"),
+    [
+        (Reason.ALREADY_USED, Signal.REFUSED_USED),
+        (Reason.EXPIRED, Signal.REFUSED_CODE),
+        (Reason.MEMBER_SUSPENDED, Signal.REFUSED_MEMBER),
+        (Reason.FEATURE_DISABLED, Signal.REFUSED_DISABLED),
+        (Reason.RATE_LIMITED, Signal.REFUSED_ABUSE),
+    ],
+)
+async def test_a_refused_pass_plays_its_refusal_and_leaves_the_kiosk_idle(
+    online: Rig, reason: Reason, signal: Signal
+) -> None:
+    await online.scan(PASS)
+    (event,) = online.scans_published()
+
+    await online.verdict(event, reason, session_open=False)
+
+    assert online.last() is signal
+    assert online.kiosk.outbox.depth == 0
+    assert online.mode() is Mode.IDLE
+
+
+async def test_a_checkout_session_from_pass_to_done(online: Rig) -> None:
+    await online.scan(PASS)
+    (opened,) = online.scans_published()
+    await online.verdict(opened, Reason.SESSION_OPENED, session_open=True, member_name="Ada")
+
+    await online.scan(LABEL)
+    checkout = online.scans_published()[-1]
+    await online.verdict(checkout, Reason.CHECKED_OUT, session_open=True)
+    assert online.last() is Signal.CHECKED_OUT
+
+    await online.kiosk.press_done()
+    done = online.scans_published()[-1]
+    assert isinstance(done, SessionDone)
+    assert online.mode() is Mode.IDLE
+    assert online.steady() is Signal.IDLE
+    assert await online.pending_ids() == [done.event_id]  # kept until central confirms
+
+    await online.verdict(done, Reason.SESSION_CLOSED, session_open=False)
+    assert online.kiosk.outbox.depth == 0
+    assert online.last() is Signal.SESSION_CLOSED
+
+
+async def test_done_without_a_session_sends_nothing(online: Rig) -> None:
+    await online.kiosk.press_done()
+
+    assert online.published == []
+    assert online.kiosk.outbox.depth == 0
+
+
+async def test_a_verdict_for_an_unknown_event_changes_nothing(online: Rig) -> None:
+    await online.scan(LABEL)
+    waiting = await online.pending_ids()
+    shown_before = list(online.shown)
+    stranger = CodeScan(event_id="0" * 32, kiosk_id=KIOSK, code=PASS, scanned_at=AT)
+
+    await online.verdict(stranger, Reason.SESSION_OPENED, session_open=True, member_name="Eve")
+
+    assert await online.pending_ids() == waiting
+    assert online.shown == shown_before
+    assert online.mode() is Mode.IDLE
+    assert online.steady() is Signal.IDLE
+
+
+async def test_a_redelivered_verdict_is_played_once(online: Rig) -> None:
+    await online.scan(LABEL)
+    (event,) = online.scans_published()
+    await online.verdict(event, Reason.RETURNED, session_open=False)
+    await online.clock.advance(1.0, step=0.05)
+    shown_before = list(online.shown)
+
+    await online.verdict(event, Reason.RETURNED, session_open=False)
+
+    assert online.shown == shown_before
+
+
+async def test_a_verdict_addressed_to_another_kiosk_is_ignored(online: Rig) -> None:
+    await online.scan(PASS)
+    (event,) = online.scans_published()
+    payload = encode(
+        Verdict(
+            event_id=event.event_id,
+            kiosk_id="KIOSK-B1",
+            reason=Reason.SESSION_OPENED,
+            accepted=True,
+            session_open=True,
+            decided_at=AT,
+        )
+    )
+
+    await online.deliver(topics.verdict(KIOSK), payload)
+
+    assert online.kiosk.outbox.depth == 1
+    assert online.mode() is Mode.IDLE
+
+
+async def test_no_answer_from_central_is_told_to_the_waiting_member(online: Rig) -> None:
+    await online.scan(PASS)
+    ticker = asyncio.create_task(online.kiosk._ticker())
+    try:
+        await online.clock.advance(2.9, step=0.05)
+        assert Signal.REFUSED_OFFLINE not in online.shown
+
+        await online.clock.advance(0.3, step=0.05)
+        assert online.shown.count(Signal.REFUSED_OFFLINE) == 1
+        assert online.kiosk.outbox.depth == 1  # still sent again on reconnect
+
+        await online.clock.advance(5.0, step=0.05)
+        assert online.shown.count(Signal.REFUSED_OFFLINE) == 1  # said once
+    finally:
+        ticker.cancel()
+
+
+async def test_an_idle_session_times_out_on_the_ticker(online: Rig) -> None:
+    await online.scan(PASS)
+    (event,) = online.scans_published()
+    await online.verdict(event, Reason.SESSION_OPENED, session_open=True, member_name="Ada")
+    ticker = asyncio.create_task(online.kiosk._ticker())
+    try:
+        await online.clock.advance(59.0, step=0.5)
+        assert online.steady() is Signal.SESSION
+
+        await online.clock.advance(1.5, step=0.1)
+        assert online.mode() is Mode.IDLE
+        assert online.steady() is Signal.IDLE
+        assert online.lights.state == colour(Signal.IDLE)
+    finally:
+        ticker.cancel()
+
+
+# -- availability ----------------------------------------------------------------------
+
+
+def availability(seq: int, state: AvailabilityState, item_id: str = "DRILL-01") -> bytes:
+    return encode(
+        Availability(
+            item_id=item_id,
+            shelf_id=SHELF,
+            name="Cordless drill",
+            state=state,
+            seq=seq,
+            changed_at=AT,
+        )
+    )
+
+
+async def test_availability_is_kept_per_item_and_stale_copies_lose(online: Rig) -> None:
+    topic = topics.availability(SHELF, "DRILL-01")
+
+    await online.deliver(topic, availability(5, AvailabilityState.CHECKED_OUT))
+    await online.deliver(topic, availability(3, AvailabilityState.AVAILABLE))  # older
+    assert online.state_of("DRILL-01") is AvailabilityState.CHECKED_OUT
+    assert online.kiosk.availability["DRILL-01"].seq == 5
+
+    await online.deliver(topic, availability(5, AvailabilityState.MAINTENANCE))  # a repeat
+    assert online.state_of("DRILL-01") is AvailabilityState.CHECKED_OUT
+
+    await online.deliver(topic, availability(6, AvailabilityState.AVAILABLE))
+    assert online.state_of("DRILL-01") is AvailabilityState.AVAILABLE
+
+    await online.deliver(
+        topics.availability(SHELF, "SAW-01"),
+        availability(1, AvailabilityState.RETIRED, item_id="SAW-01"),
+    )
+    assert set(online.kiosk.availability) == {"DRILL-01", "SAW-01"}
+
+
+# -- configuration and commands ----------------------------------------------------------
+
+
+def config(**changes: object) -> bytes:
+    fields: dict[str, object] = {
+        "kiosk_id": KIOSK,
+        "shelf_id": SHELF,
+        "config_version": 2,
+        "session_timeout_s": 5.0,
+        "checkout_enabled": True,
+    }
+    fields.update(changes)
+    return encode(KioskConfig.model_validate(fields))
+
+
+async def test_config_switching_checkout_off_shows_returns_only(online: Rig) -> None:
+    await online.deliver(topics.config(KIOSK), config(checkout_enabled=False))
+
+    assert online.steady() is Signal.CHECKOUT_OFF
+    assert online.lights.state == colour(Signal.CHECKOUT_OFF)
+    assert online.kiosk.config is not None
+    assert online.kiosk.config.config_version == 2
+
+    await online.deliver(topics.config(KIOSK), config(checkout_enabled=True, config_version=3))
+    assert online.steady() is Signal.IDLE
+
+
+async def test_config_sets_the_session_timeout(online: Rig) -> None:
+    await online.deliver(topics.config(KIOSK), config(session_timeout_s=5.0))
+    await online.scan(PASS)
+    (event,) = online.scans_published()
+    await online.verdict(event, Reason.SESSION_OPENED, session_open=True)
+
+    await online.clock.advance(4.5, step=0.5)
+    assert online.kiosk.walkup.tick() is False
+    await online.clock.advance(0.5, step=0.5)
+    assert online.kiosk.walkup.tick() is True
+
+
+async def test_config_for_another_kiosk_is_ignored(online: Rig) -> None:
+    await online.deliver(topics.config(KIOSK), config(kiosk_id="KIOSK-B1", checkout_enabled=False))
+
+    assert online.kiosk.config is None
+    assert online.kiosk.walkup.checkout_enabled is True
+    assert online.steady() is Signal.IDLE
+
+
+async def test_identify_command_flashes_the_kiosk(online: Rig) -> None:
+    command = encode(KioskCommand(command="identify", issued_at=AT))
+
+    await online.deliver(topics.command(KIOSK), command)
+
+    assert online.last() is Signal.IDENTIFY
+    assert online.lights.state == colour(Signal.IDENTIFY)
+
+
+# -- bad input ---------------------------------------------------------------------------
+
+GOOD_VERDICT = encode(
+    Verdict(
+        event_id="0" * 32,
+        kiosk_id=KIOSK,
+        reason=Reason.CHECKED_OUT,
+        accepted=True,
+        session_open=True,
+        decided_at=AT,
+    )
+)
+MALFORMED = {
+    "empty": b"",
+    "not-json": b"hello",
+    "not-utf8": b"\xff\xfe\x00{",
+    "json-list": b"[1, 2]",
+    "json-string": b'"identify"',
+    "empty-object": b"{}",
+    "no-version": GOOD_VERDICT.replace(b'"v":1,', b""),
+    "future-version": GOOD_VERDICT.replace(b'"v":1', b'"v":2'),
+    "unknown-reason": GOOD_VERDICT.replace(b"CHECKED_OUT", b"CHECKED_OUTT"),
+    "extra-field": GOOD_VERDICT[:-1] + b',"admin":true}',
+    "oversized": b'{"v":1,"pad":"' + b"x" * 5000 + b'"}',
+    "another-message": encode(KioskCommand(command="identify", issued_at=AT)),
+}
+TOPICS = {
+    "verdict": topics.verdict(KIOSK),
+    "config": topics.config(KIOSK),
+    "command": topics.command(KIOSK),
+    "availability": topics.availability(SHELF, "DRILL-01"),
+}
+
+
+@pytest.mark.parametrize("payload", MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize("topic", TOPICS.values(), ids=TOPICS.keys())
+async def test_a_malformed_message_is_ignored(online: Rig, topic: str, payload: bytes) -> None:
+    if topic.endswith("/command") and payload == MALFORMED["another-message"]:
+        payload = GOOD_VERDICT  # the command itself is the one good payload there
+    await online.scan(LABEL)
+    shown_before = list(online.shown)
+
+    await online.deliver(topic, payload)
+
+    assert online.shown == shown_before
+    assert online.kiosk.outbox.depth == 1
+    assert online.kiosk.availability == {}
+    assert online.kiosk.config is None
+    assert online.mode() is Mode.IDLE
+
+
+@pytest.mark.parametrize("topic", TOPICS.values(), ids=TOPICS.keys())
+async def test_a_deeply_nested_message_is_ignored(online: Rig, topic: str) -> None:
+    # 4,000 bytes, under the size limit, but deeper than the JSON parser's stack.
+    payload = b"[" * 2000 + b"]" * 2000
+    await online.scan(LABEL)
+    shown_before = list(online.shown)
+
+    await online.deliver(topic, payload)
+
+    assert online.shown == shown_before
+    assert online.kiosk.outbox.depth == 1
+    assert online.kiosk.availability == {}
+    assert online.kiosk.config is None
