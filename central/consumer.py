@@ -82,12 +82,23 @@ class Consumer:
         return self._queue.qsize()
 
     async def run(self) -> None:
-        """Decide batches forever."""
+        """Decide batches forever; a failing database delays answers, it never drops scans."""
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self.handle(batch)
+            delay = 0.1
+            while True:
+                try:
+                    await self.handle(batch)
+                    break
+                except Exception:
+                    # Nothing in the batch was acknowledged, and a retry of events that did
+                    # commit just reads their stored verdicts back: retrying is always safe.
+                    self.counts["batch_retry"] += 1
+                    log.exception("batch of %s failed; retrying in %.1fs", len(batch), delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
 
     async def handle(self, batch: Sequence[Inbound]) -> None:
         """Decide one batch: parse, verify, one transaction, publish, then ack."""
@@ -149,7 +160,10 @@ class Consumer:
         try:
             kiosk_id = topics.kiosk_of(inbound.topic)
             job.event = parse_event(kiosk_id, inbound.payload)
-        except ContractError as exc:
+        except Exception as exc:  # bad input of any shape is refused, never fatal
+            if not isinstance(exc, ContractError):
+                log.exception("unexpected parse failure on %s", inbound.topic[:128])
+                exc = ContractError("bad_fields", type(exc).__name__)
             self.counts[f"malformed.{exc.reason}"] += 1
             job.refusal = exc
             job.event = self._salvage(inbound, exc)

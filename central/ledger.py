@@ -15,6 +15,13 @@ from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict
 from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
+# A scan that reaches central this long after it happened is history: the member who made
+# it has walked away, so it may still return an item but never opens a session or checks
+# anything out (a kiosk re-sending its outbox after an outage sends such scans).
+LATE_AFTER = timedelta(seconds=60)
+# Kiosk clocks drift, but not by this much: a scan from the future is a forgery or a bug.
+FUTURE_SKEW = timedelta(minutes=5)
+
 _PASS_REFUSALS = {
     PassUse.ALREADY_USED: Reason.ALREADY_USED,
     PassUse.INVALIDATED: Reason.REVOKED,
@@ -96,9 +103,14 @@ async def _decide(
     ):
         return _Draft(Reason.KIOSK_BLOCKED)
     idle = timedelta(seconds=kiosk.session_timeout_s)
+    if event.scanned_at > now + FUTURE_SKEW:
+        return _Draft(Reason.MALFORMED, session=await tx.open_session(event.kiosk_id, now))
+    late = now - event.scanned_at > LATE_AFTER
     if isinstance(event, SessionDone):
-        await tx.close_sessions(event.kiosk_id, now)
-        return _Draft(Reason.SESSION_CLOSED)
+        if not late:
+            await tx.close_sessions(event.kiosk_id, now)
+        # A late "done" must not end a session someone else has opened since.
+        return _Draft(Reason.SESSION_CLOSED, session=await tx.open_session(event.kiosk_id, now))
     session = await tx.open_session(event.kiosk_id, now)
     if token is None or isinstance(token, Reason):
         return _Draft(token or Reason.MALFORMED, session=session)
@@ -106,9 +118,12 @@ async def _decide(
         if event.queued:
             # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.
             return _Draft(Reason.MALFORMED, session=session)
+        if late:
+            # Left unconsumed, so the member can show it again.
+            return _Draft(Reason.EXPIRED, member_id=token.member_id, session=session)
         return await _open_session(tx, event, token, now, idle, session)
     if isinstance(token, Label):
-        return await _label(tx, event, token, now, idle, session)
+        return await _label(tx, event, token, now, idle, session, return_only=event.queued or late)
     # Enrolment codes are claimed over HTTPS, never through the scan stream.
     return _Draft(Reason.UNKNOWN_CODE, session=session)
 
@@ -146,6 +161,8 @@ async def _label(
     now: datetime,
     idle: timedelta,
     session: SessionRow | None,
+    *,
+    return_only: bool,
 ) -> _Draft:
     item = await tx.item(token.item_id)
     if item is None:
@@ -155,14 +172,14 @@ async def _label(
         base.reason = Reason.REVOKED
         return base
     open_checkout = await tx.open_checkout(item.item_id)
-    if session is None or event.queued:
+    if session is None or return_only:
         if open_checkout is None:
             # Nothing to return: the member most likely wanted it and has no session.
-            base.reason = Reason.NOT_CHECKED_OUT if event.queued else Reason.NO_SESSION
+            base.reason = Reason.NOT_CHECKED_OUT if return_only else Reason.NO_SESSION
             return base
-        # A queued return happened when the member scanned it, not when we heard of it.
+        # A queued or late return happened when the member scanned it, not when we heard.
         returned_at = now
-        if event.queued:
+        if return_only:
             returned_at = min(now, max(open_checkout.checked_out_at, event.scanned_at))
         await tx.close_checkout(
             open_checkout.checkout_id, returned_at, event.event_id, event.kiosk_id

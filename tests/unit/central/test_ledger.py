@@ -404,8 +404,8 @@ async def test_a_queued_return_is_dated_within_the_loan(desk: Desk) -> None:
     # A kiosk clock running slow cannot date a return before its checkout…
     early = checked_out_at - timedelta(days=1)
     assert (await desk.scan(desk.label(DRILL), queued=True, scanned_at=early)).verdict.accepted
-    # …nor one running fast after the moment central hears of it.
-    late = desk.clock.now() + timedelta(days=1)
+    # …nor one running (a little) fast after the moment central hears of it.
+    late = desk.clock.now() + timedelta(minutes=4)
     assert (await desk.scan(desk.label(SAW), queued=True, scanned_at=late)).verdict.accepted
     rows = dict(sql(desk.path, "SELECT item_id, returned_at FROM checkouts"))
     assert rows == {DRILL: to_db(checked_out_at), SAW: to_db(desk.clock.now())}
@@ -684,3 +684,48 @@ class WalkUps(RuleBasedStateMachine):
 
 WalkUps.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 TestWalkUps = WalkUps.TestCase
+
+
+async def test_a_scan_from_the_future_is_malformed(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    future = desk.clock.now() + timedelta(minutes=6)
+    verdict = (await desk.scan(desk.label(DRILL), scanned_at=future)).verdict
+    assert verdict.reason is Reason.MALFORMED
+    assert desk.holders() == {}
+
+
+async def test_a_late_pass_is_refused_but_stays_usable(desk: Desk) -> None:
+    code = await desk.pass_for(ADA)
+    two_minutes_ago = desk.clock.now() - timedelta(minutes=2)
+    late = (await desk.scan(code, scanned_at=two_minutes_ago)).verdict
+    assert (late.reason, late.session_open) == (Reason.EXPIRED, False)
+    # The member walked away without a session; the pass was not spent.
+    assert (await desk.scan(code)).verdict.reason is Reason.SESSION_OPENED
+
+
+async def test_a_late_label_never_checks_out_into_a_newer_session(desk: Desk) -> None:
+    two_minutes_ago = desk.clock.now() - timedelta(minutes=2)
+    await desk.open_session(GRACE)
+    # A scan from before this session (re-sent from an outbox) is not Grace's checkout.
+    late = (await desk.scan(desk.label(DRILL), scanned_at=two_minutes_ago)).verdict
+    assert late.reason is Reason.NOT_CHECKED_OUT
+    assert desk.holders() == {}
+
+
+async def test_a_late_return_is_applied_and_dated_when_it_happened(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    desk.clock.advance(3600)
+    scanned_at = desk.clock.now() - timedelta(minutes=30)
+    verdict = (await desk.scan(desk.label(DRILL), scanned_at=scanned_at)).verdict
+    assert verdict.reason is Reason.RETURNED
+    assert sql(desk.path, "SELECT returned_at FROM checkouts") == [(to_db(scanned_at),)]
+
+
+async def test_a_late_done_does_not_end_a_newer_session(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    stale = session_done(KIOSK_A, desk.clock.now() - timedelta(minutes=2))
+    verdict = (await decide(desk.store, desk.signer, stale, desk.clock.now())).verdict
+    assert (verdict.reason, verdict.session_open) == (Reason.SESSION_CLOSED, True)
+    assert (await desk.scan(desk.label(DRILL))).verdict.reason is Reason.CHECKED_OUT
