@@ -25,6 +25,7 @@ from broker.messages import (
 )
 from central import ledger
 from central.clock import Clock
+from central.ledger import Outcome
 from central.mqtt import Inbound
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import Token, TokenSigner
@@ -112,25 +113,10 @@ class Consumer:
         if not jobs:
             return
         now = self._clock.now()
-        outcomes: list[ledger.Outcome | None] = []
-        async with self._store.write() as tx:
-            for job in jobs:
-                if job.event is None:
-                    await tx.audit(
-                        AuditEntry(
-                            at=now,
-                            actor="system",
-                            action="scan.dropped",
-                            reason=Reason.MALFORMED,
-                            detail={
-                                "topic": job.inbound.topic[:128],
-                                "why": str(job.refusal)[:200],
-                            },
-                        )
-                    )
-                    outcomes.append(None)
-                    continue
-                outcomes.append(await self._apply(tx, job, now))
+        if self._store.group_commit:
+            outcomes = await self._decide_together(jobs, now)
+        else:
+            outcomes = await self._decide_apart(jobs, now)
         for job, outcome in zip(jobs, outcomes, strict=True):
             if outcome is not None:
                 self._answer(outcome)
@@ -141,19 +127,72 @@ class Consumer:
                 continue
             self._out.ack(job.inbound)
 
-    async def _apply(self, tx: Tx, job: _Job, now: datetime) -> ledger.Outcome | None:
-        assert job.event is not None
-        for attempt in (1, 2):
+    async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
+        """One transaction for the batch (group commit), a savepoint per event."""
+        outcomes: list[Outcome | None] = []
+        async with self._store.write() as tx:
+            for job in jobs:
+                for attempt in (1, 2):
+                    try:
+                        async with self._store.savepoint(tx):
+                            outcomes.append(await self._decide(tx, job, now))
+                        break
+                    except Exception as exc:
+                        if not self._store.is_conflict(exc):
+                            raise  # the database itself failed: retry the batch
+                        self._conflict(job, attempt)
+                else:
+                    outcomes.append(None)
+        return outcomes
+
+    async def _decide_apart(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
+        """A short transaction per event; kiosks in parallel, each kiosk's events in order."""
+        outcomes: dict[int, Outcome | None] = {}
+        by_kiosk: dict[str, list[int]] = {}
+        for index, job in enumerate(jobs):
+            by_kiosk.setdefault(job.inbound.topic, []).append(index)
+
+        async def one_kiosk(indexes: list[int]) -> None:
+            for index in indexes:
+                outcomes[index] = await self._decide_alone(jobs[index], now)
+
+        async with asyncio.TaskGroup() as group:
+            for indexes in by_kiosk.values():
+                group.create_task(one_kiosk(indexes))
+        return [outcomes[index] for index in range(len(jobs))]
+
+    async def _decide_alone(self, job: _Job, now: datetime) -> Outcome | None:
+        for attempt in (1, 2, 3):
             try:
-                async with self._store.savepoint(tx):
-                    return await ledger.apply(tx, job.event, job.token, now)
-            except Exception:
-                # A constraint refused a write the rules allowed (a logic slip, or a writer
-                # that won a race the lock should have prevented). The savepoint undid this
-                # event alone; retry once, when the rules see the winner's row.
-                self.counts["conflict"] += 1
-                log.exception("event %s failed (attempt %s)", job.event.event_id, attempt)
+                async with self._store.write() as tx:
+                    return await self._decide(tx, job, now)
+            except Exception as exc:
+                if not self._store.is_conflict(exc):
+                    raise
+                self._conflict(job, attempt)
         return None
+
+    def _conflict(self, job: _Job, attempt: int) -> None:
+        # A constraint refused a write the rules allowed, or the database broke a deadlock:
+        # a logic slip or a race the locks should have prevented. The event's changes were
+        # undone; on retry the rules see the winner's rows.
+        self.counts["conflict"] += 1
+        event_id = job.event.event_id if job.event else "?"
+        log.warning("event %s hit a conflict (attempt %s)", event_id, attempt, exc_info=True)
+
+    async def _decide(self, tx: Tx, job: _Job, now: datetime) -> Outcome | None:
+        if job.event is None:
+            await tx.audit(
+                AuditEntry(
+                    at=now,
+                    actor="system",
+                    action="scan.dropped",
+                    reason=Reason.MALFORMED,
+                    detail={"topic": job.inbound.topic[:128], "why": str(job.refusal)[:200]},
+                )
+            )
+            return None
+        return await ledger.apply(tx, job.event, job.token, now)
 
     def _prepare(self, inbound: Inbound) -> _Job:
         job = _Job(inbound)
@@ -186,7 +225,7 @@ class Consumer:
         except Exception:  # any shape of garbage just means "drop it"
             return None
 
-    def _answer(self, outcome: ledger.Outcome) -> None:
+    def _answer(self, outcome: Outcome) -> None:
         verdict = outcome.verdict
         self.counts["replayed" if outcome.replayed else verdict.reason.value] += 1
         self._out.publish(topics.verdict(verdict.kiosk_id), encode(verdict))

@@ -25,6 +25,7 @@ from central.keys import load_admin_token, load_key_ring
 from central.mqtt import CentralLink
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
+from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
 
@@ -49,10 +50,20 @@ class _QuietServer(uvicorn.Server):
 
 async def open_store(settings: CentralSettings) -> Store:
     """The configured backend, migrated to the newest schema."""
+    store: SqliteStore | PostgresStore
     if settings.database == "postgres":
-        raise ConfigError("the postgres backend is not built into this version")
-    store = await SqliteStore(settings.sqlite_file).open()
-    await store.migrate()
+        if settings.postgres_dsn is None:
+            raise ConfigError("database=postgres needs CS_CENTRAL_POSTGRES_DSN")
+        store = await PostgresStore(
+            settings.postgres_dsn.get_secret_value(), max_size=settings.postgres_pool
+        ).open()
+    else:
+        store = await SqliteStore(settings.sqlite_file).open()
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
     return store
 
 

@@ -35,6 +35,9 @@ class CentralSettings(BaseSettings):
     postgres_dsn: SecretStr | None = Field(
         default=None, description="postgresql://user:pass@host/db when database=postgres."
     )
+    postgres_pool: int = Field(
+        default=10, ge=1, le=100, description="PostgreSQL connections this instance may hold."
+    )
     mqtt_host: str = Field(default="127.0.0.1", description="Broker host.")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     mqtt_username: str | None = Field(default=None, description="Broker user for central.")

@@ -11,10 +11,28 @@ need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || need+=(libzbar0)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# PostgreSQL: the second storage backend, used by the tests and by multi-instance central.
+# Start the packaged cluster if it is down, and make the role the tests connect as.
+as_postgres=(runuser -u postgres --)
+if [ "$(id -u)" -ne 0 ]; then as_postgres=(sudo -u postgres); fi
+cluster="$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
+if [ -z "$cluster" ]; then
+    "${sudo_cmd[@]}" pg_createcluster 15 main >/dev/null
+    cluster="$(pg_lsclusters --no-header | awk 'NR==1 {print $1" "$2}')"
+fi
+if ! pg_lsclusters --no-header | awk 'NR==1 {print $4}' | grep -q online; then
+    # shellcheck disable=SC2086  # "version name" is two arguments
+    "${sudo_cmd[@]}" pg_ctlcluster $cluster start
+fi
+if ! "${as_postgres[@]}" psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'cs_test'" | grep -q 1; then
+    "${as_postgres[@]}" psql -qc "CREATE ROLE cs_test LOGIN CREATEDB PASSWORD 'cs_test'"
 fi
 
 python3 - <<'PY'

@@ -16,6 +16,7 @@ import pytest
 from broker.local import LocalBroker, free_port
 from central.service import Deps, run
 from central.settings import CentralSettings
+from tests.support.postgres import fresh_database
 from tests.support.probe import Probe
 
 
@@ -70,10 +71,27 @@ def central_settings(tmp_path: Path, broker: LocalBroker, **extra: Any) -> Centr
     )
 
 
-@pytest.fixture
-async def central(tmp_path: Path, broker: LocalBroker) -> AsyncIterator[RunningCentral]:
-    """A real central on a temp SQLite file, connected to ``broker``."""
-    async with start_central(central_settings(tmp_path, broker)) as running:
+@contextlib.asynccontextmanager
+async def backend_settings(
+    backend: str, tmp_path: Path, broker: LocalBroker, **extra: Any
+) -> AsyncIterator[CentralSettings]:
+    """Central settings on ``backend``: a temp SQLite file, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        yield central_settings(tmp_path, broker, **extra)
+        return
+    async with fresh_database() as dsn:
+        yield central_settings(tmp_path, broker, database="postgres", postgres_dsn=dsn, **extra)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def central(
+    request: pytest.FixtureRequest, tmp_path: Path, broker: LocalBroker
+) -> AsyncIterator[RunningCentral]:
+    """A real central connected to ``broker``, once on SQLite and once on PostgreSQL."""
+    async with (
+        backend_settings(request.param, tmp_path, broker) as settings,
+        start_central(settings) as running,
+    ):
         yield running
 
 

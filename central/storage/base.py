@@ -164,8 +164,14 @@ class Tx(Protocol):
 class Store(Protocol):
     """A database central keeps its state in."""
 
+    backend: str
+    group_commit: bool  # whether a batch of events shares one transaction
+
     async def migrate(self) -> int:
         """Bring the schema to the newest version; the version now in force."""
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a refused write or a broken deadlock, worth one more try."""
 
     async def close(self) -> None:
         """Release the connection(s)."""

@@ -261,6 +261,9 @@ class SqliteStore:
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"
+    # One writer at a time anyway: deciding a whole batch in one transaction is SQLite's
+    # group commit, one fsync for many scans.
+    group_commit = True
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self._path = str(path)
@@ -270,6 +273,10 @@ class SqliteStore:
         # One writer connection shared by the consumer and the admin API: a lock keeps
         # their transactions from interleaving on it.
         self._write_lock = asyncio.Lock()
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        """A constraint refused the write (SQLite never deadlocks under BEGIN IMMEDIATE)."""
+        return isinstance(exc, sqlite3.IntegrityError)
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self._path, isolation_level=None)

@@ -1,0 +1,10 @@
+DROP TABLE qr_audit_log;
+DROP FUNCTION qr_audit_log_append_only();
+DROP TABLE scan_events;
+DROP TABLE checkouts;
+DROP TABLE sessions;
+DROP TABLE qr_codes;
+DROP TABLE items;
+DROP TABLE members;
+DROP TABLE kiosks;
+DROP TABLE shelves;

@@ -1,0 +1,495 @@
+"""The PostgreSQL backend (asyncpg): several central instances share one database.
+
+Each event is decided in its own short transaction that takes its locks in one fixed
+order — the event id (advisory lock), then the kiosk row, then the item row, then the
+member row — so two instances never wait on each other in a cycle, and the constraints
+(partial unique indexes, unique pass and event ids) refuse whatever a logic slip lets by.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict
+from central.errors import MigrationError, StorageError
+from central.storage import migrations
+from central.storage.base import (
+    AuditEntry,
+    CheckoutRow,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    PassUse,
+    SessionRow,
+    Tx,
+)
+
+log = logging.getLogger(__name__)
+
+# Any constant will do; it only keeps two instances from migrating at the same moment.
+_MIGRATION_LOCK = 0x43533031
+
+
+class PostgresTx:
+    """One READ COMMITTED transaction whose row locks are taken as it reads."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def conn(self) -> asyncpg.Connection:
+        """The connection this transaction runs on."""
+        return self._conn
+
+    async def find_verdict(self, event_id: str) -> Verdict | None:
+        # Claim the event first: a redelivery racing on another instance waits here and
+        # then reads this transaction's verdict instead of deciding the event again.
+        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event_id)
+        text = await self._conn.fetchval(
+            "SELECT verdict FROM scan_events WHERE event_id = $1", event_id
+        )
+        return None if text is None else Verdict.model_validate_json(text)
+
+    async def save_verdict(
+        self, verdict: Verdict, code_hash: str | None, scanned_at: datetime
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
+            " reason, verdict) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            verdict.event_id,
+            verdict.kiosk_id,
+            code_hash,
+            scanned_at,
+            verdict.decided_at,
+            verdict.reason.value,
+            verdict.model_dump_json(),
+        )
+
+    async def kiosk(self, kiosk_id: str) -> KioskRow | None:
+        # The kiosk row lock serialises every decision about one kiosk's session.
+        row = await self._conn.fetchrow(
+            "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
+            " session_timeout_s FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
+            kiosk_id,
+        )
+        return None if row is None else KioskRow(*row)
+
+    async def member(self, member_id: str) -> MemberRow | None:
+        # Locked so two kiosks checking out for one member count against one limit.
+        row = await self._conn.fetchrow(
+            "SELECT member_id, name, suspended, checkout_limit FROM members"
+            " WHERE member_id = $1 FOR UPDATE",
+            member_id,
+        )
+        return None if row is None else MemberRow(*row)
+
+    async def item(self, item_id: str) -> ItemRow | None:
+        row = await self._conn.fetchrow(
+            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
+            " WHERE item_id = $1 FOR UPDATE",
+            item_id,
+        )
+        return None if row is None else ItemRow(*row)
+
+    async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
+        row = await self._conn.fetchrow(
+            "SELECT session_id, kiosk_id, member_id, expires_at FROM sessions"
+            " WHERE kiosk_id = $1 AND closed_at IS NULL AND expires_at > $2",
+            kiosk_id,
+            now,
+        )
+        return None if row is None else SessionRow(*row)
+
+    async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
+        status = await self._conn.execute(
+            "UPDATE sessions SET closed_at = $1 WHERE kiosk_id = $2 AND closed_at IS NULL",
+            now,
+            kiosk_id,
+        )
+        return _count(status)
+
+    async def consume_pass(
+        self, pass_id: str, member_id: str, kiosk_id: str, now: datetime
+    ) -> PassUse:
+        # A conditional update: the row lock it takes makes a racing second consumer wait,
+        # re-check the WHERE clause after the first commits, and update nothing.
+        status = await self._conn.execute(
+            "UPDATE qr_codes SET consumed_at = $1, consumed_by = $2 WHERE pass_id = $3"
+            " AND member_id = $4 AND consumed_at IS NULL AND invalidated_at IS NULL"
+            " AND expires_at > $1",
+            now,
+            kiosk_id,
+            pass_id,
+            member_id,
+        )
+        if _count(status) == 1:
+            return PassUse.CONSUMED
+        row = await self._conn.fetchrow(
+            "SELECT consumed_at, invalidated_at FROM qr_codes"
+            " WHERE pass_id = $1 AND member_id = $2",
+            pass_id,
+            member_id,
+        )
+        if row is None:
+            return PassUse.UNKNOWN
+        if row["invalidated_at"] is not None:
+            return PassUse.INVALIDATED
+        if row["consumed_at"] is not None:
+            return PassUse.ALREADY_USED
+        return PassUse.EXPIRED
+
+    async def start_session(
+        self, kiosk_id: str, member_id: str, pass_id: str, now: datetime, expires_at: datetime
+    ) -> SessionRow:
+        session_id = await self._conn.fetchval(
+            "INSERT INTO sessions (kiosk_id, member_id, pass_id, opened_at, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING session_id",
+            kiosk_id,
+            member_id,
+            pass_id,
+            now,
+            expires_at,
+        )
+        return SessionRow(session_id, kiosk_id, member_id, expires_at)
+
+    async def extend_session(self, session_id: int, expires_at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE sessions SET expires_at = $1 WHERE session_id = $2", expires_at, session_id
+        )
+
+    async def open_checkout(self, item_id: str) -> CheckoutRow | None:
+        row = await self._conn.fetchrow(
+            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
+            " WHERE item_id = $1 AND returned_at IS NULL",
+            item_id,
+        )
+        return None if row is None else CheckoutRow(*row)
+
+    async def open_checkout_count(self, member_id: str) -> int:
+        count = await self._conn.fetchval(
+            "SELECT count(*) FROM checkouts WHERE member_id = $1 AND returned_at IS NULL", member_id
+        )
+        return int(count)
+
+    async def insert_checkout(
+        self,
+        item_id: str,
+        member_id: str,
+        session_id: int,
+        kiosk_id: str,
+        event_id: str,
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO checkouts (item_id, member_id, session_id, kiosk_id, event_id,"
+            " checked_out_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            item_id,
+            member_id,
+            session_id,
+            kiosk_id,
+            event_id,
+            now,
+            due_at,
+        )
+
+    async def close_checkout(
+        self, checkout_id: int, returned_at: datetime, event_id: str, kiosk_id: str
+    ) -> None:
+        status = await self._conn.execute(
+            "UPDATE checkouts SET returned_at = $1, return_event_id = $2,"
+            " return_kiosk_id = $3 WHERE checkout_id = $4 AND returned_at IS NULL",
+            returned_at,
+            event_id,
+            kiosk_id,
+            checkout_id,
+        )
+        if _count(status) != 1:
+            raise StorageError(f"checkout {checkout_id} was not open")
+
+    async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
+        if bump:
+            await self._conn.execute(
+                "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = $1",
+                item_id,
+            )
+        row = await self._conn.fetchrow(_AVAILABILITY_SQL + " WHERE i.item_id = $1", item_id)
+        if row is None:
+            raise StorageError(f"item {item_id} vanished")
+        return _availability(row, now)
+
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._conn.execute(
+            "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id,"
+            " item_id, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            entry.at,
+            entry.actor,
+            entry.action,
+            entry.reason,
+            entry.kiosk_id,
+            entry.member_id,
+            entry.item_id,
+            entry.event_id,
+            json.dumps(entry.detail, sort_keys=True),
+        )
+
+
+_AVAILABILITY_SQL = (
+    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
+    " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
+)
+
+
+def _availability(row: asyncpg.Record, now: datetime) -> Availability:
+    state = (
+        AvailabilityState.CHECKED_OUT
+        if row["due_at"] is not None
+        else AvailabilityState(row["state"])
+    )
+    return Availability(
+        item_id=row["item_id"],
+        shelf_id=row["shelf_id"],
+        name=row["name"],
+        state=state,
+        due_at=row["due_at"],
+        seq=row["availability_seq"],
+        changed_at=now,
+    )
+
+
+def _count(status: str) -> int:
+    """The row count in an asyncpg command status such as ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresStore:
+    """Central's state in PostgreSQL, shared by every central instance."""
+
+    backend = "postgres"
+    # Per-event transactions: a transaction spanning a batch would hold one event's locks
+    # while taking the next event's, and two instances could then deadlock.
+    group_commit = False
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._sizes = (min_size, max_size)
+        self._pool: asyncpg.Pool | None = None
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        """A constraint refused the write, or PostgreSQL broke a deadlock or conflict."""
+        return isinstance(
+            exc,
+            asyncpg.IntegrityConstraintViolationError
+            | asyncpg.DeadlockDetectedError
+            | asyncpg.SerializationError,
+        )
+
+    async def open(self) -> PostgresStore:
+        """Connect the pool."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from exc
+        return self
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (open)."""
+        if self._pool is None:
+            raise StorageError("store is not open")
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def schema_version(self) -> int:
+        """The newest applied migration (0 for an empty database)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        return int(version or 0)
+
+    async def migrate(self, target: int | None = None) -> int:
+        """Apply (or undo) migrations until the schema is at ``target`` (default newest)."""
+        steps = migrations.load("postgres")
+        want = len(steps) if target is None else target
+        if not 0 <= want <= len(steps):
+            raise MigrationError(f"no schema version {want}")
+        await self.schema_version()
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+            try:
+                have = int(
+                    await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+                )
+                if have > len(steps):
+                    raise MigrationError(f"database is at version {have}, newer than this code")
+                while have != want:
+                    up = want > have
+                    step = steps[have] if up else steps[have - 1]
+                    try:
+                        async with conn.transaction():
+                            await conn.execute(step.up if up else step.down)
+                            if up:
+                                await conn.execute(
+                                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                                    step.version,
+                                    step.name,
+                                )
+                            else:
+                                await conn.execute(
+                                    "DELETE FROM schema_migrations WHERE version = $1", step.version
+                                )
+                    except asyncpg.PostgresError as exc:
+                        raise MigrationError(f"migration {step.version} failed: {exc}") from exc
+                    log.info(
+                        "schema %s to version %s (%s)",
+                        "up" if up else "down",
+                        step.version if up else step.version - 1,
+                        step.name,
+                    )
+                    have = have + 1 if up else have - 1
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        return have
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[PostgresTx]:
+        """One short transaction on a pooled connection."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield PostgresTx(conn)
+
+    @asynccontextmanager
+    async def savepoint(self, tx: Tx) -> AsyncIterator[None]:
+        """A nested step (a SAVEPOINT) that rolls back alone."""
+        assert isinstance(tx, PostgresTx)
+        async with tx.conn.transaction():
+            yield
+
+    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+        async with self.write() as tx:
+            try:
+                await tx.conn.execute(sql, *args)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise StorageError(f"{entry.action} refused: {exc}") from exc
+            await tx.audit(entry)
+
+    async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
+        await self._admin_write(
+            "INSERT INTO shelves (shelf_id, name, created_at) VALUES ($1, $2, $3)",
+            (shelf_id, name, now),
+            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}),
+        )
+
+    async def add_item(
+        self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
+    ) -> None:
+        await self._admin_write(
+            "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            (item_id, shelf_id, name, loan_days, now),
+            AuditEntry(
+                now, actor, "item.add", item_id=item_id, detail={"shelf_id": shelf_id, "name": name}
+            ),
+        )
+
+    async def add_member(
+        self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
+    ) -> None:
+        await self._admin_write(
+            "INSERT INTO members (member_id, name, checkout_limit, created_at)"
+            " VALUES ($1, $2, $3, $4)",
+            (member_id, name, checkout_limit, now),
+            AuditEntry(
+                now,
+                actor,
+                "member.add",
+                member_id=member_id,
+                detail={"checkout_limit": checkout_limit},
+            ),
+        )
+
+    async def add_kiosk(
+        self,
+        kiosk_id: str,
+        shelf_id: str,
+        now: datetime,
+        actor: str,
+        session_timeout_s: float = 60.0,
+    ) -> None:
+        await self._admin_write(
+            "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
+            " VALUES ($1, $2, $3, $4)",
+            (kiosk_id, shelf_id, session_timeout_s, now),
+            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id, detail={"shelf_id": shelf_id}),
+        )
+
+    async def issue_pass(
+        self, pass_id: str, member_id: str, now: datetime, expires_at: datetime, actor: str
+    ) -> None:
+        await self._admin_write(
+            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at)"
+            " VALUES ($1, $2, $3, $4)",
+            (pass_id, member_id, now, expires_at),
+            AuditEntry(
+                now,
+                actor,
+                "pass.issue",
+                member_id=member_id,
+                detail={"pass_id": pass_id, "expires_at": expires_at.isoformat()},
+            ),
+        )
+
+    async def get_item(self, item_id: str) -> ItemRow | None:
+        row = await self.pool.fetchrow(
+            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
+            " WHERE item_id = $1",
+            item_id,
+        )
+        return None if row is None else ItemRow(*row)
+
+    async def get_member(self, member_id: str) -> MemberRow | None:
+        row = await self.pool.fetchrow(
+            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = $1",
+            member_id,
+        )
+        return None if row is None else MemberRow(*row)
+
+    async def all_availability(self, now: datetime) -> Sequence[Availability]:
+        rows = await self.pool.fetch(_AVAILABILITY_SQL + " ORDER BY i.item_id")
+        return [_availability(row, now) for row in rows]
+
+    async def kiosk_configs(self) -> Sequence[KioskConfig]:
+        rows = await self.pool.fetch(
+            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s FROM kiosks"
+            " WHERE NOT retired ORDER BY kiosk_id"
+        )
+        return [
+            KioskConfig(kiosk_id=r[0], shelf_id=r[1], config_version=r[2], session_timeout_s=r[3])
+            for r in rows
+        ]
+
+    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
+        rows = await self.pool.fetch(
+            "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
+            " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT $1) t ORDER BY seq",
+            limit,
+        )
+        return [
+            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
+            for r in rows
+        ]
