@@ -114,6 +114,12 @@ def create_app(
     async def health() -> dict[str, Any]:
         return {"status": "ok", "queue_depth": consumer.depth}
 
+    @app.get("/stats", dependencies=auth)
+    async def stats() -> dict[str, Any]:
+        # Verdicts by reason, conflicts the constraints caught, faults: what a test or an
+        # operator checks before the Prometheus metrics.
+        return {"queue_depth": consumer.depth, "counts": dict(consumer.counts)}
+
     @app.post("/shelves", status_code=201, dependencies=auth)
     async def add_shelf(body: ShelfIn) -> ShelfIn:
         await guarded(store.add_shelf(body.shelf_id, body.name, clock.now(), ADMIN_ACTOR))
