@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from broker import topics
-from broker.local import LocalBroker
+from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Reason, Verdict, encode
 from tests.conftest import RunningCentral, backend_settings, start_central
 from tests.support.probe import Probe
@@ -32,21 +32,17 @@ async def centrals(
     backend: str, count: int, tmp_path: Path, broker: LocalBroker
 ) -> AsyncIterator[list[RunningCentral]]:
     """``count`` central instances sharing one database and the scan stream."""
-    async with backend_settings(backend, tmp_path, broker) as first:
-        async with contextlib.AsyncExitStack() as stack:
-            running = [await stack.enter_async_context(start_central(first))]
-            for n in range(1, count):
-                other = first.model_copy(
-                    update={"instance_id": f"{first.instance_id}-{n}", "admin_port": _port()}
-                )
-                running.append(await stack.enter_async_context(start_central(other)))
-            yield running
-
-
-def _port() -> int:
-    from broker.local import free_port
-
-    return free_port()
+    async with (
+        backend_settings(backend, tmp_path, broker) as first,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        running = [await stack.enter_async_context(start_central(first))]
+        for n in range(1, count):
+            other = first.model_copy(
+                update={"instance_id": f"{first.instance_id}-{n}", "admin_port": free_port()}
+            )
+            running.append(await stack.enter_async_context(start_central(other)))
+        yield running
 
 
 async def library(admin: object, members: int) -> None:
