@@ -19,20 +19,58 @@ import httpx
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
-def _client(args: argparse.Namespace) -> httpx.Client:
-    token = args.token or os.environ.get("CS_ADMIN_TOKEN")
-    if token is None and args.token_file is not None:
-        token = Path(args.token_file).read_text().strip()
+class UsageError(ValueError):
+    """The command line cannot work as given (exit 2)."""
+
+
+class RefusedError(Exception):
+    """Central answered, and said no (exit 1)."""
+
+
+def _token(args: argparse.Namespace) -> str:
+    # What the admin typed on this command line beats what the shell environment holds.
+    if args.token:
+        return str(args.token)
+    if args.token_file is not None:
+        try:
+            return Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {args.token_file}: {exc.strerror}") from exc
+    token = os.environ.get("CS_ADMIN_TOKEN", "")
     if not token:
-        raise SystemExit("no admin token: pass --token, --token-file or set CS_ADMIN_TOKEN")
+        raise UsageError("no admin token: pass --token, --token-file or set CS_ADMIN_TOKEN")
+    return token
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    token = _token(args)
     return httpx.Client(base_url=args.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    widths = {c: max([len(c)] + [len(_cell(r.get(c))) for r in rows]) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    lines += ["  ".join(_cell(r.get(c)).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _detail(response: httpx.Response) -> str:
+    """Central's reason in words: FastAPI's validation list becomes ``field: message``."""
+    try:
+        detail = response.json().get("detail", "")
+    except ValueError:
+        return response.text.strip()[:200] or response.reason_phrase
+    if isinstance(detail, list):
+        parts = []
+        for error in detail:
+            where = ".".join(str(p) for p in error.get("loc", []) if p != "body")
+            parts.append(f"{where}: {error.get('msg', error)}" if where else str(error))
+        return "; ".join(parts)
+    return str(detail)
 
 
 def _call(
@@ -41,13 +79,8 @@ def _call(
     with _client(args) as client:
         response = client.request(method, path, json=body)
     if response.status_code >= 400:
-        detail = response.json().get("detail", response.text) if response.content else ""
-        raise _RefusedError(f"central refused ({response.status_code}): {detail}")
+        raise RefusedError(f"central refused ({response.status_code}): {_detail(response)}")
     return response.json()
-
-
-class _RefusedError(Exception):
-    pass
 
 
 def _show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
@@ -73,7 +106,7 @@ def cmd_kiosks(args: argparse.Namespace) -> None:
 
 def cmd_pass(args: argparse.Namespace) -> None:
     """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
-    body = {"ttl_s": args.ttl} if args.ttl else {}
+    body = {"ttl_s": args.ttl} if args.ttl is not None else {}
     issued = _call(args, "POST", f"/members/{args.member_id}/passes", body)
     if args.out:
         import segno
@@ -94,7 +127,12 @@ def cmd_label(args: argparse.Namespace) -> None:
 
 def cmd_add(args: argparse.Namespace) -> None:
     """Add a shelf, item, member or kiosk."""
-    fields = dict(pair.split("=", 1) for pair in args.fields)
+    fields = {}
+    for pair in args.fields:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{pair!r} is not FIELD=VALUE")
+        fields[name] = value
     _show(args, _call(args, "POST", f"/{args.kind}", fields))
 
 
@@ -103,7 +141,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     _show(
         args,
         _call(args, "GET", f"/audit?limit={args.limit}"),
-        ["at", "actor", "action", "reason", "kiosk_id", "item_id"],
+        ["at", "actor", "action", "reason", "kiosk_id", "member_id", "item_id"],
     )
 
 
@@ -147,10 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except _RefusedError as exc:
+    except RefusedError as exc:
         print(exc, file=sys.stderr)
         return EXIT_REFUSED
-    except ValueError as exc:
+    except UsageError as exc:
         print(f"bad arguments: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except httpx.TransportError as exc:

@@ -92,6 +92,29 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+_SUBJECT = {
+    "shelf": "shelf_id",
+    "item": "item_id",
+    "member": "member_id",
+    "kiosk": "kiosk_id",
+    "pass": "pass_id",
+}
+
+
+def refusal(entry: AuditEntry, *, duplicate: bool) -> str:
+    """An admin write the constraints refused, said the way an admin would say it."""
+    kind = entry.action.split(".", 1)[0]
+    key = _SUBJECT.get(kind, "")
+    ident = getattr(entry, key, None) or entry.detail.get(key, "?")
+    if duplicate:
+        return f"{kind} {ident} already exists"
+    if "shelf_id" in entry.detail and kind != "shelf":
+        return f"shelf {entry.detail['shelf_id']} does not exist"
+    if kind == "pass":
+        return f"member {entry.member_id} does not exist"
+    return f"{kind} {ident} refers to something that does not exist"
+
+
 class Tx(Protocol):
     """One write transaction: its locks are taken when it begins."""
 

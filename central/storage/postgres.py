@@ -29,6 +29,7 @@ from central.storage.base import (
     PassUse,
     SessionRow,
     Tx,
+    refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -385,7 +386,8 @@ class PostgresStore:
             try:
                 await tx.conn.execute(sql, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
-                raise StorageError(f"{entry.action} refused: {exc}") from exc
+                duplicate = isinstance(exc, asyncpg.UniqueViolationError)
+                raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
 
     async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:

@@ -26,6 +26,7 @@ from central.storage.base import (
     PassUse,
     SessionRow,
     Tx,
+    refusal,
 )
 
 log = logging.getLogger(__name__)
@@ -394,7 +395,8 @@ class SqliteStore:
             try:
                 await self._conn.execute(sql, args)
             except sqlite3.IntegrityError as exc:
-                raise StorageError(f"{entry.action} refused: {exc}") from exc
+                duplicate = "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
+                raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
 
     async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:

@@ -217,7 +217,7 @@ async def test_audit_shows_the_newest_admin_actions(cli: Cli, central: RunningCe
     table = await cli("audit", "--limit", "5")
     assert table.code == 0, table.err
     names, rows = parse_table(table.out)
-    assert names == ["AT", "ACTOR", "ACTION", "REASON", "KIOSK_ID", "ITEM_ID"]
+    assert names == ["AT", "ACTOR", "ACTION", "REASON", "KIOSK_ID", "MEMBER_ID", "ITEM_ID"]
     assert len(rows) == 5
     # The newest row comes last, like tail(1): the item just added.
     assert (rows[-1]["ACTOR"], rows[-1]["ACTION"], rows[-1]["ITEM_ID"]) == (
@@ -336,7 +336,7 @@ async def test_adding_an_existing_item_is_refused_and_keeps_the_original(
 
     assert refused.code == EXIT_REFUSED
     assert refused.err.startswith("central refused (409): ")
-    assert "item_id" in refused.err
+    assert "item DRILL-01 already exists" in refused.err
     assert refused.out == ""
     items = {i["item_id"]: i for i in (await central.admin.get("/items")).json()}
     assert sorted(items) == ["DRILL-01", "RAKE-01", "SAW-01"]
@@ -424,14 +424,9 @@ def test_unreachable_central_exits_3(capsys: pytest.CaptureFixture[str]) -> None
     assert captured.out == ""
 
 
-# --- known defects (strict: these start failing, i.e. XPASS, once fixed) -------------------
+# --- refusals a person can act on ---------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py _call prints pydantic's 422 detail list as a Python repr",
-)
 @pytest.mark.parametrize(
     ("bad", "expected"),
     [
@@ -451,11 +446,6 @@ async def test_422_message_is_readable(
     assert "{'" not in refused.err
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py cmd_pass drops a falsy --ttl, so --ttl 0 silently issues a default pass",
-)
 async def test_pass_ttl_zero_is_not_silently_replaced(cli: Cli, central: RunningCentral) -> None:
     await seed_library(central.admin)
 
@@ -465,11 +455,6 @@ async def test_pass_ttl_zero_is_not_silently_replaced(cli: Cli, central: Running
     assert issued.out == ""
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py _table prints None for empty cells (DUE_AT, REASON, OUTBOX_DEPTH)",
-)
 async def test_empty_cells_are_blank(cli: Cli, central: RunningCentral) -> None:
     await seed_library(central.admin)
 
@@ -480,11 +465,6 @@ async def test_empty_cells_are_blank(cli: Cli, central: RunningCentral) -> None:
     assert {r["DUE_AT"] for r in rows} == {""}
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py _client exits via SystemExit(str), status 1 (= 'central refused'), not 2",
-)
 def test_missing_token_is_a_usage_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"CS_ADMIN_TOKEN", "CS_ADMIN_URL"}}
     url = f"http://127.0.0.1:{free_port()}"
@@ -502,11 +482,6 @@ def test_missing_token_is_a_usage_error() -> None:
     assert done.returncode == EXIT_USAGE
 
 
-@pytest.mark.xfail(
-    raises=FileNotFoundError,
-    strict=True,
-    reason="cli.py _client reads --token-file unguarded: a missing file is a traceback",
-)
 def test_missing_token_file_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -518,11 +493,6 @@ def test_missing_token_file_is_a_usage_error(
     assert str(missing) in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py _client lets $CS_ADMIN_TOKEN override an explicit --token-file",
-)
 async def test_token_file_beats_a_stale_environment_token(
     cli: Cli, central: RunningCentral, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -534,11 +504,6 @@ async def test_token_file_beats_a_stale_environment_token(
     assert listed.code == 0, listed.err
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="cli.py cmd_add turns FIELD without '=' into dict()'s internal ValueError text",
-)
 def test_field_without_value_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
@@ -550,18 +515,7 @@ def test_field_without_value_is_explained(capsys: pytest.CaptureFixture[str]) ->
     assert "FIELD=VALUE" in err
 
 
-async def test_item_on_unknown_shelf_names_the_shelf(
-    cli: Cli, central: RunningCentral, request: pytest.FixtureRequest
-) -> None:
-    if central.settings.database == "sqlite":
-        # PostgreSQL's error detail names the key; SQLite's does not.
-        request.applymarker(
-            pytest.mark.xfail(
-                raises=AssertionError,
-                strict=True,
-                reason="sqlite.py _admin_write reports 'FOREIGN KEY constraint failed' only",
-            )
-        )
+async def test_item_on_unknown_shelf_names_the_shelf(cli: Cli, central: RunningCentral) -> None:
     await seed_library(central.admin)
 
     refused = await cli("add", "items", "item_id=DRILL-09", "shelf_id=SHELF-Z", "name=Drill")
