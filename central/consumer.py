@@ -129,8 +129,9 @@ class Consumer:
 
     async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
         """One transaction for the batch (group commit), a savepoint per event."""
-        outcomes: list[Outcome | None] = []
-        async with self._store.write() as tx:
+
+        async def batch(tx: Tx) -> list[Outcome | None]:
+            outcomes: list[Outcome | None] = []
             for job in jobs:
                 for attempt in (1, 2):
                     try:
@@ -143,7 +144,9 @@ class Consumer:
                         self._conflict(job, attempt)
                 else:
                     outcomes.append(None)
-        return outcomes
+            return outcomes
+
+        return await self._store.run_write(batch)
 
     async def _decide_apart(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
         """A short transaction per event; kiosks in parallel, each kiosk's events in order."""
@@ -228,12 +231,15 @@ class Consumer:
     def _answer(self, outcome: Outcome) -> None:
         verdict = outcome.verdict
         self.counts["replayed" if outcome.replayed else verdict.reason.value] += 1
-        self._out.publish(topics.verdict(verdict.kiosk_id), encode(verdict))
+        self._out.publish(topics.verdict(verdict.kiosk_id), outcome.payload)
         for availability in outcome.changed:
+            # Retained, so QoS 0 is enough: a kiosk that misses one live copy gets the
+            # current one when it resubscribes; the broker skips a PUBACK per change.
             self._out.publish(
                 topics.availability(availability.shelf_id, availability.item_id),
                 encode(availability),
                 retain=True,
+                qos=0,
             )
         if self.on_verdict is not None:
             self.on_verdict(verdict)

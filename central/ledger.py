@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict
+from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict, encode
 from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
@@ -35,6 +35,7 @@ class Outcome:
     """What applying one event produced: the verdict and any availability changes."""
 
     verdict: Verdict
+    payload: bytes  # the verdict's wire bytes, encoded once
     changed: list[Availability] = field(default_factory=list)
     replayed: bool = False
 
@@ -58,7 +59,7 @@ async def apply(
     previous = await tx.find_verdict(event.event_id)
     if previous is not None:
         # A redelivered event: same verdict, no effect.
-        return Outcome(previous, replayed=True)
+        return Outcome(previous, encode(previous), replayed=True)
     draft = await _decide(tx, event, token, now)
     session = draft.session
     verdict = Verdict(
@@ -75,7 +76,8 @@ async def apply(
         decided_at=now,
     )
     code_hash = fingerprint(event.code) if isinstance(event, CodeScan) else None
-    await tx.save_verdict(verdict, code_hash, event.scanned_at)
+    payload = encode(verdict)
+    await tx.save_verdict(verdict, code_hash, event.scanned_at, payload)
     await tx.audit(
         AuditEntry(
             at=now,
@@ -89,7 +91,7 @@ async def apply(
             detail={"code": code_hash} if code_hash else {},
         )
     )
-    return Outcome(verdict, draft.changed)
+    return Outcome(verdict, payload, draft.changed)
 
 
 async def _decide(

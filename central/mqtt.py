@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,6 +52,9 @@ class CentralLink:
         self._expiry = session_expiry_s
         # Set by whoever consumes (the service wires the consumer in before start()).
         self.on_inbound: Callable[[Inbound], None] = lambda _message: None
+        self._pending: deque[Inbound] = deque()
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
         self.connected = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._client = paho.Client(
@@ -120,4 +125,19 @@ class CentralLink:
 
     def _message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
         inbound = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
-        self._loop.call_soon_threadsafe(self.on_inbound, inbound)
+        # Wake the event loop once per burst, not once per message: each wake-up is a
+        # write to the loop's self-pipe and a GIL hand-over, and scans come in bursts.
+        with self._pending_lock:
+            self._pending.append(inbound)
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._pending_lock:
+            burst = list(self._pending)
+            self._pending.clear()
+            self._drain_scheduled = False
+        for inbound in burst:
+            self.on_inbound(inbound)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +124,13 @@ class Tx(Protocol):
         """The verdict already given to ``event_id``, if any."""
 
     async def save_verdict(
-        self, verdict: Verdict, code_hash: str | None, scanned_at: datetime
+        self,
+        verdict: Verdict,
+        code_hash: str | None,
+        scanned_at: datetime,
+        payload: bytes | None = None,
     ) -> None:
-        """Record that ``verdict.event_id`` was decided; unique per event id."""
+        """Record that ``verdict.event_id`` was decided, as ``payload`` (its wire bytes)."""
 
     async def kiosk(self, kiosk_id: str) -> KioskRow | None:
         """An enrolled kiosk."""
@@ -201,6 +207,9 @@ class Store(Protocol):
 
     def write(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction that takes its locks first and commits on exit."""
+
+    async def run_write(self, work: Callable[[Tx], Coroutine[Any, Any, _T]]) -> _T:
+        """Run ``work`` inside one write transaction, in as few thread hops as the backend can."""
 
     def savepoint(self, tx: Tx) -> AbstractAsyncContextManager[None]:
         """A nested step that rolls back alone if it raises."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 
@@ -39,3 +40,20 @@ def load(backend: str) -> list[Migration]:
     if [m.version for m in migrations] != list(range(1, len(migrations) + 1)):
         raise MigrationError(f"{backend} migrations are not numbered 1..n without gaps")
     return migrations
+
+
+def statements(script: str) -> list[str]:
+    """A SQLite script cut into whole statements (trigger bodies kept whole)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    leftover = "".join(
+        line for line in current.splitlines() if line.strip() and not line.strip().startswith("--")
+    )
+    if leftover:
+        raise MigrationError(f"migration script ends mid-statement: {leftover[:60]!r}")
+    return out

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict
+from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
 from central.storage.base import (
@@ -33,9 +33,14 @@ from central.storage.base import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # Any constant will do; it only keeps two instances from migrating at the same moment.
 _MIGRATION_LOCK = 0x43533031
+_SCHEMA_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+)
 
 
 class PostgresTx:
@@ -59,7 +64,11 @@ class PostgresTx:
         return None if text is None else Verdict.model_validate_json(text)
 
     async def save_verdict(
-        self, verdict: Verdict, code_hash: str | None, scanned_at: datetime
+        self,
+        verdict: Verdict,
+        code_hash: str | None,
+        scanned_at: datetime,
+        payload: bytes | None = None,
     ) -> None:
         await self._conn.execute(
             "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
@@ -70,7 +79,7 @@ class PostgresTx:
             scanned_at,
             verdict.decided_at,
             verdict.reason.value,
-            verdict.model_dump_json(),
+            (payload or encode(verdict)).decode(),
         )
 
     async def kiosk(self, kiosk_id: str) -> KioskRow | None:
@@ -317,10 +326,8 @@ class PostgresStore:
     async def schema_version(self) -> int:
         """The newest applied migration (0 for an empty database)."""
         async with self.pool.acquire() as conn:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return 0
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
         return int(version or 0)
 
@@ -330,10 +337,11 @@ class PostgresStore:
         want = len(steps) if target is None else target
         if not 0 <= want <= len(steps):
             raise MigrationError(f"no schema version {want}")
-        await self.schema_version()
         async with self.pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
             try:
+                # Under the lock: CREATE TABLE IF NOT EXISTS races with itself otherwise.
+                await conn.execute(_SCHEMA_MIGRATIONS)
                 have = int(
                     await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
                 )
@@ -373,6 +381,11 @@ class PostgresStore:
         """One short transaction on a pooled connection."""
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTx(conn)
+
+    async def run_write(self, work: Callable[[Tx], Coroutine[Any, Any, _T]]) -> _T:
+        """Run ``work`` in one transaction."""
+        async with self.write() as tx:
+            return await work(tx)
 
     @asynccontextmanager
     async def savepoint(self, tx: Tx) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 Kiosks are played by raw MQTT clients so that all of them publish at the same moment. The
 tests also require that no write was refused by a constraint: the lock order alone must
 prevent the race, and the constraints stay a backstop (tests/unit/central and
-tests/integration/test_storage_*.py prove those refuse on their own).
+tests/integration/storage/ prove those refuse on their own).
 """
 
 from __future__ import annotations

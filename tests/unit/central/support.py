@@ -1,18 +1,30 @@
-"""Builders shared by central's unit tests: a migrated SQLite store, a signer, a small library."""
+"""Builders shared by central's storage tests: stores, a signer, a small library, raw SQL.
+
+The tests under ``tests/integration/storage`` run every storage and ledger test on both
+backends; :func:`query` and :func:`execute` let them read and poke the database behind the
+rules on either one, with one spelling of the SQL.
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from broker.messages import CodeScan, SessionDone
 from central import ledger
-from central.storage.sqlite import SqliteStore
+from central.storage.base import Store
+from central.storage.postgres import PostgresStore
+from central.storage.sqlite import SqliteStore, from_db, to_db
 from central.tokens import KeyRing, TokenSigner, new_id
+
+# Both backends, where a test needs more than the Store protocol (migrate to a target,
+# schema_version, a raw connection).
+AnyStore: TypeAlias = SqliteStore | PostgresStore
 
 ADMIN = "admin:test"
 KEY = bytes(range(32))
@@ -43,7 +55,7 @@ async def open_store(path: Path) -> SqliteStore:
     return store
 
 
-async def seed(store: SqliteStore, now: datetime) -> None:
+async def seed(store: Store, now: datetime) -> None:
     """One shelf, three items, two members and two kiosks."""
     await store.add_shelf(SHELF, "Power tools", now, ADMIN)
     await store.add_item(DRILL, SHELF, "Cordless drill", now, ADMIN, loan_days=7)
@@ -56,7 +68,7 @@ async def seed(store: SqliteStore, now: datetime) -> None:
 
 
 async def issue_pass(
-    store: SqliteStore,
+    store: Store,
     signer: TokenSigner,
     member_id: str,
     now: datetime,
@@ -92,18 +104,74 @@ def session_done(kiosk_id: str, at: datetime) -> SessionDone:
 
 
 async def decide(
-    store: SqliteStore,
+    store: Store,
     signer: TokenSigner,
     event: CodeScan | SessionDone,
     now: datetime,
 ) -> ledger.Outcome:
-    """Verify and apply one event the way the consumer does: one write, one savepoint."""
+    """Verify and apply one event the way the consumer does on this backend.
+
+    A group-committing backend (SQLite) decides each event in a savepoint of the batch's
+    transaction; the others (PostgreSQL) give each event its own transaction.
+    """
     token = signer.verify(event.code, now) if isinstance(event, CodeScan) else None
-    async with store.write() as tx, store.savepoint(tx):
-        return await ledger.apply(tx, event, token, now)
+    async with store.write() as tx:
+        if not store.group_commit:
+            return await ledger.apply(tx, event, token, now)
+        async with store.savepoint(tx):
+            return await ledger.apply(tx, event, token, now)
+
+
+_PLACEHOLDER = re.compile(r"\?")
+_SQLITE_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+def _numbered(statement: str) -> str:
+    """``?`` placeholders respelled as PostgreSQL's ``$1, $2, …``."""
+    counter = iter(range(1, statement.count("?") + 1))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", statement)
+
+
+def _from_sqlite(value: object) -> object:
+    # SQLite keeps times as fixed-width text (central.storage.sqlite.to_db); nothing else
+    # the schema stores has that exact shape, so it is safe to read back as a datetime.
+    if isinstance(value, str) and _SQLITE_TIMESTAMP.fullmatch(value):
+        return from_db(value)
+    return value
+
+
+async def query(store: Store, statement: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one statement on ``store``'s own connection(s); its rows as tuples.
+
+    Spelled with ``?`` placeholders, respelled for PostgreSQL. A datetime argument is stored
+    the way the backend stores times, and times come back as aware UTC datetimes on both, so
+    tests compare times, not text; booleans come back as 0/1 on SQLite, which compare equal
+    to False/True.
+
+    It writes outside the rules and outside ``store.write()``: on SQLite it runs on the
+    writer connection in autocommit mode, so never call it inside an open ``store.write()``
+    (it would join that transaction on SQLite and not on PostgreSQL).
+    """
+    if isinstance(store, PostgresStore):
+        records = await store.pool.fetch(_numbered(statement), *args)
+        return [tuple(record) for record in records]
+    if isinstance(store, SqliteStore):
+        params = tuple(to_db(arg) if isinstance(arg, datetime) else arg for arg in args)
+        async with store._conn.execute(statement, params) as cursor:
+            rows = await cursor.fetchall()
+        return [tuple(_from_sqlite(value) for value in row) for row in rows]
+    raise TypeError(f"no raw SQL for {type(store).__name__}")
+
+
+async def execute(store: Store, statement: str, *args: Any) -> None:
+    """Run one writing statement on ``store`` (see :func:`query`), committed at once."""
+    await query(store, statement, *args)
 
 
 def sql(path: Path, statement: str, *args: Any) -> list[Any]:
-    """Run one statement on a plain sqlite3 connection (outside the store) and commit."""
+    """Run one statement on a plain sqlite3 connection (outside the store) and commit.
+
+    For SQLite-only checks of the file itself; everything else uses :func:`query`.
+    """
     with closing(sqlite3.connect(path)) as db, db:
         return db.execute(statement, args).fetchall()

@@ -1,35 +1,17 @@
-"""The SQLite store: migrations, and the constraints that back the invariants on their own."""
+"""What only the SQLite store has: a file of its own and text timestamps.
+
+Everything both stores do (migrations, constraints, the audit log, the rules) is tested on
+both backends in tests/integration/storage.
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
-from broker.messages import AvailabilityState, Reason, Verdict
-from central.clock import FakeClock
-from central.errors import MigrationError, StorageError
 from central.storage import migrations
-from central.storage.base import AuditEntry, PassUse
-from central.storage.sqlite import SqliteStore, SqliteTx, from_db, to_db
-from central.tokens import TokenSigner, new_id
-from tests.unit.central.support import (
-    ADA,
-    ADMIN,
-    DRILL,
-    GRACE,
-    KIOSK_A,
-    KIOSK_B,
-    RAKE,
-    SAW,
-    SHELF,
-    issue_pass,
-    open_store,
-    seed,
-    sql,
-)
+from central.storage.sqlite import SqliteStore, from_db, to_db
+from tests.unit.central.support import ADMIN, open_store, sql
 
 NEWEST = len(migrations.load("sqlite"))
 TABLES = {
@@ -43,505 +25,10 @@ TABLES = {
     "scan_events",
     "qr_audit_log",
 }
-# Refusals the database raises for a broken constraint, whether or not the store wraps them.
-REFUSED = (sqlite3.IntegrityError, StorageError)
-
-
-def tables(path: Path) -> set[str]:
-    rows = sql(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {row[0] for row in rows} - {"sqlite_sequence", "schema_migrations"}
-
-
-async def new_session(
-    store: SqliteStore,
-    signer: TokenSigner,
-    member_id: str,
-    kiosk_id: str,
-    now: datetime,
-) -> int:
-    """A session opened directly through the store (no ledger rules)."""
-    pass_id, _ = await issue_pass(store, signer, member_id, now)
-    async with store.write() as tx:
-        session = await tx.start_session(
-            kiosk_id, member_id, pass_id, now, now + timedelta(hours=1)
-        )
-    return session.session_id
-
-
-async def checkout(
-    tx: SqliteTx, item_id: str, member_id: str, session_id: int, now: datetime
-) -> None:
-    await tx.insert_checkout(
-        item_id, member_id, session_id, KIOSK_A, new_id(), now, now + timedelta(days=14)
-    )
-
-
-def open_checkouts(path: Path) -> list[tuple[str, str]]:
-    return [
-        (row[0], row[1])
-        for row in sql(
-            path,
-            "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL ORDER BY item_id",
-        )
-    ]
-
-
-def verdict(event_id: str, now: datetime, reason: Reason = Reason.NO_SESSION) -> Verdict:
-    return Verdict(
-        event_id=event_id,
-        kiosk_id=KIOSK_A,
-        reason=reason,
-        accepted=reason.accepted,
-        session_open=False,
-        decided_at=now,
-    )
-
-
-# --- migrations -------------------------------------------------------------------------
-
-
-async def test_migrate_brings_an_empty_file_to_the_newest_version(db_path: Path) -> None:
-    store = await SqliteStore(db_path).open()
-    try:
-        assert await store.schema_version() == 0
-        assert await store.migrate() == NEWEST
-        assert await store.schema_version() == NEWEST
-        # Running it again is a no-op, as on every service start.
-        assert await store.migrate() == NEWEST
-    finally:
-        await store.close()
-    assert tables(db_path) == TABLES
-
-
-async def test_migrations_go_down_to_nothing_and_up_again(
-    store: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    await seed(store, now)
-    session_id = await new_session(store, signer, ADA, KIOSK_A, now)
-    async with store.write() as tx:
-        await checkout(tx, DRILL, ADA, session_id, now)
-
-    assert await store.migrate(target=0) == 0
-    assert await store.schema_version() == 0
-    assert tables(db_path) == set()
-
-    assert await store.migrate() == NEWEST
-    assert tables(db_path) == TABLES
-    # The schema is empty and fully usable, constraints and triggers included.
-    assert await store.all_availability(now) == []
-    assert await store.audit_tail(10) == []
-    await seed(store, now)
-    assert [a.state for a in await store.all_availability(now)] == [AvailabilityState.AVAILABLE] * 3
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        sql(db_path, "DELETE FROM qr_audit_log")
-    session_id = await new_session(store, signer, ADA, KIOSK_A, now)
-    async with store.write() as tx:
-        await checkout(tx, DRILL, ADA, session_id, now)
-    async with store.write() as tx:
-        with pytest.raises(REFUSED):
-            async with store.savepoint(tx):
-                await checkout(tx, DRILL, GRACE, session_id, now)
-
-
-@pytest.mark.parametrize("target", [-1, NEWEST + 1])
-async def test_migrate_refuses_a_version_that_does_not_exist(
-    store: SqliteStore, target: int
-) -> None:
-    with pytest.raises(MigrationError):
-        await store.migrate(target=target)
-    assert await store.schema_version() == NEWEST
-
-
-async def test_migrate_refuses_a_database_newer_than_the_code(
-    store: SqliteStore, db_path: Path
-) -> None:
-    sql(db_path, "INSERT INTO schema_migrations VALUES (?, 'future', '')", NEWEST + 1)
-    with pytest.raises(MigrationError, match="newer"):
-        await store.migrate()
-    assert tables(db_path) == TABLES
-
-
-# --- the audit log ----------------------------------------------------------------------
-
-
-async def test_the_audit_log_is_append_only(library: SqliteStore, db_path: Path) -> None:
-    before = sql(db_path, "SELECT * FROM qr_audit_log ORDER BY seq")
-    assert before, "seeding the library is audited"
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        sql(db_path, "UPDATE qr_audit_log SET actor = 'admin:mallory'")
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-        sql(db_path, "DELETE FROM qr_audit_log WHERE seq = (SELECT max(seq) FROM qr_audit_log)")
-    assert sql(db_path, "SELECT * FROM qr_audit_log ORDER BY seq") == before
-    # Appending still works.
-    at = datetime(2026, 1, 6, tzinfo=UTC)
-    async with library.write() as tx:
-        await tx.audit(AuditEntry(at, "system", "test.append", detail={"n": 1}))
-    tail = await library.audit_tail(1)
-    assert tail == [AuditEntry(at, "system", "test.append", detail={"n": 1})]
-
-
-async def test_admin_actions_are_audited_in_order(library: SqliteStore) -> None:
-    actions = [(entry.actor, entry.action) for entry in await library.audit_tail(100)]
-    assert actions == [
-        (ADMIN, "shelf.add"),
-        (ADMIN, "item.add"),
-        (ADMIN, "item.add"),
-        (ADMIN, "item.add"),
-        (ADMIN, "member.add"),
-        (ADMIN, "member.add"),
-        (ADMIN, "kiosk.enrol"),
-        (ADMIN, "kiosk.enrol"),
-    ]
-    assert [entry.action for entry in await library.audit_tail(2)] == ["kiosk.enrol"] * 2
-
-
-# --- one open checkout per item ---------------------------------------------------------
-
-
-async def test_the_database_refuses_a_second_open_checkout_of_one_item(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    ada = await new_session(library, signer, ADA, KIOSK_A, now)
-    grace = await new_session(library, signer, GRACE, KIOSK_B, now)
-    async with library.write() as tx:
-        await checkout(tx, DRILL, ADA, ada, now)
-        with pytest.raises(REFUSED):
-            await checkout(tx, DRILL, GRACE, grace, now)
-    assert open_checkouts(db_path) == [(DRILL, ADA)]
-    # Also across transactions.
-    async with library.write() as tx:
-        with pytest.raises(REFUSED):
-            await checkout(tx, DRILL, ADA, ada, now)
-    assert open_checkouts(db_path) == [(DRILL, ADA)]
-
-
-async def test_a_returned_item_can_be_checked_out_again(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    ada = await new_session(library, signer, ADA, KIOSK_A, now)
-    grace = await new_session(library, signer, GRACE, KIOSK_B, now)
-    async with library.write() as tx:
-        await checkout(tx, DRILL, ADA, ada, now)
-        first = await tx.open_checkout(DRILL)
-        assert first is not None
-        assert (first.member_id, first.checked_out_at) == (ADA, now)
-        await tx.close_checkout(first.checkout_id, now + timedelta(hours=1), new_id(), KIOSK_A)
-        assert await tx.open_checkout(DRILL) is None
-        await checkout(tx, DRILL, GRACE, grace, now + timedelta(hours=2))
-    assert open_checkouts(db_path) == [(DRILL, GRACE)]
-    assert sql(db_path, "SELECT count(*) FROM checkouts WHERE item_id = ?", DRILL) == [(2,)]
-
-
-async def test_closing_a_checkout_twice_is_refused(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    ada = await new_session(library, signer, ADA, KIOSK_A, now)
-    async with library.write() as tx:
-        await checkout(tx, DRILL, ADA, ada, now)
-        row = await tx.open_checkout(DRILL)
-        assert row is not None
-        await tx.close_checkout(row.checkout_id, now, new_id(), KIOSK_A)
-        with pytest.raises(StorageError):
-            await tx.close_checkout(row.checkout_id, now, new_id(), KIOSK_A)
-
-
-async def test_open_checkout_count_counts_only_what_a_member_holds(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    ada = await new_session(library, signer, ADA, KIOSK_A, now)
-    async with library.write() as tx:
-        for item_id in (DRILL, SAW):
-            await checkout(tx, item_id, ADA, ada, now)
-        assert await tx.open_checkout_count(ADA) == 2
-        assert await tx.open_checkout_count(GRACE) == 0
-        row = await tx.open_checkout(SAW)
-        assert row is not None
-        await tx.close_checkout(row.checkout_id, now, new_id(), KIOSK_A)
-        assert await tx.open_checkout_count(ADA) == 1
-
-
-# --- passes and sessions ----------------------------------------------------------------
-
-
-async def test_a_pass_opens_only_one_session(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    async with library.write() as tx:
-        await tx.start_session(KIOSK_A, ADA, pass_id, now, now + timedelta(minutes=1))
-        # At another kiosk, so only the one-session-per-pass rule stands in the way.
-        with pytest.raises(REFUSED):
-            await tx.start_session(KIOSK_B, ADA, pass_id, now, now + timedelta(minutes=1))
-        assert await tx.open_session(KIOSK_B, now) is None
-
-
-async def test_a_kiosk_has_only_one_open_session(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    first, _ = await issue_pass(library, signer, ADA, now)
-    second, _ = await issue_pass(library, signer, GRACE, now)
-    async with library.write() as tx:
-        await tx.start_session(KIOSK_A, ADA, first, now, now + timedelta(minutes=1))
-        with pytest.raises(REFUSED):
-            await tx.start_session(KIOSK_A, GRACE, second, now, now + timedelta(minutes=1))
-        assert await tx.close_sessions(KIOSK_A, now) == 1
-        session = await tx.start_session(KIOSK_A, GRACE, second, now, now + timedelta(minutes=1))
-        assert await tx.open_session(KIOSK_A, now) == session
-
-
-async def test_an_open_session_lapses_at_its_deadline_and_can_be_extended(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    deadline = now + timedelta(seconds=60)
-    async with library.write() as tx:
-        session = await tx.start_session(KIOSK_A, ADA, pass_id, now, deadline)
-        assert await tx.open_session(KIOSK_A, deadline - timedelta(microseconds=1)) == session
-        assert await tx.open_session(KIOSK_A, deadline) is None
-        await tx.extend_session(session.session_id, deadline + timedelta(seconds=30))
-        found = await tx.open_session(KIOSK_A, deadline)
-        assert found is not None
-        assert found.expires_at == deadline + timedelta(seconds=30)
-        assert await tx.close_sessions(KIOSK_A, deadline) == 1
-        assert await tx.open_session(KIOSK_A, deadline) is None
-        assert await tx.close_sessions(KIOSK_A, deadline) == 0
-
-
-async def test_a_pass_is_consumed_once(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    async with library.write() as tx:
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, now) is PassUse.CONSUMED
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, now) is PassUse.ALREADY_USED
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_B, now) is PassUse.ALREADY_USED
-    assert sql(db_path, "SELECT consumed_at, consumed_by FROM qr_codes") == [(to_db(now), KIOSK_A)]
-
-
-async def test_an_unknown_pass_or_another_members_pass_is_unknown(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    async with library.write() as tx:
-        assert await tx.consume_pass("NO-SUCH-PASS", ADA, KIOSK_A, now) is PassUse.UNKNOWN
-        assert await tx.consume_pass(pass_id, GRACE, KIOSK_A, now) is PassUse.UNKNOWN
-        # Neither attempt used the pass up.
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, now) is PassUse.CONSUMED
-
-
-async def test_an_expired_pass_is_not_consumed(
-    library: SqliteStore, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now, ttl=timedelta(minutes=5))
-    expiry = now + timedelta(minutes=5)
-    async with library.write() as tx:
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, expiry) is PassUse.EXPIRED
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, expiry + timedelta(days=1)) is (
-            PassUse.EXPIRED
-        )
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, expiry - timedelta(seconds=1)) is (
-            PassUse.CONSUMED
-        )
-
-
-async def test_an_invalidated_pass_is_not_consumed(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    sql(db_path, "UPDATE qr_codes SET invalidated_at = ? WHERE pass_id = ?", to_db(now), pass_id)
-    async with library.write() as tx:
-        assert await tx.consume_pass(pass_id, ADA, KIOSK_A, now) is PassUse.INVALIDATED
-    assert sql(db_path, "SELECT consumed_at FROM qr_codes WHERE pass_id = ?", pass_id) == [(None,)]
-
-
-# --- verdicts and transactions ----------------------------------------------------------
-
-
-async def test_a_verdict_is_saved_once_per_event(library: SqliteStore, clock: FakeClock) -> None:
-    now = clock.now()
-    first = verdict("evt-00000001", now)
-    async with library.write() as tx:
-        assert await tx.find_verdict(first.event_id) is None
-        await tx.save_verdict(first, "abc", now)
-    async with library.write() as tx:
-        with pytest.raises(REFUSED):
-            await tx.save_verdict(verdict(first.event_id, now, Reason.CHECKED_OUT), None, now)
-        assert await tx.find_verdict(first.event_id) == first
-
-
-async def save_in_savepoint(
-    store: SqliteStore, tx: SqliteTx, now: datetime, *event_ids: str, fail: bool = False
-) -> None:
-    """Save a verdict per event id in one savepoint, then fail the step if asked."""
-    async with store.savepoint(tx):
-        for event_id in event_ids:
-            await tx.save_verdict(verdict(event_id, now), None, now)
-        if fail:
-            raise RuntimeError("boom")
-
-
-async def test_a_savepoint_rolls_back_only_its_own_step(
-    library: SqliteStore, db_path: Path, clock: FakeClock
-) -> None:
-    now = clock.now()
-    async with library.write() as tx:
-        await tx.save_verdict(verdict("evt-kept-0001", now), None, now)
-        with pytest.raises(RuntimeError, match="boom"):
-            await save_in_savepoint(library, tx, now, "evt-undone-01", fail=True)
-        await save_in_savepoint(library, tx, now, "evt-kept-0002")
-        # A constraint failure inside a savepoint undoes its step and leaves the
-        # transaction usable.
-        with pytest.raises(REFUSED):
-            await save_in_savepoint(library, tx, now, "evt-undone-02", "evt-kept-0001")
-        await save_in_savepoint(library, tx, now, "evt-kept-0003")
-    assert sql(db_path, "SELECT event_id FROM scan_events ORDER BY event_id") == [
-        ("evt-kept-0001",),
-        ("evt-kept-0002",),
-        ("evt-kept-0003",),
-    ]
-
-
-async def fail_a_write(store: SqliteStore, now: datetime) -> None:
-    """Save a verdict, then fault before the transaction commits."""
-    async with store.write() as tx:
-        await tx.save_verdict(verdict("evt-00000001", now), None, now)
-        raise RuntimeError("fault mid-batch")
-
-
-async def test_a_failed_write_commits_nothing(
-    library: SqliteStore, db_path: Path, clock: FakeClock
-) -> None:
-    now = clock.now()
-    with pytest.raises(RuntimeError, match="mid-batch"):
-        await fail_a_write(library, now)
-    assert sql(db_path, "SELECT count(*) FROM scan_events") == [(0,)]
-    # The store is still usable afterwards.
-    async with library.write() as tx:
-        await tx.save_verdict(verdict("evt-00000001", now), None, now)
-    assert sql(db_path, "SELECT count(*) FROM scan_events") == [(1,)]
-
-
-# --- admin writes -----------------------------------------------------------------------
-
-
-async def test_admin_duplicates_are_refused_as_storage_errors(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    pass_id, _ = await issue_pass(library, signer, ADA, now)
-    audited = sql(db_path, "SELECT count(*) FROM qr_audit_log")
-    with pytest.raises(StorageError):
-        await library.add_shelf(SHELF, "Again", now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.add_item(DRILL, SHELF, "Another drill", now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.add_member(ADA, "Another Ada", now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.add_kiosk(KIOSK_A, SHELF, now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.issue_pass(pass_id, ADA, now, now + timedelta(hours=1), ADMIN)
-    # Refused actions change nothing, not even the audit log.
-    assert sql(db_path, "SELECT count(*) FROM qr_audit_log") == audited
-    member = await library.get_member(ADA)
-    assert member is not None
-    assert member.name == "Ada"
-
-
-async def test_admin_writes_refuse_references_to_nothing(
-    library: SqliteStore, clock: FakeClock
-) -> None:
-    now = clock.now()
-    with pytest.raises(StorageError):
-        await library.add_item("LADDER-01", "NO-SHELF", "Ladder", now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.add_kiosk("KIOSK-Z", "NO-SHELF", now, ADMIN)
-    with pytest.raises(StorageError):
-        await library.issue_pass("PASS-X", "NO-MEMBER", now, now + timedelta(hours=1), ADMIN)
-    assert await library.get_item("LADDER-01") is None
-
-
-async def test_reads_return_what_admins_wrote(library: SqliteStore) -> None:
-    drill = await library.get_item(DRILL)
-    assert drill is not None
-    assert (drill.name, drill.shelf_id, drill.label_version, drill.state, drill.loan_days) == (
-        "Cordless drill",
-        SHELF,
-        1,
-        "available",
-        7,
-    )
-    ada = await library.get_member(ADA)
-    assert ada is not None
-    assert (ada.name, ada.suspended, ada.checkout_limit) == ("Ada", False, 2)
-    assert await library.get_member("NOBODY") is None
-    configs = await library.kiosk_configs()
-    assert [(c.kiosk_id, c.shelf_id, c.session_timeout_s) for c in configs] == [
-        (KIOSK_A, SHELF, 60.0),
-        (KIOSK_B, SHELF, 60.0),
-    ]
-
-
-async def test_retired_kiosks_get_no_configuration(library: SqliteStore, db_path: Path) -> None:
-    sql(db_path, "UPDATE kiosks SET retired = 1 WHERE kiosk_id = ?", KIOSK_B)
-    assert [c.kiosk_id for c in await library.kiosk_configs()] == [KIOSK_A]
-
-
-# --- availability -----------------------------------------------------------------------
-
-
-async def test_availability_shows_an_open_checkout_with_its_due_date(
-    library: SqliteStore, db_path: Path, clock: FakeClock, signer: TokenSigner
-) -> None:
-    now = clock.now()
-    ada = await new_session(library, signer, ADA, KIOSK_A, now)
-    due_at = now + timedelta(days=7, microseconds=123)
-    async with library.write() as tx:
-        await tx.insert_checkout(DRILL, ADA, ada, KIOSK_A, new_id(), now, due_at)
-        changed = await tx.availability(DRILL, now, bump=True)
-    assert (changed.state, changed.due_at, changed.seq) == (
-        AvailabilityState.CHECKED_OUT,
-        due_at,
-        1,
-    )
-    sql(db_path, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
-    shown = {a.item_id: a for a in await library.all_availability(now)}
-    assert list(shown) == [DRILL, RAKE, SAW]
-    assert (shown[DRILL].state, shown[DRILL].due_at) == (AvailabilityState.CHECKED_OUT, due_at)
-    assert (shown[SAW].state, shown[SAW].due_at) == (AvailabilityState.AVAILABLE, None)
-    assert shown[RAKE].state is AvailabilityState.MAINTENANCE
-    assert all(a.shelf_id == SHELF and a.changed_at == now for a in shown.values())
-
-    async with library.write() as tx:
-        row = await tx.open_checkout(DRILL)
-        assert row is not None
-        await tx.close_checkout(row.checkout_id, now, new_id(), KIOSK_A)
-        returned = await tx.availability(DRILL, now, bump=True)
-        unchanged = await tx.availability(SAW, now, bump=False)
-    assert (returned.state, returned.due_at, returned.seq) == (AvailabilityState.AVAILABLE, None, 2)
-    assert unchanged.seq == 0
-
-
-async def test_availability_of_an_unknown_item_is_a_storage_error(
-    library: SqliteStore, clock: FakeClock
-) -> None:
-    async with library.write() as tx:
-        with pytest.raises(StorageError):
-            await tx.availability("NO-SUCH-ITEM", clock.now(), bump=False)
 
 
 def test_timestamps_keep_microseconds_and_sort_as_text() -> None:
+    # SQLite-only: it keeps times as text, PostgreSQL as timestamptz.
     early = datetime(2026, 1, 5, 9, 0, 0, 5, tzinfo=UTC)
     late = early + timedelta(microseconds=1)
     assert from_db(to_db(early)) == early
@@ -549,10 +36,32 @@ def test_timestamps_keep_microseconds_and_sort_as_text() -> None:
     assert to_db(datetime(2026, 1, 5, 10, 0, tzinfo=UTC)) > to_db(
         datetime(2026, 1, 5, 9, 59, 59, tzinfo=UTC)
     )
+    # Any zone in, UTC text out: the same instant is the same text.
+    plus_two = datetime(2026, 1, 5, 13, 0, tzinfo=timezone(timedelta(hours=2)))
+    assert to_db(plus_two) == "2026-01-05T11:00:00.000000Z"
 
 
-async def test_a_closed_store_refuses_work(db_path: Path) -> None:
-    store = await open_store(db_path)
-    await store.close()
-    with pytest.raises(StorageError, match="not open"):
-        await store.all_availability(datetime(2026, 1, 5, tzinfo=UTC))
+async def test_open_creates_the_folder_and_a_wal_file_that_keeps_the_schema(
+    tmp_path: Path,
+) -> None:
+    # SQLite-only: the database is a file central creates, in WAL mode.
+    path = tmp_path / "not" / "yet" / "central.db"
+    store = await open_store(path)
+    try:
+        await store.add_shelf("SHELF-A", "Power tools", datetime(2026, 1, 5, tzinfo=UTC), ADMIN)
+    finally:
+        await store.close()
+
+    assert sql(path, "PRAGMA journal_mode") == [("wal",)]
+    tables = {row[0] for row in sql(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables - {"sqlite_sequence", "schema_migrations"} == TABLES
+    assert sql(path, "SELECT version FROM schema_migrations") == [(NEWEST,)]
+
+    # Reopened, the file is already at the newest version and keeps its rows.
+    again = await SqliteStore(path).open()
+    try:
+        assert await again.schema_version() == NEWEST
+        assert await again.migrate() == NEWEST
+        assert [entry.action for entry in await again.audit_tail(10)] == ["shelf.add"]
+    finally:
+        await again.close()

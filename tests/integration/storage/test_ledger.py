@@ -1,51 +1,33 @@
-"""The walk-up rules, decided by central.ledger against a real SQLite store."""
+"""The walk-up rules, decided by central.ledger against both stores (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
-from hypothesis import event as record_event
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
 
-from broker.messages import AvailabilityState, CodeScan, Reason, SessionDone, Verdict
+from broker.messages import AvailabilityState, Reason, Verdict
 from central import ledger
 from central.clock import FakeClock
-from central.storage.sqlite import SqliteStore, to_db
 from central.tokens import TokenSigner
 from tests.unit.central.support import (
     ADA,
     DRILL,
     GRACE,
-    ITEMS,
     KIOSK_A,
     KIOSK_B,
     LIMITS,
-    NAMES,
     RAKE,
     SAW,
     SESSION_TIMEOUT_S,
+    AnyStore,
     code_scan,
     decide,
+    execute,
     issue_pass,
-    make_signer,
-    open_store,
-    seed,
+    query,
     session_done,
-    sql,
 )
 
 TIMEOUT = timedelta(seconds=SESSION_TIMEOUT_S)
@@ -55,10 +37,9 @@ TIMEOUT = timedelta(seconds=SESSION_TIMEOUT_S)
 class Desk:
     """A kiosk as a test drives it: scan codes, press done, read the verdicts."""
 
-    store: SqliteStore
+    store: AnyStore
     signer: TokenSigner
     clock: FakeClock
-    path: Path
 
     async def scan(
         self,
@@ -93,8 +74,10 @@ class Desk:
         assert verdict.reason is Reason.CHECKED_OUT
         return verdict
 
-    def holders(self) -> dict[str, str]:
-        rows = sql(self.path, "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL")
+    async def holders(self) -> dict[str, str]:
+        rows = await query(
+            self.store, "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL"
+        )
         return dict(rows)
 
     async def states(self) -> dict[str, AvailabilityState]:
@@ -102,8 +85,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(library: SqliteStore, signer: TokenSigner, clock: FakeClock, db_path: Path) -> Desk:
-    return Desk(library, signer, clock, db_path)
+def desk(library: AnyStore, signer: TokenSigner, clock: FakeClock) -> Desk:
+    return Desk(library, signer, clock)
 
 
 # --- sessions ---------------------------------------------------------------------------
@@ -147,7 +130,7 @@ async def test_a_refused_pass_leaves_the_open_session_alone(desk: Desk) -> None:
 
 
 async def test_a_suspended_member_cannot_open_a_session(desk: Desk) -> None:
-    sql(desk.path, "UPDATE members SET suspended = 1 WHERE member_id = ?", ADA)
+    await execute(desk.store, "UPDATE members SET suspended = ? WHERE member_id = ?", True, ADA)
     verdict = (await desk.scan(await desk.pass_for(ADA))).verdict
     assert (verdict.reason, verdict.session_open) == (Reason.MEMBER_SUSPENDED, False)
     assert (await desk.scan(desk.label(DRILL))).verdict.reason is Reason.NO_SESSION
@@ -155,10 +138,10 @@ async def test_a_suspended_member_cannot_open_a_session(desk: Desk) -> None:
 
 async def test_a_member_suspended_mid_session_cannot_check_out(desk: Desk) -> None:
     await desk.open_session(ADA)
-    sql(desk.path, "UPDATE members SET suspended = 1 WHERE member_id = ?", ADA)
+    await execute(desk.store, "UPDATE members SET suspended = ? WHERE member_id = ?", True, ADA)
     verdict = (await desk.scan(desk.label(DRILL))).verdict
     assert verdict.reason is Reason.MEMBER_SUSPENDED
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_an_expired_pass_is_refused(desk: Desk) -> None:
@@ -170,7 +153,7 @@ async def test_an_expired_pass_is_refused(desk: Desk) -> None:
 
 async def test_an_invalidated_pass_is_revoked(desk: Desk) -> None:
     code = await desk.pass_for(ADA)
-    sql(desk.path, "UPDATE qr_codes SET invalidated_at = ?", to_db(desk.clock.now()))
+    await execute(desk.store, "UPDATE qr_codes SET invalidated_at = ?", desk.clock.now())
     assert (await desk.scan(code)).verdict.reason is Reason.REVOKED
 
 
@@ -196,7 +179,7 @@ async def test_the_session_times_out_when_idle(desk: Desk) -> None:
     desk.clock.advance(1)  # exactly at the deadline the session is gone
     verdict = (await desk.scan(desk.label(DRILL))).verdict
     assert (verdict.reason, verdict.session_open) == (Reason.NO_SESSION, False)
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_each_checkout_restarts_the_idle_timer(desk: Desk) -> None:
@@ -207,7 +190,7 @@ async def test_each_checkout_restarts_the_idle_timer(desk: Desk) -> None:
     desk.clock.advance(50)  # 100 s after the pass: alive only thanks to the checkout
     second = await desk.check_out(SAW)
     assert second.session_expires_at == desk.clock.now() + TIMEOUT
-    assert desk.holders() == {DRILL: ADA, SAW: ADA}
+    assert await desk.holders() == {DRILL: ADA, SAW: ADA}
 
 
 async def test_the_next_pass_ends_the_current_session(desk: Desk) -> None:
@@ -216,8 +199,8 @@ async def test_the_next_pass_ends_the_current_session(desk: Desk) -> None:
     opened = await desk.open_session(GRACE)
     assert opened.member_name == "Grace"
     assert (await desk.check_out(SAW)).member_name == "Grace"
-    assert desk.holders() == {DRILL: ADA, SAW: GRACE}
-    open_rows = sql(desk.path, "SELECT member_id FROM sessions WHERE closed_at IS NULL")
+    assert await desk.holders() == {DRILL: ADA, SAW: GRACE}
+    open_rows = await query(desk.store, "SELECT member_id FROM sessions WHERE closed_at IS NULL")
     assert open_rows == [(GRACE,)]
 
 
@@ -271,7 +254,7 @@ async def test_a_label_in_a_session_checks_the_item_out(desk: Desk) -> None:
         now + timedelta(days=7),
     )
     assert changed.seq == 1
-    assert desk.holders() == {DRILL: ADA}
+    assert await desk.holders() == {DRILL: ADA}
     assert (await desk.states())[DRILL] is AvailabilityState.CHECKED_OUT
     saw = await desk.check_out(SAW)
     assert saw.due_at == now + timedelta(days=14)
@@ -285,14 +268,14 @@ async def test_an_item_held_by_someone_else_is_unavailable(desk: Desk) -> None:
     assert outcome.verdict.reason is Reason.ITEM_UNAVAILABLE
     assert outcome.verdict.session_open
     assert outcome.changed == []
-    assert desk.holders() == {DRILL: GRACE}
+    assert await desk.holders() == {DRILL: GRACE}
 
 
 async def test_an_item_in_maintenance_is_unavailable(desk: Desk) -> None:
-    sql(desk.path, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
+    await execute(desk.store, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
     await desk.open_session(ADA)
     assert (await desk.scan(desk.label(RAKE))).verdict.reason is Reason.ITEM_UNAVAILABLE
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_the_checkout_limit_is_enforced(desk: Desk) -> None:
@@ -306,7 +289,7 @@ async def test_the_checkout_limit_is_enforced(desk: Desk) -> None:
         False,
         RAKE,
     )
-    assert desk.holders() == {DRILL: ADA, SAW: ADA}
+    assert await desk.holders() == {DRILL: ADA, SAW: ADA}
     # Returning one makes room again.
     await desk.done()
     assert (await desk.scan(desk.label(SAW))).verdict.reason is Reason.RETURNED
@@ -315,11 +298,11 @@ async def test_the_checkout_limit_is_enforced(desk: Desk) -> None:
 
 
 async def test_an_old_label_version_is_revoked(desk: Desk) -> None:
-    sql(desk.path, "UPDATE items SET label_version = 2 WHERE item_id = ?", DRILL)
+    await execute(desk.store, "UPDATE items SET label_version = 2 WHERE item_id = ?", DRILL)
     await desk.open_session(ADA)
     verdict = (await desk.scan(desk.label(DRILL, version=1))).verdict
     assert (verdict.reason, verdict.item_id) == (Reason.REVOKED, DRILL)
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
     assert (await desk.scan(desk.label(DRILL, version=2))).verdict.reason is Reason.CHECKED_OUT
 
 
@@ -340,7 +323,7 @@ async def test_forged_garbage_and_enrolment_codes_change_nothing(desk: Desk) -> 
     ):
         verdict = (await desk.scan(code)).verdict
         assert (verdict.reason, verdict.accepted, verdict.session_open) == (reason, False, True)
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_an_event_the_consumer_could_not_verify_is_malformed(desk: Desk) -> None:
@@ -368,10 +351,10 @@ async def test_a_label_without_a_session_returns_a_checked_out_item(desk: Desk) 
     )
     [changed] = outcome.changed
     assert (changed.state, changed.due_at, changed.seq) == (AvailabilityState.AVAILABLE, None, 2)
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
     assert (await desk.states())[DRILL] is AvailabilityState.AVAILABLE
-    returned = sql(desk.path, "SELECT returned_at, return_kiosk_id FROM checkouts")
-    assert returned == [(to_db(desk.clock.now()), KIOSK_B)]
+    returned = await query(desk.store, "SELECT returned_at, return_kiosk_id FROM checkouts")
+    assert returned == [(desk.clock.now(), KIOSK_B)]
 
 
 async def test_a_label_without_a_session_for_an_available_item_is_no_session(desk: Desk) -> None:
@@ -390,7 +373,7 @@ async def test_a_queued_return_is_dated_when_it_was_scanned(desk: Desk) -> None:
     verdict = (await desk.scan(desk.label(DRILL), queued=True, scanned_at=scanned_at)).verdict
     assert verdict.reason is Reason.RETURNED
     assert verdict.decided_at == desk.clock.now()
-    assert sql(desk.path, "SELECT returned_at FROM checkouts") == [(to_db(scanned_at),)]
+    assert await query(desk.store, "SELECT returned_at FROM checkouts") == [(scanned_at,)]
     assert (await desk.states())[DRILL] is AvailabilityState.AVAILABLE
 
 
@@ -407,8 +390,8 @@ async def test_a_queued_return_is_dated_within_the_loan(desk: Desk) -> None:
     # …nor one running (a little) fast after the moment central hears of it.
     late = desk.clock.now() + timedelta(minutes=4)
     assert (await desk.scan(desk.label(SAW), queued=True, scanned_at=late)).verdict.accepted
-    rows = dict(sql(desk.path, "SELECT item_id, returned_at FROM checkouts"))
-    assert rows == {DRILL: to_db(checked_out_at), SAW: to_db(desk.clock.now())}
+    rows = dict(await query(desk.store, "SELECT item_id, returned_at FROM checkouts"))
+    assert rows == {DRILL: checked_out_at, SAW: desk.clock.now()}
 
 
 async def test_a_queued_return_ignores_an_open_session(desk: Desk) -> None:
@@ -417,7 +400,7 @@ async def test_a_queued_return_ignores_an_open_session(desk: Desk) -> None:
     # Same kiosk, session still open: the queued scan was a return when it was taken.
     verdict = (await desk.scan(desk.label(DRILL), queued=True)).verdict
     assert verdict.reason is Reason.RETURNED
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_a_queued_label_of_an_available_item_is_not_checked_out(desk: Desk) -> None:
@@ -441,15 +424,17 @@ async def test_a_retired_kiosk_is_blocked(desk: Desk) -> None:
     await desk.open_session(ADA)
     await desk.check_out(DRILL)
     await desk.done()
-    sql(desk.path, "UPDATE kiosks SET retired = 1 WHERE kiosk_id = ?", KIOSK_A)
+    await execute(desk.store, "UPDATE kiosks SET retired = ? WHERE kiosk_id = ?", True, KIOSK_A)
     verdict = (await desk.scan(desk.label(DRILL))).verdict
     assert (verdict.reason, verdict.accepted) == (Reason.KIOSK_BLOCKED, False)
-    assert desk.holders() == {DRILL: ADA}
+    assert await desk.holders() == {DRILL: ADA}
 
 
 async def test_a_blocked_kiosk_is_refused_until_the_block_ends(desk: Desk) -> None:
     until = desk.clock.now() + timedelta(minutes=10)
-    sql(desk.path, "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?", to_db(until), KIOSK_A)
+    await execute(
+        desk.store, "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?", until, KIOSK_A
+    )
     code = await desk.pass_for(ADA)
     assert (await desk.scan(code)).verdict.reason is Reason.KIOSK_BLOCKED
     assert (await desk.scan(code, KIOSK_B)).verdict.reason is Reason.SESSION_OPENED
@@ -471,10 +456,14 @@ async def test_a_redelivered_event_gets_the_same_verdict_and_no_second_effect(de
     assert again.replayed
     assert again.verdict == first.verdict
     assert again.changed == []
-    assert sql(desk.path, "SELECT count(*) FROM checkouts") == [(1,)]
-    decided = sql(desk.path, "SELECT count(*) FROM scan_events WHERE event_id = ?", event.event_id)
+    assert await query(desk.store, "SELECT count(*) FROM checkouts") == [(1,)]
+    decided = await query(
+        desk.store, "SELECT count(*) FROM scan_events WHERE event_id = ?", event.event_id
+    )
     assert decided == [(1,)]
-    audit = sql(desk.path, "SELECT count(*) FROM qr_audit_log WHERE event_id = ?", event.event_id)
+    audit = await query(
+        desk.store, "SELECT count(*) FROM qr_audit_log WHERE event_id = ?", event.event_id
+    )
     assert audit == [(1,)]
 
 
@@ -489,7 +478,7 @@ async def test_a_redelivered_return_does_not_return_a_later_checkout(desk: Desk)
     await desk.done()
     replay = await decide(desk.store, desk.signer, give_back, desk.clock.now())
     assert (replay.replayed, replay.verdict.reason) == (True, Reason.RETURNED)
-    assert desk.holders() == {DRILL: GRACE}
+    assert await desk.holders() == {DRILL: GRACE}
 
 
 async def test_every_verdict_is_audited_without_the_code_in_clear(desk: Desk) -> None:
@@ -497,8 +486,8 @@ async def test_every_verdict_is_audited_without_the_code_in_clear(desk: Desk) ->
     await desk.scan(code)
     await desk.scan(desk.label(DRILL))
     await desk.done()
-    rows = sql(
-        desk.path,
+    rows = await query(
+        desk.store,
         "SELECT actor, action, reason, member_id, detail FROM qr_audit_log"
         " WHERE action LIKE 'scan.%' ORDER BY seq",
     )
@@ -507,183 +496,11 @@ async def test_every_verdict_is_audited_without_the_code_in_clear(desk: Desk) ->
         (f"kiosk:{KIOSK_A}", "scan.code", "CHECKED_OUT", ADA),
         (f"kiosk:{KIOSK_A}", "scan.done", "SESSION_CLOSED", None),
     ]
-    dumped = str(sql(desk.path, "SELECT * FROM qr_audit_log")) + str(
-        sql(desk.path, "SELECT * FROM scan_events")
+    dumped = str(await query(desk.store, "SELECT * FROM qr_audit_log")) + str(
+        await query(desk.store, "SELECT * FROM scan_events")
     )
     assert code not in dumped
     assert code.split(".")[-1] not in dumped  # not even the MAC
-
-
-# --- a model of the rules, against random walk-ups --------------------------------------
-
-
-@dataclass
-class ModelSession:
-    member_id: str
-    expires_at: datetime
-
-
-KIOSKS = st.sampled_from([KIOSK_A, KIOSK_B])
-MEMBERS = st.sampled_from([ADA, GRACE])
-
-
-class WalkUps(RuleBasedStateMachine):
-    """Random passes, labels, done presses, redeliveries and waits at two kiosks."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.dir = Path(tempfile.mkdtemp(prefix="ledger-model-"))
-        self.path = self.dir / "central.db"
-        self.clock = FakeClock()
-        self.signer = make_signer()
-        self.limits = {**LIMITS, ADA: 1}
-        self.store = self.loop.run_until_complete(self._open())
-        self.holder: dict[str, str | None] = dict.fromkeys(ITEMS)
-        self.sessions: dict[str, ModelSession | None] = {KIOSK_A: None, KIOSK_B: None}
-        self.used_passes: list[str] = []
-        self.history: list[tuple[CodeScan | SessionDone, Verdict]] = []
-
-    async def _open(self) -> SqliteStore:
-        store = await open_store(self.path)
-        await seed(store, self.clock.now())
-        # A limit of one for Ada makes LIMIT_REACHED reachable in a few steps.
-        sql(
-            self.path,
-            "UPDATE members SET checkout_limit = ? WHERE member_id = ?",
-            self.limits[ADA],
-            ADA,
-        )
-        return store
-
-    def teardown(self) -> None:
-        try:
-            self.loop.run_until_complete(self.store.close())
-        finally:
-            self.loop.close()
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _apply(self, event: CodeScan | SessionDone) -> ledger.Outcome:
-        outcome = self.loop.run_until_complete(
-            decide(self.store, self.signer, event, self.clock.now())
-        )
-        if not outcome.replayed:
-            self.history.append((event, outcome.verdict))
-        return outcome
-
-    def _session(self, kiosk_id: str) -> ModelSession | None:
-        session = self.sessions[kiosk_id]
-        if session is None or session.expires_at <= self.clock.now():
-            return None
-        return session
-
-    def _check(self, outcome: ledger.Outcome, expected: Reason, kiosk_id: str) -> None:
-        verdict = outcome.verdict
-        record_event(f"reason {expected.value}")  # shown by --hypothesis-show-statistics
-        assert not outcome.replayed
-        assert verdict.reason is expected, (verdict.reason, expected)
-        assert verdict.accepted is expected.accepted
-        session = self._session(kiosk_id)
-        assert verdict.session_open is (session is not None)
-        if session is not None:
-            assert verdict.session_expires_at == session.expires_at
-
-    # Start with a session somewhere so that checkouts, limits and conflicts come up often.
-    @initialize(kiosk_id=KIOSKS, member_id=MEMBERS)
-    def first_pass(self, kiosk_id: str, member_id: str) -> None:
-        self.show_new_pass(kiosk_id, member_id)
-
-    @rule(kiosk_id=KIOSKS, member_id=MEMBERS)
-    def show_new_pass(self, kiosk_id: str, member_id: str) -> None:
-        _, code = self.loop.run_until_complete(
-            issue_pass(self.store, self.signer, member_id, self.clock.now())
-        )
-        outcome = self._apply(code_scan(kiosk_id, code, self.clock.now()))
-        self.sessions[kiosk_id] = ModelSession(member_id, self.clock.now() + TIMEOUT)
-        self.used_passes.append(code)
-        self._check(outcome, Reason.SESSION_OPENED, kiosk_id)
-        assert outcome.verdict.member_name == NAMES[member_id]
-
-    @precondition(lambda self: bool(self.used_passes))
-    @rule(kiosk_id=KIOSKS, index=st.integers(min_value=0))
-    def show_used_pass(self, kiosk_id: str, index: int) -> None:
-        code = self.used_passes[index % len(self.used_passes)]
-        outcome = self._apply(code_scan(kiosk_id, code, self.clock.now()))
-        self._check(outcome, Reason.ALREADY_USED, kiosk_id)
-
-    # Queued (offline) scans are the exception at a kiosk, so draw them less often.
-    @rule(
-        kiosk_id=KIOSKS,
-        item_id=st.sampled_from(ITEMS),
-        queued=st.sampled_from([False, False, False, True]),
-    )
-    def scan_label(self, kiosk_id: str, item_id: str, queued: bool) -> None:
-        now = self.clock.now()
-        outcome = self._apply(
-            code_scan(kiosk_id, self.signer.label(item_id, 1), now, queued=queued)
-        )
-        session = self._session(kiosk_id)
-        holder = self.holder[item_id]
-        if session is None or queued:
-            if holder is None:
-                expected = Reason.NOT_CHECKED_OUT if queued else Reason.NO_SESSION
-            else:
-                expected = Reason.RETURNED
-                self.holder[item_id] = None
-        elif holder is not None:
-            expected = Reason.ITEM_UNAVAILABLE
-        elif (
-            sum(h == session.member_id for h in self.holder.values())
-            >= self.limits[session.member_id]
-        ):
-            expected = Reason.LIMIT_REACHED
-        else:
-            expected = Reason.CHECKED_OUT
-            self.holder[item_id] = session.member_id
-            session.expires_at = now + TIMEOUT
-        self._check(outcome, expected, kiosk_id)
-        assert outcome.verdict.item_id == item_id
-        assert [a.item_id for a in outcome.changed] == (
-            [item_id] if expected in {Reason.CHECKED_OUT, Reason.RETURNED} else []
-        )
-
-    @rule(kiosk_id=KIOSKS)
-    def press_done(self, kiosk_id: str) -> None:
-        outcome = self._apply(session_done(kiosk_id, self.clock.now()))
-        self.sessions[kiosk_id] = None
-        self._check(outcome, Reason.SESSION_CLOSED, kiosk_id)
-
-    @precondition(lambda self: bool(self.history))
-    @rule(index=st.integers(min_value=0))
-    def redeliver(self, index: int) -> None:
-        event, verdict = self.history[index % len(self.history)]
-        outcome = self._apply(event)
-        assert outcome.replayed
-        assert outcome.verdict == verdict
-        assert outcome.changed == []
-
-    # Short pauses keep sessions alive; the rest sit on and around the idle timeout.
-    @rule(seconds=st.sampled_from([1, 5, 20, 59, 60, 61, 90]))
-    def wait(self, seconds: int) -> None:
-        self.clock.advance(seconds)
-
-    @invariant()
-    def the_database_agrees_with_the_model(self) -> None:
-        open_rows = sql(
-            self.path,
-            "SELECT item_id, member_id FROM checkouts WHERE returned_at IS NULL ORDER BY item_id",
-        )
-        items = [item_id for item_id, _ in open_rows]
-        assert len(items) == len(set(items)), "an item has two open checkouts"
-        held = {item_id: member_id for item_id, member_id in self.holder.items() if member_id}
-        assert dict(open_rows) == held
-        decided = sql(self.path, "SELECT count(*) FROM scan_events")
-        audited = sql(self.path, "SELECT count(*) FROM qr_audit_log WHERE action LIKE 'scan.%'")
-        assert decided == audited == [(len(self.history),)]
-
-
-WalkUps.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
-TestWalkUps = WalkUps.TestCase
 
 
 async def test_a_scan_from_the_future_is_malformed(desk: Desk) -> None:
@@ -691,7 +508,7 @@ async def test_a_scan_from_the_future_is_malformed(desk: Desk) -> None:
     future = desk.clock.now() + timedelta(minutes=6)
     verdict = (await desk.scan(desk.label(DRILL), scanned_at=future)).verdict
     assert verdict.reason is Reason.MALFORMED
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_a_late_pass_is_refused_but_stays_usable(desk: Desk) -> None:
@@ -709,7 +526,7 @@ async def test_a_late_label_never_checks_out_into_a_newer_session(desk: Desk) ->
     # A scan from before this session (re-sent from an outbox) is not Grace's checkout.
     late = (await desk.scan(desk.label(DRILL), scanned_at=two_minutes_ago)).verdict
     assert late.reason is Reason.NOT_CHECKED_OUT
-    assert desk.holders() == {}
+    assert await desk.holders() == {}
 
 
 async def test_a_late_return_is_applied_and_dated_when_it_happened(desk: Desk) -> None:
@@ -720,7 +537,7 @@ async def test_a_late_return_is_applied_and_dated_when_it_happened(desk: Desk) -
     scanned_at = desk.clock.now() - timedelta(minutes=30)
     verdict = (await desk.scan(desk.label(DRILL), scanned_at=scanned_at)).verdict
     assert verdict.reason is Reason.RETURNED
-    assert sql(desk.path, "SELECT returned_at FROM checkouts") == [(to_db(scanned_at),)]
+    assert await query(desk.store, "SELECT returned_at FROM checkouts") == [(scanned_at,)]
 
 
 async def test_a_late_done_does_not_end_a_newer_session(desk: Desk) -> None:

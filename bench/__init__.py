@@ -1,0 +1,1 @@
+"""Benchmarks: speed and read rates measured on this machine, never in timed tests."""

@@ -1,0 +1,228 @@
+"""The consumer on both stores: a batch in, verdicts and availability out, then the acks.
+
+SQLite decides a batch in one transaction with a savepoint per event (group commit);
+PostgreSQL gives each event a transaction of its own, kiosks in parallel. Either way each
+kiosk hears its verdicts in order, and a message is acknowledged only once decided.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from broker import topics
+from broker.messages import (
+    Availability,
+    AvailabilityState,
+    CodeScan,
+    Reason,
+    SessionDone,
+    Verdict,
+    encode,
+)
+from central.clock import FakeClock
+from central.consumer import Consumer
+from central.mqtt import Inbound
+from central.storage.base import CheckoutRow
+from central.storage.postgres import PostgresTx
+from central.storage.sqlite import SqliteStore, SqliteTx
+from central.tokens import TokenSigner
+from tests.unit.central.support import (
+    ADA,
+    DRILL,
+    GRACE,
+    KIOSK_A,
+    KIOSK_B,
+    SAW,
+    SHELF,
+    AnyStore,
+    code_scan,
+    issue_pass,
+    query,
+    session_done,
+)
+
+
+@dataclass
+class Wire:
+    """The consumer's publisher: records what it sends and what it acknowledges."""
+
+    published: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    acked: list[int] = field(default_factory=list)
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
+        self.published.append((topic, payload, retain))
+
+    def ack(self, message: Inbound) -> None:
+        self.acked.append(message.mid)
+
+    def verdicts(self, kiosk_id: str) -> list[Verdict]:
+        return [
+            Verdict.model_validate_json(payload)
+            for topic, payload, _ in self.published
+            if topic == topics.verdict(kiosk_id)
+        ]
+
+    def availability(self) -> list[Availability]:
+        return [
+            Availability.model_validate_json(payload)
+            for topic, payload, retain in self.published
+            if topic.endswith("/availability") and retain
+        ]
+
+
+def inbound(events: list[CodeScan | SessionDone], first_mid: int = 1) -> list[Inbound]:
+    return [
+        Inbound(topics.scan(event.kiosk_id), encode(event), mid, 1)
+        for mid, event in enumerate(events, start=first_mid)
+    ]
+
+
+@pytest.fixture
+def wire() -> Wire:
+    return Wire()
+
+
+@pytest.fixture
+def consumer(library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire) -> Consumer:
+    return Consumer(library, signer, clock, wire)
+
+
+def reasons(verdicts: list[Verdict]) -> list[Reason]:
+    return [verdict.reason for verdict in verdicts]
+
+
+async def test_a_batch_from_two_kiosks_is_answered_in_order_and_acked(
+    library: AnyStore, consumer: Consumer, wire: Wire, clock: FakeClock, signer: TokenSigner
+) -> None:
+    now = clock.now()
+    _, ada = await issue_pass(library, signer, ADA, now)
+    _, grace = await issue_pass(library, signer, GRACE, now)
+    batch = inbound(
+        [
+            code_scan(KIOSK_A, ada, now),
+            code_scan(KIOSK_B, grace, now),
+            code_scan(KIOSK_A, signer.label(DRILL, 1), now),
+            code_scan(KIOSK_B, signer.label(SAW, 1), now),
+            session_done(KIOSK_A, now),
+        ]
+    )
+    await consumer.handle(batch)
+    assert reasons(wire.verdicts(KIOSK_A)) == [
+        Reason.SESSION_OPENED,
+        Reason.CHECKED_OUT,
+        Reason.SESSION_CLOSED,
+    ]
+    assert reasons(wire.verdicts(KIOSK_B)) == [Reason.SESSION_OPENED, Reason.CHECKED_OUT]
+    assert sorted((a.item_id, a.state, a.shelf_id) for a in wire.availability()) == [
+        (DRILL, AvailabilityState.CHECKED_OUT, SHELF),
+        (SAW, AvailabilityState.CHECKED_OUT, SHELF),
+    ]
+    assert sorted(wire.acked) == [1, 2, 3, 4, 5]
+    assert consumer.counts == {"SESSION_OPENED": 2, "CHECKED_OUT": 2, "SESSION_CLOSED": 1}
+    held = await query(library, "SELECT item_id, member_id FROM checkouts ORDER BY item_id")
+    assert held == [(DRILL, ADA), (SAW, GRACE)]
+
+
+async def test_a_redelivered_batch_gets_the_same_verdicts_and_no_second_effect(
+    library: AnyStore, consumer: Consumer, wire: Wire, clock: FakeClock, signer: TokenSigner
+) -> None:
+    now = clock.now()
+    _, ada = await issue_pass(library, signer, ADA, now)
+    batch = inbound([code_scan(KIOSK_A, ada, now), code_scan(KIOSK_A, signer.label(DRILL, 1), now)])
+    await consumer.handle(batch)
+    first = wire.verdicts(KIOSK_A)
+    clock.advance(5)
+    await consumer.handle(batch)
+    again = wire.verdicts(KIOSK_A)[len(first) :]
+    assert again == first
+    assert consumer.counts["replayed"] == 2
+    assert wire.acked == [1, 2, 1, 2]
+    assert await query(library, "SELECT count(*) FROM checkouts") == [(1,)]
+    assert await query(library, "SELECT count(*) FROM scan_events") == [(2,)]
+
+
+async def test_broken_scans_are_answered_malformed_or_dropped_and_acked(
+    library: AnyStore, consumer: Consumer, wire: Wire, clock: FakeClock
+) -> None:
+    event_id = "0123456789abcdef0123456789abcdef"
+    scan_topic = topics.scan(KIOSK_A)
+    no_code = json.dumps({"v": 1, "type": "code", "event_id": event_id}).encode()
+    batch = [
+        # An event id to answer, but no code: the kiosk hears MALFORMED.
+        Inbound(scan_topic, no_code, 1, 1),
+        # Not even JSON: nobody to answer, so it is dropped (and audited).
+        Inbound(scan_topic, b"{not json", 2, 1),
+    ]
+    await consumer.handle(batch)
+    [verdict] = wire.verdicts(KIOSK_A)
+    assert (verdict.event_id, verdict.reason, verdict.accepted) == (
+        event_id,
+        Reason.MALFORMED,
+        False,
+    )
+    assert sorted(wire.acked) == [1, 2]
+    dropped = await query(
+        library, "SELECT actor, reason FROM qr_audit_log WHERE action = 'scan.dropped'"
+    )
+    assert dropped == [("system", Reason.MALFORMED.value)]
+
+
+async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
+    library: AnyStore,
+    consumer: Consumer,
+    wire: Wire,
+    clock: FakeClock,
+    signer: TokenSigner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = clock.now()
+    _, ada = await issue_pass(library, signer, ADA, now)
+    _, grace = await issue_pass(library, signer, GRACE, now)
+    await consumer.handle(
+        inbound(
+            [
+                code_scan(KIOSK_A, ada, now),
+                code_scan(KIOSK_A, signer.label(DRILL, 1), now),
+                code_scan(KIOSK_B, grace, now),
+            ]
+        )
+    )
+    # A logic slip: the first look at the drill's open checkout misses Ada's. Only the
+    # database's one-open-checkout-per-item index stands between Grace and the drill.
+    tx_class = SqliteTx if isinstance(library, SqliteStore) else PostgresTx
+    real = tx_class.open_checkout
+    slipped: list[str] = []
+
+    async def open_checkout(self: SqliteTx | PostgresTx, item_id: str) -> CheckoutRow | None:
+        if item_id not in slipped:
+            slipped.append(item_id)
+            return None
+        return await real(self, item_id)  # type: ignore[arg-type]  # self is tx_class
+
+    monkeypatch.setattr(tx_class, "open_checkout", open_checkout)
+    await consumer.handle(
+        inbound(
+            [
+                code_scan(KIOSK_B, signer.label(SAW, 1), now),
+                code_scan(KIOSK_B, signer.label(DRILL, 1), now),
+            ],
+            first_mid=4,
+        )
+    )
+    assert slipped == [SAW, DRILL]
+    # SAW's slip was harmless (it was free); the drill's was refused, undone alone, and
+    # decided again against Ada's checkout.
+    assert reasons(wire.verdicts(KIOSK_B)) == [
+        Reason.SESSION_OPENED,
+        Reason.CHECKED_OUT,
+        Reason.ITEM_UNAVAILABLE,
+    ]
+    assert consumer.counts["conflict"] == 1
+    assert sorted(wire.acked) == [1, 2, 3, 4, 5]
+    held = await query(library, "SELECT item_id, member_id FROM checkouts ORDER BY item_id")
+    assert held == [(DRILL, ADA), (SAW, GRACE)]
+    decided = await query(library, "SELECT count(*) FROM scan_events")
+    assert decided == [(5,)]
