@@ -199,7 +199,7 @@ def _wait_all(stats: Stats, within: float) -> None:
 
 
 def attempt(player: Player, library: Library, rng: random.Random, race_share: float) -> int:
-    """One walk-up action; with probability ``race_share`` 2–8 kiosks race for one code."""
+    """One walk-up action; with probability ``race_share`` 2-8 kiosks race for one code."""
     label = rng.choice(library.labels)
     if rng.random() < race_share:
         kiosks = rng.sample(library.session_kiosks, rng.randint(2, 8))
@@ -335,7 +335,7 @@ def run(
             data_dir=root / "central",
             database=backend,
             postgres_dsn=dsn,
-            mqtt_port=broker.port,  # type: ignore[arg-type]
+            mqtt_port=broker.port,
             admin_port=free_port(),
         )
         library = asyncio.run(prepare(base))

@@ -1,26 +1,20 @@
-"""Central's MQTT link (paho-mqtt 2, MQTT 5): a persistent session, manual acks.
+"""Central's MQTT link: a persistent session on the shared scan stream, with manual acks.
 
-paho runs its network loop on its own thread; received messages cross into asyncio with
-``call_soon_threadsafe``. Scans are acknowledged only after their verdict is committed and
-published, so a central that dies mid-batch leaves them with the broker for redelivery.
+Scans are acknowledged only after their verdict is committed and published, so a central
+that dies mid-batch leaves them with the broker, which hands them out again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import topics
+from broker.transport import LoopClient
 
 log = logging.getLogger(__name__)
 
@@ -48,96 +42,51 @@ class CentralLink:
         password: str | None = None,
         session_expiry_s: int = 3600,
     ) -> None:
-        self._host, self._port = host, port
-        self._expiry = session_expiry_s
+        self._mqtt = LoopClient(
+            client_id,
+            host,
+            port,
+            username=username,
+            password=password,
+            session_expiry_s=session_expiry_s,
+            manual_ack=True,
+            backoff=(0.2, 5.0),
+        )
+        self._mqtt.on_up = self._connected
+        self._mqtt.on_down = self._disconnected
+        self._mqtt.on_message = self._message
+        self.connected: asyncio.Event = self._mqtt.up
         # Set by whoever consumes (the service wires the consumer in before start()).
         self.on_inbound: Callable[[Inbound], None] = lambda _message: None
-        self._pending: deque[Inbound] = deque()
-        self._pending_lock = threading.Lock()
-        self._drain_scheduled = False
-        self.connected = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
-        )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        self._client.max_inflight_messages_set(1000)
-        self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self._client.on_connect = self._connected
-        self._client.on_disconnect = self._disconnected
-        self._client.on_message = self._message
+        # Called after every (re)connect, e.g. to publish retained state again.
+        self.on_connect: Callable[[], None] | None = None
 
-    def start(self) -> None:
-        """Connect and start paho's network thread (it reconnects by itself)."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho lacks hints here
-        # A persistent session: the broker keeps central's unacked scans while it is away.
-        props.SessionExpiryInterval = self._expiry
-        self._client.connect_async(
-            self._host, self._port, keepalive=15, clean_start=False, properties=props
-        )
-        self._client.loop_start()
+    async def run(self) -> None:
+        """Stay connected until cancelled."""
+        await self._mqtt.run()
 
-    def stop(self) -> None:
-        """Disconnect cleanly and stop the network thread."""
-        self._client.disconnect()
-        self._client.loop_stop()
+    async def close(self) -> None:
+        """Disconnect cleanly."""
+        await self._mqtt.close()
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
-        """Queue a publish (thread-safe; paho sends it from its own thread)."""
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+        """Queue a publish."""
+        self._mqtt.publish(topic, payload, qos=qos, retain=retain)
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge a scan once its verdict is durable and sent."""
         if message.qos > 0:
-            self._client.ack(message.mid, message.qos)
+            self._mqtt.client.ack(message.mid, message.qos)
 
-    def _connected(
-        self,
-        client: paho.Client,
-        _userdata: object,
-        _flags: object,
-        reason: ReasonCode,
-        _props: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.warning("broker refused central: %s", reason)
-            return
-        client.subscribe(topics.SCAN_SHARED, qos=1)
-        client.subscribe(topics.STATUS_FILTER, qos=1)
-        log.info("central connected to %s:%s", self._host, self._port)
-        self._loop.call_soon_threadsafe(self.connected.set)
+    def _connected(self) -> None:
+        self._mqtt.subscribe(topics.SCAN_SHARED, qos=1)
+        self._mqtt.subscribe(topics.STATUS_FILTER, qos=1)
+        log.info("central connected as %s", self._mqtt.client_id)
+        if self.on_connect is not None:
+            self.on_connect()
 
-    def _disconnected(
-        self,
-        _client: paho.Client,
-        _userdata: object,
-        _flags: object,
-        reason: ReasonCode,
-        _props: Properties | None,
-    ) -> None:
-        log.warning("central lost the broker: %s", reason)
-        self._loop.call_soon_threadsafe(self.connected.clear)
+    def _disconnected(self) -> None:
+        log.warning("central lost the broker")
 
-    def _message(self, _client: paho.Client, _userdata: object, msg: paho.MQTTMessage) -> None:
-        inbound = Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
-        # Wake the event loop once per burst, not once per message: each wake-up is a
-        # write to the loop's self-pipe and a GIL hand-over, and scans come in bursts.
-        with self._pending_lock:
-            self._pending.append(inbound)
-            if self._drain_scheduled:
-                return
-            self._drain_scheduled = True
-        self._loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:
-        with self._pending_lock:
-            burst = list(self._pending)
-            self._pending.clear()
-            self._drain_scheduled = False
-        for inbound in burst:
-            self.on_inbound(inbound)
+    def _message(self, msg: paho.MQTTMessage) -> None:
+        self.on_inbound(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos))

@@ -110,16 +110,20 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 access_log=False,
             )
         )
-        link.start()
-        await asyncio.wait_for(link.connected.wait(), timeout=30)
-        await _broadcast_state(store, link, deps.clock)
         async with asyncio.TaskGroup() as group:
+            # Retained state is what a rebooted kiosk sees first: publish it all on every
+            # (re)connect, so a broker that lost its retained store is whole again.
+            def rebroadcast() -> None:
+                group.create_task(_broadcast_state(store, link, deps.clock), name="broadcast")
+
+            link.on_connect = rebroadcast
+            group.create_task(link.run(), name="mqtt")
             group.create_task(consumer.run(), name="consumer")
             group.create_task(server.serve(), name="admin-api")
-            group.create_task(_announce_ready(server, deps.ready), name="ready")
+            group.create_task(_announce_ready(server, link, deps.ready), name="ready")
     finally:
         if link is not None:
-            link.stop()
+            await link.close()
         await store.close()
 
 
@@ -136,7 +140,10 @@ async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> Non
         )
 
 
-async def _announce_ready(server: uvicorn.Server, ready: asyncio.Event | None) -> None:
+async def _announce_ready(
+    server: uvicorn.Server, link: CentralLink, ready: asyncio.Event | None
+) -> None:
+    await link.connected.wait()
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
     log.info("central ready")

@@ -76,8 +76,11 @@ class Kiosk:
         self.availability: dict[str, Availability] = {}
         self.config: KioskConfig | None = None
         self._sent_at: dict[str, float] = {}
+        self._last_resend = 0.0
         self._waiting: set[str] = set()
         self._ready = deps.ready
+        # Built on the loop it will run on (the MQTT link needs it too).
+        self._loop = asyncio.get_running_loop()
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -107,17 +110,19 @@ class Kiosk:
         self.player.start()
         self.player.set_steady(self.walkup.steady())
         self.devices.button.on_press(self._pressed_from_thread)
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self.link.start(self._status(KioskState.OFFLINE))
         try:
-            await asyncio.to_thread(self.devices.camera.start)
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
+                try:
+                    await asyncio.to_thread(self.devices.camera.start)
+                except CameraError as exc:
+                    # Keep running: the scan loop reports the fault and keeps reopening.
+                    await self._camera_fault(exc)
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
         finally:
             self.devices.button.on_press(None)
-            self.link.stop(self._status(KioskState.STOPPED))
+            await self.link.close(self._status(KioskState.STOPPED))
             await self.player.close()
             await asyncio.to_thread(self.devices.camera.stop)
 
@@ -207,10 +212,20 @@ class Kiosk:
                 if now - self._sent_at.get(e, now) > self.settings.verdict_timeout_s
             ]:
                 # The member is still standing here: tell them we could not get an answer.
-                # The event stays in the outbox and is re-sent on reconnect.
+                # The event stays in the outbox and is re-sent until answered.
                 self._waiting.discard(event_id)
                 self.player.play(Signal.REFUSED_OFFLINE)
                 self.note("state", "no answer from central")
+            if (
+                self.walkup.online
+                and self.outbox.depth
+                and now - self._last_resend >= self.settings.resend_every_s
+            ):
+                # Unanswered events go out again with their original ids: a scan that
+                # reached no central (broker restarted, central down) is never stranded,
+                # and central answers a repeat with the verdict it already gave.
+                self._last_resend = now
+                self._loop.create_task(self._resend(min_age=self.settings.resend_every_s))
 
     def _refresh_steady(self) -> None:
         self.player.set_steady(self.walkup.steady())
@@ -229,9 +244,13 @@ class Kiosk:
             if self._ready is not None:
                 self._ready.set()
 
-    async def _resend(self) -> None:
+    async def _resend(self, min_age: float = 0.0) -> None:
         # The original event ids go out again: central answers each once, however often.
-        for _event_id, payload in await self.outbox.pending():
+        now = self.clock.monotonic()
+        for event_id, payload in await self.outbox.pending():
+            if now - self._sent_at.get(event_id, float("-inf")) < min_age:
+                continue  # just sent; give central the time to answer
+            self._sent_at[event_id] = now
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
     def _on_message(self, topic: str, payload: bytes) -> None:

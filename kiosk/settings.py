@@ -91,6 +91,12 @@ class KioskSettings(BaseSettings):
     frame_timeout_s: float = Field(
         default=2.0, gt=0, le=30, description="A camera silent this long is at fault."
     )
+    resend_every_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="While online, re-send unanswered scans this often.",
+    )
     verdict_timeout_s: float = Field(
         default=3.0, gt=0, le=30, description="Wait this long for central before saying so."
     )

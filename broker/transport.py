@@ -1,0 +1,209 @@
+"""One paho-mqtt client driven by the asyncio event loop: no network thread, reconnects itself.
+
+paho does the MQTT; this module only wires its socket into the running loop (add_reader /
+add_writer, the pattern of paho's own ``loop_asyncio`` example) and keeps the connection
+up with jittered exponential backoff. Every paho callback therefore runs on the event
+loop, so callers need no locks and no ``call_soon_threadsafe``; a central or a fleet
+simulator can hold thousands of connections in one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class LoopClient:
+    """A persistent-session MQTT 5 client that lives on the current event loop."""
+
+    def __init__(
+        self,
+        client_id: str,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        keepalive: int = 15,
+        session_expiry_s: int = 3600,
+        manual_ack: bool = False,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        connect_in_thread: bool = True,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.client_id = client_id
+        self._host, self._port, self._keepalive = host, port, keepalive
+        self._expiry = session_expiry_s
+        self._backoff = backoff
+        self._connect_in_thread = connect_in_thread
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        if username is not None:
+            self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.on_socket_open = self._socket_open
+        self.client.on_socket_close = self._socket_close
+        self.client.on_socket_register_write = self._want_write
+        self.client.on_socket_unregister_write = self._written
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
+        self.client.on_message = self._message
+        self.up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._lost.set()
+        self.on_up: Callable[[], None] | None = None
+        self.on_down: Callable[[], None] | None = None
+        self.on_message: Callable[[paho.MQTTMessage], None] | None = None
+        self.connects = 0
+
+    # -- socket plumbing (paho calls these; connect may call them from a worker thread) ----
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _socket_open(self, _c: paho.Client, _u: object, sock: Any) -> None:
+        self._on_loop(self._loop.add_reader, sock, self._read)
+
+    def _socket_close(self, _c: paho.Client, _u: object, sock: Any) -> None:
+        def close() -> None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+            self._mark_lost()
+
+        self._on_loop(close)
+
+    def _want_write(self, _c: paho.Client, _u: object, sock: Any) -> None:
+        self._on_loop(self._loop.add_writer, sock, self._write)
+
+    def _written(self, _c: paho.Client, _u: object, sock: Any) -> None:
+        self._on_loop(self._loop.remove_writer, sock)
+
+    def _read(self) -> None:
+        self.client.loop_read(max_packets=64)
+
+    def _write(self) -> None:
+        self.client.loop_write()
+
+    # -- MQTT callbacks, all on the loop ----------------------------------------------------
+
+    def _connected(
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused %s: %s", self.client_id, reason)
+            return
+        self.connects += 1
+        self.up.set()
+        if self.on_up is not None:
+            self.on_up()
+
+    def _disconnected(
+        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+    ) -> None:
+        self._mark_lost()
+
+    def _mark_lost(self) -> None:
+        was_up = self.up.is_set()
+        self.up.clear()
+        self._lost.set()
+        if was_up and self.on_down is not None:
+            self.on_down()
+
+    def _message(self, _c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        if self.on_message is not None:
+            self.on_message(message)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def will_set(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = True) -> None:
+        """What the broker publishes for us if we vanish."""
+        self.client.will_set(topic, payload, qos=qos, retain=retain)
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect with jittered backoff; until cancelled."""
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._expiry
+        self.client.connect_async(
+            self._host, self._port, keepalive=self._keepalive, clean_start=False, properties=props
+        )
+        keepalive = asyncio.create_task(self._misc(), name="mqtt-keepalive")
+        delay = self._backoff[0]
+        try:
+            while True:
+                self._lost.clear()
+                try:
+                    if self._connect_in_thread:
+                        # A TCP connect to an unreachable host blocks for seconds: keep
+                        # it off the loop so LEDs and timers go on.
+                        rc = await asyncio.to_thread(self.client.reconnect)
+                    else:
+                        rc = self.client.reconnect()
+                except OSError as exc:
+                    log.info("broker %s:%s unreachable: %s", self._host, self._port, exc)
+                    rc = MQTTErrorCode.MQTT_ERR_NO_CONN
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    await self._lost.wait()
+                    if self.connects:
+                        delay = self._backoff[0]
+                else:
+                    self._lost.set()
+                # Full jitter: a fleet dropped at once comes back spread out, not in step.
+                await asyncio.sleep(random.uniform(0, delay))  # noqa: S311
+                delay = min(delay * 2, self._backoff[1])
+        finally:
+            keepalive.cancel()
+
+    async def _misc(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.client.loop_misc()
+
+    def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> paho.MQTTMessageInfo:
+        """Queue a publish; paho sends it when the socket is writable."""
+        return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe (again after a reconnect is the caller's business, in ``on_up``)."""
+        self.client.subscribe(topic, qos=qos)
+
+    async def close(self, farewell: tuple[str, bytes] | None = None, within: float = 2.0) -> None:
+        """Optionally publish a retained farewell, then disconnect cleanly."""
+        if self.up.is_set():
+            if farewell is not None:
+                info = self.publish(*farewell, qos=1, retain=True)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(within):
+                        while not info.is_published():  # noqa: ASYNC110 - paho has no event
+                            await asyncio.sleep(0.01)
+            self.client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await self._lost.wait()
+        sock = self.client.socket()
+        if sock is not None:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
