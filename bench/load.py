@@ -36,6 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, encode
+from broker.transport import nodelay
 from central.keys import load_key_ring
 from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
@@ -90,6 +91,7 @@ class Player:
         self.client.max_inflight_messages_set(0)  # no client-side cap: the broker paces
         self.client.max_queued_messages_set(0)
         self.client.on_message = self._verdict
+        self.client.on_socket_open = lambda _c, _u, sock: nodelay(sock)
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{topics.ROOT}/kiosk/+/verdict", qos=1)
         self.client.loop_start()
