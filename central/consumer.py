@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +73,9 @@ class Consumer:
         self.counts: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.on_verdict: Callable[[Verdict], None] | None = None
+        # When the consumer last proved it was deciding (or idle and waiting): the
+        # systemd watchdog is fed only while this is fresh.
+        self.heartbeat = time.monotonic()
 
     def submit(self, inbound: Inbound) -> None:
         """Queue one inbound message (called on the event loop)."""
@@ -85,13 +89,20 @@ class Consumer:
     async def run(self) -> None:
         """Decide batches forever; a failing database delays answers, it never drops scans."""
         while True:
-            batch = [await self._queue.get()]
+            try:
+                # Wake at least once a second so the heartbeat shows the loop is alive.
+                first = await asyncio.wait_for(self._queue.get(), timeout=1.0)
+            except TimeoutError:
+                self.heartbeat = time.monotonic()
+                continue
+            batch = [first]
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             delay = 0.1
             while True:
                 try:
                     await self.handle(batch)
+                    self.heartbeat = time.monotonic()
                     break
                 except Exception:
                     # Nothing in the batch was acknowledged, and a retry of events that did

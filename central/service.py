@@ -8,9 +8,11 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import sdnotify
 import uvicorn
 from pydantic import ValidationError
 
@@ -70,6 +72,8 @@ async def open_store(settings: CentralSettings) -> Store:
 async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     """Run one central instance until cancelled."""
     deps = deps or Deps()
+    # systemd's notify protocol; every call is a no-op when systemd did not start us.
+    systemd = sdnotify.SystemdNotifier()
     ring = load_key_ring(settings.keys_path, create=settings.create_keys)
     token = (
         settings.admin_token.get_secret_value()
@@ -120,8 +124,10 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             group.create_task(link.run(), name="mqtt")
             group.create_task(consumer.run(), name="consumer")
             group.create_task(server.serve(), name="admin-api")
-            group.create_task(_announce_ready(server, link, deps.ready), name="ready")
+            group.create_task(_announce_ready(server, link, deps.ready, systemd), name="ready")
+            group.create_task(_watchdog(consumer, systemd), name="watchdog")
     finally:
+        systemd.notify("STOPPING=1")
         if link is not None:
             await link.close()
         await store.close()
@@ -140,12 +146,32 @@ async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> Non
         )
 
 
+# Fed while the consumer's heartbeat is younger than this; WatchdogSec is 30 s.
+_STALE_AFTER_S = 10.0
+
+
+async def _watchdog(consumer: Consumer, systemd: sdnotify.SystemdNotifier) -> None:
+    while True:
+        await asyncio.sleep(2.0)
+        if time.monotonic() - consumer.heartbeat < _STALE_AFTER_S:
+            systemd.notify("WATCHDOG=1")
+        else:
+            log.error(
+                "consumer silent for %.0f s; leaving the watchdog unfed",
+                time.monotonic() - consumer.heartbeat,
+            )
+
+
 async def _announce_ready(
-    server: uvicorn.Server, link: CentralLink, ready: asyncio.Event | None
+    server: uvicorn.Server,
+    link: CentralLink,
+    ready: asyncio.Event | None,
+    systemd: sdnotify.SystemdNotifier,
 ) -> None:
     await link.connected.wait()
     while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
         await asyncio.sleep(0.02)
+    systemd.notify("READY=1")
     log.info("central ready")
     if ready is not None:
         ready.set()

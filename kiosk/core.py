@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sdnotify
+
 from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
@@ -81,6 +83,11 @@ class Kiosk:
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
         self._loop = asyncio.get_running_loop()
+        # systemd's notify protocol; a no-op when not started by systemd.
+        self._systemd = sdnotify.SystemdNotifier()
+        self._camera_started = False
+        self._announced = False
+        self._last_ping = 0.0
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -115,12 +122,15 @@ class Kiosk:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
                 try:
                     await asyncio.to_thread(self.devices.camera.start)
+                    self._camera_started = True
+                    self._maybe_ready()
                 except CameraError as exc:
                     # Keep running: the scan loop reports the fault and keeps reopening.
                     await self._camera_fault(exc)
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
         finally:
+            self._systemd.notify("STOPPING=1")
             self.devices.button.on_press(None)
             await self.link.close(self._status(KioskState.STOPPED))
             await self.player.close()
@@ -151,7 +161,12 @@ class Kiosk:
                 self.walkup.camera_ok = True
                 self.note("state", "camera back")
                 self._refresh_steady()
-            for code in self.debouncer.fresh(codes, self.clock.monotonic()):
+            now = self.clock.monotonic()
+            if now - self._last_ping >= 1.0:
+                # From the scan loop itself: if frames stop being read, systemd notices.
+                self._last_ping = now
+                self._systemd.notify("WATCHDOG=1")
+            for code in self.debouncer.fresh(codes, now):
                 await self.handle_code(code)
 
     async def _camera_fault(self, exc: CameraError) -> None:
@@ -227,6 +242,13 @@ class Kiosk:
                 self._last_resend = now
                 self._loop.create_task(self._resend(min_age=self.settings.resend_every_s))
 
+    def _maybe_ready(self) -> None:
+        if self._announced or not (self._camera_started and self.walkup.online):
+            return
+        self._announced = True
+        self._systemd.notify("READY=1")
+        self._systemd.notify(f"STATUS=kiosk {self.settings.kiosk_id} scanning")
+
     def _refresh_steady(self) -> None:
         self.player.set_steady(self.walkup.steady())
 
@@ -237,6 +259,7 @@ class Kiosk:
         self.note("state", "online" if up else "offline")
         self._refresh_steady()
         if up:
+            self._maybe_ready()
             self.link.publish(
                 topics.status(self.settings.kiosk_id), self._status(KioskState.ONLINE), retain=True
             )
