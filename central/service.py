@@ -123,7 +123,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             link.on_connect = rebroadcast
             group.create_task(link.run(), name="mqtt")
             group.create_task(consumer.run(), name="consumer")
-            group.create_task(server.serve(), name="admin-api")
+            group.create_task(_serve_api(server), name="admin-api")
             group.create_task(_announce_ready(server, link, deps.ready, systemd), name="ready")
             group.create_task(_watchdog(consumer, systemd), name="watchdog")
     finally:
@@ -131,6 +131,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         if link is not None:
             await link.close()
         await store.close()
+
+
+async def _serve_api(server: uvicorn.Server) -> None:
+    try:
+        await server.serve()
+    except asyncio.CancelledError:
+        # Cancelled mid-serve, uvicorn never reaches its own shutdown and its listening
+        # socket stays open; close it so the port is free for the next start.
+        with contextlib.suppress(Exception):
+            await server.shutdown()
+        raise
 
 
 async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:

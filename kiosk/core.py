@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import sdnotify
@@ -79,6 +81,7 @@ class Kiosk:
         self.config: KioskConfig | None = None
         self._sent_at: dict[str, float] = {}
         self._last_resend = 0.0
+        self._mine: set[str] = set()  # events this run of the kiosk created
         self._waiting: set[str] = set()
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
@@ -196,6 +199,7 @@ class Kiosk:
 
     async def _send(self, event: CodeScan | SessionDone) -> None:
         payload = await self.outbox.put(event)  # durable before it leaves the kiosk
+        self._mine.add(event.event_id)
         if self.walkup.online:
             # Someone is standing here waiting for this answer.
             self._sent_at[event.event_id] = self.clock.monotonic()
@@ -276,6 +280,17 @@ class Kiosk:
             self._sent_at[event_id] = now
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
+    def _just_scanned(self, payload: bytes) -> bool:
+        try:
+            data = json.loads(payload)
+            scanned_at = datetime.fromisoformat(data["scanned_at"])
+        except (ValueError, KeyError, TypeError):
+            return False
+        if data.get("queued"):
+            return False  # the member was already told "queued"
+        age = (self.clock.wall() - scanned_at).total_seconds()
+        return 0 <= age < self.settings.verdict_timeout_s * 5
+
     def _on_message(self, topic: str, payload: bytes) -> None:
         try:
             if topic.endswith("/verdict"):
@@ -295,11 +310,18 @@ class Kiosk:
     async def _on_verdict(self, verdict: Verdict) -> None:
         if verdict.kiosk_id != self.settings.kiosk_id:
             return
-        known = await self.outbox.remove(verdict.event_id)
-        waiting = verdict.event_id in self._waiting
+        payload = await self.outbox.take(verdict.event_id)
+        waiting = verdict.event_id in self._waiting or (
+            # Scanned moments before this kiosk restarted (power blip, crash): the member
+            # is likely still standing here, so show them the answer.
+            payload is not None
+            and verdict.event_id not in self._mine
+            and self._just_scanned(payload)
+        )
         self._waiting.discard(verdict.event_id)
+        self._mine.discard(verdict.event_id)
         self._sent_at.pop(verdict.event_id, None)
-        if not known:
+        if payload is None:
             return  # an answer we already had (a redelivery)
         who = f" for {verdict.member_name}" if verdict.member_name else ""
         what = f" {verdict.item_name}" if verdict.item_name else ""

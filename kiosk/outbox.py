@@ -50,6 +50,17 @@ class Outbox:
         self.depth -= cur.rowcount
         return cur.rowcount == 1
 
+    async def take(self, event_id: str) -> bytes | None:
+        """Forget an answered event; its payload if it was waiting."""
+        async with self._db.execute(
+            "DELETE FROM outbox WHERE event_id = ? RETURNING payload", (event_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        self.depth -= 1
+        return bytes(row[0])
+
     async def pending(self) -> list[tuple[str, bytes]]:
         """Every unanswered event as (event id, payload), oldest first."""
         async with self._db.execute("SELECT event_id, payload FROM outbox ORDER BY seq") as cur:
