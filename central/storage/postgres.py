@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -20,6 +21,7 @@ import asyncpg
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
+from central.storage.admin import AdminWrites
 from central.storage.base import (
     AuditEntry,
     CheckoutRow,
@@ -279,7 +281,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore:
+class PostgresStore(AdminWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
     backend = "postgres"
@@ -395,79 +397,15 @@ class PostgresStore:
             yield
 
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+        numbered = iter(range(1, sql.count("?") + 1))
+        statement = re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
         async with self.write() as tx:
             try:
-                await tx.conn.execute(sql, *args)
+                await tx.conn.execute(statement, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 duplicate = isinstance(exc, asyncpg.UniqueViolationError)
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
-
-    async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
-        await self._admin_write(
-            "INSERT INTO shelves (shelf_id, name, created_at) VALUES ($1, $2, $3)",
-            (shelf_id, name, now),
-            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}),
-        )
-
-    async def add_item(
-        self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            (item_id, shelf_id, name, loan_days, now),
-            AuditEntry(
-                now, actor, "item.add", item_id=item_id, detail={"shelf_id": shelf_id, "name": name}
-            ),
-        )
-
-    async def add_member(
-        self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO members (member_id, name, checkout_limit, created_at)"
-            " VALUES ($1, $2, $3, $4)",
-            (member_id, name, checkout_limit, now),
-            AuditEntry(
-                now,
-                actor,
-                "member.add",
-                member_id=member_id,
-                detail={"checkout_limit": checkout_limit},
-            ),
-        )
-
-    async def add_kiosk(
-        self,
-        kiosk_id: str,
-        shelf_id: str,
-        now: datetime,
-        actor: str,
-        session_timeout_s: float = 60.0,
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
-            " VALUES ($1, $2, $3, $4)",
-            (kiosk_id, shelf_id, session_timeout_s, now),
-            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id, detail={"shelf_id": shelf_id}),
-        )
-
-    async def issue_pass(
-        self, pass_id: str, member_id: str, now: datetime, expires_at: datetime, actor: str
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at)"
-            " VALUES ($1, $2, $3, $4)",
-            (pass_id, member_id, now, expires_at),
-            AuditEntry(
-                now,
-                actor,
-                "pass.issue",
-                member_id=member_id,
-                detail={"pass_id": pass_id, "expires_at": expires_at.isoformat()},
-            ),
-        )
 
     async def get_item(self, item_id: str) -> ItemRow | None:
         row = await self.pool.fetchrow(

@@ -18,6 +18,7 @@ import aiosqlite
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
+from central.storage.admin import AdminWrites
 from central.storage.base import (
     AuditEntry,
     CheckoutRow,
@@ -316,7 +317,7 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class SqliteStore:
+class SqliteStore(AdminWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"
@@ -504,77 +505,14 @@ class SqliteStore:
         await tx._exec("RELEASE step", ())
 
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+        values = tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
         async with self.write() as tx:
             try:
-                await self._conn.execute(sql, args)
+                await self._conn.execute(sql, values)
             except sqlite3.IntegrityError as exc:
                 duplicate = "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
-
-    async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
-        await self._admin_write(
-            "INSERT INTO shelves (shelf_id, name, created_at) VALUES (?, ?, ?)",
-            (shelf_id, name, to_db(now)),
-            AuditEntry(now, actor, "shelf.add", detail={"shelf_id": shelf_id, "name": name}),
-        )
-
-    async def add_item(
-        self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (item_id, shelf_id, name, loan_days, to_db(now)),
-            AuditEntry(
-                now, actor, "item.add", item_id=item_id, detail={"shelf_id": shelf_id, "name": name}
-            ),
-        )
-
-    async def add_member(
-        self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO members (member_id, name, checkout_limit, created_at) VALUES (?, ?, ?, ?)",
-            (member_id, name, checkout_limit, to_db(now)),
-            AuditEntry(
-                now,
-                actor,
-                "member.add",
-                member_id=member_id,
-                detail={"checkout_limit": checkout_limit},
-            ),
-        )
-
-    async def add_kiosk(
-        self,
-        kiosk_id: str,
-        shelf_id: str,
-        now: datetime,
-        actor: str,
-        session_timeout_s: float = 60.0,
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (kiosk_id, shelf_id, session_timeout_s, to_db(now)),
-            AuditEntry(now, actor, "kiosk.enrol", kiosk_id=kiosk_id, detail={"shelf_id": shelf_id}),
-        )
-
-    async def issue_pass(
-        self, pass_id: str, member_id: str, now: datetime, expires_at: datetime, actor: str
-    ) -> None:
-        await self._admin_write(
-            "INSERT INTO qr_codes (pass_id, member_id, issued_at, expires_at) VALUES (?, ?, ?, ?)",
-            (pass_id, member_id, to_db(now), to_db(expires_at)),
-            AuditEntry(
-                now,
-                actor,
-                "pass.issue",
-                member_id=member_id,
-                detail={"pass_id": pass_id, "expires_at": to_db(expires_at)},
-            ),
-        )
 
     async def get_item(self, item_id: str) -> ItemRow | None:
         async with self._read.execute(
