@@ -139,6 +139,15 @@ class Kiosk:
             await self.player.close()
             await asyncio.to_thread(self.devices.camera.stop)
 
+    def publish_status(self) -> None:
+        """Tell the fleet how this kiosk is (retained): camera health, outbox depth."""
+        if self.walkup.online:
+            self.link.publish(
+                topics.status(self.settings.kiosk_id),
+                self._status(KioskState.ONLINE),
+                retain=True,
+            )
+
     def _status(self, state: KioskState) -> bytes:
         return self.link.status(
             state,
@@ -164,6 +173,7 @@ class Kiosk:
                 self.walkup.camera_ok = True
                 self.note("state", "camera back")
                 self._refresh_steady()
+                self.publish_status()
             now = self.clock.monotonic()
             if now - self._last_ping >= 1.0:
                 # From the scan loop itself: if frames stop being read, systemd notices.
@@ -177,6 +187,7 @@ class Kiosk:
             self.walkup.camera_ok = False
             self.note("state", f"camera fault: {exc}")
             self._refresh_steady()
+            self.publish_status()
         # Reopen the camera: a stalled pipeline usually comes back after a restart.
         with contextlib.suppress(CameraError):
             await asyncio.to_thread(self.devices.camera.stop)

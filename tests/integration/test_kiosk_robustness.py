@@ -21,7 +21,7 @@ from PIL import Image
 
 from broker import topics
 from broker.local import LocalBroker
-from broker.messages import CodeScan, encode
+from broker.messages import CodeScan, KioskState, KioskStatus, encode
 from kiosk.feedback import Signal
 from tests.conftest import RunningCentral, central_settings, seed_library, start_central
 from tests.support.kiosks import running_kiosk, until
@@ -154,3 +154,25 @@ async def test_thirty_seconds_without_the_broker_loses_no_return_and_doubles_non
         "SAW-01",
     ]
     assert items["DRILL-01"] == items["SAW-01"] == "available"
+
+
+async def test_a_stalled_camera_is_reported_shown_and_recovered(
+    tmp_path: Path, broker: LocalBroker, probe: Probe
+) -> None:
+    probe.subscribe(topics.status("KIOSK-A1"))
+    async with running_kiosk("KIOSK-A1", broker, tmp_path / "k", frame_timeout_s=0.5) as k:
+        await until(lambda: k.pin("blue"))  # idle, camera fine
+        k.camera.stall()
+        await until(lambda: k.pin("red") and not k.pin("green") and not k.pin("blue"))
+        while True:  # the fleet sees it in the kiosk's retained status
+            received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/status")
+            status = KioskStatus.model_validate_json(received.payload)
+            if not status.camera_ok:
+                break
+        assert status.state is KioskState.ONLINE
+        k.camera.resume()  # the kiosk keeps reopening the camera; it comes back
+        await until(lambda: k.pin("blue") and not k.pin("red"), within=10)
+        while True:
+            received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/status")
+            if KioskStatus.model_validate_json(received.payload).camera_ok:
+                break
