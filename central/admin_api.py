@@ -6,12 +6,13 @@ import hmac
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException
+from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker import topics
 from broker.ids import ID_PATTERN
-from broker.messages import Availability, KioskConfig, KioskStatus, encode
+from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
@@ -113,6 +114,15 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "queue_depth": consumer.depth}
+
+    @app.get("/metrics", dependencies=auth)
+    async def metrics() -> Response:
+        # Gauges are read at scrape time; counters move as scans are decided.
+        consumer.metrics.queue_depth.set(consumer.depth)
+        consumer.metrics.kiosks_connected.set(
+            sum(1 for s in consumer.presence.values() if s.state is KioskState.ONLINE)
+        )
+        return Response(consumer.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/stats", dependencies=auth)
     async def stats() -> dict[str, Any]:

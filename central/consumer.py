@@ -27,6 +27,7 @@ from broker.messages import (
 from central import ledger
 from central.clock import Clock
 from central.ledger import Outcome
+from central.metrics import Metrics
 from central.mqtt import Inbound
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import Token, TokenSigner
@@ -63,6 +64,7 @@ class Consumer:
         publisher: Publisher,
         *,
         batch_max: int = 256,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -70,6 +72,7 @@ class Consumer:
         self._out = publisher
         self._batch_max = batch_max
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        self.metrics = metrics or Metrics()
         self.counts: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.on_verdict: Callable[[Verdict], None] | None = None
@@ -124,13 +127,19 @@ class Consumer:
         if not jobs:
             return
         now = self._clock.now()
-        if self._store.group_commit:
-            outcomes = await self._decide_together(jobs, now)
-        else:
-            outcomes = await self._decide_apart(jobs, now)
+        with self.metrics.checkout_duration.time():
+            if self._store.group_commit:
+                outcomes = await self._decide_together(jobs, now)
+            else:
+                outcomes = await self._decide_apart(jobs, now)
         for job, outcome in zip(jobs, outcomes, strict=True):
             if outcome is not None:
                 self._answer(outcome)
+                self.metrics.verdict(
+                    outcome.verdict.reason,
+                    replayed=outcome.replayed,
+                    seconds=time.monotonic() - job.inbound.received,
+                )
             elif job.event is not None:
                 # Decided nothing through a fault: leave it unacked so the broker hands it
                 # out again after a reconnect, rather than answer wrongly.
@@ -191,6 +200,7 @@ class Consumer:
         # a logic slip or a race the locks should have prevented. The event's changes were
         # undone; on retry the rules see the winner's rows.
         self.counts["conflict"] += 1
+        self.metrics.conflicts.inc()
         event_id = job.event.event_id if job.event else "?"
         log.warning("event %s hit a conflict (attempt %s)", event_id, attempt, exc_info=True)
 
@@ -218,6 +228,7 @@ class Consumer:
                 log.exception("unexpected parse failure on %s", inbound.topic[:128])
                 exc = ContractError("bad_fields", type(exc).__name__)
             self.counts[f"malformed.{exc.reason}"] += 1
+            self.metrics.dropped.labels(kind=exc.reason).inc()
             job.refusal = exc
             job.event = self._salvage(inbound, exc)
             job.token = Reason.MALFORMED

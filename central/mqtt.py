@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 
@@ -27,6 +28,7 @@ class Inbound:
     payload: bytes
     mid: int
     qos: int
+    received: float = field(default_factory=time.monotonic)
 
 
 class CentralLink:

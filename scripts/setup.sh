@@ -34,6 +34,9 @@ fi
 if ! "${as_postgres[@]}" psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = 'cs_test'" | grep -q 1; then
     "${as_postgres[@]}" psql -qc "CREATE ROLE cs_test LOGIN CREATEDB PASSWORD 'cs_test'"
 fi
+# Tests drop their databases WITH (FORCE); an autovacuum worker on one runs as the
+# superuser, and only this lets the test role end it.
+"${as_postgres[@]}" psql -qc "GRANT pg_signal_backend TO cs_test" >/dev/null
 
 python3 - <<'PY'
 import sys

@@ -29,15 +29,17 @@ from tests.support.probe import Probe
 
 
 def kiosk_process(
-    kiosk_id: str, port: int, state: Path, image: Path, log: Path
+    kiosk_id: str, port: int, state: Path, images: list[Path], log: Path
 ) -> subprocess.Popen[bytes]:
-    """``python -m kiosk`` as systemd runs it, its camera replaying ``image``."""
+    """``python -m kiosk`` as systemd runs it, its camera replaying ``images`` (looped)."""
     env = {
         **os.environ,
         "CS_KIOSK_KIOSK_ID": kiosk_id,
         "CS_KIOSK_MQTT_PORT": str(port),
         "CS_KIOSK_STATE_DIR": str(state),
-        "CS_KIOSK_CAMERA": json.dumps({"type": "replay", "paths": [str(image)], "loop": True}),
+        "CS_KIOSK_CAMERA": json.dumps(
+            {"type": "replay", "paths": [str(i) for i in images], "loop": True}
+        ),
         "CS_KIOSK_PINS": json.dumps({"mock": True}),
     }
     return subprocess.Popen(
@@ -92,17 +94,22 @@ async def test_kill_9_between_scan_and_verdict_delivers_once_and_shows_it(
     blank_png = tmp_path / "blank.png"
     Image.fromarray(np.full((480, 640), 200, dtype=np.uint8)).save(blank_png)
     state = tmp_path / "kiosk-B1"
-    first = kiosk_process("KIOSK-B1", broker.port, state, label_png, tmp_path / "k1.log")
+    # Three seconds of nothing first, so the code is scanned online (not queued offline):
+    # the member is standing at a working kiosk when the power goes.
+    first = kiosk_process(
+        "KIOSK-B1", broker.port, state, [blank_png] * 90 + [label_png] * 30, tmp_path / "k1.log"
+    )
     try:
         await wait_for(lambda: outbox_rows(state) == 1, within=30)
     finally:
         first.send_signal(signal.SIGKILL)  # power cut between scan and verdict
         first.wait()
     assert outbox_rows(state) == 1
+    assert "queued-offline" not in (tmp_path / "k1.log").read_text()
 
     log = tmp_path / "k2.log"
     async with start_central(settings) as central:
-        second = kiosk_process("KIOSK-B1", broker.port, state, blank_png, log)
+        second = kiosk_process("KIOSK-B1", broker.port, state, [blank_png], log)
         try:
             await wait_for(lambda: outbox_rows(state) == 0, within=30)
             await wait_for(lambda: "pattern returned" in log.read_text(), within=10)

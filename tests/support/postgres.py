@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -33,8 +34,20 @@ async def fresh_database() -> AsyncIterator[str]:
     try:
         yield dsn_for(name)
     finally:
+        await _drop(name)
+
+
+async def _drop(name: str) -> None:
+    # A session we cannot see may still be leaving (a central's pool, autovacuum): retry.
+    for attempt in range(20):
         admin = await asyncpg.connect(ADMIN_DSN)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except (asyncpg.ObjectInUseError, asyncpg.InsufficientPrivilegeError):
+            if attempt == 19:
+                raise
+        else:
+            return
         finally:
             await admin.close()
+        await asyncio.sleep(0.25)
