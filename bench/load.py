@@ -17,7 +17,6 @@ import asyncio
 import json
 import random
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
+from tests.support.consistency import consistency, violations
 from tests.support.processes import CentralProcess
 
 SESSION_KIOSKS = 32
@@ -93,7 +93,7 @@ class Player:
         self.client.on_message = self._verdict
         self.client.on_socket_open = lambda _c, _u, sock: nodelay(sock)
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe(f"{topics.ROOT}/kiosk/+/verdict", qos=1)
+        self.client.subscribe(topics.VERDICT_FILTER, qos=1)
         self.client.loop_start()
         time.sleep(0.2)
 
@@ -255,43 +255,6 @@ def open_loop(
     return sent, time.perf_counter() - start
 
 
-CHECKS = {
-    "items with two open checkouts": (
-        "SELECT count(*) FROM (SELECT item_id FROM checkouts WHERE returned_at IS NULL"
-        " GROUP BY item_id HAVING count(*) > 1) t"
-    ),
-    "checkouts without a CHECKED_OUT verdict": (
-        "SELECT count(*) FROM checkouts c LEFT JOIN scan_events e ON e.event_id = c.event_id"
-        " AND e.reason = 'CHECKED_OUT' WHERE e.event_id IS NULL"
-    ),
-    "CHECKED_OUT verdicts minus checkouts": (
-        "SELECT (SELECT count(*) FROM scan_events WHERE reason = 'CHECKED_OUT')"
-        " - (SELECT count(*) FROM checkouts)"
-    ),
-    "RETURNED verdicts minus returns": (
-        "SELECT (SELECT count(*) FROM scan_events WHERE reason = 'RETURNED')"
-        " - (SELECT count(*) FROM checkouts WHERE returned_at IS NOT NULL)"
-    ),
-    "passes opening two sessions": (
-        "SELECT count(*) FROM (SELECT pass_id FROM sessions GROUP BY pass_id HAVING count(*) > 1) t"
-    ),
-    "events decided": "SELECT count(*) FROM scan_events",
-}
-
-
-async def consistency(settings: CentralSettings) -> dict[str, int]:
-    """The invariants, checked over the database after the run."""
-    if settings.database == "sqlite":
-        with sqlite3.connect(settings.sqlite_file) as db:
-            return {k: int(db.execute(sql).fetchone()[0]) for k, sql in CHECKS.items()}
-    assert settings.postgres_dsn is not None
-    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
-    try:
-        return {k: int(await conn.fetchval(sql)) for k, sql in CHECKS.items()}
-    finally:
-        await conn.close()
-
-
 async def _database(backend: str) -> str | None:
     if backend != "postgres":
         return None
@@ -392,12 +355,11 @@ def report(results: list[Result]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        violations = sum(v for k, v in r.checks.items() if k != "events decided")
         lat = r.latency_ms
         lines.append(
             f"| {r.label} | {r.scans:,} | {r.verdicts:,} | {r.rate:,.0f} |"
             f" {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.0f} |"
-            f" {violations} |"
+            f" {violations(r.checks)} |"
         )
     return "\n".join(lines)
 

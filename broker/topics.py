@@ -11,6 +11,7 @@ SHARE_GROUP = "central"
 SCAN_FILTER = f"{ROOT}/kiosk/+/scan"
 SCAN_SHARED = f"$share/{SHARE_GROUP}/{SCAN_FILTER}"
 STATUS_FILTER = f"{ROOT}/kiosk/+/status"
+VERDICT_FILTER = f"{ROOT}/kiosk/+/verdict"  # every kiosk's verdicts: tests, benchmarks
 AVAILABILITY_FILTER = f"{ROOT}/shelf/+/item/+/availability"
 ALERTS = f"{ROOT}/alerts"
 

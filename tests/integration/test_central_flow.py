@@ -11,15 +11,7 @@ from broker import topics
 from broker.messages import CodeScan, Reason, SessionDone, Verdict, encode
 from tests.conftest import RunningCentral, seed_library
 from tests.support.probe import Probe
-
-
-def scan(kiosk_id: str, code: str, event_id: str | None = None) -> CodeScan:
-    return CodeScan(
-        event_id=event_id or uuid.uuid4().hex,
-        kiosk_id=kiosk_id,
-        code=code,
-        scanned_at=datetime.now(UTC),
-    )
+from tests.support.scans import scan
 
 
 async def ask(probe: Probe, event: CodeScan | SessionDone) -> Verdict:

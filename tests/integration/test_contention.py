@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Reason, Verdict, encode
 from tests.conftest import RunningCentral, backend_settings, start_central
 from tests.support.probe import Probe
+from tests.support.scans import scan
 
 KIOSKS = [f"KIOSK-{n:02d}" for n in range(8)]
 ROUNDS = 12
@@ -63,20 +62,14 @@ async def library(admin: object, members: int) -> None:
 
 async def all_at_once(probe: Probe, scans: list[CodeScan]) -> dict[str, Verdict]:
     """Publish every scan without waiting, then collect one verdict per event id."""
-    for scan in scans:
-        probe.client.publish(topics.scan(scan.kiosk_id), encode(scan), qos=1)
+    for event in scans:
+        probe.client.publish(topics.scan(event.kiosk_id), encode(event), qos=1)
     verdicts: dict[str, Verdict] = {}
     while len(verdicts) < len(scans):
         received = await asyncio.to_thread(probe.next, 15.0, topic_suffix="/verdict")
         verdict = Verdict.model_validate_json(received.payload)
         verdicts[verdict.event_id] = verdict
     return verdicts
-
-
-def scan(kiosk_id: str, code: str) -> CodeScan:
-    return CodeScan(
-        event_id=uuid.uuid4().hex, kiosk_id=kiosk_id, code=code, scanned_at=datetime.now(UTC)
-    )
 
 
 async def conflicts(instances: list[RunningCentral]) -> int:
@@ -96,7 +89,7 @@ async def test_one_pass_shown_at_eight_kiosks_at_once_opens_one_session(
     async with centrals(backend, instances, tmp_path, broker) as running:
         admin = running[0].admin
         await library(admin, members=1)
-        probe.subscribe(f"{topics.ROOT}/kiosk/+/verdict")
+        probe.subscribe(topics.VERDICT_FILTER)
         for _ in range(ROUNDS):
             code = (await admin.post("/members/M-00/passes", json={})).json()["code"]
             verdicts = await all_at_once(probe, [scan(k, code) for k in KIOSKS])
@@ -114,7 +107,7 @@ async def test_one_item_scanned_in_eight_sessions_at_once_goes_out_once(
     async with centrals(backend, instances, tmp_path, broker) as running:
         admin = running[0].admin
         await library(admin, members=len(KIOSKS))
-        probe.subscribe(f"{topics.ROOT}/kiosk/+/verdict")
+        probe.subscribe(topics.VERDICT_FILTER)
         passes = []
         for n, kiosk_id in enumerate(KIOSKS):
             code = (await admin.post(f"/members/M-{n:02d}/passes", json={})).json()["code"]
@@ -138,7 +131,7 @@ async def test_redelivered_and_reordered_scans_change_nothing(
     async with centrals(backend, 1, tmp_path, broker) as running:
         admin = running[0].admin
         await library(admin, members=1)
-        probe.subscribe(f"{topics.ROOT}/kiosk/+/verdict")
+        probe.subscribe(topics.VERDICT_FILTER)
         code = (await admin.post("/members/M-00/passes", json={})).json()["code"]
         labels = [(await admin.get(f"/items/ITEM-{n:02d}/label")).json()["code"] for n in range(3)]
         opened = scan("KIOSK-00", code)

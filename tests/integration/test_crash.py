@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Verdict, encode
-from central.settings import CentralSettings
 from tests.conftest import backend_settings
+from tests.support.consistency import consistency
 from tests.support.probe import Probe
 from tests.support.processes import CentralProcess, admin_client
+from tests.support.scans import scan
 
 SESSION_KIOSKS = [f"KIOSK-S{n}" for n in range(4)]
 RETURN_KIOSKS = [f"KIOSK-R{n}" for n in range(4)]
@@ -47,12 +44,6 @@ def seed(central: CentralProcess) -> tuple[dict[str, str], dict[str, str]]:
     return passes, labels
 
 
-def scan(kiosk_id: str, code: str) -> CodeScan:
-    return CodeScan(
-        event_id=uuid.uuid4().hex, kiosk_id=kiosk_id, code=code, scanned_at=datetime.now(UTC)
-    )
-
-
 def collect(probe: Probe, want: set[str], within: float) -> dict[str, list[Verdict]]:
     """Every verdict seen until each event in ``want`` has one (or time runs out)."""
     seen: dict[str, list[Verdict]] = {}
@@ -65,38 +56,6 @@ def collect(probe: Probe, want: set[str], within: float) -> dict[str, list[Verdi
         verdict = Verdict.model_validate_json(received.payload)
         seen.setdefault(verdict.event_id, []).append(verdict)
     return seen
-
-
-CHECKS = {
-    "events decided": "SELECT count(*) FROM scan_events",
-    "items with two open checkouts": (
-        "SELECT count(*) FROM (SELECT item_id FROM checkouts WHERE returned_at IS NULL"
-        " GROUP BY item_id HAVING count(*) > 1) t"
-    ),
-    "CHECKED_OUT verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'CHECKED_OUT'",
-    "checkouts": "SELECT count(*) FROM checkouts",
-    "RETURNED verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'RETURNED'",
-    "returns": "SELECT count(*) FROM checkouts WHERE returned_at IS NOT NULL",
-    "checkouts without their verdict": (
-        "SELECT count(*) FROM checkouts c LEFT JOIN scan_events e ON e.event_id = c.event_id"
-        " AND e.reason = 'CHECKED_OUT' WHERE e.event_id IS NULL"
-    ),
-    "SESSION_OPENED verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'SESSION_OPENED'",
-    "sessions": "SELECT count(*) FROM sessions",
-}
-
-
-async def consistency(settings: CentralSettings) -> dict[str, int]:
-    """The numbers the invariants are about, read straight from the database."""
-    if settings.database == "sqlite":
-        with sqlite3.connect(settings.sqlite_file) as db:
-            return {name: db.execute(sql).fetchone()[0] for name, sql in CHECKS.items()}
-    assert settings.postgres_dsn is not None
-    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
-    try:
-        return {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
-    finally:
-        await conn.close()
 
 
 @pytest.mark.slow
@@ -117,7 +76,7 @@ async def test_kill_9_mid_load_loses_and_doubles_nothing(
         victim = centrals[-1]
         try:
             passes, labels = await asyncio.to_thread(seed, centrals[0])
-            probe.subscribe(f"{topics.ROOT}/kiosk/+/verdict")
+            probe.subscribe(topics.VERDICT_FILTER)
             opening = [scan(k, code) for k, code in passes.items()]
             for event in opening:
                 probe.publish(topics.scan(event.kiosk_id), encode(event))

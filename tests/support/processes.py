@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
@@ -87,8 +86,3 @@ def admin_client(central: CentralProcess) -> httpx.Client:
         headers={"Authorization": f"Bearer {central.token()}"},
         timeout=10,
     )
-
-
-def data_path(settings: CentralSettings) -> Path:
-    """The SQLite file of a central on SQLite."""
-    return settings.sqlite_file

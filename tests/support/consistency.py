@@ -1,0 +1,54 @@
+"""The invariants, counted straight from central's database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+
+from central.settings import CentralSettings
+
+CHECKS = {
+    "events decided": "SELECT count(*) FROM scan_events",
+    "items with two open checkouts": (
+        "SELECT count(*) FROM (SELECT item_id FROM checkouts WHERE returned_at IS NULL"
+        " GROUP BY item_id HAVING count(*) > 1) t"
+    ),
+    "CHECKED_OUT verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'CHECKED_OUT'",
+    "checkouts": "SELECT count(*) FROM checkouts",
+    "RETURNED verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'RETURNED'",
+    "returns": "SELECT count(*) FROM checkouts WHERE returned_at IS NOT NULL",
+    "checkouts without their verdict": (
+        "SELECT count(*) FROM checkouts c LEFT JOIN scan_events e ON e.event_id = c.event_id"
+        " AND e.reason = 'CHECKED_OUT' WHERE e.event_id IS NULL"
+    ),
+    "SESSION_OPENED verdicts": "SELECT count(*) FROM scan_events WHERE reason = 'SESSION_OPENED'",
+    "sessions": "SELECT count(*) FROM sessions",
+    "passes opening two sessions": (
+        "SELECT count(*) FROM (SELECT pass_id FROM sessions GROUP BY pass_id HAVING count(*) > 1) t"
+    ),
+}
+
+
+async def consistency(settings: CentralSettings) -> dict[str, int]:
+    """Every number in :data:`CHECKS`, read from the database ``settings`` names."""
+    if settings.database == "sqlite":
+        with sqlite3.connect(settings.sqlite_file) as db:
+            return {name: int(db.execute(sql).fetchone()[0]) for name, sql in CHECKS.items()}
+    assert settings.postgres_dsn is not None
+    conn = await asyncpg.connect(settings.postgres_dsn.get_secret_value())
+    try:
+        return {name: int(await conn.fetchval(sql)) for name, sql in CHECKS.items()}
+    finally:
+        await conn.close()
+
+
+def violations(numbers: dict[str, int]) -> int:
+    """How many ways the invariants were broken (0 when all hold)."""
+    return (
+        numbers["items with two open checkouts"]
+        + numbers["checkouts without their verdict"]
+        + abs(numbers["CHECKED_OUT verdicts"] - numbers["checkouts"])
+        + abs(numbers["RETURNED verdicts"] - numbers["returns"])
+        + numbers["passes opening two sessions"]
+    )
