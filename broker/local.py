@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from broker import auth, config
 from broker.errors import ContractError
 
 
@@ -21,11 +22,31 @@ def free_port() -> int:
 
 
 class LocalBroker:
-    """A real ``mosquitto`` process with the development config, on a free port."""
+    """A real ``mosquitto`` process on free ports: the development config, or the fleet
+    config (passwords, ACLs, TLS) when given a :class:`config.SecureListener`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        secure: config.SecureListener | None = None,
+    ) -> None:
         self.data_dir = data_dir
-        self.port = port or free_port()
+        self.secure = secure
+        if secure is not None:
+            # Tests and the demo: both listeners on loopback, on ports nobody holds.
+            secure = config.SecureListener(
+                auth_dir=secure.auth_dir,
+                tls_dir=secure.tls_dir,
+                tls_port=free_port(),
+                tls_bind="127.0.0.1",
+                local_port=port or free_port(),
+                client_certs=secure.client_certs,
+            )
+            self.secure = secure
+        self.port = (secure.local_port if secure else None) or port or free_port()
+        self.tls_port = secure.tls_port if secure else None
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> LocalBroker:
@@ -34,9 +55,17 @@ class LocalBroker:
         if not Path(exe).exists():
             raise ContractError("no_broker", "mosquitto is not installed (apt install mosquitto)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        template = resources.files("broker.mosquitto").joinpath("dev.conf").read_text()
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(template.format(port=self.port, data_dir=self.data_dir))
+        if self.secure is None:
+            conf.write_text(config.development(self.port, self.data_dir))
+        else:
+            for name in (auth.PASSWD_FILE, auth.ACL_FILE):
+                # Until central writes them: a broker that lets nobody in.
+                path = self.secure.auth_dir / name
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text("")
+            conf.write_text(config.secure(self.secure, self.data_dir, run_as_caller=True))
         log = (self.data_dir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own config, no shell
             [exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
@@ -51,6 +80,11 @@ class LocalBroker:
             except OSError:
                 time.sleep(0.05)
         raise ContractError("no_broker", f"mosquitto did not listen on {self.port}")
+
+    def reload(self) -> None:
+        """Re-read the password and ACL files (what central's reload does in production)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         """Stop mosquitto (it saves its persistence file on a clean stop)."""

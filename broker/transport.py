@@ -14,8 +14,11 @@ import contextlib
 import logging
 import random
 import socket
+import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -34,6 +37,15 @@ def nodelay(sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """TLS to the broker: the project CA that signed it, and an optional client certificate."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+
 class LoopClient:
     """A persistent-session MQTT 5 client that lives on the current event loop."""
 
@@ -50,6 +62,7 @@ class LoopClient:
         manual_ack: bool = False,
         backoff: tuple[float, float] = (0.5, 10.0),
         connect_in_thread: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
@@ -66,6 +79,15 @@ class LoopClient:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
+        if tls is not None:
+            # Verifies the broker's certificate and host name against the project CA only.
+            self.client.tls_set(
+                ca_certs=str(tls.ca),
+                certfile=str(tls.cert) if tls.cert else None,
+                keyfile=str(tls.key) if tls.key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
         self.client.on_socket_open = self._socket_open
@@ -111,6 +133,10 @@ class LoopClient:
 
     def _read(self) -> None:
         self.client.loop_read(max_packets=64)
+        # TLS may already hold decrypted bytes the socket will never signal again.
+        sock = self.client.socket()
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            self._loop.call_soon(self._read)
 
     def _write(self) -> None:
         self.client.loop_write()
