@@ -13,10 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import topics
 from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
+from central.api_enrol import BrokerAddress, enrol_routes
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
+from central.fleet import BrokerAccounts
 from central.storage.base import Store
+from central.storage.fleet import FleetWrites
 from central.tokens import TokenSigner, new_id
 
 ADMIN_ACTOR = "admin:api"
@@ -94,6 +97,9 @@ def create_app(
     *,
     admin_token: str,
     pass_ttl_s: int,
+    fleet: FleetWrites | None = None,
+    accounts: BrokerAccounts | None = None,
+    broker_address: BrokerAddress | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link."""
     app = FastAPI(title="CommunityShare central admin API", version="1")
@@ -104,6 +110,11 @@ def create_app(
             raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorised)]
+    if fleet is not None and accounts is not None and broker_address is not None:
+        for router in enrol_routes(
+            store, fleet, signer, clock, publisher, accounts, broker_address, auth
+        ):
+            app.include_router(router)
 
     async def guarded(action: Any) -> None:
         try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as paho
 
 from broker import topics
-from broker.transport import LoopClient
+from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class CentralLink:
         username: str | None = None,
         password: str | None = None,
         session_expiry_s: int = 3600,
+        tls: TlsFiles | None = None,
     ) -> None:
         self._mqtt = LoopClient(
             client_id,
@@ -53,6 +54,7 @@ class CentralLink:
             session_expiry_s=session_expiry_s,
             manual_ack=True,
             backoff=(0.2, 5.0),
+            tls=tls,
         )
         self._mqtt.on_up = self._connected
         self._mqtt.on_down = self._disconnected

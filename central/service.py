@@ -18,11 +18,14 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.messages import encode
+from broker.transport import TlsFiles
 from central import logs
 from central.admin_api import create_app
+from central.api_enrol import BrokerAddress
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
+from central.fleet import BrokerAccounts
 from central.keys import load_admin_token, load_key_ring
 from central.mqtt import CentralLink
 from central.settings import CentralSettings, load_settings
@@ -50,7 +53,7 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-async def open_store(settings: CentralSettings) -> Store:
+async def open_store(settings: CentralSettings) -> SqliteStore | PostgresStore:
     """The configured backend, migrated to the newest schema."""
     store: SqliteStore | PostgresStore
     if settings.database == "postgres":
@@ -84,7 +87,14 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
+    accounts = BrokerAccounts(store, settings.broker_auth_dir, settings.broker_pid_file)
     try:
+        # The broker must know this instance's own user before it tries to connect.
+        await accounts.ensure_central(
+            settings.mqtt_username,
+            settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            deps.clock.now(),
+        )
         link = CentralLink(
             settings.instance_id,
             settings.mqtt_host,
@@ -92,6 +102,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             session_expiry_s=settings.session_expiry_s,
+            tls=TlsFiles(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
         )
         consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
         link.on_inbound = consumer.submit
@@ -103,6 +114,13 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             consumer,
             admin_token=token,
             pass_ttl_s=settings.pass_ttl_s,
+            fleet=store,
+            accounts=accounts,
+            broker_address=BrokerAddress(
+                settings.broker_public_host,
+                settings.broker_public_port,
+                settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
+            ),
         )
         server = _QuietServer(
             uvicorn.Config(
@@ -112,6 +130,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 log_config=None,
                 lifespan="off",
                 access_log=False,
+                ssl_certfile=settings.admin_tls_cert,
+                ssl_keyfile=settings.admin_tls_key,
             )
         )
         async with asyncio.TaskGroup() as group:
@@ -126,6 +146,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             group.create_task(_serve_api(server), name="admin-api")
             group.create_task(_announce_ready(server, link, deps.ready, systemd), name="ready")
             group.create_task(_watchdog(consumer, systemd), name="watchdog")
+            if accounts.managed:
+                group.create_task(accounts.run(), name="broker-accounts")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:

@@ -42,6 +42,32 @@ class CentralSettings(BaseSettings):
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     mqtt_username: str | None = Field(default=None, description="Broker user for central.")
     mqtt_password: SecretStr | None = Field(default=None, description="Broker password.")
+    mqtt_tls_ca: Path | None = Field(
+        default=None, description="Connect to the broker over TLS, trusting this CA (PEM)."
+    )
+    broker_auth_dir: Path | None = Field(
+        default=None,
+        description="Write Mosquitto's passwd and acl files here (the instance on the"
+        " broker's host); unset: this instance manages no broker accounts.",
+    )
+    broker_pid_file: Path | None = Field(
+        default=None,
+        description="Send SIGHUP to this Mosquitto pid after writing the files; unset: a"
+        " systemd path unit reloads the broker.",
+    )
+    broker_public_host: str = Field(
+        default="localhost", description="The broker host name kiosks connect to."
+    )
+    broker_public_port: int = Field(
+        default=8883, ge=1, le=65535, description="The broker port kiosks connect to."
+    )
+    broker_ca_file: Path | None = Field(
+        default=None, description="The project CA (PEM) put into kiosk bundles; unset: no TLS."
+    )
+    admin_tls_cert: Path | None = Field(
+        default=None, description="Serve the admin API (and kiosk claims) over HTTPS: cert."
+    )
+    admin_tls_key: Path | None = Field(default=None, description="Its private key.")
     admin_host: str = Field(default="127.0.0.1", description="Admin HTTP API bind address.")
     admin_port: int = Field(default=8480, ge=0, le=65535, description="Admin HTTP API port.")
     admin_token: SecretStr | None = Field(

@@ -33,6 +33,7 @@ from central.storage.base import (
     Tx,
     refusal,
 )
+from central.storage.fleet import FleetWrites
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -281,7 +282,30 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore(AdminWrites):
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as asyncpg's ``$1, $2, …``."""
+    numbered = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
+
+
+class _Sql:
+    """``?`` SQL on one PostgreSQL transaction."""
+
+    def __init__(self, tx: PostgresTx) -> None:
+        self._tx = tx
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self._tx.conn.execute(_numbered(sql), *args)
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "INSERT 0 1"
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._tx.conn.fetch(_numbered(sql), *args)]
+
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._tx.audit(entry)
+
+
+class PostgresStore(AdminWrites, FleetWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
     backend = "postgres"
@@ -396,9 +420,16 @@ class PostgresStore(AdminWrites):
         async with tx.conn.transaction():
             yield
 
+    @asynccontextmanager
+    async def _sql_tx(self) -> AsyncIterator[_Sql]:
+        async with self.write() as tx:
+            try:
+                yield _Sql(tx)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise StorageError(f"the database refused it: {exc}") from exc
+
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
-        numbered = iter(range(1, sql.count("?") + 1))
-        statement = re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
+        statement = _numbered(sql)
         async with self.write() as tx:
             try:
                 await tx.conn.execute(statement, *args)

@@ -30,6 +30,7 @@ from central.storage.base import (
     Tx,
     refusal,
 )
+from central.storage.fleet import FleetWrites
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,28 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class SqliteStore(AdminWrites):
+class _Sql:
+    """``?`` SQL on one SQLite write transaction, datetimes stored as fixed-width text."""
+
+    def __init__(self, tx: SqliteTx) -> None:
+        self._tx = tx
+
+    @staticmethod
+    def _args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return (await self._tx._exec(sql, self._args(args))).rowcount
+
+    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        async with self._tx._db.execute(sql, self._args(args)) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    async def audit(self, entry: AuditEntry) -> None:
+        await self._tx.audit(entry)
+
+
+class SqliteStore(AdminWrites, FleetWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"
@@ -503,6 +525,14 @@ class SqliteStore(AdminWrites):
             await tx._exec("RELEASE step", ())
             raise
         await tx._exec("RELEASE step", ())
+
+    @asynccontextmanager
+    async def _sql_tx(self) -> AsyncIterator[_Sql]:
+        async with self.write() as tx:
+            try:
+                yield _Sql(tx)
+            except sqlite3.IntegrityError as exc:
+                raise StorageError(f"the database refused it: {exc}") from exc
 
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
         values = tuple(to_db(a) if isinstance(a, datetime) else a for a in args)

@@ -20,7 +20,7 @@ from tests.unit.central.support import AnyStore, query
 
 BACKENDS = ("sqlite", "postgres")
 NEWEST = len(migrations.load("sqlite"))
-TABLES = (
+V1_TABLES = (
     "shelves",
     "kiosks",
     "members",
@@ -30,6 +30,12 @@ TABLES = (
     "checkouts",
     "scan_events",
     "qr_audit_log",
+)
+# Every table at the newest schema version, by the migration that added it.
+TABLES = (
+    *V1_TABLES,
+    "broker_accounts",  # 0002_fleet
+    "enrolments",  # 0002_fleet
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

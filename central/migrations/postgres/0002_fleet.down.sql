@@ -1,0 +1,2 @@
+DROP TABLE enrolments;
+DROP TABLE broker_accounts;
