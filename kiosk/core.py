@@ -25,6 +25,7 @@ from broker.messages import (
     Verdict,
     parse_message,
 )
+from broker.transport import TlsFiles
 from hardware.errors import CameraError
 from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
 from kiosk import __version__
@@ -98,6 +99,7 @@ class Kiosk:
             software_version=__version__,
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
+            tls=TlsFiles(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
             on_message=self._on_message,
             on_connection=self._on_connection,
         )

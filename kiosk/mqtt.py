@@ -14,7 +14,7 @@ import paho.mqtt.client as paho
 
 from broker import topics
 from broker.messages import KioskState, KioskStatus, encode
-from broker.transport import LoopClient
+from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class KioskLink:
         on_message: Callable[[str, bytes], None],
         on_connection: Callable[[bool], None],
         session_expiry_s: int = 3600,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.kiosk_id = kiosk_id
         self._version = software_version
@@ -50,6 +51,7 @@ class KioskLink:
             keepalive=10,
             session_expiry_s=session_expiry_s,
             backoff=(0.5, 8.0),
+            tls=tls,
         )
         self._mqtt.on_up = self._connected
         self._mqtt.on_down = self._disconnected

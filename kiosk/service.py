@@ -11,13 +11,14 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from kiosk import logs
+from kiosk import enrolment, logs
 from kiosk.core import Deps, open_kiosk
 from kiosk.settings import KioskSettings, load_settings
 
 
 async def run(settings: KioskSettings, deps: Deps) -> None:
     """Run one kiosk until cancelled; cleanup (LEDs off, outbox closed) in ``finally``."""
+    settings = await enrolment.prepare(settings, deps.devices)
     kiosk = await open_kiosk(settings, deps)
     try:
         await kiosk.run()

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.ids import ID_PATTERN
 
+# A kiosk nobody has enrolled yet: it waits for a bundle or an enrolment QR.
+UNENROLLED = "UNENROLLED"
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,12 +72,31 @@ class KioskSettings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    kiosk_id: str = Field(pattern=ID_PATTERN, description="This kiosk's id (MQTT identity).")
+    kiosk_id: str = Field(
+        default=UNENROLLED,
+        pattern=ID_PATTERN,
+        description="This kiosk's id (MQTT identity); taken from its enrolment if unset.",
+    )
     state_dir: Path = Field(default=Path("var/kiosk"), description="Outbox and secrets.")
     mqtt_host: str = Field(default="127.0.0.1", description="Broker host.")
     mqtt_port: int = Field(default=1883, ge=1, le=65535, description="Broker port.")
     mqtt_username: str | None = Field(default=None, description="This kiosk's broker user.")
     mqtt_password: SecretStr | None = Field(default=None, description="Broker password.")
+    mqtt_tls_ca: Path | None = Field(
+        default=None, description="Connect over TLS, trusting this CA (PEM)."
+    )
+    bundle_dir: Path | None = Field(
+        default=None,
+        description="Where an admin may drop a first-boot bundle (e.g. /boot/firmware/"
+        "communityshare); read once, its secret moved into state_dir.",
+    )
+    claim_url: str | None = Field(
+        default=None,
+        description="Central's HTTPS address for zero-touch enrolment by QR (unenrolled kiosks).",
+    )
+    claim_ca: Path | None = Field(
+        default=None, description="The CA that signed central's HTTPS certificate."
+    )
     camera: CameraSettings = Field(
         default_factory=PiCameraSettings, description="Where frames come from."
     )

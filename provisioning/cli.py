@@ -73,7 +73,7 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
-def _call(
+def call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:
     with _client(args) as client:
@@ -83,7 +83,7 @@ def _call(
     return response.json()
 
 
-def _show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
+def show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
     if args.json or columns is None:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -92,14 +92,14 @@ def _show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = N
 
 def cmd_items(args: argparse.Namespace) -> None:
     """List items and where they stand."""
-    _show(args, _call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
+    show(args, call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
 
 
 def cmd_kiosks(args: argparse.Namespace) -> None:
     """List kiosks with their presence."""
-    _show(
+    show(
         args,
-        _call(args, "GET", "/kiosks"),
+        call(args, "GET", "/kiosks"),
         ["kiosk_id", "shelf_id", "state", "config_version", "outbox_depth"],
     )
 
@@ -107,22 +107,22 @@ def cmd_kiosks(args: argparse.Namespace) -> None:
 def cmd_pass(args: argparse.Namespace) -> None:
     """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
     body = {"ttl_s": args.ttl} if args.ttl is not None else {}
-    issued = _call(args, "POST", f"/members/{args.member_id}/passes", body)
+    issued = call(args, "POST", f"/members/{args.member_id}/passes", body)
     if args.out:
         import segno
 
         segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
-    _show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
+    show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
 
 
 def cmd_label(args: argparse.Namespace) -> None:
     """Show an item's current label code; optionally save it as a PNG or SVG."""
-    label = _call(args, "GET", f"/items/{args.item_id}/label")
+    label = call(args, "GET", f"/items/{args.item_id}/label")
     if args.out:
         import segno
 
         segno.make_qr(label["code"], error="m").save(args.out, scale=8, border=4)
-    _show(args, label, ["item_id", "version", "code"])
+    show(args, label, ["item_id", "version", "code"])
 
 
 def cmd_add(args: argparse.Namespace) -> None:
@@ -133,14 +133,14 @@ def cmd_add(args: argparse.Namespace) -> None:
         if not sep or not name:
             raise UsageError(f"{pair!r} is not FIELD=VALUE")
         fields[name] = value
-    _show(args, _call(args, "POST", f"/{args.kind}", fields))
+    show(args, call(args, "POST", f"/{args.kind}", fields))
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
     """The newest audit rows."""
-    _show(
+    show(
         args,
-        _call(args, "GET", f"/audit?limit={args.limit}"),
+        call(args, "GET", f"/audit?limit={args.limit}"),
         ["at", "actor", "action", "reason", "kiosk_id", "member_id", "item_id"],
     )
 
@@ -177,6 +177,12 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
+    kiosk = sub.add_parser("kiosk", help="one kiosk: enrol, retire, enrolment codes")
+    kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
+    # Command modules import this one's helpers, so they are loaded here, not at the top.
+    from provisioning import fleet
+
+    fleet.register(sub, kiosk_sub)
     return top
 
 

@@ -1,0 +1,170 @@
+"""A kiosk's identity: from a first-boot bundle on the SD card, or claimed by enrolment QR.
+
+Either way the result is the same file, ``<state_dir>/enrolment.json`` (0600), and the
+kiosk starts as that enrolled kiosk from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import ValidationError
+
+from broker.bundle import BUNDLE_FILE, EnrolmentBundle
+from broker.codes import CodeKind, classify_code
+from hardware.interfaces import Rgb
+from kiosk.core import Devices
+from kiosk.settings import UNENROLLED, KioskSettings
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "enrolment.json"
+CA_FILE = "broker-ca.pem"
+WAITING = Rgb(blue=True)  # steady blue: "show me an enrolment code"
+ENROLLED, REFUSED, DARK = Rgb(green=True), Rgb(red=True), Rgb()
+
+
+class EnrolmentError(RuntimeError):
+    """The kiosk has no identity and no way to get one, or its bundle is unreadable."""
+
+
+class ClaimRefusedError(Exception):
+    """Central said no to an enrolment code (reused, expired, forged)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+
+
+def save(bundle: EnrolmentBundle, state_dir: Path) -> None:
+    """Keep the bundle in the state directory, readable by the kiosk's user only."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state_dir.chmod(0o700)
+    _write_private(state_dir / STATE_FILE, bundle.model_dump_json())
+    if bundle.ca_pem:
+        (state_dir / CA_FILE).write_text(bundle.ca_pem)
+
+
+def load(state_dir: Path) -> EnrolmentBundle | None:
+    """The kiosk's saved enrolment, if it has one."""
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        return EnrolmentBundle.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        raise EnrolmentError(f"{path} is not a valid enrolment: {exc}") from exc
+
+
+def install_bundle(bundle_dir: Path, state_dir: Path) -> EnrolmentBundle | None:
+    """Move a first-boot bundle into the state directory and off the SD card's boot partition."""
+    source = bundle_dir / BUNDLE_FILE
+    if not source.exists():
+        return None
+    try:
+        bundle = EnrolmentBundle.model_validate_json(source.read_text())
+    except ValidationError as exc:
+        raise EnrolmentError(f"{source} is not a valid bundle: {exc}") from exc
+    save(bundle, state_dir)
+    # The boot partition is FAT, readable by anyone holding the card: leave no password.
+    source.unlink()
+    log.info("enrolled as %s from %s", bundle.kiosk_id, bundle_dir)
+    return bundle
+
+
+def apply(settings: KioskSettings, bundle: EnrolmentBundle, state_dir: Path) -> KioskSettings:
+    """The settings with the enrolment's identity, broker and credentials."""
+    return settings.model_copy(
+        update={
+            "kiosk_id": bundle.kiosk_id,
+            "mqtt_host": bundle.mqtt_host,
+            "mqtt_port": bundle.mqtt_port,
+            "mqtt_username": bundle.kiosk_id,
+            "mqtt_password": bundle.mqtt_password,
+            "mqtt_tls_ca": state_dir / CA_FILE if bundle.ca_pem else None,
+            "session_timeout_s": bundle.config.session_timeout_s,
+        }
+    )
+
+
+async def claim(url: str, code: str, ca: Path | None) -> EnrolmentBundle:
+    """Trade an enrolment code for this kiosk's bundle over HTTPS."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+    async with httpx.AsyncClient(base_url=url, verify=verify, timeout=10) as client:
+        response = await client.post("/enrol/claim", json={"code": code})
+    if response.status_code == httpx.codes.FORBIDDEN:
+        detail = response.json().get("detail", {})
+        raise ClaimRefusedError(str(detail.get("reason", "REFUSED")))
+    response.raise_for_status()
+    return EnrolmentBundle.model_validate(response.json())
+
+
+async def wait_for_claim(settings: KioskSettings, devices: Devices) -> EnrolmentBundle:
+    """Scan until an enrolment QR is shown and central accepts it."""
+    if not settings.claim_url:
+        raise EnrolmentError(
+            "this kiosk is not enrolled: copy a bundle to its bundle_dir, or set claim_url"
+            " and show it an enrolment QR"
+        )
+    await asyncio.to_thread(devices.camera.start)
+    tried: dict[str, float] = {}
+    try:
+        while True:
+            devices.lights.set(WAITING)
+            frame = await asyncio.to_thread(devices.camera.read, settings.frame_timeout_s)
+            for code in devices.decoder.decode(frame):
+                # A code held in view is tried once, not thirty times a second.
+                if classify_code(code) is not CodeKind.ENROL or time.monotonic() < tried.get(
+                    code, 0.0
+                ):
+                    continue
+                tried[code] = time.monotonic() + 10.0
+                try:
+                    bundle = await claim(settings.claim_url, code, settings.claim_ca)
+                except ClaimRefusedError as refused:
+                    log.warning("enrolment code refused: %s", refused.reason)
+                    await _show(devices, REFUSED, 1.0)
+                    continue
+                except httpx.HTTPError as exc:
+                    log.warning("central unreachable for enrolment: %s", exc)
+                    await _show(devices, REFUSED, 1.0)
+                    continue
+                await _show(devices, ENROLLED, 1.0)
+                return bundle
+    finally:
+        await asyncio.to_thread(devices.camera.stop)
+
+
+async def _show(devices: Devices, colour: Rgb, seconds: float) -> None:
+    devices.lights.set(colour)
+    await asyncio.sleep(seconds)
+    devices.lights.set(DARK)
+
+
+async def prepare(settings: KioskSettings, devices: Devices) -> KioskSettings:
+    """The settings this kiosk runs with: its enrolment applied, claiming one if it must."""
+    state_dir = Path(settings.state_dir)
+    if settings.bundle_dir is not None:
+        install_bundle(settings.bundle_dir, state_dir)
+    bundle = load(state_dir)
+    if bundle is None and settings.kiosk_id == UNENROLLED:
+        bundle = await wait_for_claim(settings, devices)
+        save(bundle, state_dir)
+        log.info("enrolled as %s by QR", bundle.kiosk_id)
+    return settings if bundle is None else apply(settings, bundle, state_dir)
