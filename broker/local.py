@@ -43,6 +43,7 @@ class LocalBroker:
                 tls_bind="127.0.0.1",
                 local_port=port or free_port(),
                 client_certs=secure.client_certs,
+                pid_file=data_dir / "mosquitto.pid",
             )
             self.secure = secure
         self.port = (secure.local_port if secure else None) or port or free_port()

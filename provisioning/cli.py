@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,14 @@ def _token(args: argparse.Namespace) -> str:
 
 def _client(args: argparse.Namespace) -> httpx.Client:
     token = _token(args)
-    return httpx.Client(base_url=args.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+    # Central's HTTPS certificate comes from the project CA, not a public one.
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=args.ca) if args.ca else True
+    return httpx.Client(
+        base_url=args.url,
+        timeout=10,
+        verify=verify,
+        headers={"Authorization": f"Bearer {token}"},
+    )
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -154,6 +162,11 @@ def parser() -> argparse.ArgumentParser:
         "--url",
         default=os.environ.get("CS_ADMIN_URL", "http://127.0.0.1:8480"),
         help="central's admin API (default $CS_ADMIN_URL or local)",
+    )
+    top.add_argument(
+        "--ca",
+        default=os.environ.get("CS_ADMIN_CA") or None,
+        help="CA certificate that signed central's HTTPS certificate (or $CS_ADMIN_CA)",
     )
     top.add_argument("--token", help="admin bearer token (or $CS_ADMIN_TOKEN)")
     top.add_argument("--token-file", help="file holding the admin token")

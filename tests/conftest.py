@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -37,8 +38,10 @@ class RunningCentral:
 
 
 @contextlib.asynccontextmanager
-async def start_central(settings: CentralSettings) -> AsyncIterator[RunningCentral]:
-    """Run central until the block ends; yield once its API answers."""
+async def start_central(
+    settings: CentralSettings, *, ca: Path | None = None
+) -> AsyncIterator[RunningCentral]:
+    """Run central until the block ends; yield once its API answers (over HTTPS with ``ca``)."""
     ready = asyncio.Event()
     task = asyncio.create_task(run(settings, Deps(ready=ready)), name="central")
     waiter = asyncio.create_task(ready.wait())
@@ -48,7 +51,8 @@ async def start_central(settings: CentralSettings) -> AsyncIterator[RunningCentr
     assert waiter in done, "central did not become ready"
     token = (settings.data_dir / "admin.token").read_text().strip()
     async with httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{settings.admin_port}",
+        base_url=f"{'https://localhost' if ca else 'http://127.0.0.1'}:{settings.admin_port}",
+        verify=ssl.create_default_context(cafile=str(ca)) if ca else True,
         headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     ) as admin:
