@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import ssl
+import sys
 import time
 from pathlib import Path
 
@@ -168,3 +169,32 @@ async def prepare(settings: KioskSettings, devices: Devices) -> KioskSettings:
         save(bundle, state_dir)
         log.info("enrolled as %s by QR", bundle.kiosk_id)
     return settings if bundle is None else apply(settings, bundle, state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kiosk.enrolment``: move a first-boot bundle into the state directory.
+
+    systemd runs this as root before the kiosk starts (the boot partition is root's),
+    then hands the files to the kiosk's own user.
+    """
+    import argparse
+    import shutil
+
+    parser = argparse.ArgumentParser(prog="python -m kiosk.enrolment", description=main.__doc__)
+    parser.add_argument("--bundle-dir", type=Path, required=True)
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--owner", help="user to own the state files")
+    args = parser.parse_args(argv)
+    try:
+        bundle = install_bundle(args.bundle_dir, args.state_dir)
+    except EnrolmentError as exc:
+        print(f"bundle not installed: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    if bundle is not None and args.owner:
+        for path in (args.state_dir, *args.state_dir.iterdir()):
+            shutil.chown(path, args.owner, args.owner)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -196,7 +196,24 @@ def parser() -> argparse.ArgumentParser:
     from provisioning import fleet
 
     fleet.register(sub, kiosk_sub)
+    _json_anywhere(top)
     return top
+
+
+def _json_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let ``--json`` follow any command (``cs-admin kiosks --json``) as well as lead it."""
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if "--json" not in child._option_string_actions:
+                    # SUPPRESS: absent here, the top-level value stands.
+                    child.add_argument(
+                        "--json",
+                        action="store_true",
+                        default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS,
+                    )
+                _json_anywhere(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
