@@ -193,9 +193,9 @@ def parser() -> argparse.ArgumentParser:
     kiosk = sub.add_parser("kiosk", help="one kiosk: enrol, retire, enrolment codes")
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     # Command modules import this one's helpers, so they are loaded here, not at the top.
-    from provisioning import fleet
+    from provisioning import enrol
 
-    fleet.register(sub, kiosk_sub)
+    enrol.register(sub, kiosk_sub)
     _json_anywhere(top)
     return top
 

@@ -1,4 +1,4 @@
-"""``cs-admin kiosk enrol|retire|enrol-code`` and ``cs-admin ca``: the fleet's membership."""
+"""Who is in the fleet: ``cs-admin kiosk enrol|retire|enrol-code``, ``ca``, ``broker-config``."""
 
 from __future__ import annotations
 
