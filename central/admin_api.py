@@ -85,7 +85,7 @@ class LabelOut(BaseModel):
     code: str
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 -- a flat list of routes, plus one include per area router
     store: Store,
     signer: TokenSigner,
     clock: Clock,
@@ -110,6 +110,10 @@ def create_app(
             await action
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
+
+    from central.api_library import library_router  # it imports this module's models
+
+    app.include_router(library_router(store, signer, clock, publisher), dependencies=auth)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -446,3 +446,36 @@ class PostgresStore(AdminWrites):
             AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    @asynccontextmanager
+    async def _admin_tx(self) -> AsyncIterator[_PostgresAdminTx]:
+        async with self.write() as tx:
+            yield _PostgresAdminTx(tx)
+
+    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return [tuple(r) for r in await self.pool.fetch(_numbered(sql), *args)]
+
+
+class _PostgresAdminTx:
+    """:class:`central.storage.admin.AdminTx` on one pooled transaction."""
+
+    def __init__(self, tx: PostgresTx) -> None:
+        self.tx: Tx = tx
+        self._conn = tx.conn
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        # Row locks, so two admins editing one item apply their edits one after the other.
+        statement = _numbered(sql) + (" FOR UPDATE" if lock else "")
+        return [tuple(r) for r in await self._conn.fetch(statement, *args)]
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            return _count(await self._conn.execute(_numbered(sql), *args))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageError(f"the database refused the change: {exc}") from exc
+
+
+def _numbered(sql: str) -> str:
+    """``?`` placeholders as asyncpg's ``$1, $2, …``."""
+    numbered = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)

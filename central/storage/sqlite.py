@@ -559,6 +559,39 @@ class SqliteStore(AdminWrites):
             for r in rows
         ]
 
+    @asynccontextmanager
+    async def _admin_tx(self) -> AsyncIterator[_SqliteAdminTx]:
+        async with self.write() as tx:
+            yield _SqliteAdminTx(tx)
+
+    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        async with self._read.execute(sql, _values(args)) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+
+class _SqliteAdminTx:
+    """:class:`central.storage.admin.AdminTx` on the aiosqlite writer transaction."""
+
+    def __init__(self, tx: SqliteTx) -> None:
+        self.tx: Tx = tx
+        self._sqlite = tx
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        # BEGIN IMMEDIATE already holds the whole database: ``lock`` needs nothing more.
+        async with self._sqlite._db.execute(sql, _values(args)) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            done = await self._sqlite._exec(sql, _values(args))
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"the database refused the change: {exc}") from exc
+        return done.rowcount
+
+
+def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
+
 
 def due(now: datetime, loan_days: int) -> datetime:
     """When a loan made ``now`` is due back."""
