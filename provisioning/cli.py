@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,15 +110,19 @@ def cmd_pass(args: argparse.Namespace) -> None:
     body = {"ttl_s": args.ttl} if args.ttl is not None else {}
     issued = _call(args, "POST", f"/members/{args.member_id}/passes", body)
     if args.out:
-        import segno
+        from provisioning import printing
 
-        segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
+        member = _call(args, "GET", f"/members/{args.member_id}")
+        expires_at = datetime.fromisoformat(issued["expires_at"])
+        printing.save_pass(
+            Path(args.out), issued["code"], member["name"], member["member_id"], expires_at
+        )
     _show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    """Show an item's current label code; optionally save it as a PNG or SVG."""
-    label = _call(args, "GET", f"/items/{args.item_id}/label")
+    """Show an item's current label code (--reprint: a new one); optionally save it."""
+    label = _call(args, "POST" if args.reprint else "GET", f"/items/{args.item_id}/label")
     if args.out:
         import segno
 
@@ -169,6 +174,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", help=cmd_label.__doc__)
     p.add_argument("item_id")
     p.add_argument("--out", help="write the label as .png or .svg")
+    p.add_argument("--reprint", action="store_true", help="new version; the old label stops")
     p.set_defaults(func=cmd_label)
     p = sub.add_parser("add", help=cmd_add.__doc__)
     p.add_argument("kind", choices=["shelves", "items", "members", "kiosks"])
@@ -177,6 +183,10 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
+    from provisioning import library, printing  # they build on this module's helpers
+
+    library.register(sub)
+    printing.register(sub)
     return top
 
 
