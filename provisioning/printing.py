@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import numpy as np
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
-from provisioning.cli import UsageError, _call, _table
+from provisioning.cli import RefusedError, UsageError, _call, _client, _detail, _table
 
 DPI = 300
 PAGE_PX = (2480, 3508)  # A4 at 300 dpi
@@ -57,19 +58,13 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _paste_qr(page: Image.Image, code: str, centre_x: int, top: int, module_px: int) -> int:
-    """Draw the code's QR (with its quiet zone) centred at ``centre_x``; its bottom edge."""
-    qr = make_qr(code)
-    modules = int(qr.symbol_size(scale=1, border=QUIET_MODULES)[0])
-    side = modules * module_px
-    draw = ImageDraw.Draw(page)
-    left = centre_x - side // 2
-    draw.rectangle((left, top, left + side - 1, top + side - 1), fill=255)
-    for y, line in enumerate(qr.matrix_iter(scale=1, border=QUIET_MODULES)):
-        for x, dark in enumerate(line):
-            if dark:
-                x0, y0 = left + x * module_px, top + y * module_px
-                draw.rectangle((x0, y0, x0 + module_px - 1, y0 + module_px - 1), fill=0)
+def _paste_qr(page: Image.Image, qr: segno.QRCode, centre_x: int, top: int, module_px: int) -> int:
+    """Paste ``qr`` (with its quiet zone) centred at ``centre_x``; its bottom edge."""
+    dark = np.array(list(qr.matrix_iter(scale=1, border=QUIET_MODULES)), dtype=bool)
+    # One pixel per module, scaled up without smoothing: every module stays a sharp square.
+    small = Image.fromarray(np.where(dark, 0, 255).astype(np.uint8), mode="L")
+    side = small.width * module_px
+    page.paste(small.resize((side, side), Image.Resampling.NEAREST), (centre_x - side // 2, top))
     return top + side
 
 
@@ -82,14 +77,14 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
     return text + "…"
 
 
-def module_px_for(code: str, box_height: int) -> int:
+def module_px_for(qr: segno.QRCode, box_height: int) -> int:
     """The largest whole-pixel module that leaves room for two lines of text in the cell."""
-    modules = int(make_qr(code).symbol_size(scale=1, border=QUIET_MODULES)[0])
+    modules = int(qr.symbol_size(scale=1, border=QUIET_MODULES)[0])
     room = box_height - sum(_TEXT_PX) - 24
     module = room // modules
     if module < MIN_MODULE_PX:
         raise UsageError(
-            f"a label code of {len(code)} characters is too long to print at "
+            f"a label code of version {qr.version} is too big to print at "
             f"{MIN_MODULE_PX} px per module in a {COLUMNS}x{ROWS} sheet cell"
         )
     return module
@@ -106,8 +101,9 @@ def label_pages(
             pages.append(Image.new("L", PAGE_PX, 255))
         page = pages[-1]
         left, top, right, bottom = cell_box(index)
-        module = module_px_for(card.code, bottom - top)
-        qr_bottom = _paste_qr(page, card.code, (left + right) // 2, top + 6, module)
+        qr = make_qr(card.code)
+        module = module_px_for(qr, bottom - top)
+        qr_bottom = _paste_qr(page, qr, (left + right) // 2, top + 6, module)
         draw = ImageDraw.Draw(page)
         width = right - left - 24
         for text, font, y in (
@@ -125,7 +121,9 @@ def save_pages(pages: Sequence[Image.Image], out: Path) -> list[Path]:
     """Write the pages: one multi-page PDF, or one PNG per page (``name-2.png``, …)."""
     suffix = out.suffix.lower()
     if suffix == ".pdf":
-        first, *rest = pages
+        # Bilevel pages go into the PDF losslessly (CCITT G4); greyscale ones would be
+        # JPEG-compressed, blurring module edges.
+        first, *rest = (page.point(lambda v: 255 if v >= 128 else 0, mode="1") for page in pages)
         first.save(out, "PDF", resolution=DPI, save_all=True, append_images=rest)
         return [out]
     if suffix != ".png":
@@ -159,7 +157,7 @@ def pass_image(code: str, member_name: str, member_id: str, expires_at: datetime
     draw = ImageDraw.Draw(card)
     title, body = _font(40), _font(32)
     draw.text((width // 2, 20), "CommunityShare pass", font=title, fill=0, anchor="mt")
-    bottom = _paste_qr(card, code, width // 2, 72, PASS_MODULE_PX)
+    bottom = _paste_qr(card, make_qr(code), width // 2, 72, PASS_MODULE_PX)
     for number, line in enumerate(lines):
         fitted = _fit(draw, line, body, width - 40)
         draw.text((width // 2, bottom + 8 + 48 * number), fitted, font=body, fill=0, anchor="mt")
@@ -253,11 +251,15 @@ def cmd_labels(args: argparse.Namespace) -> None:
     show = args.progress or sys.stderr.isatty()
     fetched = _progress_printer(len(wanted), show, "reprinting" if args.reprint else "fetching")
     cards, versions = [], []
-    for number, item_id in enumerate(wanted, start=1):
-        label = _call(args, "POST" if args.reprint else "GET", f"/items/{item_id}/label")
-        cards.append(LabelCard(item_id, items[item_id]["name"], label["code"]))
-        versions.append(label["version"])
-        fetched(number)
+    with _client(args) as client:  # one connection for hundreds of labels
+        for number, item_id in enumerate(wanted, start=1):
+            response = client.request("POST" if args.reprint else "GET", f"/items/{item_id}/label")
+            if response.status_code >= 400:
+                raise RefusedError(f"central refused ({response.status_code}): {_detail(response)}")
+            label = response.json()
+            cards.append(LabelCard(item_id, items[item_id]["name"], label["code"]))
+            versions.append(label["version"])
+            fetched(number)
     pages = label_pages(cards, _progress_printer(len(cards), show, "drawing"))
     files = save_pages(pages, out)
     rows = [

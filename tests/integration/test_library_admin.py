@@ -22,7 +22,7 @@ from broker.messages import Availability, AvailabilityState, Reason
 from central.tokens import Label, Pass
 from hardware.decoders import DecoderName, make_decoder
 from provisioning.cli import EXIT_REFUSED, EXIT_USAGE, main
-from provisioning.printing import MIN_MODULE_PX, PER_PAGE, cell_box, module_px_for
+from provisioning.printing import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_admin_cli import (
     Cli,
@@ -469,9 +469,9 @@ async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     now = datetime.now(UTC)
     assert [signer.verify(code, now) for code in issued] == [Label(i, 1) for i in wanted]
     # Big enough to scan from a phone: at least 0.5 mm per module at 300 dpi.
-    assert min(module_px_for(code, cell_box(0)[3] - cell_box(0)[1]) for code in issued) >= (
-        MIN_MODULE_PX
-    )
+    assert min(
+        module_px_for(make_qr(code), cell_box(0)[3] - cell_box(0)[1]) for code in issued
+    ) >= (MIN_MODULE_PX)
     with Image.open(png) as page:
         assert page.size == (2480, 3508)
         assert page.info["dpi"] == pytest.approx((300, 300), abs=0.01)
