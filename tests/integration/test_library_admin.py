@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import re
+import shutil
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -446,6 +449,12 @@ def decode_cells(pages: list[Path], labels: list[dict[str, Any]]) -> dict[str, l
     return read
 
 
+def rasterise_pdf(pdf: Path, prefix: Path) -> list[Path]:
+    """The PDF's pages as 300 dpi greyscale PNGs (``pdftoppm`` from poppler-utils)."""
+    subprocess.run(["pdftoppm", "-r", "300", "-gray", "-png", str(pdf), str(prefix)], check=True)
+    return sorted(prefix.parent.glob(f"{prefix.name}-*.png"))
+
+
 async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     cli: Cli, central: RunningCentral, probe: Probe, tmp_path: Path
 ) -> None:
@@ -481,6 +490,10 @@ async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     assert data.rstrip().endswith(b"%%EOF")
     assert len(re.findall(rb"/Type\s*/Page\b(?!s)", data)) == 2
     assert "30 labels on 2 page(s)" in as_pdf.out
+    if shutil.which("pdftoppm") is not None:  # poppler-utils: rasterise it as a printer would
+        rendered = await asyncio.to_thread(rasterise_pdf, pdf, tmp_path / "pdf")
+        assert len(rendered) == 2
+        assert decode_cells(rendered, labels) == read
 
     # A printed label, scanned at a real kiosk, checks the item out.
     probe.subscribe(topics.verdict("KIOSK-A1"))
