@@ -14,7 +14,15 @@ from central.admin_api import ADMIN_ACTOR, ItemIn, LabelOut, MemberIn, ShelfIn
 from central.clock import Clock
 from central.consumer import Publisher
 from central.errors import NotFoundError, StorageError
-from central.storage.base import Edited, ImportRefusedError, ItemRow, MemberRow, ShelfRow, Store
+from central.storage.base import (
+    AuditEntry,
+    Edited,
+    ImportRefusedError,
+    ItemRow,
+    MemberRow,
+    ShelfRow,
+    Store,
+)
 from central.tokens import TokenSigner
 
 # One import is one transaction; past this a file should be split (and it is a typo).
@@ -144,18 +152,34 @@ def library_router(
     """The routes; the caller adds the admin token check."""
     router = APIRouter()
 
-    async def guarded(action: Any) -> Any:
+    async def guarded(work: Any, action: str, **subject: str) -> Any:
+        """Run an admin write; a refusal becomes an HTTP error and its own audit row."""
         try:
-            return await action
-        except NotFoundError as exc:
-            raise HTTPException(404, str(exc)) from exc
-        except ImportRefusedError as exc:
-            problems = [
-                {"row": p.row, "column": p.column, "message": p.message} for p in exc.problems
-            ]
-            raise HTTPException(409, {"message": str(exc), "problems": problems}) from exc
-        except StorageError as exc:
-            raise HTTPException(409, str(exc)) from exc
+            return await work
+        except (NotFoundError, StorageError) as exc:
+            detail: dict[str, Any] = {"message": str(exc), **subject}
+            status = 404 if isinstance(exc, NotFoundError) else 409
+            body: Any = str(exc)
+            if isinstance(exc, ImportRefusedError):
+                problems = [
+                    {"row": p.row, "column": p.column, "message": p.message} for p in exc.problems
+                ]
+                body = {"message": str(exc), "problems": problems}
+                detail["problems"] = problems[:20]  # enough to see what went wrong
+            # The write rolled back; the attempt is still an admin action worth a record.
+            async with store.write() as tx:
+                await tx.audit(
+                    AuditEntry(
+                        clock.now(),
+                        ADMIN_ACTOR,
+                        action,
+                        "REFUSED",
+                        item_id=subject.get("item_id"),
+                        member_id=subject.get("member_id"),
+                        detail=detail,
+                    )
+                )
+            raise HTTPException(status, body) from exc
 
     @router.get("/shelves")
     async def list_shelves() -> list[ShelfOut]:
@@ -165,7 +189,9 @@ def library_router(
     @router.patch("/shelves/{shelf_id}")
     async def edit_shelf(shelf_id: str, body: ShelfEdit) -> EditOut:
         edited = await guarded(
-            store.edit_shelf(shelf_id, body.model_dump(), clock.now(), ADMIN_ACTOR)
+            store.edit_shelf(shelf_id, body.model_dump(), clock.now(), ADMIN_ACTOR),
+            "shelf.edit",
+            shelf_id=shelf_id,
         )
         return _diff(edited)
 
@@ -183,7 +209,11 @@ def library_router(
     @router.patch("/members/{member_id}")
     async def edit_member(member_id: str, body: MemberEdit) -> EditOut:
         changes = body.model_dump(exclude_none=True)
-        edited = await guarded(store.edit_member(member_id, changes, clock.now(), ADMIN_ACTOR))
+        edited = await guarded(
+            store.edit_member(member_id, changes, clock.now(), ADMIN_ACTOR),
+            "member.edit",
+            member_id=member_id,
+        )
         return _diff(edited)
 
     @router.get("/items/{item_id}")
@@ -197,7 +227,9 @@ def library_router(
     async def edit_item(item_id: str, body: ItemEdit) -> EditOut:
         changes = body.model_dump(exclude_none=True)
         edited: Edited[ItemRow] = await guarded(
-            store.edit_item(item_id, changes, clock.now(), ADMIN_ACTOR)
+            store.edit_item(item_id, changes, clock.now(), ADMIN_ACTOR),
+            "item.edit",
+            item_id=item_id,
         )
         if edited.moved_from is not None:
             # An empty retained message clears the copy kiosks at the old shelf would
@@ -213,7 +245,9 @@ def library_router(
 
     @router.post("/items/{item_id}/label")
     async def reprint_label(item_id: str) -> LabelOut:
-        row: ItemRow = await guarded(store.reprint_label(item_id, clock.now(), ADMIN_ACTOR))
+        row: ItemRow = await guarded(
+            store.reprint_label(item_id, clock.now(), ADMIN_ACTOR), "label.reprint", item_id=item_id
+        )
         return LabelOut(
             item_id=item_id,
             version=row.label_version,
@@ -221,7 +255,9 @@ def library_router(
         )
 
     async def _import(kind: str, rows: list[dict[str, Any]]) -> ImportOut:
-        added = await guarded(store.import_rows(kind, rows, clock.now(), ADMIN_ACTOR))
+        added = await guarded(
+            store.import_rows(kind, rows, clock.now(), ADMIN_ACTOR), "import", kind=kind
+        )
         for availability in added:
             publisher.publish(
                 topics.availability(availability.shelf_id, availability.item_id),

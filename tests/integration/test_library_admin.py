@@ -239,7 +239,12 @@ async def test_edits_that_cannot_work_are_refused_and_change_nothing(
         "SHELF-A",
         14,
     )
-    assert await audit(central, "item.edit") == []
+    # Nothing changed, and each refused attempt is on the record.
+    attempts = await audit(central, "item.edit")
+    assert [(r["reason"], r["item_id"], r["detail"]["message"]) for r in attempts] == [
+        ("REFUSED", "DRILL-01", "shelf SHELF-Z does not exist"),
+        ("REFUSED", "DRILL-99", "no item DRILL-99"),
+    ]
 
 
 # --- label reprint -------------------------------------------------------------------------
@@ -420,6 +425,9 @@ async def test_central_refuses_a_bulk_import_with_one_bad_row_as_a_whole(
     ]
     assert sorted(await items(central)) == ["DRILL-01", "RAKE-01", "SAW-01"]
     assert await audit(central, "item.import") == []
+    [attempt] = await audit(central, "import")
+    assert (attempt["reason"], attempt["detail"]["kind"]) == ("REFUSED", "items")
+    assert attempt["detail"]["problems"] == refused.json()["detail"]["problems"]
 
 
 # --- printing --------------------------------------------------------------------------------
