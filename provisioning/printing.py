@@ -234,6 +234,9 @@ def cmd_labels(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix.lower() not in {".pdf", ".png"}:
         raise UsageError(f"{out}: label sheets are written as .pdf or .png")
+    if not out.parent.is_dir():
+        # Checked first: with --reprint a sheet that cannot be written revokes labels for nothing.
+        raise UsageError(f"{out.parent} is not a folder")
     items = {i["item_id"]: i for i in _call(args, "GET", "/items")}
     if args.shelf:
         wanted = [
