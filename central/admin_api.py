@@ -122,6 +122,10 @@ def create_app(
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
 
+    from central.api_library import library_router  # it imports this module's models
+
+    app.include_router(library_router(store, signer, clock, publisher), dependencies=auth)
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "queue_depth": consumer.depth}

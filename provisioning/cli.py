@@ -12,6 +12,7 @@ import os
 import ssl
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def _detail(response: httpx.Response) -> str:
     return str(detail)
 
 
-def call(
+def _call(
     args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None
 ) -> Any:
     with _client(args) as client:
@@ -91,7 +92,7 @@ def call(
     return response.json()
 
 
-def show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
+def _show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = None) -> None:
     if args.json or columns is None:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -100,14 +101,14 @@ def show(args: argparse.Namespace, data: Any, columns: Sequence[str] | None = No
 
 def cmd_items(args: argparse.Namespace) -> None:
     """List items and where they stand."""
-    show(args, call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
+    _show(args, _call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
 
 
 def cmd_kiosks(args: argparse.Namespace) -> None:
     """List kiosks with their presence."""
-    show(
+    _show(
         args,
-        call(args, "GET", "/kiosks"),
+        _call(args, "GET", "/kiosks"),
         ["kiosk_id", "shelf_id", "state", "config_version", "outbox_depth"],
     )
 
@@ -115,22 +116,26 @@ def cmd_kiosks(args: argparse.Namespace) -> None:
 def cmd_pass(args: argparse.Namespace) -> None:
     """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
     body = {"ttl_s": args.ttl} if args.ttl is not None else {}
-    issued = call(args, "POST", f"/members/{args.member_id}/passes", body)
+    issued = _call(args, "POST", f"/members/{args.member_id}/passes", body)
     if args.out:
-        import segno
+        from provisioning import printing
 
-        segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
-    show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
+        member = _call(args, "GET", f"/members/{args.member_id}")
+        expires_at = datetime.fromisoformat(issued["expires_at"])
+        printing.save_pass(
+            Path(args.out), issued["code"], member["name"], member["member_id"], expires_at
+        )
+    _show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
 
 
 def cmd_label(args: argparse.Namespace) -> None:
-    """Show an item's current label code; optionally save it as a PNG or SVG."""
-    label = call(args, "GET", f"/items/{args.item_id}/label")
+    """Show an item's current label code (--reprint: a new one); optionally save it."""
+    label = _call(args, "POST" if args.reprint else "GET", f"/items/{args.item_id}/label")
     if args.out:
         import segno
 
         segno.make_qr(label["code"], error="m").save(args.out, scale=8, border=4)
-    show(args, label, ["item_id", "version", "code"])
+    _show(args, label, ["item_id", "version", "code"])
 
 
 def cmd_add(args: argparse.Namespace) -> None:
@@ -141,14 +146,14 @@ def cmd_add(args: argparse.Namespace) -> None:
         if not sep or not name:
             raise UsageError(f"{pair!r} is not FIELD=VALUE")
         fields[name] = value
-    show(args, call(args, "POST", f"/{args.kind}", fields))
+    _show(args, _call(args, "POST", f"/{args.kind}", fields))
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
     """The newest audit rows."""
-    show(
+    _show(
         args,
-        call(args, "GET", f"/audit?limit={args.limit}"),
+        _call(args, "GET", f"/audit?limit={args.limit}"),
         ["at", "actor", "action", "reason", "kiosk_id", "member_id", "item_id"],
     )
 
@@ -182,6 +187,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("label", help=cmd_label.__doc__)
     p.add_argument("item_id")
     p.add_argument("--out", help="write the label as .png or .svg")
+    p.add_argument("--reprint", action="store_true", help="new version; the old label stops")
     p.set_defaults(func=cmd_label)
     p = sub.add_parser("add", help=cmd_add.__doc__)
     p.add_argument("kind", choices=["shelves", "items", "members", "kiosks"])
@@ -196,6 +202,10 @@ def parser() -> argparse.ArgumentParser:
     from provisioning import enrol
 
     enrol.register(sub, kiosk_sub)
+    from provisioning import library, printing
+
+    library.register(sub)
+    printing.register(sub)
     _json_anywhere(top)
     return top
 

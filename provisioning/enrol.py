@@ -13,7 +13,7 @@ from typing import Any
 from broker.bundle import BUNDLE_FILE
 from broker.config import SecureListener, secure
 from provisioning import pki
-from provisioning.cli import UsageError, call, show
+from provisioning.cli import UsageError, _call, _show
 
 BUNDLE_FOLDER = "communityshare"
 
@@ -54,16 +54,16 @@ def cmd_enrol(args: argparse.Namespace) -> None:
     body = {"shelf_id": args.shelf, "rotate": args.rotate}
     if args.session_timeout is not None:
         body["session_timeout_s"] = args.session_timeout
-    bundle = call(args, "POST", f"/kiosks/{args.kiosk_id}/enrol", body)
+    bundle = _call(args, "POST", f"/kiosks/{args.kiosk_id}/enrol", body)
     where = write_bundle(bundle, Path(args.out))
-    show(args, _summary(bundle, where), ["kiosk_id", "shelf_id", "broker", "tls", "bundle"])
+    _show(args, _summary(bundle, where), ["kiosk_id", "shelf_id", "broker", "tls", "bundle"])
 
 
 def cmd_retire(args: argparse.Namespace) -> None:
     """Retire a kiosk: its broker login stops working at once; its history stays."""
-    show(
+    _show(
         args,
-        call(args, "POST", f"/kiosks/{args.kiosk_id}/retire", {"reason": args.reason}),
+        _call(args, "POST", f"/kiosks/{args.kiosk_id}/retire", {"reason": args.reason}),
         ["kiosk_id", "retired"],
     )
 
@@ -73,12 +73,12 @@ def cmd_enrol_code(args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"kiosk_id": args.kiosk_id, "shelf_id": args.shelf}
     if args.ttl is not None:
         body["ttl_s"] = args.ttl
-    issued = call(args, "POST", "/enrolments", body)
+    issued = _call(args, "POST", "/enrolments", body)
     if args.out:
         import segno
 
         segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
-    show(args, issued, ["kiosk_id", "shelf_id", "expires_at", "code"])
+    _show(args, issued, ["kiosk_id", "shelf_id", "expires_at", "code"])
 
 
 def cmd_ca_init(args: argparse.Namespace) -> None:
@@ -87,7 +87,7 @@ def cmd_ca_init(args: argparse.Namespace) -> None:
         issued = pki.init_ca(Path(args.ca_dir))
     except pki.PkiError as exc:
         raise UsageError(str(exc)) from exc
-    show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
 
 
 def cmd_ca_server(args: argparse.Namespace) -> None:
@@ -96,7 +96,7 @@ def cmd_ca_server(args: argparse.Namespace) -> None:
         issued = pki.issue_server(Path(args.ca_dir), Path(args.out), args.host)
     except pki.PkiError as exc:
         raise UsageError(str(exc)) from exc
-    show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
 
 
 def cmd_ca_client(args: argparse.Namespace) -> None:
@@ -105,7 +105,7 @@ def cmd_ca_client(args: argparse.Namespace) -> None:
         issued = pki.issue_client(Path(args.ca_dir), Path(args.out), args.kiosk_id)
     except pki.PkiError as exc:
         raise UsageError(str(exc)) from exc
-    show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
 
 
 def cmd_broker_config(args: argparse.Namespace) -> None:

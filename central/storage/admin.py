@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from central.storage.base import AuditEntry
+from broker.ids import is_id
+from broker.messages import Availability
+from central.errors import NotFoundError, StorageError
+from central.storage.base import (
+    AuditEntry,
+    Edited,
+    ImportRefusedError,
+    ItemRow,
+    MemberRow,
+    Problem,
+    ShelfRow,
+    Tx,
+)
+
+
+class AdminTx(Protocol):
+    """One admin write transaction, SQL with ``?`` placeholders and datetimes as values."""
+
+    tx: Tx  # the ledger's transaction, for the audit row and the availability bump
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        """Rows as tuples; ``lock`` holds them (``FOR UPDATE``) where the backend can."""
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run one statement; how many rows it touched."""
 
 
 class AdminWrites:
@@ -16,6 +43,12 @@ class AdminWrites:
     """
 
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+        raise NotImplementedError
+
+    def _admin_tx(self) -> AbstractAsyncContextManager[AdminTx]:
+        raise NotImplementedError
+
+    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         raise NotImplementedError
 
     async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
@@ -81,3 +114,226 @@ class AdminWrites:
                 detail={"pass_id": pass_id, "expires_at": expires_at.isoformat()},
             ),
         )
+
+    # --- edits, reprints and bulk imports: each one transaction, each change audited ---
+
+    async def list_shelves(self) -> Sequence[ShelfRow]:
+        rows = await self._admin_read(
+            "SELECT s.shelf_id, s.name, count(i.item_id) FROM shelves s"
+            " LEFT JOIN items i ON i.shelf_id = s.shelf_id"
+            " GROUP BY s.shelf_id, s.name ORDER BY s.shelf_id",
+            (),
+        )
+        return [ShelfRow(r[0], r[1], int(r[2])) for r in rows]
+
+    async def list_members(self) -> Sequence[MemberRow]:
+        rows = await self._admin_read(
+            "SELECT member_id, name, suspended, checkout_limit FROM members ORDER BY member_id", ()
+        )
+        return [MemberRow(r[0], r[1], bool(r[2]), int(r[3])) for r in rows]
+
+    async def edit_item(
+        self, item_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[ItemRow]:
+        async with self._admin_tx() as atx:
+            found = await atx.fetch(_ITEM_SQL, (item_id,), lock=True)
+            if not found:
+                raise NotFoundError(f"no item {item_id}")
+            before = ItemRow(*found[0])
+            shelf = changes.get("shelf_id")
+            if shelf is not None and not await atx.fetch(
+                "SELECT 1 FROM shelves WHERE shelf_id = ?", (shelf,)
+            ):
+                raise StorageError(f"shelf {shelf} does not exist")
+            changed = await _apply(atx, "items", "item_id", before, changes, _ITEM_EDITABLE)
+            after = replace(before, **changed)
+            availability = None
+            if changed:
+                await _audit_edit(atx, now, actor, "item.edit", before, changed, item_id=item_id)
+                # Kiosks show name, shelf and state; a loan period change is not news to them.
+                if changed.keys() & {"name", "shelf_id", "state"}:
+                    availability = await atx.tx.availability(item_id, now, bump=True)
+        moved = before.shelf_id if after.shelf_id != before.shelf_id else None
+        return Edited(before, after, availability, moved)
+
+    async def edit_shelf(
+        self, shelf_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[ShelfRow]:
+        async with self._admin_tx() as atx:
+            found = await atx.fetch(
+                "SELECT shelf_id, name FROM shelves WHERE shelf_id = ?", (shelf_id,), lock=True
+            )
+            if not found:
+                raise NotFoundError(f"no shelf {shelf_id}")
+            before = ShelfRow(found[0][0], found[0][1])
+            changed = await _apply(atx, "shelves", "shelf_id", before, changes, {"name"})
+            if changed:
+                await _audit_edit(
+                    atx, now, actor, "shelf.edit", before, changed, subject={"shelf_id": shelf_id}
+                )
+        return Edited(before, replace(before, **changed))
+
+    async def edit_member(
+        self, member_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[MemberRow]:
+        async with self._admin_tx() as atx:
+            found = await atx.fetch(
+                "SELECT member_id, name, suspended, checkout_limit FROM members"
+                " WHERE member_id = ?",
+                (member_id,),
+                lock=True,
+            )
+            if not found:
+                raise NotFoundError(f"no member {member_id}")
+            row = found[0]
+            before = MemberRow(row[0], row[1], bool(row[2]), int(row[3]))
+            changed = await _apply(atx, "members", "member_id", before, changes, _MEMBER_EDITABLE)
+            if changed:
+                await _audit_edit(
+                    atx, now, actor, "member.edit", before, changed, member_id=member_id
+                )
+        return Edited(before, replace(before, **changed))
+
+    async def reprint_label(self, item_id: str, now: datetime, actor: str) -> ItemRow:
+        async with self._admin_tx() as atx:
+            found = await atx.fetch(_ITEM_SQL, (item_id,), lock=True)
+            if not found:
+                raise NotFoundError(f"no item {item_id}")
+            before = ItemRow(*found[0])
+            after = replace(before, label_version=before.label_version + 1)
+            await atx.run(
+                "UPDATE items SET label_version = ? WHERE item_id = ?",
+                (after.label_version, item_id),
+            )
+            await atx.tx.audit(
+                AuditEntry(
+                    now,
+                    actor,
+                    "label.reprint",
+                    item_id=item_id,
+                    detail={
+                        "before": {"label_version": before.label_version},
+                        "after": {"label_version": after.label_version},
+                    },
+                )
+            )
+        return after
+
+    async def import_rows(
+        self, kind: str, rows: Sequence[dict[str, Any]], now: datetime, actor: str
+    ) -> Sequence[Availability]:
+        spec = _IMPORTS.get(kind)
+        if spec is None:
+            raise ValueError(f"cannot import {kind!r}")
+        table, key, columns = spec
+        async with self._admin_tx() as atx:
+            # Checked again here, inside the transaction, whatever the client checked:
+            # another admin may have added the same id since.
+            existing = {r[0] for r in await atx.fetch(f"SELECT {key} FROM {table}", ())}  # noqa: S608 -- table and key come from _IMPORTS, not from the request
+            shelves = {r[0] for r in await atx.fetch("SELECT shelf_id FROM shelves", ())}
+            problems = _check_rows(rows, key, existing, shelves if kind == "items" else None)
+            if problems:
+                raise ImportRefusedError(problems)
+            marks = ", ".join("?" for _ in range(len(columns) + 1))
+            insert = f"INSERT INTO {table} ({', '.join(columns)}, created_at) VALUES ({marks})"  # noqa: S608 -- names from _IMPORTS
+            action = f"{_SINGULAR[kind]}.import"
+            for row in rows:
+                await atx.run(insert, (*(row[c] for c in columns), now))
+                await atx.tx.audit(
+                    AuditEntry(
+                        now,
+                        actor,
+                        action,
+                        item_id=row[key] if kind == "items" else None,
+                        member_id=row[key] if kind == "members" else None,
+                        detail={c: row[c] for c in columns},
+                    )
+                )
+            if kind != "items":
+                return []
+            return [await atx.tx.availability(row[key], now, bump=True) for row in rows]
+
+
+_ITEM_SQL = (
+    "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items WHERE item_id = ?"
+)
+_SINGULAR = {"shelves": "shelf", "items": "item", "members": "member"}
+_ITEM_EDITABLE = frozenset({"name", "shelf_id", "loan_days", "state"})
+_MEMBER_EDITABLE = frozenset({"name", "suspended", "checkout_limit"})
+# kind → (table, key column, columns an import row fills)
+_IMPORTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "shelves": ("shelves", "shelf_id", ("shelf_id", "name")),
+    "items": ("items", "item_id", ("item_id", "shelf_id", "name", "loan_days")),
+    "members": ("members", "member_id", ("member_id", "name", "checkout_limit")),
+}
+
+
+async def _apply(
+    atx: AdminTx,
+    table: str,
+    key: str,
+    before: Any,
+    changes: dict[str, Any],
+    editable: frozenset[str] | set[str],
+) -> dict[str, Any]:
+    """UPDATE the columns whose value really changes; which ones they were."""
+    unknown = set(changes) - set(editable)
+    if unknown:
+        raise ValueError(f"cannot edit {sorted(unknown)} of {table}")
+    changed = {k: v for k, v in changes.items() if v is not None and getattr(before, k) != v}
+    if changed:
+        sets = ", ".join(f"{column} = ?" for column in changed)
+        # Column names were checked against ``editable`` above; values are bound.
+        await atx.run(
+            f"UPDATE {table} SET {sets} WHERE {key} = ?",  # noqa: S608 -- see above
+            (*changed.values(), getattr(before, key)),
+        )
+    return changed
+
+
+async def _audit_edit(
+    atx: AdminTx,
+    now: datetime,
+    actor: str,
+    action: str,
+    before: Any,
+    changed: dict[str, Any],
+    *,
+    item_id: str | None = None,
+    member_id: str | None = None,
+    subject: dict[str, Any] | None = None,
+) -> None:
+    await atx.tx.audit(
+        AuditEntry(
+            now,
+            actor,
+            action,
+            item_id=item_id,
+            member_id=member_id,
+            detail={
+                **(subject or {}),
+                "before": {k: getattr(before, k) for k in changed},
+                "after": changed,
+            },
+        )
+    )
+
+
+def _check_rows(
+    rows: Sequence[dict[str, Any]], key: str, existing: set[str], shelves: set[str] | None
+) -> list[Problem]:
+    """Every reason a row cannot be imported (values were typed by the API models)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, row in enumerate(rows):
+        ident = row[key]
+        if not is_id(ident):
+            problems.append(Problem(index, key, f"{ident!r} is not a valid id"))
+        elif ident in existing:
+            problems.append(Problem(index, key, f"{ident} already exists"))
+        elif ident in seen:
+            problems.append(Problem(index, key, f"{ident} appears twice in this import"))
+        seen.add(ident)
+        if shelves is not None and row["shelf_id"] not in shelves:
+            problems.append(Problem(index, "shelf_id", f"shelf {row['shelf_id']} does not exist"))
+    return problems

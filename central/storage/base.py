@@ -7,9 +7,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
+from central.errors import StorageError
 
 _T = TypeVar("_T")
 
@@ -256,3 +257,77 @@ class Store(Protocol):
 
     async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
         """The newest audit rows, oldest first."""
+
+    # --- library data edits, label reprints and bulk imports (central/storage/admin.py) ---
+
+    async def list_shelves(self) -> Sequence[ShelfRow]:
+        """Every shelf with how many items it holds, by shelf id."""
+
+    async def list_members(self) -> Sequence[MemberRow]:
+        """Every member, by member id."""
+
+    async def edit_item(
+        self, item_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[ItemRow]:
+        """Change an item's name, shelf, loan days or state, audited with before and after."""
+
+    async def edit_shelf(
+        self, shelf_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[ShelfRow]:
+        """Rename a shelf, audited with before and after."""
+
+    async def edit_member(
+        self, member_id: str, changes: dict[str, Any], now: datetime, actor: str
+    ) -> Edited[MemberRow]:
+        """Change a member's name, suspension or checkout limit, audited."""
+
+    async def reprint_label(self, item_id: str, now: datetime, actor: str) -> ItemRow:
+        """Bump an item's label version (revoking every printed copy), audited."""
+
+    async def import_rows(
+        self, kind: str, rows: Sequence[dict[str, Any]], now: datetime, actor: str
+    ) -> Sequence[Availability]:
+        """Add many shelves, items or members in one transaction, or none of them.
+
+        Raises :class:`ImportRefusedError` listing every bad row. Returns the new items'
+        availability (empty for shelves and members).
+        """
+
+
+@dataclass(frozen=True, slots=True)
+class ShelfRow:
+    """A shelf and how many items live on it."""
+
+    shelf_id: str
+    name: str
+    items: int = 0
+
+
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True, slots=True)
+class Edited(Generic[_R]):
+    """One admin edit: the row before and after, and the availability it republished."""
+
+    before: _R
+    after: _R
+    availability: Availability | None = None
+    moved_from: str | None = None  # the shelf an item left, whose retained copy is stale
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One bad row of a bulk import: which row (0-based), which column, and why."""
+
+    row: int
+    column: str
+    message: str
+
+
+class ImportRefusedError(StorageError):
+    """A bulk import had bad rows; nothing was imported."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__(f"{len(problems)} bad row(s); nothing imported")
+        self.problems = list(problems)

@@ -6,28 +6,12 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
 
 from broker.auth import Account, Role
 from broker.messages import Reason
 from central.errors import StorageError
+from central.storage.admin import AdminTx
 from central.storage.base import AuditEntry
-
-
-class SqlTx(Protocol):
-    """One write transaction speaking ``?``-placeholder SQL, whatever the backend."""
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        """Run a statement; the number of rows it touched."""
-        ...
-
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        """Run a query; its rows."""
-        ...
-
-    async def audit(self, entry: AuditEntry) -> None:
-        """Append to the audit log in this transaction."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +24,19 @@ class Claim:
 
 
 class FleetWrites:
-    """Mixin for a store: each backend provides ``_sql_tx``."""
+    """Mixin for a store: each backend provides ``_admin_tx`` (see central/storage/admin.py)."""
 
-    def _sql_tx(self) -> AbstractAsyncContextManager[SqlTx]:
+    def _admin_tx(self) -> AbstractAsyncContextManager[AdminTx]:
         raise NotImplementedError
 
     async def broker_accounts(self) -> Sequence[Account]:
         """Every broker user, with each kiosk's shelf (the ACL's availability rule)."""
-        async with self._sql_tx() as tx:
+        async with self._admin_tx() as tx:
             rows = await tx.fetch(
                 "SELECT a.username, a.role, a.password_hash, k.shelf_id"
                 " FROM broker_accounts a LEFT JOIN kiosks k ON k.kiosk_id = a.username"
-                " ORDER BY a.username"
+                " ORDER BY a.username",
+                (),
             )
         return [Account(r[0], Role(r[1]), r[2], r[3]) for r in rows]
 
@@ -59,9 +44,9 @@ class FleetWrites:
         self, username: str, password_hash: str, now: datetime, actor: str
     ) -> None:
         """Create or re-key a central instance's broker user."""
-        async with self._sql_tx() as tx:
+        async with self._admin_tx() as tx:
             await _upsert(tx, username, Role.CENTRAL, password_hash, now)
-            await tx.audit(AuditEntry(now, actor, "broker.central", detail={"user": username}))
+            await tx.tx.audit(AuditEntry(now, actor, "broker.central", detail={"user": username}))
 
     async def enrol_kiosk(
         self,
@@ -75,9 +60,9 @@ class FleetWrites:
         rotate: bool = False,
     ) -> None:
         """Record a kiosk and its broker user; ``rotate`` re-keys an enrolled one."""
-        async with self._sql_tx() as tx:
+        async with self._admin_tx() as tx:
             await _enrol(tx, kiosk_id, shelf_id, password_hash, now, session_timeout_s, rotate)
-            await tx.audit(
+            await tx.tx.audit(
                 AuditEntry(
                     now,
                     actor,
@@ -89,20 +74,21 @@ class FleetWrites:
 
     async def retire_kiosk(self, kiosk_id: str, now: datetime, actor: str, reason: str) -> None:
         """Mark a kiosk retired and delete its broker user; its history stays."""
-        async with self._sql_tx() as tx:
-            rows = await tx.fetch("SELECT retired FROM kiosks WHERE kiosk_id = ?", kiosk_id)
+        async with self._admin_tx() as tx:
+            rows = await tx.fetch(
+                "SELECT retired FROM kiosks WHERE kiosk_id = ?", (kiosk_id,), lock=True
+            )
             if not rows:
                 raise LookupError(f"no kiosk {kiosk_id}")
             if rows[0][0]:
                 raise StorageError(f"kiosk {kiosk_id} is already retired")
-            await tx.execute("UPDATE kiosks SET retired = ? WHERE kiosk_id = ?", True, kiosk_id)
-            await tx.execute("DELETE FROM broker_accounts WHERE username = ?", kiosk_id)
-            await tx.execute(
+            await tx.run("UPDATE kiosks SET retired = ? WHERE kiosk_id = ?", (True, kiosk_id))
+            await tx.run("DELETE FROM broker_accounts WHERE username = ?", (kiosk_id,))
+            await tx.run(
                 "UPDATE sessions SET closed_at = ? WHERE kiosk_id = ? AND closed_at IS NULL",
-                now,
-                kiosk_id,
+                (now, kiosk_id),
             )
-            await tx.audit(
+            await tx.tx.audit(
                 AuditEntry(now, actor, "kiosk.retire", kiosk_id=kiosk_id, detail={"why": reason})
             )
 
@@ -116,21 +102,17 @@ class FleetWrites:
         actor: str,
     ) -> None:
         """Record a one-time enrolment code for a kiosk that is not enrolled yet."""
-        async with self._sql_tx() as tx:
-            if await tx.fetch("SELECT 1 FROM kiosks WHERE kiosk_id = ?", kiosk_id):
+        async with self._admin_tx() as tx:
+            if await tx.fetch("SELECT 1 FROM kiosks WHERE kiosk_id = ?", (kiosk_id,)):
                 raise StorageError(f"kiosk {kiosk_id} is already enrolled")
-            if not await tx.fetch("SELECT 1 FROM shelves WHERE shelf_id = ?", shelf_id):
+            if not await tx.fetch("SELECT 1 FROM shelves WHERE shelf_id = ?", (shelf_id,)):
                 raise StorageError(f"no shelf {shelf_id}")
-            await tx.execute(
+            await tx.run(
                 "INSERT INTO enrolments (claim_id, kiosk_id, shelf_id, issued_at, expires_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                claim_id,
-                kiosk_id,
-                shelf_id,
-                now,
-                expires_at,
+                (claim_id, kiosk_id, shelf_id, now, expires_at),
             )
-            await tx.audit(
+            await tx.tx.audit(
                 AuditEntry(
                     now,
                     actor,
@@ -144,17 +126,15 @@ class FleetWrites:
         self, claim_id: str, password_hash: str, now: datetime, actor: str
     ) -> Claim:
         """Use an enrolment code once: enrol its kiosk, or say why not (audited either way)."""
-        async with self._sql_tx() as tx:
-            used = await tx.execute(
+        async with self._admin_tx() as tx:
+            used = await tx.run(
                 "UPDATE enrolments SET claimed_at = ?"
                 " WHERE claim_id = ? AND claimed_at IS NULL AND expires_at > ?",
-                now,
-                claim_id,
-                now,
+                (now, claim_id, now),
             )
             rows = await tx.fetch(
                 "SELECT kiosk_id, shelf_id, claimed_at FROM enrolments WHERE claim_id = ?",
-                claim_id,
+                (claim_id,),
             )
             if not rows:
                 claim = Claim("", "", Reason.UNKNOWN_CODE)
@@ -165,7 +145,7 @@ class FleetWrites:
             else:
                 claim = Claim(rows[0][0], rows[0][1])
                 await _enrol(tx, claim.kiosk_id, claim.shelf_id, password_hash, now, 60.0, False)
-            await tx.audit(
+            await tx.tx.audit(
                 AuditEntry(
                     now,
                     actor,
@@ -179,24 +159,23 @@ class FleetWrites:
 
     async def refuse_claim(self, now: datetime, actor: str, reason: Reason) -> None:
         """Audit an enrolment code that was not ours or not one (forged, garbled)."""
-        async with self._sql_tx() as tx:
-            await tx.audit(AuditEntry(now, actor, "kiosk.claim", reason=reason.value))
+        async with self._admin_tx() as tx:
+            await tx.tx.audit(AuditEntry(now, actor, "kiosk.claim", reason=reason.value))
 
 
-async def _upsert(tx: SqlTx, username: str, role: Role, password_hash: str, now: datetime) -> None:
-    await tx.execute(
+async def _upsert(
+    tx: AdminTx, username: str, role: Role, password_hash: str, now: datetime
+) -> None:
+    await tx.run(
         "INSERT INTO broker_accounts (username, role, password_hash, updated_at)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (username) DO UPDATE"
         " SET password_hash = excluded.password_hash, updated_at = excluded.updated_at",
-        username,
-        role.value,
-        password_hash,
-        now,
+        (username, role.value, password_hash, now),
     )
 
 
 async def _enrol(
-    tx: SqlTx,
+    tx: AdminTx,
     kiosk_id: str,
     shelf_id: str,
     password_hash: str,
@@ -204,7 +183,7 @@ async def _enrol(
     session_timeout_s: float,
     rotate: bool,
 ) -> None:
-    rows = await tx.fetch("SELECT retired FROM kiosks WHERE kiosk_id = ?", kiosk_id)
+    rows = await tx.fetch("SELECT retired FROM kiosks WHERE kiosk_id = ?", (kiosk_id,), lock=True)
     if rows and rows[0][0]:
         raise StorageError(f"kiosk {kiosk_id} is retired; enrol the replacement under a new id")
     if rows and not rotate:
@@ -212,14 +191,11 @@ async def _enrol(
     if not rows and rotate:
         raise LookupError(f"no kiosk {kiosk_id} to re-enrol")
     if not rows:
-        if not await tx.fetch("SELECT 1 FROM shelves WHERE shelf_id = ?", shelf_id):
+        if not await tx.fetch("SELECT 1 FROM shelves WHERE shelf_id = ?", (shelf_id,)):
             raise StorageError(f"no shelf {shelf_id}")
-        await tx.execute(
+        await tx.run(
             "INSERT INTO kiosks (kiosk_id, shelf_id, session_timeout_s, created_at)"
             " VALUES (?, ?, ?, ?)",
-            kiosk_id,
-            shelf_id,
-            session_timeout_s,
-            now,
+            (kiosk_id, shelf_id, session_timeout_s, now),
         )
     await _upsert(tx, kiosk_id, Role.KIOSK, password_hash, now)

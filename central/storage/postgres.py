@@ -288,23 +288,6 @@ def _numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
 
 
-class _Sql:
-    """``?`` SQL on one PostgreSQL transaction."""
-
-    def __init__(self, tx: PostgresTx) -> None:
-        self._tx = tx
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self._tx.conn.execute(_numbered(sql), *args)
-        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "INSERT 0 1"
-
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in await self._tx.conn.fetch(_numbered(sql), *args)]
-
-    async def audit(self, entry: AuditEntry) -> None:
-        await self._tx.audit(entry)
-
-
 class PostgresStore(AdminWrites, FleetWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
@@ -420,14 +403,6 @@ class PostgresStore(AdminWrites, FleetWrites):
         async with tx.conn.transaction():
             yield
 
-    @asynccontextmanager
-    async def _sql_tx(self) -> AsyncIterator[_Sql]:
-        async with self.write() as tx:
-            try:
-                yield _Sql(tx)
-            except asyncpg.IntegrityConstraintViolationError as exc:
-                raise StorageError(f"the database refused it: {exc}") from exc
-
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
         statement = _numbered(sql)
         async with self.write() as tx:
@@ -477,3 +452,30 @@ class PostgresStore(AdminWrites, FleetWrites):
             AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    @asynccontextmanager
+    async def _admin_tx(self) -> AsyncIterator[_PostgresAdminTx]:
+        async with self.write() as tx:
+            yield _PostgresAdminTx(tx)
+
+    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return [tuple(r) for r in await self.pool.fetch(_numbered(sql), *args)]
+
+
+class _PostgresAdminTx:
+    """:class:`central.storage.admin.AdminTx` on one pooled transaction."""
+
+    def __init__(self, tx: PostgresTx) -> None:
+        self.tx: Tx = tx
+        self._conn = tx.conn
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        # Row locks, so two admins editing one item apply their edits one after the other.
+        statement = _numbered(sql) + (" FOR UPDATE" if lock else "")
+        return [tuple(r) for r in await self._conn.fetch(statement, *args)]
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            return _count(await self._conn.execute(_numbered(sql), *args))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StorageError(f"the database refused the change: {exc}") from exc

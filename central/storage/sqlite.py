@@ -318,27 +318,6 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class _Sql:
-    """``?`` SQL on one SQLite write transaction, datetimes stored as fixed-width text."""
-
-    def __init__(self, tx: SqliteTx) -> None:
-        self._tx = tx
-
-    @staticmethod
-    def _args(args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return (await self._tx._exec(sql, self._args(args))).rowcount
-
-    async def fetch(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-        async with self._tx._db.execute(sql, self._args(args)) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
-
-    async def audit(self, entry: AuditEntry) -> None:
-        await self._tx.audit(entry)
-
-
 class SqliteStore(AdminWrites, FleetWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
@@ -526,14 +505,6 @@ class SqliteStore(AdminWrites, FleetWrites):
             raise
         await tx._exec("RELEASE step", ())
 
-    @asynccontextmanager
-    async def _sql_tx(self) -> AsyncIterator[_Sql]:
-        async with self.write() as tx:
-            try:
-                yield _Sql(tx)
-            except sqlite3.IntegrityError as exc:
-                raise StorageError(f"the database refused it: {exc}") from exc
-
     async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
         values = tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
         async with self.write() as tx:
@@ -588,6 +559,39 @@ class SqliteStore(AdminWrites, FleetWrites):
             AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    @asynccontextmanager
+    async def _admin_tx(self) -> AsyncIterator[_SqliteAdminTx]:
+        async with self.write() as tx:
+            yield _SqliteAdminTx(tx)
+
+    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        async with self._read.execute(sql, _values(args)) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+
+class _SqliteAdminTx:
+    """:class:`central.storage.admin.AdminTx` on the aiosqlite writer transaction."""
+
+    def __init__(self, tx: SqliteTx) -> None:
+        self.tx: Tx = tx
+        self._sqlite = tx
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        # BEGIN IMMEDIATE already holds the whole database: ``lock`` needs nothing more.
+        async with self._sqlite._db.execute(sql, _values(args)) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            done = await self._sqlite._exec(sql, _values(args))
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"the database refused the change: {exc}") from exc
+        return done.rowcount
+
+
+def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
 
 
 def due(now: datetime, loan_days: int) -> datetime:
