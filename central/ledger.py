@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict, encode
+from central import rollout
 from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
@@ -116,6 +117,8 @@ async def _decide(
     session = await tx.open_session(event.kiosk_id, now)
     if token is None or isinstance(token, Reason):
         return _Draft(token or Reason.MALFORMED, session=session)
+    if held := await rollout.refusal(tx, event, token, session, late=late):
+        return _Draft(held, session=session)
     if isinstance(token, Pass):
         if event.queued:
             # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -33,6 +33,7 @@ from central.storage.base import (
     Tx,
     refusal,
 )
+from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row, numbered
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -252,6 +253,16 @@ class PostgresTx:
             json.dumps(entry.detail, sort_keys=True),
         )
 
+    async def rollout_flag(self) -> FlagRow:
+        return flag_from_row(await self._conn.fetchrow(_FLAG_SQL, FLAG), _same)
+
+
+_FLAG_SQL = numbered(FLAG_SQL)
+
+
+def _same(value: Any) -> Any:
+    return value
+
 
 _AVAILABILITY_SQL = (
     "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
@@ -281,7 +292,7 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore(AdminWrites):
+class PostgresStore(AdminWrites, RolloutWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
     backend = "postgres"
@@ -446,3 +457,24 @@ class PostgresStore(AdminWrites):
             AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
+
+    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
+        return self.write()
+
+    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        assert isinstance(tx, PostgresTx)
+        row = await tx.conn.fetchrow(numbered(sql), *args)
+        return None if row is None else tuple(row)
+
+    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
+        assert isinstance(tx, PostgresTx)
+        return _count(await tx.conn.execute(numbered(sql), *args))
+
+    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        row = await self.pool.fetchrow(numbered(sql), *args)
+        return None if row is None else tuple(row)
+
+    def _moment(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes

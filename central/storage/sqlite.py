@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -30,6 +30,7 @@ from central.storage.base import (
     Tx,
     refusal,
 )
+from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,9 @@ class SqliteTx:
             ),
         )
 
+    async def rollout_flag(self) -> FlagRow:
+        return flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
+
 
 class DirectTx(SqliteTx):
     """The same transaction run straight on a ``sqlite3`` connection, on its own thread.
@@ -317,7 +321,7 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class SqliteStore(AdminWrites):
+class SqliteStore(AdminWrites, RolloutWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"
@@ -558,6 +562,31 @@ class SqliteStore(AdminWrites):
             AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
+
+    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
+        return self.write()
+
+    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        assert isinstance(tx, SqliteTx)
+        return await tx._one(sql, *_db_args(args))
+
+    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
+        assert isinstance(tx, SqliteTx)
+        return (await tx._exec(sql, _db_args(args))).rowcount
+
+    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        async with self._read.execute(sql, _db_args(args)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else tuple(row)
+
+    def _moment(self, value: Any) -> datetime | None:
+        return _opt(value)
+
+
+def _db_args(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
 
 
 def due(now: datetime, loan_days: int) -> datetime:
