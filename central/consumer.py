@@ -16,6 +16,7 @@ from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
     CodeScan,
+    KioskState,
     KioskStatus,
     Reason,
     SessionDone,
@@ -277,4 +278,8 @@ class Consumer:
             self.counts["malformed.status"] += 1
             return
         if status.kiosk_id == kiosk_id:
+            before = self.presence.get(kiosk_id)
+            went_away = before is not None and before.state is KioskState.ONLINE
+            if went_away and status.state is not KioskState.ONLINE:
+                self.metrics.kiosk_disconnects.inc()
             self.presence[kiosk_id] = status

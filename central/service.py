@@ -18,8 +18,9 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.messages import encode
-from central import logs
+from central import api_health, api_rollout, logs, rollout
 from central.admin_api import create_app
+from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
@@ -95,6 +96,9 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         )
         consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
         link.on_inbound = consumer.submit
+        breaker = Breaker(
+            store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
+        )
         app = create_app(
             store,
             signer,
@@ -103,6 +107,16 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             consumer,
             admin_token=token,
             pass_ttl_s=settings.pass_ttl_s,
+            routers=[api_rollout.router(store, deps.clock, link, consumer.metrics, breaker)],
+            open_routers=[
+                api_health.router(
+                    store,
+                    link.connected.is_set,
+                    lambda: consumer.depth,
+                    max_queue=settings.ready_max_queue,
+                    db_timeout_s=settings.ready_db_timeout_s,
+                )
+            ],
         )
         server = _QuietServer(
             uvicorn.Config(
@@ -126,6 +140,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             group.create_task(_serve_api(server), name="admin-api")
             group.create_task(_announce_ready(server, link, deps.ready, systemd), name="ready")
             group.create_task(_watchdog(consumer, systemd), name="watchdog")
+            group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:
@@ -147,7 +162,7 @@ async def _serve_api(server: uvicorn.Server) -> None:
 async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:
     # Retained state is what a rebooted kiosk sees first; publish it all at start so a
     # wiped broker is whole again.
-    for config in await store.kiosk_configs():
+    for config in await rollout.kiosk_configs(store):
         link.publish(topics.config(config.kiosk_id), encode(config), retain=True)
     for availability in await store.all_availability(clock.now()):
         link.publish(

@@ -22,7 +22,7 @@ _COLUMNS = (
     " tripped_at, trip_reason, breaker_reset_at"
 )
 # ``?`` placeholders; PostgreSQL's backend numbers them (see :func:`numbered`).
-FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"
+FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"  # noqa: S608 - constants only
 
 
 class FlagMode(StrEnum):
@@ -83,7 +83,7 @@ def numbered(sql: str) -> str:
 
 
 def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | None]) -> FlagRow:
-    """A :class:`FlagRow` from a ``FLAG_SQL`` row; ``moment`` turns a stored time into a datetime."""
+    """A :class:`FlagRow` from a ``FLAG_SQL`` row; ``moment`` reads a stored time."""
     if row is None:
         raise StorageError(f"flag {FLAG} is missing: is the schema migrated?")
     mode, members, items, kiosks, percent, reason, by, at, tripped, why, reset = row
@@ -184,8 +184,7 @@ class RolloutWrites:
                     },
                 )
             )
-            after = flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
-        return after
+            return flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
 
     async def trip_breaker(self, why: str, detail: dict[str, Any], now: datetime) -> bool:
         """Turn checkout off for the breaker; only the first of racing instances trips it."""
@@ -217,14 +216,13 @@ class RolloutWrites:
             if not cleared:
                 raise FlagRefusedError("the circuit breaker is not tripped")
             await tx.audit(AuditEntry(now, actor, "breaker.reset", reason=reason))
-            after = flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
-        return after
+            return flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
 
     async def window_counts(self, since: datetime, error_reasons: Sequence[str]) -> WindowCounts:
         """Code scans decided since ``since``, those with an error reason, security alerts."""
         marks = ", ".join("?" for _ in error_reasons) or "NULL"
         scans = await self._read_one(
-            "SELECT count(*), coalesce(sum(CASE WHEN reason IN"
+            "SELECT count(*), coalesce(sum(CASE WHEN reason IN"  # noqa: S608 - only ? marks
             f" ({marks}) THEN 1 ELSE 0 END), 0) FROM scan_events"
             " WHERE decided_at >= ? AND code_hash IS NOT NULL",
             (*error_reasons, since),
@@ -238,7 +236,9 @@ class RolloutWrites:
             "SELECT count(*) FROM qr_audit_log WHERE action = 'security.alert' AND at >= ?",
             (since,),
         )
-        assert scans is not None and dropped is not None and alerts is not None
+        assert scans is not None
+        assert dropped is not None
+        assert alerts is not None
         return WindowCounts(
             attempts=int(scans[0]) + int(dropped[0]),
             errors=int(scans[1]) + int(dropped[0]),
