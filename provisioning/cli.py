@@ -177,6 +177,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
+    from provisioning import rollout  # imports this module, so not at the top
+
+    rollout.register(sub)
     return top
 
 
