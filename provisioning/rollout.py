@@ -61,10 +61,15 @@ def cmd_flag_set(args: argparse.Namespace) -> None:
             body[name] = ids
     if args.percent is not None:
         body["percent"] = args.percent
-    if args.mode == "allow-list" and not any(k in body for k in ("members", "items", "kiosks")):
+    lists = any(k in body for k in ("members", "items", "kiosks"))
+    if args.mode == "allow-list" and not lists:
         raise cli.UsageError("allow-list needs --members, --items or --kiosks")
-    if args.mode == "percentage" and args.percent is None:
-        raise cli.UsageError("percentage needs --percent N")
+    if args.mode != "allow-list" and lists:
+        raise cli.UsageError("--members, --items and --kiosks go with allow-list only")
+    if (args.mode == "percentage") != (args.percent is not None):
+        raise cli.UsageError("--percent N goes with percentage, and percentage needs it")
+    if args.percent is not None and not 0 <= args.percent <= 100:
+        raise cli.UsageError("--percent must be 0-100")
     _show_flag(args, cli._call(args, "PUT", "/rollout/flag", body))
 
 
