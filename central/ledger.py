@@ -39,6 +39,7 @@ class Outcome:
     payload: bytes  # the verdict's wire bytes, encoded once
     changed: list[Availability] = field(default_factory=list)
     replayed: bool = False
+    member_id: str | None = None  # for logs: whose scan it was, where known
 
 
 @dataclass(slots=True)
@@ -92,7 +93,7 @@ async def apply(
             detail={"code": code_hash} if code_hash else {},
         )
     )
-    return Outcome(verdict, payload, draft.changed)
+    return Outcome(verdict, payload, draft.changed, member_id=draft.member_id)
 
 
 async def _decide(
