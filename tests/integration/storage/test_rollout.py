@@ -71,6 +71,8 @@ async def test_off_lets_queued_and_late_returns_through(desk: Desk) -> None:
     await desk.check_out(DRILL)
     await desk.check_out(SAW)
     await desk.done()
+    # Someone else is mid-session at the kiosk whose outbox now sends Ada's returns.
+    await desk.open_session(GRACE)
     await set_flag(desk, FlagSetting(FlagMode.OFF))
     queued = await desk.scan(desk.label(DRILL), queued=True)
     assert queued.verdict.reason is Reason.RETURNED
