@@ -260,8 +260,14 @@ class SqliteTx:
             ),
         )
 
+    _flag: FlagRow | None = None
+
     async def rollout_flag(self) -> FlagRow:
-        return flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
+        # Read once per transaction: BEGIN IMMEDIATE keeps any change out until it ends,
+        # and a batch of scans shares one transaction.
+        if self._flag is None:
+            self._flag = flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
+        return self._flag
 
 
 class DirectTx(SqliteTx):
