@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker import topics
 from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
+from central import rollout
 from central.api_enrol import BrokerAddress, enrol_routes
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
@@ -100,8 +102,14 @@ def create_app(
     fleet: FleetWrites | None = None,
     accounts: BrokerAccounts | None = None,
     broker_address: BrokerAddress | None = None,
+    routers: Sequence[APIRouter] = (),
+    open_routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
-    """The admin API bound to one central instance's store and broker link."""
+    """The admin API bound to one central instance's store and broker link.
+
+    ``routers`` (other areas' endpoints) are mounted behind the admin token,
+    ``open_routers`` (probes) without it.
+    """
     app = FastAPI(title="CommunityShare central admin API", version="1")
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -224,7 +232,7 @@ def create_app(
                 session_timeout_s=body.session_timeout_s,
             )
         )
-        config = next(c for c in await store.kiosk_configs() if c.kiosk_id == body.kiosk_id)
+        config = next(c for c in await rollout.kiosk_configs(store) if c.kiosk_id == body.kiosk_id)
         publisher.publish(topics.config(body.kiosk_id), encode(config), retain=True)
         return config
 
@@ -263,4 +271,14 @@ def create_app(
             for r in rows
         ]
 
+    _mount(app, routers, open_routers, auth)
     return app
+
+
+def _mount(
+    app: FastAPI, routers: Sequence[APIRouter], open_routers: Sequence[APIRouter], auth: list[Any]
+) -> None:
+    for extra in routers:
+        app.include_router(extra, dependencies=auth)
+    for extra in open_routers:
+        app.include_router(extra)

@@ -16,6 +16,7 @@ from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
     CodeScan,
+    KioskState,
     KioskStatus,
     Reason,
     SessionDone,
@@ -30,7 +31,7 @@ from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
 from central.storage.base import AuditEntry, Store, Tx
-from central.tokens import Token, TokenSigner
+from central.tokens import Token, TokenSigner, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ class Consumer:
         for job, outcome in zip(jobs, outcomes, strict=True):
             if outcome is not None:
                 self._answer(outcome)
+                if log.isEnabledFor(logging.DEBUG):  # one line per scan: off on the hot path
+                    _log_verdict(job, outcome)
                 self.metrics.verdict(
                     outcome.verdict.reason,
                     replayed=outcome.replayed,
@@ -202,7 +205,13 @@ class Consumer:
         self.counts["conflict"] += 1
         self.metrics.conflicts.inc()
         event_id = job.event.event_id if job.event else "?"
-        log.warning("event %s hit a conflict (attempt %s)", event_id, attempt, exc_info=True)
+        log.warning(
+            "event %s hit a conflict (attempt %s)",
+            event_id,
+            attempt,
+            exc_info=True,
+            extra={"event_id": event_id, "kiosk_id": job.event.kiosk_id if job.event else None},
+        )
 
     async def _decide(self, tx: Tx, job: _Job, now: datetime) -> Outcome | None:
         if job.event is None:
@@ -277,4 +286,25 @@ class Consumer:
             self.counts["malformed.status"] += 1
             return
         if status.kiosk_id == kiosk_id:
+            before = self.presence.get(kiosk_id)
+            went_away = before is not None and before.state is KioskState.ONLINE
+            if went_away and status.state is not KioskState.ONLINE:
+                self.metrics.kiosk_disconnects.inc()
             self.presence[kiosk_id] = status
+
+
+def _log_verdict(job: _Job, outcome: Outcome) -> None:
+    verdict = outcome.verdict
+    code = job.event.code if isinstance(job.event, CodeScan) else None
+    log.debug(
+        "verdict %s%s",
+        verdict.reason.value,
+        " (repeated)" if outcome.replayed else "",
+        extra={
+            "kiosk_id": verdict.kiosk_id,
+            "event_id": verdict.event_id,
+            "member_id": outcome.member_id,
+            "item_id": verdict.item_id,
+            "code": fingerprint(code) if code else None,  # never the code itself
+        },
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict, encode
+from central import rollout
 from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
@@ -38,6 +39,7 @@ class Outcome:
     payload: bytes  # the verdict's wire bytes, encoded once
     changed: list[Availability] = field(default_factory=list)
     replayed: bool = False
+    member_id: str | None = None  # for logs: whose scan it was, where known
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ async def apply(
             detail={"code": code_hash} if code_hash else {},
         )
     )
-    return Outcome(verdict, payload, draft.changed)
+    return Outcome(verdict, payload, draft.changed, member_id=draft.member_id)
 
 
 async def _decide(
@@ -116,6 +118,8 @@ async def _decide(
     session = await tx.open_session(event.kiosk_id, now)
     if token is None or isinstance(token, Reason):
         return _Draft(token or Reason.MALFORMED, session=session)
+    if held := await rollout.refusal(tx, event, token, session, late=late):
+        return _Draft(held, session=session)
     if isinstance(token, Pass):
         if event.queued:
             # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import IO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from broker.redact import RedactCodes
 
-def setup(level: str = "INFO", *, service: str) -> None:
-    """Send every log record to stderr as one JSON object per line."""
-    handler = logging.StreamHandler(sys.stderr)
+
+def setup(level: str = "INFO", *, service: str, stream: IO[str] | None = None) -> None:
+    """Send every log record to ``stream`` (stderr) as one JSON object per line."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -18,6 +21,7 @@ def setup(level: str = "INFO", *, service: str) -> None:
             static_fields={"service": service},
         )
     )
+    handler.addFilter(RedactCodes())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -59,6 +59,35 @@ class Metrics:
         self.conflicts = Counter(
             "qr_db_conflicts", "Writes the constraints refused.", registry=self.registry
         )
+        self.breaker_tripped = Gauge(
+            "qr_breaker_tripped",
+            "1 while the circuit breaker holds checkout off.",
+            registry=self.registry,
+        )
+        self.breaker_trips = Counter(
+            "qr_breaker_trips", "Times this instance tripped the breaker.", registry=self.registry
+        )
+        self.rollout_mode = Gauge(
+            "qr_rollout_mode",
+            "1 for the rollout flag's mode now, 0 for the others.",
+            ["mode"],
+            registry=self.registry,
+        )
+        self.rollout_percent = Gauge(
+            "qr_rollout_percent",
+            "Members admitted in percentage mode.",
+            registry=self.registry,
+        )
+        self.kiosk_disconnects = Counter(
+            "qr_kiosk_disconnects", "Kiosks seen going offline.", registry=self.registry
+        )
+
+    def flag(self, mode: str, percent: int, *, tripped: bool) -> None:
+        """Show the rollout flag and breaker as read from the database."""
+        for name in ("off", "allow-list", "percentage", "on"):
+            self.rollout_mode.labels(mode=name).set(1 if name == mode else 0)
+        self.rollout_percent.set(percent)
+        self.breaker_tripped.set(1 if tripped else 0)
 
     def verdict(self, reason: Reason, *, replayed: bool, seconds: float) -> None:
         """Count one verdict sent."""

@@ -19,9 +19,10 @@ from pydantic import ValidationError
 from broker import topics
 from broker.messages import encode
 from broker.transport import TlsFiles
-from central import logs
+from central import api_health, api_rollout, logs, rollout
 from central.admin_api import create_app
 from central.api_enrol import BrokerAddress
+from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
@@ -106,6 +107,9 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         )
         consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
         link.on_inbound = consumer.submit
+        breaker = Breaker(
+            store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
+        )
         app = create_app(
             store,
             signer,
@@ -121,6 +125,16 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 settings.broker_public_port,
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
+            routers=[api_rollout.router(store, deps.clock, link, consumer.metrics, breaker)],
+            open_routers=[
+                api_health.router(
+                    store,
+                    link.connected.is_set,
+                    lambda: consumer.depth,
+                    max_queue=settings.ready_max_queue,
+                    db_timeout_s=settings.ready_db_timeout_s,
+                )
+            ],
         )
         server = _QuietServer(
             uvicorn.Config(
@@ -148,6 +162,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             group.create_task(_watchdog(consumer, systemd), name="watchdog")
             if accounts.managed:
                 group.create_task(accounts.run(), name="broker-accounts")
+            group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:
@@ -169,7 +184,7 @@ async def _serve_api(server: uvicorn.Server) -> None:
 async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:
     # Retained state is what a rebooted kiosk sees first; publish it all at start so a
     # wiped broker is whole again.
-    for config in await store.kiosk_configs():
+    for config in await rollout.kiosk_configs(store):
         link.publish(topics.config(config.kiosk_id), encode(config), retain=True)
     for availability in await store.all_availability(clock.now()):
         link.publish(

@@ -91,6 +91,28 @@ class CentralSettings(BaseSettings):
         description="How long the broker keeps central's session (and unacked scans).",
     )
 
+    breaker_window_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="The circuit breaker's look-back window."
+    )
+    breaker_error_rate: float = Field(
+        default=0.05, gt=0, le=1, description="Error share of code scans that trips the breaker."
+    )
+    breaker_min_scans: int = Field(
+        default=50, ge=1, description="Code scans in the window before the error rate counts."
+    )
+    breaker_security_alerts: int = Field(
+        default=3, ge=1, description="Security alerts in the window that trip the breaker."
+    )
+    breaker_every_s: float = Field(
+        default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
+    )
+    ready_max_queue: int = Field(
+        default=10_000, ge=1, description="Scans waiting above which /ready says not ready."
+    )
+    ready_db_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="How long /ready waits for the database to answer."
+    )
+
     @property
     def sqlite_file(self) -> Path:
         """The SQLite database file in use."""

@@ -106,9 +106,11 @@ class Kiosk:
 
     # -- journal ---------------------------------------------------------------------------
 
-    def note(self, kind: str, text: str) -> None:
+    def note(self, kind: str, text: str, event_id: str | None = None) -> None:
         """Tell the journal (the demo's screen) what just happened."""
-        log.info("%s %s", kind, text, extra={"kiosk_id": self.settings.kiosk_id})
+        log.info(
+            "%s %s", kind, text, extra={"kiosk_id": self.settings.kiosk_id, "event_id": event_id}
+        )
         if self._journal is not None:
             self._journal(self.settings.kiosk_id, kind, text)
 
@@ -199,7 +201,7 @@ class Kiosk:
     async def handle_code(self, code: str) -> None:
         """One fresh code from the camera."""
         decision = self.walkup.on_code(code)
-        self.note("scan", _short(code))
+        self.note("scan", _short(code), decision.event.event_id if decision.event else None)
         if decision.action is Action.REFUSE:
             assert decision.signal is not None
             self.player.play(decision.signal)
@@ -338,7 +340,7 @@ class Kiosk:
             return  # an answer we already had (a redelivery)
         who = f" for {verdict.member_name}" if verdict.member_name else ""
         what = f" {verdict.item_name}" if verdict.item_name else ""
-        self.note("verdict", f"{verdict.reason.value}{what}{who}")
+        self.note("verdict", f"{verdict.reason.value}{what}{who}", verdict.event_id)
         self.walkup.on_verdict(verdict)
         if waiting:
             self.player.play(SIGNAL_FOR_REASON[verdict.reason])

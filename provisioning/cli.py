@@ -199,13 +199,12 @@ def parser() -> argparse.ArgumentParser:
     kiosk = sub.add_parser("kiosk", help="one kiosk: enrol, retire, enrolment codes")
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     # Command modules import this one's helpers, so they are loaded here, not at the top.
-    from provisioning import enrol
+    from provisioning import enrol, library, printing, rollout
 
     enrol.register(sub, kiosk_sub)
-    from provisioning import library, printing
-
     library.register(sub)
     printing.register(sub)
+    rollout.register(sub)
     _json_anywhere(top)
     return top
 

@@ -7,10 +7,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
 from central.errors import StorageError
+
+if TYPE_CHECKING:
+    from central.storage.rollout import FlagRow, FlagSetting, WindowCounts
 
 _T = TypeVar("_T")
 
@@ -190,6 +193,9 @@ class Tx(Protocol):
     async def audit(self, entry: AuditEntry) -> None:
         """Append one audit row."""
 
+    async def rollout_flag(self) -> FlagRow:
+        """The rollout flag as committed now (read inside the decision's transaction)."""
+
 
 class Store(Protocol):
     """A database central keeps its state in."""
@@ -292,6 +298,33 @@ class Store(Protocol):
         Raises :class:`ImportRefusedError` listing every bad row. Returns the new items'
         availability (empty for shelves and members).
         """
+
+    async def get_flag(self) -> FlagRow:
+        """The rollout flag and the circuit breaker's state."""
+
+    async def set_flag(
+        self,
+        setting: FlagSetting,
+        reason: str,
+        actor: str,
+        now: datetime,
+        *,
+        action: str = "rollout.flag_set",
+        while_tripped: bool = False,
+    ) -> FlagRow:
+        """Change the flag, audited; refused while the breaker is tripped unless told."""
+
+    async def trip_breaker(self, why: str, detail: dict[str, Any], now: datetime) -> bool:
+        """Turn checkout off for the breaker, audited; whether this call tripped it."""
+
+    async def reset_breaker(self, reason: str, actor: str, now: datetime) -> FlagRow:
+        """Clear a trip, audited (the flag stays off)."""
+
+    async def window_counts(self, since: datetime, error_reasons: Sequence[str]) -> WindowCounts:
+        """Code scans, errors among them, and security alerts since ``since``."""
+
+    async def ping(self) -> None:
+        """A trivial query; raises if the database does not answer."""
 
 
 @dataclass(frozen=True, slots=True)

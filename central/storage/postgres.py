@@ -12,7 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from central.storage.base import (
     refusal,
 )
 from central.storage.fleet import FleetWrites
+from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row, numbered
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -253,6 +254,16 @@ class PostgresTx:
             json.dumps(entry.detail, sort_keys=True),
         )
 
+    async def rollout_flag(self) -> FlagRow:
+        return flag_from_row(await self._conn.fetchrow(_FLAG_SQL, FLAG), _same)
+
+
+_FLAG_SQL = numbered(FLAG_SQL)
+
+
+def _same(value: Any) -> Any:
+    return value
+
 
 _AVAILABILITY_SQL = (
     "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
@@ -288,7 +299,7 @@ def _numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
 
 
-class PostgresStore(AdminWrites, FleetWrites):
+class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
     backend = "postgres"
@@ -460,6 +471,27 @@ class PostgresStore(AdminWrites, FleetWrites):
 
     async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         return [tuple(r) for r in await self.pool.fetch(_numbered(sql), *args)]
+
+    # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
+
+    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
+        return self.write()
+
+    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        assert isinstance(tx, PostgresTx)
+        row = await tx.conn.fetchrow(_numbered(sql), *args)
+        return None if row is None else tuple(row)
+
+    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
+        assert isinstance(tx, PostgresTx)
+        return _count(await tx.conn.execute(_numbered(sql), *args))
+
+    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        row = await self.pool.fetchrow(_numbered(sql), *args)
+        return None if row is None else tuple(row)
+
+    def _moment(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes
 
 
 class _PostgresAdminTx:

@@ -8,7 +8,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -31,6 +31,7 @@ from central.storage.base import (
     refusal,
 )
 from central.storage.fleet import FleetWrites
+from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,15 @@ class SqliteTx:
             ),
         )
 
+    _flag: FlagRow | None = None
+
+    async def rollout_flag(self) -> FlagRow:
+        # Read once per transaction: BEGIN IMMEDIATE keeps any change out until it ends,
+        # and a batch of scans shares one transaction.
+        if self._flag is None:
+            self._flag = flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
+        return self._flag
+
 
 class DirectTx(SqliteTx):
     """The same transaction run straight on a ``sqlite3`` connection, on its own thread.
@@ -318,7 +328,7 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class SqliteStore(AdminWrites, FleetWrites):
+class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"
@@ -568,6 +578,27 @@ class SqliteStore(AdminWrites, FleetWrites):
     async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         async with self._read.execute(sql, _values(args)) as cur:
             return [tuple(r) for r in await cur.fetchall()]
+
+    # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
+
+    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
+        return self.write()
+
+    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        assert isinstance(tx, SqliteTx)
+        return await tx._one(sql, *_values(args))
+
+    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
+        assert isinstance(tx, SqliteTx)
+        return (await tx._exec(sql, _values(args))).rowcount
+
+    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        async with self._read.execute(sql, _values(args)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else tuple(row)
+
+    def _moment(self, value: Any) -> datetime | None:
+        return _opt(value)
 
 
 class _SqliteAdminTx:

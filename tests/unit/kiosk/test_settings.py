@@ -19,6 +19,7 @@ from hardware.zxing import ZxingDecoder
 from kiosk import service
 from kiosk.devices import build_devices
 from kiosk.settings import (
+    UNENROLLED,
     KioskSettings,
     PiCameraSettings,
     PinSettings,
@@ -89,9 +90,9 @@ def test_a_kiosk_id_that_could_not_be_its_mqtt_identity_is_refused(kiosk_id: str
         KioskSettings(kiosk_id=kiosk_id)
 
 
-def test_a_kiosk_id_is_required() -> None:
-    with pytest.raises(ValidationError, match="kiosk_id"):
-        KioskSettings()
+def test_without_an_id_a_kiosk_starts_unenrolled() -> None:
+    # It then takes its id from a bundle or an enrolment QR (kiosk/enrolment.py).
+    assert KioskSettings().kiosk_id == UNENROLLED
 
 
 @pytest.mark.parametrize(
@@ -195,7 +196,6 @@ def test_validate_config_prints_the_settings_with_the_password_masked(
 
 
 INVALID_ENVIRONMENTS = {
-    "no-kiosk-id": {},
     "bad-kiosk-id": {"CS_KIOSK_KIOSK_ID": "kiosk a1"},
     "unknown-camera": {"CS_KIOSK_KIOSK_ID": KIOSK, "CS_KIOSK_CAMERA": '{"type":"webcam"}'},
     "typo-in-pins": {"CS_KIOSK_KIOSK_ID": KIOSK, "CS_KIOSK_PINS__GRENE": "27"},

@@ -1,0 +1,115 @@
+"""The rollout flag's rule: which checkouts it lets through, and what each kiosk is told."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from broker import topics
+from broker.messages import CodeScan, KioskConfig, Reason, SessionDone, encode
+from central.storage.base import SessionRow, Store, Tx
+from central.storage.rollout import FlagMode, FlagRow
+from central.tokens import Label, Pass, Token
+
+if TYPE_CHECKING:  # the consumer imports the ledger, which imports this module
+    from central.consumer import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def bucket(member_id: str) -> int:
+    """The member's place in 0..99 for a percentage rollout.
+
+    A hash of the member id alone, so a member admitted at 10 % stays admitted at 20 %,
+    on every central instance and after every restart.
+    """
+    digest = hashlib.sha256(member_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+def admits(flag: FlagRow, *, member_id: str, kiosk_id: str, item_id: str | None) -> bool:
+    """Whether ``member_id`` may check out (``item_id``, if known yet) at ``kiosk_id``.
+
+    In allow-list mode every list that is not empty must name the checkout's member, kiosk
+    and item (each list narrows the pilot); the item list is judged per item, not when the
+    session opens.
+    """
+    if flag.tripped:
+        return False
+    setting = flag.setting
+    if setting.mode is FlagMode.ON:
+        return True
+    if setting.mode is FlagMode.PERCENTAGE:
+        return bucket(member_id) < setting.percent
+    if setting.mode is FlagMode.ALLOW_LIST:
+        return (
+            (not setting.members or member_id in setting.members)
+            and (not setting.kiosks or kiosk_id in setting.kiosks)
+            and (item_id is None or not setting.items or item_id in setting.items)
+        )
+    return False
+
+
+def kiosk_checkout_enabled(flag: FlagRow, kiosk_id: str) -> bool:
+    """Whether a kiosk should look open for checkout (its idle LED), whoever walks up."""
+    if flag.tripped:
+        return False
+    setting = flag.setting
+    if setting.mode is FlagMode.ON:
+        return True
+    if setting.mode is FlagMode.PERCENTAGE:
+        return setting.percent > 0
+    if setting.mode is FlagMode.ALLOW_LIST:
+        return not setting.kiosks or kiosk_id in setting.kiosks
+    return False
+
+
+async def refusal(
+    tx: Tx,
+    event: CodeScan | SessionDone,
+    token: Token,
+    session: SessionRow | None,
+    *,
+    late: bool,
+) -> Reason | None:
+    """``FEATURE_DISABLED`` if ``event`` is a checkout the flag holds back, else None.
+
+    Two decisions are checkouts: a pass opening a session (member and kiosk known) and a
+    label scanned in an open session (member, kiosk and item known). Returns, "done",
+    queued and late scans pass whatever the flag says. The flag is read inside the
+    decision's transaction, so a change is in force on every instance at its commit.
+    """
+    if isinstance(event, SessionDone) or event.queued or late:
+        return None
+    if isinstance(token, Pass):
+        member_id, item_id = token.member_id, None
+    elif isinstance(token, Label) and session is not None:
+        member_id, item_id = session.member_id, token.item_id
+    else:
+        return None
+    flag = await tx.rollout_flag()
+    if admits(flag, member_id=member_id, kiosk_id=event.kiosk_id, item_id=item_id):
+        return None
+    return Reason.FEATURE_DISABLED
+
+
+async def kiosk_configs(store: Store, flag: FlagRow | None = None) -> Sequence[KioskConfig]:
+    """Every active kiosk's configuration, with ``checkout_enabled`` from the flag."""
+    flag = flag or await store.get_flag()
+    return [
+        config.model_copy(
+            update={"checkout_enabled": kiosk_checkout_enabled(flag, config.kiosk_id)}
+        )
+        for config in await store.kiosk_configs()
+    ]
+
+
+async def publish_configs(store: Store, publisher: Publisher, flag: FlagRow | None = None) -> int:
+    """Republish every kiosk's retained configuration (after the flag changed); how many."""
+    configs = await kiosk_configs(store, flag)
+    for config in configs:
+        publisher.publish(topics.config(config.kiosk_id), encode(config), retain=True)
+    log.info("republished %s kiosk configurations", len(configs))
+    return len(configs)

@@ -1,0 +1,250 @@
+"""The rollout flag and circuit breaker rows, written once for both backends and audited."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from central.errors import StorageError
+from central.storage.base import AuditEntry, Tx
+
+FLAG = "qr-checkout-enabled"
+BREAKER_ACTOR = "system:breaker"
+
+_COLUMNS = (
+    "mode, members, items, kiosks, percent, reason, changed_by, changed_at,"
+    " tripped_at, trip_reason, breaker_reset_at"
+)
+# ``?`` placeholders; PostgreSQL's backend numbers them (see :func:`numbered`).
+FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"  # noqa: S608 - constants only
+
+
+class FlagMode(StrEnum):
+    """How far checkout is rolled out."""
+
+    OFF = "off"
+    ALLOW_LIST = "allow-list"
+    PERCENTAGE = "percentage"
+    ON = "on"
+
+
+class FlagRefusedError(StorageError):
+    """A flag or breaker change that the current state does not allow (the API says 409)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSetting:
+    """What an admin asks the flag to be."""
+
+    mode: FlagMode
+    members: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    kiosks: tuple[str, ...] = ()
+    percent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRow:
+    """The flag as stored, with the circuit breaker's state beside it."""
+
+    setting: FlagSetting
+    reason: str
+    changed_by: str
+    changed_at: datetime
+    tripped_at: datetime | None
+    trip_reason: str | None
+    breaker_reset_at: datetime | None
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the circuit breaker holds checkout off."""
+        return self.tripped_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What the circuit breaker judges: code scans, those that show a system fault, alerts."""
+
+    attempts: int
+    errors: int
+    security_alerts: int
+
+
+def numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, …``."""
+    counter = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
+
+
+def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | None]) -> FlagRow:
+    """A :class:`FlagRow` from a ``FLAG_SQL`` row; ``moment`` reads a stored time."""
+    if row is None:
+        raise StorageError(f"flag {FLAG} is missing: is the schema migrated?")
+    mode, members, items, kiosks, percent, reason, by, at, tripped, why, reset = row
+    return FlagRow(
+        FlagSetting(
+            FlagMode(mode),
+            tuple(json.loads(members)),
+            tuple(json.loads(items)),
+            tuple(json.loads(kiosks)),
+            int(percent),
+        ),
+        reason,
+        by,
+        moment(at) or datetime.min,
+        moment(tripped),
+        why,
+        moment(reset),
+    )
+
+
+class RolloutWrites:
+    """Mixin for a store: read and change the flag and the breaker, each change audited.
+
+    Each backend supplies the four hooks below; the SQL is written once.
+    """
+
+    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
+        raise NotImplementedError
+
+    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
+        raise NotImplementedError
+
+    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    def _moment(self, value: Any) -> datetime | None:
+        raise NotImplementedError
+
+    async def get_flag(self) -> FlagRow:
+        """The flag as every instance sees it now."""
+        return flag_from_row(await self._read_one(FLAG_SQL, (FLAG,)), self._moment)
+
+    async def set_flag(
+        self,
+        setting: FlagSetting,
+        reason: str,
+        actor: str,
+        now: datetime,
+        *,
+        action: str = "rollout.flag_set",
+        while_tripped: bool = False,
+    ) -> FlagRow:
+        """Change the flag; refused while the breaker is tripped unless ``while_tripped``."""
+        async with self._rollout_tx() as tx:
+            before = flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
+            # Conditional, so a trip committed by another instance meanwhile still wins.
+            changed = await self._tx_exec(
+                tx,
+                "UPDATE rollout_flags SET mode = ?, members = ?, items = ?, kiosks = ?,"
+                " percent = ?, reason = ?, changed_by = ?, changed_at = ?"
+                " WHERE name = ? AND (tripped_at IS NULL OR ?)",
+                (
+                    setting.mode.value,
+                    json.dumps(list(setting.members)),
+                    json.dumps(list(setting.items)),
+                    json.dumps(list(setting.kiosks)),
+                    setting.percent,
+                    reason,
+                    actor,
+                    now,
+                    FLAG,
+                    while_tripped,
+                ),
+            )
+            if not changed:
+                now_row = flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
+                raise FlagRefusedError(
+                    f"the circuit breaker tripped at {now_row.tripped_at:%Y-%m-%d %H:%M:%S} UTC"
+                    f" ({now_row.trip_reason}); reset it first (cs-admin breaker reset)"
+                )
+            await tx.audit(
+                AuditEntry(
+                    now,
+                    actor,
+                    action,
+                    reason=reason,
+                    detail={
+                        "flag": FLAG,
+                        "mode": setting.mode.value,
+                        "members": list(setting.members),
+                        "items": list(setting.items),
+                        "kiosks": list(setting.kiosks),
+                        "percent": setting.percent,
+                        "was": before.setting.mode.value,
+                    },
+                )
+            )
+            return flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
+
+    async def trip_breaker(self, why: str, detail: dict[str, Any], now: datetime) -> bool:
+        """Turn checkout off for the breaker; only the first of racing instances trips it."""
+        async with self._rollout_tx() as tx:
+            tripped = await self._tx_exec(
+                tx,
+                "UPDATE rollout_flags SET mode = 'off', reason = ?, changed_by = ?,"
+                " changed_at = ?, tripped_at = ?, trip_reason = ?"
+                " WHERE name = ? AND tripped_at IS NULL",
+                (f"circuit breaker: {why}", BREAKER_ACTOR, now, now, why, FLAG),
+            )
+            if tripped:
+                await tx.audit(
+                    AuditEntry(
+                        now, BREAKER_ACTOR, "breaker.tripped", reason=why, detail=dict(detail)
+                    )
+                )
+        return tripped == 1
+
+    async def reset_breaker(self, reason: str, actor: str, now: datetime) -> FlagRow:
+        """Clear a trip; checkout stays off until an admin sets the flag again."""
+        async with self._rollout_tx() as tx:
+            cleared = await self._tx_exec(
+                tx,
+                "UPDATE rollout_flags SET tripped_at = NULL, trip_reason = NULL,"
+                " breaker_reset_at = ? WHERE name = ? AND tripped_at IS NOT NULL",
+                (now, FLAG),
+            )
+            if not cleared:
+                raise FlagRefusedError("the circuit breaker is not tripped")
+            await tx.audit(AuditEntry(now, actor, "breaker.reset", reason=reason))
+            return flag_from_row(await self._tx_one(tx, FLAG_SQL, (FLAG,)), self._moment)
+
+    async def window_counts(self, since: datetime, error_reasons: Sequence[str]) -> WindowCounts:
+        """Code scans decided since ``since``, those with an error reason, security alerts."""
+        marks = ", ".join("?" for _ in error_reasons) or "NULL"
+        scans = await self._read_one(
+            "SELECT count(*), coalesce(sum(CASE WHEN reason IN"  # noqa: S608 - only ? marks
+            f" ({marks}) THEN 1 ELSE 0 END), 0) FROM scan_events"
+            " WHERE decided_at >= ? AND code_hash IS NOT NULL",
+            (*error_reasons, since),
+        )
+        # Messages too broken to decide leave an audit row instead of a verdict.
+        dropped = await self._read_one(
+            "SELECT count(*) FROM qr_audit_log WHERE action = 'scan.dropped' AND at >= ?",
+            (since,),
+        )
+        alerts = await self._read_one(
+            "SELECT count(*) FROM qr_audit_log WHERE action = 'security.alert' AND at >= ?",
+            (since,),
+        )
+        assert scans is not None
+        assert dropped is not None
+        assert alerts is not None
+        return WindowCounts(
+            attempts=int(scans[0]) + int(dropped[0]),
+            errors=int(scans[1]) + int(dropped[0]),
+            security_alerts=int(alerts[0]),
+        )
+
+    async def ping(self) -> None:
+        """A trivial query: raises if the database does not answer."""
+        await self._read_one("SELECT 1", ())
