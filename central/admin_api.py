@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import topics
 from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
+from central.api_security import security_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
+from central.keys import KeyFile
 from central.storage.base import Store
 from central.tokens import TokenSigner, new_id
 
@@ -94,9 +96,17 @@ def create_app(
     *,
     admin_token: str,
     pass_ttl_s: int,
+    keys: KeyFile | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link."""
-    app = FastAPI(title="CommunityShare central admin API", version="1")
+    # No /docs, /redoc or /openapi.json: every route but /health needs the admin token.
+    app = FastAPI(
+        title="CommunityShare central admin API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {admin_token}"
@@ -104,6 +114,7 @@ def create_app(
             raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorised)]
+    app.include_router(security_router(store, clock, keys, auth=auth))
 
     async def guarded(action: Any) -> None:
         try:

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sdnotify
 import uvicorn
@@ -23,7 +24,7 @@ from central.admin_api import create_app
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
-from central.keys import load_admin_token, load_key_ring
+from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
@@ -74,13 +75,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     deps = deps or Deps()
     # systemd's notify protocol; every call is a no-op when systemd did not start us.
     systemd = sdnotify.SystemdNotifier()
-    ring = load_key_ring(settings.keys_path, create=settings.create_keys)
+    keys = KeyFile(
+        settings.keys_path,
+        create=settings.create_keys,
+        grace=timedelta(seconds=settings.key_grace_s),
+    )
     token = (
         settings.admin_token.get_secret_value()
         if settings.admin_token
         else load_admin_token(settings.data_dir / "admin.token", create=settings.create_keys)
     )
-    signer = TokenSigner(ring)
+    signer = TokenSigner(keys)
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
@@ -93,7 +98,14 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             session_expiry_s=settings.session_expiry_s,
         )
-        consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
+        consumer = Consumer(
+            store,
+            signer,
+            deps.clock,
+            link,
+            batch_max=settings.batch_max,
+            limits=settings.limits(),
+        )
         link.on_inbound = consumer.submit
         app = create_app(
             store,
@@ -103,6 +115,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             consumer,
             admin_token=token,
             pass_ttl_s=settings.pass_ttl_s,
+            keys=keys,
         )
         server = _QuietServer(
             uvicorn.Config(

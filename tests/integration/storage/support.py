@@ -30,6 +30,7 @@ TABLES = (
     "checkouts",
     "scan_events",
     "qr_audit_log",
+    "rate_buckets",
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

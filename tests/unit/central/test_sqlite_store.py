@@ -24,6 +24,7 @@ TABLES = {
     "checkouts",
     "scan_events",
     "qr_audit_log",
+    "rate_buckets",
 }
 
 
