@@ -18,6 +18,7 @@ from tests.integration.storage.support import (
     DB_ERRORS,
     NEWEST,
     TABLES,
+    VERSION_1_TABLES,
     conflict,
     schema_objects,
     tables,
@@ -108,7 +109,7 @@ async def test_data_at_version_1_goes_down_to_nothing_and_up_again(
     assert await empty_store.migrate(target=1) == 1
     for statement, times in VERSION_1_ROWS:
         await execute(empty_store, statement, *[now + timedelta(hours=n) for n in range(times)])
-    for table in TABLES:
+    for table in VERSION_1_TABLES:
         assert await query(empty_store, f"SELECT count(*) FROM {table}") == [(1,)], table
 
     assert await empty_store.migrate(target=0) == 0
