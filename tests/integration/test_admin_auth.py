@@ -36,7 +36,7 @@ def real_app(tmp_path: Path) -> FastAPI:
         SystemClock(),
         link,
         consumer,
-        admin_token="unused",  # noqa: S106 - not a real secret
+        admin_token="unused",
         pass_ttl_s=900,
         keys=keys,
     )
