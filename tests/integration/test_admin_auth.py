@@ -44,13 +44,13 @@ def real_app(tmp_path: Path) -> FastAPI:
 
 def routes(tmp_path: Path) -> list[tuple[str, str, APIRoute]]:
     """(method, concrete path, route) for every route of the app."""
-    out = []
+    out: list[tuple[str, str, APIRoute]] = []
     for prefix, route in _flatten(real_app(tmp_path).routes, ""):
         # Anything that is not an API route (docs pages, static files) would escape the
         # dependency that checks the token.
         assert isinstance(route, APIRoute), f"{route} is not an APIRoute"
         path = re.sub(r"\{[^}]+\}", "KIOSK-A1", prefix + route.path)
-        out.extend((method, path, route) for method in sorted(route.methods))
+        out.extend((method, path, route) for method in sorted(route.methods or ()))
     return out
 
 
