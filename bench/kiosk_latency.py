@@ -36,6 +36,7 @@ from hardware.replay import SceneCamera
 from kiosk.core import Deps, Devices, open_kiosk
 from kiosk.feedback import STEADY, Signal
 from kiosk.settings import KioskSettings, SceneCameraSettings
+from tests.support.security import LIMITS_OFF
 
 
 async def seed_library(settings: CentralSettings) -> tuple[str, str]:
@@ -71,6 +72,7 @@ async def measure(scans: int, decoder: str, seed: int) -> list[float]:
         data_dir=root / "central",
         mqtt_port=broker.port,
         admin_port=free_port(),
+        **LIMITS_OFF,
     )
     ready = asyncio.Event()
     central = asyncio.create_task(run_central(settings, CentralDeps(ready=ready)))

@@ -43,6 +43,7 @@ from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
 from tests.support.consistency import consistency, violations
 from tests.support.processes import CentralProcess
+from tests.support.security import LIMITS_OFF
 
 SESSION_KIOSKS = 32
 RETURN_KIOSKS = 32
@@ -302,6 +303,7 @@ def run(
             postgres_dsn=dsn,
             mqtt_port=broker.port,
             admin_port=free_port(),
+            **LIMITS_OFF,
         )
         library = asyncio.run(prepare(base))
         for n in range(centrals):

@@ -16,10 +16,12 @@ from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
 from central import rollout
 from central.api_enrol import BrokerAddress, enrol_routes
+from central.api_security import security_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
 from central.fleet import BrokerAccounts
+from central.keys import KeyFile
 from central.storage.base import Store
 from central.storage.fleet import FleetWrites
 from central.tokens import TokenSigner, new_id
@@ -104,13 +106,21 @@ def create_app(
     broker_address: BrokerAddress | None = None,
     routers: Sequence[APIRouter] = (),
     open_routers: Sequence[APIRouter] = (),
+    keys: KeyFile | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link.
 
     ``routers`` (other areas' endpoints) are mounted behind the admin token,
     ``open_routers`` (probes) without it.
     """
-    app = FastAPI(title="CommunityShare central admin API", version="1")
+    # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
+    app = FastAPI(
+        title="CommunityShare central admin API",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {admin_token}"
@@ -123,6 +133,7 @@ def create_app(
             store, fleet, signer, clock, publisher, accounts, broker_address, auth
         ):
             app.include_router(router)
+    app.include_router(security_router(store, clock, keys, auth=auth))
 
     async def guarded(action: Any) -> None:
         try:

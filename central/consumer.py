@@ -30,6 +30,7 @@ from central.clock import Clock
 from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
+from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import Token, TokenSigner, fingerprint
 
@@ -66,12 +67,14 @@ class Consumer:
         *,
         batch_max: int = 256,
         metrics: Metrics | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
         self._clock = clock
         self._out = publisher
         self._batch_max = batch_max
+        self._limits = limits
         self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
         self.metrics = metrics or Metrics()
         self.counts: Counter[str] = Counter()
@@ -225,7 +228,7 @@ class Consumer:
                 )
             )
             return None
-        return await ledger.apply(tx, job.event, job.token, now)
+        return await ledger.apply(tx, job.event, job.token, now, self._limits)
 
     def _prepare(self, inbound: Inbound) -> _Job:
         job = _Job(inbound)
@@ -272,6 +275,10 @@ class Consumer:
                 retain=True,
                 qos=0,
             )
+        for alert in outcome.alerts:
+            self.metrics.security_alerts.labels(kind=alert.kind).inc()
+            self._out.publish(topics.ALERTS, encode(alert))
+            log.warning("security alert %s at kiosk %s", alert.kind, alert.kiosk_id)
         if self.on_verdict is not None:
             self.on_verdict(verdict)
 

@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from broker.messages import Availability, CodeScan, Reason, SessionDone, Verdict, encode
-from central import rollout
+from broker.messages import (
+    Availability,
+    CodeScan,
+    Reason,
+    SecurityAlert,
+    SessionDone,
+    Verdict,
+    encode,
+)
+from central import rollout, security
 from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
@@ -40,6 +48,7 @@ class Outcome:
     changed: list[Availability] = field(default_factory=list)
     replayed: bool = False
     member_id: str | None = None  # for logs: whose scan it was, where known
+    alerts: list[SecurityAlert] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -55,14 +64,18 @@ class _Draft:
 
 
 async def apply(
-    tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None, now: datetime
+    tx: Tx,
+    event: CodeScan | SessionDone,
+    token: Token | Reason | None,
+    now: datetime,
+    limits: security.Limits | None = None,
 ) -> Outcome:
     """Decide ``event`` (its code already verified into ``token``) and record it once."""
     previous = await tx.find_verdict(event.event_id)
     if previous is not None:
         # A redelivered event: same verdict, no effect.
         return Outcome(previous, encode(previous), replayed=True)
-    draft = await _decide(tx, event, token, now)
+    draft = await _decide(tx, event, token, now, limits)
     session = draft.session
     verdict = Verdict(
         event_id=event.event_id,
@@ -93,11 +106,18 @@ async def apply(
             detail={"code": code_hash} if code_hash else {},
         )
     )
-    return Outcome(verdict, payload, draft.changed, member_id=draft.member_id)
+    alerts = []
+    if limits is not None:
+        alerts = await security.after_verdict(tx, limits, event.kiosk_id, draft.reason, now)
+    return Outcome(verdict, payload, draft.changed, alerts=alerts, member_id=draft.member_id)
 
 
 async def _decide(
-    tx: Tx, event: CodeScan | SessionDone, token: Token | Reason | None, now: datetime
+    tx: Tx,
+    event: CodeScan | SessionDone,
+    token: Token | Reason | None,
+    now: datetime,
+    limits: security.Limits | None = None,
 ) -> _Draft:
     kiosk = await tx.kiosk(event.kiosk_id)
     if (
@@ -116,6 +136,9 @@ async def _decide(
         # A late "done" must not end a session someone else has opened since.
         return _Draft(Reason.SESSION_CLOSED, session=await tx.open_session(event.kiosk_id, now))
     session = await tx.open_session(event.kiosk_id, now)
+    # After the kiosk row lock, before any item or member lock (see central.security).
+    if limits is not None and await security.rate_limited(tx, limits, event, token, session, now):
+        return _Draft(Reason.RATE_LIMITED, session=session)
     if token is None or isinstance(token, Reason):
         return _Draft(token or Reason.MALFORMED, session=session)
     if held := await rollout.refusal(tx, event, token, session, late=late):

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sdnotify
 import uvicorn
@@ -27,7 +28,7 @@ from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
 from central.fleet import BrokerAccounts
-from central.keys import load_admin_token, load_key_ring
+from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
@@ -78,13 +79,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     deps = deps or Deps()
     # systemd's notify protocol; every call is a no-op when systemd did not start us.
     systemd = sdnotify.SystemdNotifier()
-    ring = load_key_ring(settings.keys_path, create=settings.create_keys)
+    keys = KeyFile(
+        settings.keys_path,
+        create=settings.create_keys,
+        grace=timedelta(seconds=settings.key_grace_s),
+    )
     token = (
         settings.admin_token.get_secret_value()
         if settings.admin_token
         else load_admin_token(settings.data_dir / "admin.token", create=settings.create_keys)
     )
-    signer = TokenSigner(ring)
+    signer = TokenSigner(keys)
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
@@ -105,7 +110,14 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             session_expiry_s=settings.session_expiry_s,
             tls=TlsFiles(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
         )
-        consumer = Consumer(store, signer, deps.clock, link, batch_max=settings.batch_max)
+        consumer = Consumer(
+            store,
+            signer,
+            deps.clock,
+            link,
+            batch_max=settings.batch_max,
+            limits=settings.limits(),
+        )
         link.on_inbound = consumer.submit
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
@@ -135,6 +147,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                     db_timeout_s=settings.ready_db_timeout_s,
                 )
             ],
+            keys=keys,
         )
         server = _QuietServer(
             uvicorn.Config(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from central.security import Limits
 
 
 class CentralSettings(BaseSettings):
@@ -90,6 +93,32 @@ class CentralSettings(BaseSettings):
         ge=0,
         description="How long the broker keeps central's session (and unacked scans).",
     )
+    key_grace_s: int = Field(
+        default=86_400,
+        ge=0,
+        description="How long codes signed with a key retired by a rotation still verify.",
+    )
+    rate_kiosk_per_min: float = Field(
+        default=60.0, ge=0, description="Scans a kiosk may send per minute, sustained (0: off)."
+    )
+    rate_kiosk_burst: int = Field(
+        default=20, ge=1, description="Scans a kiosk may send at once before the rate applies."
+    )
+    rate_member_per_min: float = Field(
+        default=20.0, ge=0, description="Scans per minute for one member's pass/session (0: off)."
+    )
+    rate_member_burst: int = Field(
+        default=10, ge=1, description="Scans one member may make at once before the rate applies."
+    )
+    block_after_failures: int = Field(
+        default=20,
+        ge=0,
+        description="Refused scans (forged, reused, revoked...) that block a kiosk (0: off).",
+    )
+    block_window_s: int = Field(
+        default=60, ge=1, description="Window in which those refused scans are counted."
+    )
+    block_for_s: int = Field(default=900, ge=1, description="How long an automatic block lasts.")
 
     breaker_window_s: float = Field(
         default=600.0, gt=0, le=86_400, description="The circuit breaker's look-back window."
@@ -122,6 +151,18 @@ class CentralSettings(BaseSettings):
     def keys_path(self) -> Path:
         """The key ring file in use."""
         return self.keys_file or self.data_dir / "keys.json"
+
+    def limits(self) -> Limits:
+        """The rate limits and automatic block these settings ask for."""
+        return Limits(
+            kiosk_per_min=self.rate_kiosk_per_min,
+            kiosk_burst=self.rate_kiosk_burst,
+            member_per_min=self.rate_member_per_min,
+            member_burst=self.rate_member_burst,
+            block_after=self.block_after_failures,
+            block_window=timedelta(seconds=self.block_window_s),
+            block_for=timedelta(seconds=self.block_for_s),
+        )
 
 
 def load_settings(**overrides: Any) -> CentralSettings:

@@ -2,8 +2,9 @@
 
 The text stays in QR alphanumeric mode (see :mod:`broker.codes` for the grammar). The MAC
 is HMAC-SHA256 over everything before it, truncated to 120 bits and written in base32,
-under a key named by its key id so keys can rotate: codes signed with a retired key id
-stop verifying the moment that key is removed from the key ring.
+under a key named by its key id so keys can rotate: a key retired by a rotation still
+verifies for a grace period, then its codes are refused BAD_SIGNATURE (see
+:mod:`central.keys`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from broker.codes import CODE_PREFIX, CodeKind, classify_code
 from broker.ids import is_id
@@ -83,9 +85,16 @@ def fingerprint(code: str) -> str:
 
 
 class KeyRing:
-    """HMAC keys by key id, with one active key for signing."""
+    """HMAC keys by key id, with one active key for signing and retired ones in grace."""
 
-    def __init__(self, keys: Mapping[str, bytes], active: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active: str,
+        *,
+        retired: Mapping[str, datetime] | None = None,
+        grace: timedelta = timedelta(days=1),
+    ) -> None:
         if active not in keys:
             raise ConfigError(f"active key id {active!r} is not in the key ring")
         for kid, key in keys.items():
@@ -95,6 +104,17 @@ class KeyRing:
                 raise ConfigError(f"key {kid!r} is shorter than {MIN_KEY_BYTES} bytes")
         self._keys = dict(keys)
         self.active = active
+        self.retired = dict(retired or {})
+        self.grace = grace
+
+    def current(self) -> KeyRing:
+        """This ring (a fixed ring never changes; :class:`central.keys.KeyFile` reloads)."""
+        return self
+
+    def trusted(self, kid: str, now: datetime) -> bool:
+        """Whether codes under ``kid`` still verify at ``now`` (active, or retired in grace)."""
+        retired_at = self.retired.get(kid)
+        return kid in self._keys and (retired_at is None or now < retired_at + self.grace)
 
     def mac(self, kid: str, body: str) -> str | None:
         """The MAC of ``body`` under ``kid``, or None if the key id is unknown."""
@@ -105,15 +125,23 @@ class KeyRing:
         return base64.b32encode(digest).decode()
 
 
-class TokenSigner:
-    """Issues and verifies codes with a :class:`KeyRing`."""
+class RingSource(Protocol):
+    """Where a signer gets the key ring in force now."""
 
-    def __init__(self, ring: KeyRing) -> None:
-        self._ring = ring
+    def current(self) -> KeyRing:
+        """The key ring to sign and verify with."""
+
+
+class TokenSigner:
+    """Issues and verifies codes with a :class:`KeyRing` (or a source that reloads one)."""
+
+    def __init__(self, ring: RingSource) -> None:
+        self._source = ring
 
     def _sign(self, kind: CodeKind, *fields: str) -> str:
-        body = ".".join((CODE_PREFIX, kind.value, self._ring.active, *fields))
-        mac = self._ring.mac(self._ring.active, body)
+        ring = self._source.current()
+        body = ".".join((CODE_PREFIX, kind.value, ring.active, *fields))
+        mac = ring.mac(ring.active, body)
         assert mac is not None  # the active key is always in the ring
         return f"{body}.{mac}"
 
@@ -140,16 +168,23 @@ class TokenSigner:
         """The token ``code`` carries, or the reason it is refused.
 
         Checks, in order: shape (MALFORMED / UNKNOWN_CODE), key id and MAC
-        (BAD_SIGNATURE, compared in constant time), expiry (EXPIRED). Single use and label
-        versions are the store's business.
+        (BAD_SIGNATURE, compared in constant time; a key retired longer ago than the grace
+        period counts as unknown), expiry (EXPIRED). Single use and label versions are the
+        store's business.
         """
         kind = classify_code(code)
         if kind is None:
             return Reason.UNKNOWN_CODE
+        ring = self._source.current()
         body, _, mac = code.rpartition(".")
         fields = body.split(".")
-        expected = self._ring.mac(fields[2], body)
+        expected = ring.mac(fields[2], body)
         if expected is None or not hmac.compare_digest(expected, mac):
+            return Reason.BAD_SIGNATURE
+        if not ring.trusted(fields[2], now):
+            # BAD_SIGNATURE, not REVOKED: a retired key may be the one that leaked, so a
+            # MAC under it proves nothing, and the answer must not tell a forger that it
+            # guessed the old key right.
             return Reason.BAD_SIGNATURE
         try:
             return _parse(kind, fields[3:], now)

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from provisioning import security
+
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
@@ -205,6 +207,7 @@ def parser() -> argparse.ArgumentParser:
     library.register(sub)
     printing.register(sub)
     rollout.register(sub)
+    security.register(sub, kiosk_sub)
     _json_anywhere(top)
     return top
 

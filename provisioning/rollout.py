@@ -79,7 +79,9 @@ def cmd_kill_switch(args: argparse.Namespace) -> None:
     flag = cli._call(args, "POST", "/rollout/kill-switch", body)
     invalidated = None
     if args.invalidate_passes:
-        invalidated = cli._call(args, "POST", "/passes/invalidate", body)["invalidated"]
+        invalidated = cli._call(args, "POST", "/passes/invalidate", {"reason": args.reason})[
+            "invalidated"
+        ]
     if args.json:
         cli._show(args, {"flag": flag, "invalidated_passes": invalidated})
         return

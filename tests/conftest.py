@@ -19,6 +19,7 @@ from central.service import Deps, run
 from central.settings import CentralSettings
 from tests.support.postgres import fresh_database
 from tests.support.probe import Probe
+from tests.support.security import LIMITS_OFF
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def central_settings(tmp_path: Path, broker: LocalBroker, **extra: Any) -> Centr
         data_dir=tmp_path / "central",
         mqtt_port=broker.port,
         admin_port=free_port(),
-        **extra,
+        **{**LIMITS_OFF, **extra},
     )
 
 

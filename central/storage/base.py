@@ -196,6 +196,21 @@ class Tx(Protocol):
     async def rollout_flag(self) -> FlagRow:
         """The rollout flag as committed now (read inside the decision's transaction)."""
 
+    async def bucket(self, key: str, now: datetime, full: float) -> tuple[float, datetime]:
+        """A rate-limit bucket (created ``full`` at ``now``), locked for this transaction."""
+
+    async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:
+        """Store a rate-limit bucket's level after this scan."""
+
+    async def recent_failures(self, kiosk_id: str, since: datetime, reasons: Sequence[str]) -> int:
+        """How many of ``kiosk_id``'s verdicts since ``since`` had one of ``reasons``."""
+
+    async def set_blocked_until(self, kiosk_id: str, until: datetime | None) -> bool:
+        """Block a kiosk until ``until`` (None unblocks); False if there is no such kiosk."""
+
+    async def invalidate_passes(self, now: datetime) -> int:
+        """Invalidate every pass neither used nor expired at ``now``; how many."""
+
 
 class Store(Protocol):
     """A database central keeps its state in."""

@@ -254,6 +254,55 @@ class PostgresTx:
             json.dumps(entry.detail, sort_keys=True),
         )
 
+    async def bucket(self, key: str, now: datetime, full: float) -> tuple[float, datetime]:
+        # Create-if-absent first, so two instances meeting a new key wait on each other
+        # instead of both inserting; then lock the row for the rest of the transaction.
+        # Callers take it right after the kiosk row, before any item or member row.
+        await self._conn.execute(
+            "INSERT INTO rate_buckets (bucket_key, tokens, updated_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (bucket_key) DO NOTHING",
+            key,
+            full,
+            now,
+        )
+        row = await self._conn.fetchrow(
+            "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = $1 FOR UPDATE", key
+        )
+        assert row is not None
+        return float(row[0]), row[1]
+
+    async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE rate_buckets SET tokens = $1, updated_at = $2 WHERE bucket_key = $3",
+            tokens,
+            at,
+            key,
+        )
+
+    async def recent_failures(self, kiosk_id: str, since: datetime, reasons: Sequence[str]) -> int:
+        count = await self._conn.fetchval(
+            "SELECT count(*) FROM scan_events WHERE kiosk_id = $1 AND decided_at > $2"
+            " AND reason = ANY($3::text[])",
+            kiosk_id,
+            since,
+            list(reasons),
+        )
+        return int(count)
+
+    async def set_blocked_until(self, kiosk_id: str, until: datetime | None) -> bool:
+        status = await self._conn.execute(
+            "UPDATE kiosks SET blocked_until = $1 WHERE kiosk_id = $2", until, kiosk_id
+        )
+        return _count(status) == 1
+
+    async def invalidate_passes(self, now: datetime) -> int:
+        status = await self._conn.execute(
+            "UPDATE qr_codes SET invalidated_at = $1 WHERE consumed_at IS NULL"
+            " AND invalidated_at IS NULL AND expires_at > $1",
+            now,
+        )
+        return _count(status)
+
     async def rollout_flag(self) -> FlagRow:
         return flag_from_row(await self._conn.fetchrow(_FLAG_SQL, FLAG), _same)
 

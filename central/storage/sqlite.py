@@ -270,6 +270,52 @@ class SqliteTx:
             self._flag = flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
         return self._flag
 
+    async def bucket(self, key: str, now: datetime, full: float) -> tuple[float, datetime]:
+        # BEGIN IMMEDIATE already holds the write lock: no row lock needed.
+        await self._exec(
+            "INSERT INTO rate_buckets (bucket_key, tokens, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (bucket_key) DO NOTHING",
+            (key, full, to_db(now)),
+        )
+        row = await self._one(
+            "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?", key
+        )
+        assert row is not None
+        return float(row[0]), from_db(row[1])
+
+    async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:
+        await self._exec(
+            "UPDATE rate_buckets SET tokens = ?, updated_at = ? WHERE bucket_key = ?",
+            (tokens, to_db(at), key),
+        )
+
+    async def recent_failures(self, kiosk_id: str, since: datetime, reasons: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in reasons)
+        row = await self._one(
+            f"SELECT count(*) FROM scan_events WHERE kiosk_id = ? AND decided_at > ?"  # noqa: S608 - placeholders only
+            f" AND reason IN ({marks})",
+            kiosk_id,
+            to_db(since),
+            *reasons,
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def set_blocked_until(self, kiosk_id: str, until: datetime | None) -> bool:
+        cur = await self._exec(
+            "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?",
+            (None if until is None else to_db(until), kiosk_id),
+        )
+        return cur.rowcount == 1
+
+    async def invalidate_passes(self, now: datetime) -> int:
+        cur = await self._exec(
+            "UPDATE qr_codes SET invalidated_at = ? WHERE consumed_at IS NULL"
+            " AND invalidated_at IS NULL AND expires_at > ?",
+            (to_db(now), to_db(now)),
+        )
+        return cur.rowcount
+
 
 class DirectTx(SqliteTx):
     """The same transaction run straight on a ``sqlite3`` connection, on its own thread.

@@ -132,22 +132,26 @@ async def test_cs_admin_refuses_flag_settings_that_do_not_fit_the_mode(cli: Cli)
     assert (await cli("--json", "flag", "show")).json()["mode"] == "on"
 
 
-async def test_kill_switch_turns_checkout_off_and_asks_for_pass_invalidation(
-    central: RunningCentral, cli: Cli
+async def test_kill_switch_turns_checkout_off_and_invalidates_every_active_pass(
+    central: RunningCentral, cli: Cli, probe: Probe
 ) -> None:
+    await seed_library(central.admin)
+    outstanding = (await central.admin.post("/members/M-1001/passes", json={})).json()["code"]
+    probe.subscribe(topics.verdict("KIOSK-A1"))
+
     killed = await cli("--json", "kill-switch", "--reason", "stolen passes", "--actor", "ops")
     assert killed.code == 0, killed.err
     assert killed.json()["flag"]["mode"] == "off"
     assert killed.json()["invalidated_passes"] is None
-    # POST /passes/invalidate lands with another branch; until then central says 404, and
-    # checkout is off all the same.
+
     both = await cli("kill-switch", "--reason", "stolen passes", "--invalidate-passes")
-    if both.code == 0:
-        assert "passes invalidated:" in both.out
-    else:
-        assert both.code == EXIT_REFUSED
-        assert "404" in both.err
+    assert both.code == 0, both.err
+    assert "passes invalidated: 1" in both.out
     assert (await cli("--json", "flag", "show")).json()["mode"] == "off"
+
+    # Even with checkout back on, the pass that was out when the switch was pulled is dead.
+    assert (await cli("flag", "set", "on", "--reason", "all clear")).code == 0
+    assert (await ask(probe, scan("KIOSK-A1", outstanding))).reason is Reason.REVOKED
 
 
 async def test_breaker_trips_on_forged_codes_and_stays_off_until_reset(

@@ -22,6 +22,10 @@ def settings_env(settings: CentralSettings) -> dict[str, str]:
         "CS_CENTRAL_MQTT_PORT": str(settings.mqtt_port),
         "CS_CENTRAL_ADMIN_PORT": str(settings.admin_port),
         "CS_CENTRAL_BATCH_MAX": str(settings.batch_max),
+        "CS_CENTRAL_RATE_KIOSK_PER_MIN": str(settings.rate_kiosk_per_min),
+        "CS_CENTRAL_RATE_MEMBER_PER_MIN": str(settings.rate_member_per_min),
+        "CS_CENTRAL_BLOCK_AFTER_FAILURES": str(settings.block_after_failures),
+        "CS_CENTRAL_BREAKER_MIN_SCANS": str(settings.breaker_min_scans),
     }
     if settings.postgres_dsn is not None:
         env["CS_CENTRAL_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
