@@ -95,15 +95,6 @@ def cmd_items(args: argparse.Namespace) -> None:
     _show(args, _call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
 
 
-def cmd_kiosks(args: argparse.Namespace) -> None:
-    """List kiosks with their presence."""
-    _show(
-        args,
-        _call(args, "GET", "/kiosks"),
-        ["kiosk_id", "shelf_id", "state", "config_version", "outbox_depth"],
-    )
-
-
 def cmd_pass(args: argparse.Namespace) -> None:
     """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
     body = {"ttl_s": args.ttl} if args.ttl is not None else {}
@@ -160,7 +151,9 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--json", action="store_true", help="machine-readable output")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("items", help=cmd_items.__doc__).set_defaults(func=cmd_items)
-    sub.add_parser("kiosks", help=cmd_kiosks.__doc__).set_defaults(func=cmd_kiosks)
+    from provisioning import fleet  # imports this module's helpers
+
+    fleet.register(sub)
     p = sub.add_parser("pass", help=cmd_pass.__doc__)
     p.add_argument("member_id")
     p.add_argument("--ttl", type=int, help="lifetime in seconds")

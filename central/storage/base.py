@@ -7,9 +7,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
+
+if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
+    from central.storage.kiosk_config import Change, KioskRecord
 
 _T = TypeVar("_T")
 
@@ -256,3 +259,13 @@ class Store(Protocol):
 
     async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
         """The newest audit rows, oldest first."""
+
+    async def kiosk_records(self) -> Sequence[KioskRecord]:
+        """Every enrolled kiosk, retired ones included, by id."""
+
+    async def configure_kiosk(
+        self, kiosk_id: str, change: Change, now: datetime, actor: str
+    ) -> KioskConfig | None:
+        """Apply ``change`` to a kiosk's configuration under its lock, bump its version and
+        audit it; None if there is no such kiosk, StorageError if it is retired or the
+        shelf does not exist."""
