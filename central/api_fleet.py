@@ -161,7 +161,8 @@ def fleet_router(
     async def show_kiosk(kiosk_id: str) -> KioskDetail:
         return view(await record_of(kiosk_id))
 
-    @router.patch("/kiosks/{kiosk_id}/config")
+    # Unset settings are left out, as on the wire: what is shown is what central sets.
+    @router.patch("/kiosks/{kiosk_id}/config", response_model_exclude_none=True)
     async def configure(kiosk_id: str, patch: ConfigPatch) -> KioskConfig:
         try:
             config = await store.configure_kiosk(

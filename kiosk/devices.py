@@ -19,9 +19,9 @@ from kiosk.settings import (
 class DeviceMaker:
     """Makes cameras and output devices; the kiosk keeps it to rebuild them on new config."""
 
-    def __init__(self, settings: KioskSettings) -> None:
-        self._factory: Any = None
-        if settings.pins.mock:
+    def __init__(self, settings: KioskSettings, *, pin_factory: Any = None) -> None:
+        self._factory: Any = pin_factory
+        if pin_factory is None and settings.pins.mock:
             from gpiozero.pins.mock import MockFactory
 
             # One factory for the kiosk's life: rebuilt devices land on the same mock pins.
