@@ -343,3 +343,33 @@ async def test_cs_admin_configures_watches_and_identifies(
         await cli("kiosk", "config", "KIOSK-A1", "--pins", "laser=5")
     assert usage.value.code == 2
     assert "NAME=GPIO" in capsys.readouterr().err
+
+
+async def test_admins_changing_one_kiosk_at_once_lose_no_change(central: RunningCentral) -> None:
+    admin = central.admin
+    await seed_library(admin)
+    changes = [
+        {"pins": {"red": 5}},
+        {"pins": {"green": 6}},
+        {"pins": {"blue": 13}},
+        {"camera": {"fps": 12}},
+        {"camera": {"exposure_us": 800}},
+        {"feedback": {"sound": "off"}},
+        {"session_timeout_s": 45},
+        {"camera": {"focus": 2.5}},
+    ]
+
+    answers = await asyncio.gather(
+        *(admin.patch("/kiosks/KIOSK-A1/config", json=change) for change in changes)
+    )
+
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert sorted(a.json()["config_version"] for a in answers) == list(range(2, 10))
+    config = (await kiosk_view(admin, "KIOSK-A1"))["config"]
+    assert config["config_version"] == 9
+    assert (config["pins"]["red"], config["pins"]["green"], config["pins"]["blue"]) == (5, 6, 13)
+    assert (config["camera"]["fps"], config["camera"]["exposure_us"]) == (12, 800)
+    assert (config["camera"]["focus"], config["feedback"]["sound"]) == (2.5, "off")
+    assert config["session_timeout_s"] == 45
+    audit = (await admin.get("/audit", params={"limit": 50})).json()
+    assert len([r for r in audit if r["action"] == "kiosk.configure"]) == 8
