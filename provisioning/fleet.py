@@ -161,7 +161,7 @@ def cmd_identify(args: argparse.Namespace) -> None:
     if args.json:
         _show(args, sent)
         return
-    where = "" if sent["online"] else " (it is not online: it will flash when it reconnects)"
+    where = "" if sent["online"] else " (not online now: it flashes when it reconnects)"
     print(f"{sent['kiosk_id']}: identify sent{where}")  # noqa: T201
 
 

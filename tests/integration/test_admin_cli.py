@@ -198,7 +198,8 @@ async def test_kiosks_lists_enrolled_kiosks_and_who_is_online(
 
     assert table.code == 0, table.err
     names, rows = parse_table(table.out)
-    assert names[:3] == ["KIOSK_ID", "SHELF_ID", "STATE"]  # the rest: tests/integration/test_fleet.py
+    # Every column is checked in tests/integration/test_fleet.py.
+    assert names[:3] == ["KIOSK_ID", "SHELF_ID", "STATE"]
     by_id = {r["KIOSK_ID"]: r for r in rows}
     assert sorted(by_id) == ["KIOSK-A1", "KIOSK-A2", "KIOSK-B1"]
     assert (by_id["KIOSK-A1"]["SHELF_ID"], by_id["KIOSK-A1"]["STATE"]) == ("SHELF-A", "online")

@@ -299,7 +299,8 @@ async def test_cs_admin_configures_watches_and_identifies(
         ]
         by_id = {r["KIOSK_ID"]: r for r in listed}
         a1 = by_id["KIOSK-A1"]
-        assert (a1["STATE"], a1["CONFIG"], a1["RUNNING"], a1["CAMERA"]) == ("online", "2", "2", "ok")
+        assert (a1["STATE"], a1["CONFIG"], a1["RUNNING"]) == ("online", "2", "2")
+        assert a1["CAMERA"] == "ok"
         assert a1["LAST_SEEN"].startswith(str(datetime.now(UTC).year))
         assert float(a1["FPS"]) > 5
         # Enrolled, never connected: listed and not claimed to be online.

@@ -613,11 +613,13 @@ async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> N
     await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
 
     (made,) = rebuild.outputs_made
-    assert online.lights.closed and online.buzzer.closed
+    assert online.lights.closed
+    assert online.buzzer.closed
     assert online.kiosk.devices.buzzer is made.buzzer
     await online.deliver(
         topics.command(KIOSK), encode(KioskCommand(command="identify", issued_at=AT))
     )
+    assert isinstance(made.lights, RecordingLights)
     assert made.lights.state == colour(Signal.IDENTIFY)
     assert isinstance(made.buzzer, RecordingBuzzer)
     assert made.buzzer.on
