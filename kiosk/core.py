@@ -111,6 +111,7 @@ class Kiosk:
         # Held around every use of the camera, so a reconfiguration never stops it mid-read.
         self._camera_lock = asyncio.Lock()
         self._reconfiguring = asyncio.Lock()
+        self._reconfigurations: set[asyncio.Task[None]] = set()
         self.frames = FrameStats()
         self._last_status = 0.0
         self._sent_at: dict[str, float] = {}
@@ -416,7 +417,10 @@ class Kiosk:
         self.link.follow_shelf(config.shelf_id)
         self._refresh_steady()
         self.note("config", f"shelf {config.shelf_id}, config v{config.config_version}")
-        self._loop.create_task(self._apply_devices(), name="reconfigure")
+        # Kept until done: the loop holds only a weak reference to a task.
+        task = self._loop.create_task(self._apply_devices(), name="reconfigure")
+        self._reconfigurations.add(task)
+        task.add_done_callback(self._reconfigurations.discard)
 
     async def _apply_devices(self) -> None:
         """Reopen the camera or rebuild the pins if the newest config changes them."""
@@ -427,16 +431,22 @@ class Kiosk:
             camera = camera_settings(self.settings.camera, config.camera)
             pins = pin_settings(self.settings.pins, config.pins)
             problems: list[str | None] = []
-            if camera != self._camera_settings or pins != self._pins:
-                if self._rebuild is None:
-                    problems.append("new camera settings or pins need a restart")
-                else:
-                    if camera != self._camera_settings:
-                        problems.append(await self._reopen_camera(camera, self._rebuild))
-                    if pins != self._pins:
-                        problems.append(await self._rewire(pins, self._rebuild))
+            try:
+                if camera != self._camera_settings or pins != self._pins:
+                    if self._rebuild is None:
+                        problems.append("new camera settings or pins need a restart")
+                    else:
+                        if camera != self._camera_settings:
+                            problems.append(await self._reopen_camera(camera, self._rebuild))
+                        if pins != self._pins:
+                            problems.append(await self._rewire(pins, self._rebuild))
+            except Exception as exc:
+                # A device that will not come up must not take the kiosk down with it.
+                log.exception("applying config v%s failed", config.config_version)
+                problems.append(f"{type(exc).__name__}: {exc}")
             self.running_config = config.config_version
-            self.config_problem = "; ".join(p for p in problems if p) or None
+            # Cut to what the status message carries.
+            self.config_problem = "; ".join(p for p in problems if p)[:200] or None
             if self.config_problem:
                 log.warning("config v%s: %s", config.config_version, self.config_problem)
             self.publish_status()

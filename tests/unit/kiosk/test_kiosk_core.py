@@ -656,6 +656,26 @@ async def test_new_camera_settings_reopen_the_camera(online: Rig) -> None:
     assert last_status(online).config_problem is None
 
 
+async def test_a_device_that_breaks_while_reconfiguring_is_reported_not_fatal(
+    online: Rig,
+) -> None:
+    class Broken(FakeRebuild):
+        def camera(self, settings: CameraSettings) -> Camera:
+            raise RuntimeError("libcamera says no " * 30)
+
+    online.kiosk._rebuild = Broken(online.clock)
+
+    await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
+
+    status = last_status(online)  # still reporting, with a reason that fits the message
+    assert status.config_version == 2
+    assert status.config_problem is not None
+    assert status.config_problem.startswith("RuntimeError: libcamera says no")
+    assert len(status.config_problem) == 200
+    await online.scan(PASS)  # and still at work
+    assert online.kiosk.outbox.depth == 1
+
+
 @pytest.mark.parametrize(
     ("sound", "signal", "beeps"),
     [
