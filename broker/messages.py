@@ -7,7 +7,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from broker.codes import MAX_CODE_LENGTH
 from broker.errors import ContractError
@@ -55,6 +63,12 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     v: Literal[1] = Field(default=1, description="Protocol version.")
+
+
+class _Settings(BaseModel):
+    """A group of settings inside a message (versioned by the message around it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CodeScan(_Message):
@@ -132,20 +146,95 @@ class KioskStatus(_Message):
     kiosk_id: KioskId
     state: KioskState
     software_version: str = Field(max_length=32)
-    config_version: int = Field(ge=0)
+    config_version: int = Field(ge=0, description="The configuration the kiosk runs.")
     outbox_depth: int = Field(default=0, ge=0)
     camera_ok: bool = True
     at: AwareDatetime
+    # The health figures below came after the first release: optional, so old kiosks'
+    # retained statuses still parse.
+    camera_fps: float | None = Field(
+        default=None, ge=0, le=1000, description="Frames read per second, recently."
+    )
+    decode_ms: float | None = Field(
+        default=None, ge=0, le=60_000, description="Median decode time of the recent frames."
+    )
+    config_problem: str | None = Field(
+        default=None, max_length=200, description="Why part of the configuration is not applied."
+    )
+
+
+class Sound(StrEnum):
+    """When the kiosk's buzzer sounds."""
+
+    ALL = "all"  # every pattern that beeps
+    REFUSALS = "refusals"  # refusals and identify only: accepted scans are lights only
+    OFF = "off"  # never (a quiet room): the LEDs still say everything
+
+
+class FeedbackConfig(_Settings):
+    """How the kiosk signals to members; unset fields keep the kiosk's own."""
+
+    sound: Sound | None = Field(default=None, description="When the buzzer sounds.")
+
+
+_Gpio = Annotated[int, Field(ge=0, le=27)]
+
+
+class PinConfig(_Settings):
+    """GPIO pins (BCM numbers) of the feedback devices; unset ones keep the kiosk's own."""
+
+    red: _Gpio | None = Field(default=None, description="Red LED.")
+    green: _Gpio | None = Field(default=None, description="Green LED.")
+    blue: _Gpio | None = Field(default=None, description="Blue LED.")
+    buzzer: _Gpio | None = Field(default=None, description="Buzzer.")
+    button: _Gpio | None = Field(default=None, description='The "done" button.')
+
+    @model_validator(mode="after")
+    def _one_device_per_pin(self) -> PinConfig:
+        given = [pin for pin in self.model_dump().values() if pin is not None]
+        if len(set(given)) != len(given):
+            raise ValueError(f"two devices on one pin: {sorted(given)}")
+        return self
+
+
+_Side = Annotated[int, Field(ge=64, le=4096)]
+
+
+class CameraConfig(_Settings):
+    """Camera settings (picamera2 takes all of them); unset ones keep the kiosk's own."""
+
+    size: tuple[_Side, _Side] | None = Field(
+        default=None, description="Scan stream width and height in pixels."
+    )
+    fps: float | None = Field(default=None, gt=0, le=120, description="Frames per second.")
+    exposure_us: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Fixed exposure in µs (else automatic)."
+    )
+    focus: float | None = Field(
+        default=None,
+        ge=0,
+        le=32,
+        description="Fixed lens position in dioptres, 0 is infinity (else autofocus).",
+    )
 
 
 class KioskConfig(_Message):
-    """What central wants a kiosk to do (central → kiosk, retained)."""
+    """What central wants a kiosk to do (central → kiosk, retained).
+
+    The groups after ``checkout_enabled`` came later and are optional: a kiosk keeps its
+    own settings for whatever is unset, and old retained configs still parse.
+    """
 
     kiosk_id: KioskId
     shelf_id: ShelfId
     config_version: int = Field(ge=0)
     session_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     checkout_enabled: bool = True
+    # None when nothing in the group is set, so such a config encodes exactly as the
+    # first release's did and kiosks still running that release keep accepting it.
+    pins: PinConfig | None = Field(default=None, description="GPIO pins.")
+    camera: CameraConfig | None = Field(default=None, description="Camera settings.")
+    feedback: FeedbackConfig | None = Field(default=None, description="Buzzer and patterns.")
 
 
 class KioskCommand(_Message):

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker import topics
 from broker.ids import ID_PATTERN
-from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
+from broker.messages import Availability, KioskConfig, KioskState, encode
 from central import rollout
 from central.api_enrol import BrokerAddress, enrol_routes
+from central.api_fleet import fleet_router
 from central.api_security import security_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
@@ -134,6 +135,9 @@ def create_app(
         ):
             app.include_router(router)
     app.include_router(security_router(store, clock, keys, auth=auth))
+    app.include_router(
+        fleet_router(store, clock, publisher, consumer, actor=ADMIN_ACTOR), dependencies=auth
+    )
 
     async def guarded(action: Any) -> None:
         try:
@@ -156,6 +160,7 @@ def create_app(
         consumer.metrics.kiosks_connected.set(
             sum(1 for s in consumer.presence.values() if s.state is KioskState.ONLINE)
         )
+        consumer.metrics.fleet(consumer.presence, [c.kiosk_id for c in await store.kiosk_configs()])
         return Response(consumer.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/stats", dependencies=auth)
@@ -246,23 +251,6 @@ def create_app(
         config = next(c for c in await rollout.kiosk_configs(store) if c.kiosk_id == body.kiosk_id)
         publisher.publish(topics.config(body.kiosk_id), encode(config), retain=True)
         return config
-
-    @app.get("/kiosks", dependencies=auth)
-    async def list_kiosks() -> list[dict[str, Any]]:
-        presence: dict[str, KioskStatus] = dict(consumer.presence)
-        out = []
-        for config in await store.kiosk_configs():
-            status = presence.get(config.kiosk_id)
-            out.append(
-                {
-                    "kiosk_id": config.kiosk_id,
-                    "shelf_id": config.shelf_id,
-                    "config_version": config.config_version,
-                    "state": status.state.value if status else "unknown",
-                    "outbox_depth": status.outbox_depth if status else None,
-                }
-            )
-        return out
 
     @app.get("/audit", dependencies=auth)
     async def audit(limit: int = 100) -> list[dict[str, Any]]:

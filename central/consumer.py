@@ -79,6 +79,7 @@ class Consumer:
         self.metrics = metrics or Metrics()
         self.counts: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
+        self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
         self.on_verdict: Callable[[Verdict], None] | None = None
         # When the consumer last proved it was deciding (or idle and waiting): the
         # systemd watchdog is fed only while this is fresh.
@@ -287,6 +288,7 @@ class Consumer:
             kiosk_id = topics.kiosk_of(inbound.topic)
             if not inbound.payload:
                 self.presence.pop(kiosk_id, None)
+                self.seen.pop(kiosk_id, None)
                 return
             status = parse_message(KioskStatus, inbound.payload)
         except ContractError:
@@ -298,6 +300,9 @@ class Consumer:
             if went_away and status.state is not KioskState.ONLINE:
                 self.metrics.kiosk_disconnects.inc()
             self.presence[kiosk_id] = status
+            # A retained copy is old news (central just subscribed): the kiosk's own stamp
+            # is the best guess of when it was last heard, for a last will a lower bound.
+            self.seen[kiosk_id] = status.at if inbound.retain else self._clock.now()
 
 
 def _log_verdict(job: _Job, outcome: Outcome) -> None:

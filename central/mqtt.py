@@ -29,6 +29,7 @@ class Inbound:
     mid: int
     qos: int
     received: float = field(default_factory=time.monotonic)
+    retain: bool = False  # a retained copy, handed over on subscribe (not news)
 
 
 class CentralLink:
@@ -93,4 +94,6 @@ class CentralLink:
         log.warning("central lost the broker")
 
     def _message(self, msg: paho.MQTTMessage) -> None:
-        self.on_inbound(Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        self.on_inbound(
+            Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, retain=bool(msg.retain))
+        )

@@ -29,12 +29,16 @@ class PiCamera:
         lores_size: tuple[int, int] = (640, 480),
         fps: float = 30.0,
         autofocus: bool = True,
+        exposure_us: int | None = None,
+        focus: float | None = None,
     ) -> None:
         self._camera_num = camera_num
         self._main_size = main_size
         self._lores_size = lores_size
         self._fps = fps
         self._autofocus = autofocus
+        self._exposure_us = exposure_us
+        self._focus = focus
         self._lock = threading.Lock()
         self._picam2: Any = None
         self._size = lores_size
@@ -58,10 +62,18 @@ class PiCamera:
             try:
                 picam2 = Picamera2(self._camera_num)
                 settings: dict[str, Any] = {"FrameRate": self._fps}
+                if self._exposure_us is not None:
+                    # A fixed exposure (short, for codes waved past) needs AE off to hold.
+                    settings["AeEnable"] = False
+                    settings["ExposureTime"] = self._exposure_us
                 # Only cameras with a focus motor (Camera Module 3) list AfMode; setting
                 # it on a fixed-focus camera is an error.
-                if self._autofocus and "AfMode" in picam2.camera_controls:
-                    settings["AfMode"] = controls.AfModeEnum.Continuous
+                if "AfMode" in picam2.camera_controls:
+                    if self._focus is not None:
+                        settings["AfMode"] = controls.AfModeEnum.Manual
+                        settings["LensPosition"] = self._focus
+                    elif self._autofocus:
+                        settings["AfMode"] = controls.AfModeEnum.Continuous
                 config = picam2.create_video_configuration(
                     main={"size": self._main_size, "format": "RGB888"},
                     lores={"size": self._lores_size, "format": "YUV420"},

@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple, Protocol
 
 import sdnotify
 
@@ -26,15 +28,17 @@ from broker.messages import (
     parse_message,
 )
 from broker.transport import TlsFiles
-from hardware.errors import CameraError
+from hardware.errors import CameraError, HardwareError
 from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
+from kiosk.config import camera_settings, pin_settings, sound
 from kiosk.debounce import Debouncer
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
+from kiosk.health import FrameStats
 from kiosk.mqtt import KioskLink
 from kiosk.outbox import Outbox
-from kiosk.settings import KioskSettings
+from kiosk.settings import CameraSettings, KioskSettings, PinSettings
 from kiosk.walkup import Action, Walkup
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,24 @@ class Devices:
     button: Button
 
 
+class Outputs(NamedTuple):
+    """The devices on GPIO pins, rebuilt together when the pins change."""
+
+    lights: Lights
+    buzzer: Buzzer
+    button: Button
+
+
+class Rebuild(Protocol):
+    """Makes new devices when central changes the camera settings or the pins."""
+
+    def camera(self, settings: CameraSettings) -> Camera:
+        """A camera (not started) with ``settings``."""
+
+    def outputs(self, pins: PinSettings) -> Outputs:
+        """LEDs, buzzer and button on ``pins``; HardwareError if a pin cannot be had."""
+
+
 @dataclass
 class Deps:
     """What ``run`` is handed: devices, a clock, and an optional journal."""
@@ -62,6 +84,7 @@ class Deps:
     clock: Clock = field(default_factory=SystemClock)
     journal: Journal | None = None
     ready: asyncio.Event | None = None
+    rebuild: Rebuild | None = None  # without it, new camera settings or pins need a restart
 
 
 class Kiosk:
@@ -77,9 +100,21 @@ class Kiosk:
         self.player = FeedbackPlayer(
             deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
         )
+        self.player.sound = settings.sound
         self.debouncer = Debouncer(settings.debounce_s)
         self.availability: dict[str, Availability] = {}
-        self.config: KioskConfig | None = None
+        self.config: KioskConfig | None = None  # the newest central sent
+        self.running_config = 0  # the version applied in full, as the status reports it
+        self.config_problem: str | None = None
+        self._rebuild = deps.rebuild
+        self._camera_settings = settings.camera
+        self._pins = settings.pins
+        # Held around every use of the camera, so a reconfiguration never stops it mid-read.
+        self._camera_lock = asyncio.Lock()
+        self._reconfiguring = asyncio.Lock()
+        self._reconfigurations: set[asyncio.Task[None]] = set()
+        self.frames = FrameStats()
+        self._last_status = 0.0
         self._sent_at: dict[str, float] = {}
         self._last_resend = 0.0
         self._mine: set[str] = set()  # events this run of the kiosk created
@@ -128,7 +163,8 @@ class Kiosk:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
                 try:
-                    await asyncio.to_thread(self.devices.camera.start)
+                    async with self._camera_lock:
+                        await asyncio.to_thread(self.devices.camera.start)
                     self._camera_started = True
                     self._maybe_ready()
                 except CameraError as exc:
@@ -145,6 +181,7 @@ class Kiosk:
 
     def publish_status(self) -> None:
         """Tell the fleet how this kiosk is (retained): camera health, outbox depth."""
+        self._last_status = self.clock.monotonic()
         if self.walkup.online:
             self.link.publish(
                 topics.status(self.settings.kiosk_id),
@@ -156,23 +193,31 @@ class Kiosk:
         return self.link.status(
             state,
             self.clock.wall(),
-            config_version=self.config.config_version if self.config else 0,
+            config_version=self.running_config,
             outbox_depth=self.outbox.depth,
             camera_ok=self.walkup.camera_ok,
+            camera_fps=self.frames.fps(self.clock.monotonic()),
+            decode_ms=self.frames.decode_ms(),
+            config_problem=self.config_problem,
         )
 
-    def _read_codes(self) -> list[str]:
+    def _read_codes(self) -> tuple[list[str], float]:
         # One thread hop per frame: read and decode together, off the event loop.
         frame = self.devices.camera.read(self.settings.frame_timeout_s)
-        return self.devices.decoder.decode(frame)
+        # The decode is real work on this CPU, so it is timed on the real clock.
+        started = time.perf_counter()
+        codes = self.devices.decoder.decode(frame)
+        return codes, time.perf_counter() - started
 
     async def _scan_loop(self) -> None:
         while True:
             try:
-                codes = await asyncio.to_thread(self._read_codes)
+                async with self._camera_lock:
+                    codes, decode_s = await asyncio.to_thread(self._read_codes)
             except CameraError as exc:
                 await self._camera_fault(exc)
                 continue
+            self.frames.frame(self.clock.monotonic(), decode_s)
             if not self.walkup.camera_ok:
                 self.walkup.camera_ok = True
                 self.note("state", "camera back")
@@ -193,9 +238,10 @@ class Kiosk:
             self._refresh_steady()
             self.publish_status()
         # Reopen the camera: a stalled pipeline usually comes back after a restart.
-        with contextlib.suppress(CameraError):
-            await asyncio.to_thread(self.devices.camera.stop)
-            await asyncio.to_thread(self.devices.camera.start)
+        async with self._camera_lock:
+            with contextlib.suppress(CameraError):
+                await asyncio.to_thread(self.devices.camera.stop)
+                await asyncio.to_thread(self.devices.camera.start)
         await self.clock.sleep(0.5)
 
     async def handle_code(self, code: str) -> None:
@@ -240,6 +286,8 @@ class Kiosk:
                 self.note("state", "session timed out")
                 self._refresh_steady()
             now = self.clock.monotonic()
+            if now - self._last_status >= self.settings.status_every_s:
+                self.publish_status()  # a heartbeat: frame rate, decode time, outbox
             for event_id in [
                 e
                 for e in self._waiting
@@ -347,6 +395,8 @@ class Kiosk:
         self._refresh_steady()
 
     def _on_availability(self, availability: Availability) -> None:
+        if self.config is not None and availability.shelf_id != self.config.shelf_id:
+            return  # a copy still in flight from the shelf this kiosk was moved away from
         current = self.availability.get(availability.item_id)
         if current is not None and current.seq >= availability.seq:
             return  # stale or repeated
@@ -363,9 +413,81 @@ class Kiosk:
         self.config = config
         self.walkup.session_timeout_s = config.session_timeout_s
         self.walkup.checkout_enabled = config.checkout_enabled
+        self.player.sound = sound(self.settings.sound, config.feedback)
+        # Moved to another shelf: forget this one's items, hear the new one's.
+        self.availability = {
+            k: a for k, a in self.availability.items() if a.shelf_id == config.shelf_id
+        }
         self.link.follow_shelf(config.shelf_id)
         self._refresh_steady()
         self.note("config", f"shelf {config.shelf_id}, config v{config.config_version}")
+        # Kept until done: the loop holds only a weak reference to a task.
+        task = self._loop.create_task(self._apply_devices(), name="reconfigure")
+        self._reconfigurations.add(task)
+        task.add_done_callback(self._reconfigurations.discard)
+
+    async def _apply_devices(self) -> None:
+        """Reopen the camera or rebuild the pins if the newest config changes them."""
+        async with self._reconfiguring:  # configs arriving together apply one at a time
+            config = self.config
+            if config is None:
+                return
+            camera = camera_settings(self.settings.camera, config.camera)
+            pins = pin_settings(self.settings.pins, config.pins)
+            problems: list[str | None] = []
+            try:
+                if camera != self._camera_settings or pins != self._pins:
+                    if self._rebuild is None:
+                        problems.append("new camera settings or pins need a restart")
+                    else:
+                        if camera != self._camera_settings:
+                            problems.append(await self._reopen_camera(camera, self._rebuild))
+                        if pins != self._pins:
+                            problems.append(await self._rewire(pins, self._rebuild))
+            except Exception as exc:
+                # A device that will not come up must not take the kiosk down with it.
+                log.exception("applying config v%s failed", config.config_version)
+                problems.append(f"{type(exc).__name__}: {exc}")
+            self.running_config = config.config_version
+            # Cut to what the status message carries.
+            self.config_problem = "; ".join(p for p in problems if p)[:200] or None
+            if self.config_problem:
+                log.warning("config v%s: %s", config.config_version, self.config_problem)
+            self.publish_status()
+
+    async def _reopen_camera(self, settings: CameraSettings, rebuild: Rebuild) -> str | None:
+        async with self._camera_lock:
+            await asyncio.to_thread(self.devices.camera.stop)
+            self.devices.camera = rebuild.camera(settings)
+            self._camera_settings = settings
+            self.frames.reset()
+            self.note("config", f"camera reopened: {settings.model_dump_json()}")
+            try:
+                await asyncio.to_thread(self.devices.camera.start)
+            except CameraError as exc:
+                # The scan loop shows the fault and keeps trying to reopen it.
+                return f"camera: {exc}"
+        return None
+
+    async def _rewire(self, pins: PinSettings, rebuild: Rebuild) -> str | None:
+        await self.player.close()
+        old = self.devices
+        old.button.on_press(None)
+        for device in (old.lights, old.buzzer, old.button):
+            device.close()
+        problem = None
+        try:
+            outputs = rebuild.outputs(pins)
+            self._pins = pins
+        except HardwareError as exc:
+            # Back to the pins that worked, so members still see and hear the kiosk.
+            problem = f"pins: {exc}"
+            outputs = rebuild.outputs(self._pins)
+        old.lights, old.buzzer, old.button = outputs
+        self.player.attach(outputs.lights, outputs.buzzer)
+        outputs.button.on_press(self._pressed_from_thread)
+        self.note("config", f"pins {self._pins.model_dump_json()}")
+        return problem
 
 
 def _short(code: str) -> str:

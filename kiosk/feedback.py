@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from broker.messages import Reason
+from broker.messages import Reason, Sound
 from hardware.interfaces import Buzzer, Lights, Rgb
 from kiosk.clock import Clock
 
@@ -139,7 +139,12 @@ PATTERNS: dict[Signal, Pattern] = {
         Pattern(
             Signal.REFUSED_ABUSE, _beeps(R, 5, 0.05, 0.05), "rapid red: kiosk blocked or slowed"
         ),
-        Pattern(Signal.IDENTIFY, _beeps(WHITE, 10, 0.2, 0.2), "white flashes: here I am"),
+        # White is used by nothing else; ten flashes so an admin walking the shelves spots it.
+        Pattern(
+            Signal.IDENTIFY,
+            _beeps(WHITE, 10, 0.2, 0.25),
+            "ten white flashes and beeps: here I am",
+        ),
     )
 }
 
@@ -168,6 +173,17 @@ STEADY = frozenset(
     {Signal.IDLE, Signal.SESSION, Signal.OFFLINE, Signal.CAMERA_FAULT, Signal.CHECKOUT_OFF}
 )
 
+# Silent under Sound.REFUSALS: the member who just succeeded needs no beep to know it.
+QUIET_WHEN_REFUSALS_ONLY = frozenset(
+    {
+        Signal.SESSION_OPENED,
+        Signal.CHECKED_OUT,
+        Signal.RETURNED,
+        Signal.SESSION_CLOSED,
+        Signal.QUEUED,
+    }
+)
+
 
 class FeedbackPlayer:
     """Plays moments over a steady background; a new moment cuts the current one short."""
@@ -186,6 +202,7 @@ class FeedbackPlayer:
         self._moment: asyncio.Task[None] | None = None
         self._on_show = on_show
         self.history: list[Signal] = []
+        self.sound = Sound.ALL  # when the buzzer may sound (central can change it)
 
     @property
     def steady(self) -> Signal:
@@ -211,12 +228,24 @@ class FeedbackPlayer:
     async def _run(self, pattern: Pattern) -> None:
         self._announce(pattern)
         try:
+            audible = self._audible(pattern.signal)
             for step in pattern.steps:
                 self._lights.set(step.lights)
-                self._buzzer.set(step.buzzer)
+                self._buzzer.set(step.buzzer and audible)
                 await self._clock.sleep(step.seconds)
         finally:
             self._buzzer.set(False)
+        self._show_steady()
+
+    def _audible(self, signal: Signal) -> bool:
+        if self.sound is Sound.OFF:
+            return False
+        return self.sound is Sound.ALL or signal not in QUIET_WHEN_REFUSALS_ONLY
+
+    def attach(self, lights: Lights, buzzer: Buzzer) -> None:
+        """Drive new devices from now on (the pins changed) and show the steady state."""
+        self._lights = lights
+        self._buzzer = buzzer
         self._show_steady()
 
     def _show_steady(self) -> None:

@@ -70,6 +70,9 @@ class KioskLink:
         config_version: int = 0,
         outbox_depth: int = 0,
         camera_ok: bool = True,
+        camera_fps: float | None = None,
+        decode_ms: float | None = None,
+        config_problem: str | None = None,
     ) -> bytes:
         """A presence payload for this kiosk."""
         return encode(
@@ -81,6 +84,9 @@ class KioskLink:
                 outbox_depth=outbox_depth,
                 camera_ok=camera_ok,
                 at=at,
+                camera_fps=camera_fps,
+                decode_ms=decode_ms,
+                config_problem=config_problem,
             )
         )
 

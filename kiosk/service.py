@@ -43,9 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.validate_config:
         print(settings.model_dump_json(indent=2))  # noqa: T201 - secrets print masked
         return 0
-    from kiosk.devices import build_devices
+    from kiosk.devices import DeviceMaker, build_devices
 
-    deps = Deps(devices=build_devices(settings))
+    maker = DeviceMaker(settings)
+    deps = Deps(devices=build_devices(settings, maker), rebuild=maker)
 
     async def runner() -> None:
         task = asyncio.current_task()

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.ids import ID_PATTERN
+from broker.messages import Sound
 
 # A kiosk nobody has enrolled yet: it waits for a bundle or an enrolment QR.
 UNENROLLED = "UNENROLLED"
@@ -27,6 +28,12 @@ class PiCameraSettings(_Strict):
     main_size: tuple[int, int] = Field(default=(1280, 960), description="Snapshot size.")
     fps: float = Field(default=30.0, gt=0, le=120, description="Frames per second.")
     autofocus: bool = Field(default=True, description="Continuous AF where the module has it.")
+    exposure_us: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Fixed exposure in µs; automatic if unset."
+    )
+    focus: float | None = Field(
+        default=None, ge=0, le=32, description="Fixed lens position in dioptres (turns AF off)."
+    )
 
 
 class SceneCameraSettings(_Strict):
@@ -34,6 +41,7 @@ class SceneCameraSettings(_Strict):
 
     type: Literal["scene"] = "scene"
     fps: float = Field(default=30.0, gt=0, le=240, description="Frames per second.")
+    size: tuple[int, int] = Field(default=(640, 480), description="Frame width and height.")
 
 
 class ReplayCameraSettings(_Strict):
@@ -121,6 +129,12 @@ class KioskSettings(BaseSettings):
     )
     verdict_timeout_s: float = Field(
         default=3.0, gt=0, le=30, description="Wait this long for central before saying so."
+    )
+    status_every_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Report health (retained status) this often."
+    )
+    sound: Sound = Field(
+        default=Sound.ALL, description="When the buzzer sounds, unless central says."
     )
 
 

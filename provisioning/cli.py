@@ -18,8 +18,6 @@ from typing import Any
 
 import httpx
 
-from provisioning import security
-
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
@@ -106,15 +104,6 @@ def cmd_items(args: argparse.Namespace) -> None:
     _show(args, _call(args, "GET", "/items"), ["item_id", "shelf_id", "name", "state", "due_at"])
 
 
-def cmd_kiosks(args: argparse.Namespace) -> None:
-    """List kiosks with their presence."""
-    _show(
-        args,
-        _call(args, "GET", "/kiosks"),
-        ["kiosk_id", "shelf_id", "state", "config_version", "outbox_depth"],
-    )
-
-
 def cmd_pass(args: argparse.Namespace) -> None:
     """Issue a single-use pass for a member; optionally save it as a PNG or SVG."""
     body = {"ttl_s": args.ttl} if args.ttl is not None else {}
@@ -180,7 +169,6 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--json", action="store_true", help="machine-readable output")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("items", help=cmd_items.__doc__).set_defaults(func=cmd_items)
-    sub.add_parser("kiosks", help=cmd_kiosks.__doc__).set_defaults(func=cmd_kiosks)
     p = sub.add_parser("pass", help=cmd_pass.__doc__)
     p.add_argument("member_id")
     p.add_argument("--ttl", type=int, help="lifetime in seconds")
@@ -198,11 +186,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
-    kiosk = sub.add_parser("kiosk", help="one kiosk: enrol, retire, enrolment codes")
+    kiosk = sub.add_parser(
+        "kiosk", help="one kiosk: enrol, show, config, identify, block, retire, enrolment codes"
+    )
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     # Command modules import this one's helpers, so they are loaded here, not at the top.
-    from provisioning import enrol, library, printing, rollout
+    from provisioning import enrol, fleet, library, printing, rollout, security
 
+    fleet.register(sub, kiosk_sub)
     enrol.register(sub, kiosk_sub)
     library.register(sub)
     printing.register(sub)

@@ -15,6 +15,9 @@ from central.errors import StorageError
 if TYPE_CHECKING:
     from central.storage.rollout import FlagRow, FlagSetting, WindowCounts
 
+if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
+    from central.storage.kiosk_config import Change, KioskRecord
+
 _T = TypeVar("_T")
 
 
@@ -340,6 +343,16 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """A trivial query; raises if the database does not answer."""
+
+    async def kiosk_records(self) -> Sequence[KioskRecord]:
+        """Every enrolled kiosk, retired ones included, by id."""
+
+    async def configure_kiosk(
+        self, kiosk_id: str, change: Change, now: datetime, actor: str
+    ) -> KioskConfig | None:
+        """Apply ``change`` to a kiosk's configuration under its lock, bump its version and
+        audit it; None if there is no such kiosk, StorageError if it is retired or the
+        shelf does not exist."""
 
 
 @dataclass(frozen=True, slots=True)

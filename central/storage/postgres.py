@@ -34,6 +34,15 @@ from central.storage.base import (
     refusal,
 )
 from central.storage.fleet import FleetWrites
+from central.storage.kiosk_config import (
+    Change,
+    KioskRecord,
+    config_from_row,
+    device_config,
+)
+from central.storage.kiosk_config import (
+    configured as _configured,
+)
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row, numbered
 
 log = logging.getLogger(__name__)
@@ -494,13 +503,10 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
 
     async def kiosk_configs(self) -> Sequence[KioskConfig]:
         rows = await self.pool.fetch(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s FROM kiosks"
-            " WHERE NOT retired ORDER BY kiosk_id"
+            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
+            " FROM kiosks WHERE NOT retired ORDER BY kiosk_id"
         )
-        return [
-            KioskConfig(kiosk_id=r[0], shelf_id=r[1], config_version=r[2], session_timeout_s=r[3])
-            for r in rows
-        ]
+        return [config_from_row(r) for r in rows]
 
     async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
         rows = await self.pool.fetch(
@@ -541,6 +547,43 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
 
     def _moment(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes
+
+    async def kiosk_records(self) -> Sequence[KioskRecord]:
+        rows = await self.pool.fetch(
+            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
+            ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
+        )
+        return [KioskRecord(config_from_row(r), r[5], r[6]) for r in rows]
+
+    async def configure_kiosk(
+        self, kiosk_id: str, change: Change, now: datetime, actor: str
+    ) -> KioskConfig | None:
+        async with self.write() as tx:
+            row = await tx.conn.fetchrow(
+                "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
+                ", retired FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
+                kiosk_id,
+            )
+            if row is None:
+                return None
+            if row[5]:
+                raise StorageError(f"kiosk {kiosk_id} is retired")
+            old = config_from_row(row)
+            new = change(old).model_copy(update={"config_version": old.config_version + 1})
+            try:
+                await tx.conn.execute(
+                    "UPDATE kiosks SET shelf_id = $1, session_timeout_s = $2, device_config = $3,"
+                    " config_version = $4 WHERE kiosk_id = $5",
+                    new.shelf_id,
+                    new.session_timeout_s,
+                    device_config(new),
+                    new.config_version,
+                    kiosk_id,
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise StorageError(f"shelf {new.shelf_id} does not exist") from exc
+            await tx.audit(_configured(old, new, now, actor))
+        return new
 
 
 class _PostgresAdminTx:

@@ -18,6 +18,7 @@ from hardware.gpio import GpioBuzzer, GpioLights
 from hardware.recording import ManualButton
 from hardware.replay import SceneCamera
 from kiosk.core import Deps, Devices, Kiosk, open_kiosk
+from kiosk.devices import DeviceMaker
 from kiosk.feedback import Signal
 from kiosk.settings import KioskSettings, SceneCameraSettings
 from kiosk.walkup import Mode
@@ -30,18 +31,24 @@ class KioskUnderTest:
     """A running kiosk and the handles a test drives it with."""
 
     kiosk: Kiosk
-    camera: SceneCamera
     button: ManualButton
     pins: MockFactory
     task: asyncio.Task[None]
+
+    @property
+    def camera(self) -> SceneCamera:
+        """The camera the kiosk reads now (central's config may have reopened it)."""
+        camera = self.kiosk.devices.camera
+        assert isinstance(camera, SceneCamera)
+        return camera
 
     def mode(self) -> Mode:
         """The walk-up state the kiosk is in now."""
         return self.kiosk.walkup.mode
 
     def pin(self, name: str) -> bool:
-        """Whether the named output pin is high right now."""
-        return bool(self.pins.pin(PINS[name]).state)
+        """Whether the named output pin (where the kiosk has it now) is high right now."""
+        return bool(self.pins.pin(getattr(self.kiosk._pins, name)).state)
 
     async def until_signal(self, signal: Signal, *, after: int = 0, within: float = 10) -> int:
         """Wait until ``signal`` is shown (at history index ≥ ``after``); its index."""
@@ -103,11 +110,13 @@ async def running_kiosk(
         **settings,
     )
     ready = asyncio.Event()
-    kiosk = await open_kiosk(config, Deps(devices=devices, ready=ready))
+    # Rebuilt devices (new config) land on the same mock pins, as on a Pi's header.
+    maker = DeviceMaker(config, pin_factory=pins)
+    kiosk = await open_kiosk(config, Deps(devices=devices, ready=ready, rebuild=maker))
     task = asyncio.create_task(kiosk.run(), name=kiosk_id)
     try:
         await asyncio.wait_for(ready.wait(), 15)
-        yield KioskUnderTest(kiosk, camera, button, pins, task)
+        yield KioskUnderTest(kiosk, button, pins, task)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

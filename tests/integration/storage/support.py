@@ -95,7 +95,11 @@ async def schema_objects(store: AnyStore) -> set[tuple[str, str]]:
             store,
             "SELECT type, name FROM sqlite_master"
             " WHERE name NOT IN ('sqlite_sequence', 'schema_migrations')"
-            " AND name NOT LIKE 'sqlite_autoindex_schema_migrations%'",
+            " AND name NOT LIKE 'sqlite_autoindex_schema_migrations%'"
+            # Columns too: a migration may only add one to an existing table.
+            " UNION ALL SELECT 'column', m.name || '.' || c.name"
+            " FROM sqlite_master m JOIN pragma_table_info(m.name) c"
+            " WHERE m.type = 'table' AND m.name NOT IN ('sqlite_sequence', 'schema_migrations')",
         )
     else:
         rows = await query(
@@ -109,7 +113,10 @@ async def schema_objects(store: AnyStore) -> set[tuple[str, str]]:
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = current_schema() AND NOT t.tgisinternal"
             " UNION ALL SELECT 'function', p.proname FROM pg_proc p"
-            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema()",
+            " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = current_schema()"
+            " UNION ALL SELECT 'column', table_name || '.' || column_name"
+            " FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name NOT LIKE 'schema_migrations%'",
         )
     return {(str(kind), str(name)) for kind, name in rows}
 

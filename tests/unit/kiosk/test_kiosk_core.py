@@ -30,15 +30,16 @@ from broker.messages import (
     parse_message,
 )
 from central.tokens import KeyRing, TokenSigner
-from hardware.interfaces import Rgb
+from hardware.errors import CameraError, HardwareError
+from hardware.interfaces import Camera, Rgb
 from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
 from hardware.replay import SceneCamera
 from hardware.zxing import ZxingDecoder
 from kiosk.clock import ManualClock
-from kiosk.core import Deps, Devices, Kiosk, open_kiosk
+from kiosk.core import Deps, Devices, Kiosk, Outputs, open_kiosk
 from kiosk.feedback import PATTERNS, Signal
 from kiosk.mqtt import KioskLink
-from kiosk.settings import KioskSettings, SceneCameraSettings
+from kiosk.settings import CameraSettings, KioskSettings, PinSettings, SceneCameraSettings
 from kiosk.walkup import Mode
 
 KIOSK = "KIOSK-A1"
@@ -545,6 +546,157 @@ async def test_identify_command_flashes_the_kiosk(online: Rig) -> None:
 
     assert online.last() is Signal.IDENTIFY
     assert online.lights.state == colour(Signal.IDENTIFY)
+
+
+class FakeRebuild:
+    """Makes recording devices; pins in ``busy`` cannot be had, as if another device held them."""
+
+    def __init__(self, clock: ManualClock, busy: frozenset[int] = frozenset()) -> None:
+        self._clock = clock
+        self._busy = busy
+        self.outputs_made: list[Outputs] = []
+
+    def camera(self, settings: CameraSettings) -> Camera:
+        return SceneCamera(fps=None)
+
+    def outputs(self, pins: PinSettings) -> Outputs:
+        taken = self._busy & {pins.red, pins.green, pins.blue, pins.buzzer, pins.button}
+        if taken:
+            raise HardwareError(f"GPIO{min(taken)} is in use")
+        made = Outputs(
+            RecordingLights(self._clock.monotonic),
+            RecordingBuzzer(self._clock.monotonic),
+            ManualButton(),
+        )
+        self.outputs_made.append(made)
+        return made
+
+
+def last_status(rig: Rig) -> KioskStatus:
+    (last, *_) = [p for p in reversed(rig.published) if p.topic == topics.status(KIOSK)]
+    assert last.retain
+    return parse_message(KioskStatus, last.payload)
+
+
+async def test_a_kiosk_moved_to_another_shelf_forgets_the_old_one_and_ignores_late_copies(
+    online: Rig,
+) -> None:
+    await online.deliver(topics.config(KIOSK), config(config_version=2))
+    await online.deliver(
+        topics.availability(SHELF, "DRILL-01"), availability(1, AvailabilityState.AVAILABLE)
+    )
+
+    await online.deliver(topics.config(KIOSK), config(config_version=3, shelf_id="SHELF-B"))
+    # A copy from the old shelf still in flight when the subscription moved.
+    await online.deliver(
+        topics.availability(SHELF, "SAW-01"),
+        availability(1, AvailabilityState.AVAILABLE, item_id="SAW-01"),
+    )
+
+    assert online.kiosk.availability == {}
+    assert last_status(online).config_version == 3
+
+
+async def test_new_pins_without_a_way_to_rebuild_are_reported_not_applied(online: Rig) -> None:
+    await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
+
+    status = last_status(online)
+    assert status.config_version == 2
+    assert status.config_problem is not None
+    assert "restart" in status.config_problem
+
+
+async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> None:
+    rebuild = FakeRebuild(online.clock)
+    online.kiosk._rebuild = rebuild
+
+    await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
+
+    (made,) = rebuild.outputs_made
+    assert online.lights.closed
+    assert online.buzzer.closed
+    assert online.kiosk.devices.buzzer is made.buzzer
+    await online.deliver(
+        topics.command(KIOSK), encode(KioskCommand(command="identify", issued_at=AT))
+    )
+    assert isinstance(made.lights, RecordingLights)
+    assert made.lights.state == colour(Signal.IDENTIFY)
+    assert isinstance(made.buzzer, RecordingBuzzer)
+    assert made.buzzer.on
+    assert last_status(online).config_problem is None
+    assert online.kiosk._pins.buzzer == 12
+
+
+async def test_pins_that_cannot_be_had_fall_back_to_the_old_ones_and_say_so(online: Rig) -> None:
+    rebuild = FakeRebuild(online.clock, busy=frozenset({12}))
+    online.kiosk._rebuild = rebuild
+
+    await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
+
+    (made,) = rebuild.outputs_made  # the old pins, taken back
+    assert online.kiosk._pins.buzzer == 23
+    assert isinstance(made.lights, RecordingLights)
+    assert made.lights.state == colour(Signal.IDLE)  # members still see the kiosk
+    status = last_status(online)
+    assert status.config_version == 2
+    assert status.config_problem == "pins: GPIO12 is in use"
+
+
+async def test_new_camera_settings_reopen_the_camera(online: Rig) -> None:
+    online.kiosk._rebuild = FakeRebuild(online.clock)
+    old = online.camera
+    old.start()
+
+    await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
+
+    assert online.kiosk.devices.camera is not old
+    assert online.kiosk._camera_settings == SceneCameraSettings(fps=10)
+    with pytest.raises(CameraError):
+        old.read(0.1)  # stopped: the old one is released
+    assert last_status(online).config_problem is None
+
+
+async def test_a_device_that_breaks_while_reconfiguring_is_reported_not_fatal(
+    online: Rig,
+) -> None:
+    class Broken(FakeRebuild):
+        def camera(self, settings: CameraSettings) -> Camera:
+            raise RuntimeError("libcamera says no " * 30)
+
+    online.kiosk._rebuild = Broken(online.clock)
+
+    await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
+
+    status = last_status(online)  # still reporting, with a reason that fits the message
+    assert status.config_version == 2
+    assert status.config_problem is not None
+    assert status.config_problem.startswith("RuntimeError: libcamera says no")
+    assert len(status.config_problem) == 200
+    await online.scan(PASS)  # and still at work
+    assert online.kiosk.outbox.depth == 1
+
+
+@pytest.mark.parametrize(
+    ("sound", "signal", "beeps"),
+    [
+        ("refusals", Signal.CHECKED_OUT, False),
+        ("refusals", Signal.REFUSED_USED, True),
+        ("off", Signal.REFUSED_USED, False),
+        ("off", Signal.IDENTIFY, False),
+        ("all", Signal.CHECKED_OUT, True),
+    ],
+)
+async def test_sound_setting_decides_which_patterns_beep(
+    online: Rig, sound: str, signal: Signal, beeps: bool
+) -> None:
+    await online.deliver(topics.config(KIOSK), config(feedback={"sound": sound}))
+    mark = len(online.buzzer.states)
+
+    online.kiosk.player.play(signal)
+    await online.clock.advance(6.0, step=0.05)
+
+    assert any(online.buzzer.states[mark:]) is beeps
+    assert online.lights.states[-1] == colour(Signal.IDLE)  # the lights played it all the same
 
 
 # -- bad input ---------------------------------------------------------------------------

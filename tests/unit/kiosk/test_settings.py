@@ -192,7 +192,7 @@ def test_validate_config_prints_the_settings_with_the_password_masked(
     assert shown["kiosk_id"] == KIOSK
     assert shown["mqtt_username"] == "kiosk-a1"
     assert shown["mqtt_password"] == "**********"
-    assert shown["camera"] == {"type": "scene", "fps": 15.0}
+    assert shown["camera"] == {"type": "scene", "fps": 15.0, "size": [640, 480]}
 
 
 INVALID_ENVIRONMENTS = {
