@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import topics
 from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, KioskStatus, encode
+from central.api_audit import audit_router
+from central.api_loans import loans_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
@@ -85,7 +87,7 @@ class LabelOut(BaseModel):
     code: str
 
 
-def create_app(
+def create_app(  # noqa: PLR0915 - one factory binds every route; areas live in api_*.py
     store: Store,
     signer: TokenSigner,
     clock: Clock,
@@ -104,6 +106,8 @@ def create_app(
             raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authorised)]
+    app.include_router(audit_router(store), dependencies=auth)
+    app.include_router(loans_router(store, clock), dependencies=auth)
 
     async def guarded(action: Any) -> None:
         try:
@@ -119,6 +123,7 @@ def create_app(
     async def metrics() -> Response:
         # Gauges are read at scrape time; counters move as scans are decided.
         consumer.metrics.queue_depth.set(consumer.depth)
+        consumer.metrics.overdue_items.set(len(await store.overdue_loans(clock.now())))
         consumer.metrics.kiosks_connected.set(
             sum(1 for s in consumer.presence.values() if s.state is KioskState.ONLINE)
         )

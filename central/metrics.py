@@ -59,6 +59,9 @@ class Metrics:
         self.conflicts = Counter(
             "qr_db_conflicts", "Writes the constraints refused.", registry=self.registry
         )
+        self.overdue_items = Gauge(
+            "qr_overdue_items", "Items checked out past their due time.", registry=self.registry
+        )
 
     def verdict(self, reason: Reason, *, replayed: bool, seconds: float) -> None:
         """Count one verdict sent."""

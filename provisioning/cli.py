@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from provisioning import audit, loans
+
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
@@ -177,6 +179,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
+    audit.register(p)
+    loans.register(sub)
     return top
 
 

@@ -81,3 +81,10 @@ class AdminWrites:
                 detail={"pass_id": pass_id, "expires_at": expires_at.isoformat()},
             ),
         )
+
+    async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
+        await self._admin_write(
+            "UPDATE items SET state = ?, availability_seq = availability_seq + 1 WHERE item_id = ?",
+            (state, item_id),
+            AuditEntry(now, actor, "item.state", item_id=item_id, detail={"state": state}),
+        )

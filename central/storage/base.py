@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
+from central.storage.chain import ChainedRow, ChainHead
 
 _T = TypeVar("_T")
 
@@ -65,6 +66,18 @@ class CheckoutRow:
     checkout_id: int
     item_id: str
     member_id: str
+    checked_out_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueLoan:
+    """An open checkout past its due time."""
+
+    member_id: str
+    member_name: str
+    item_id: str
+    item_name: str
     checked_out_at: datetime
     due_at: datetime
 
@@ -256,3 +269,21 @@ class Store(Protocol):
 
     async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
         """The newest audit rows, oldest first."""
+
+    async def audit_head(self) -> ChainHead:
+        """Where the audit chain starts and ends now."""
+
+    async def audit_rows(
+        self,
+        after_seq: int,
+        limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[ChainedRow]:
+        """Audit rows with seq above ``after_seq`` (and ``since <= at < until``), by seq."""
+
+    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
+        """Open checkouts whose due time has passed, most overdue first."""
+
+    async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
+        """Put an item in ``available``, ``maintenance`` or ``retired`` (audited)."""

@@ -20,7 +20,7 @@ import asyncpg
 
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
-from central.storage import migrations
+from central.storage import chain, migrations
 from central.storage.admin import AdminWrites
 from central.storage.base import (
     AuditEntry,
@@ -28,11 +28,13 @@ from central.storage.base import (
     ItemRow,
     KioskRow,
     MemberRow,
+    OverdueLoan,
     PassUse,
     SessionRow,
     Tx,
     refusal,
 )
+from central.storage.chain import ChainedRow, ChainHead
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -238,9 +240,24 @@ class PostgresTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
+        # The chain head is the one row every writer of every instance shares: it is the
+        # LAST lock a transaction takes (audit is its last statement), so it is held only
+        # until commit and sits at the end of the lock order (event, kiosk, item, member).
+        head = await self._conn.fetchrow(
+            "SELECT seq, row_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+        )
+        if head is None:
+            raise StorageError("the audit chain head is missing")
+        seq, prev_hash = int(head["seq"]) + 1, str(head["row_hash"])
+        detail = json.dumps(entry.detail, sort_keys=True)
+        digest = chain.entry_hash(seq, entry, detail, prev_hash)
+        # One round trip for the row and the head.
         await self._conn.execute(
-            "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id,"
-            " item_id, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "WITH row AS (INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id,"
+            " member_id, item_id, event_id, detail, prev_hash, row_hash)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12))"
+            " UPDATE audit_chain_head SET seq = $1, row_hash = $12 WHERE id = 1",
+            seq,
             entry.at,
             entry.actor,
             entry.action,
@@ -249,7 +266,9 @@ class PostgresTx:
             entry.member_id,
             entry.item_id,
             entry.event_id,
-            json.dumps(entry.detail, sort_keys=True),
+            detail,
+            prev_hash,
+            digest,
         )
 
 
@@ -446,3 +465,40 @@ class PostgresStore(AdminWrites):
             AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
             for r in rows
         ]
+
+    async def audit_head(self) -> ChainHead:
+        row = await self.pool.fetchrow(
+            "SELECT genesis_seq, seq, row_hash FROM audit_chain_head WHERE id = 1"
+        )
+        if row is None:
+            raise StorageError("the audit chain head is missing")
+        return ChainHead(int(row[0]), int(row[1]), str(row[2]))
+
+    async def audit_rows(
+        self,
+        after_seq: int,
+        limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[ChainedRow]:
+        rows = await self.pool.fetch(
+            "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id,"
+            " detail, prev_hash, row_hash FROM qr_audit_log WHERE seq > $1"
+            " AND ($2::timestamptz IS NULL OR at >= $2)"
+            " AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT $4",
+            after_seq,
+            since,
+            until,
+            limit,
+        )
+        return [ChainedRow(*r) for r in rows]
+
+    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
+        rows = await self.pool.fetch(
+            "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
+            " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
+            " JOIN items i ON i.item_id = c.item_id"
+            " WHERE c.returned_at IS NULL AND c.due_at < $1 ORDER BY c.due_at, c.item_id",
+            now,
+        )
+        return [OverdueLoan(*r) for r in rows]
