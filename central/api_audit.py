@@ -37,30 +37,35 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
+async def verify_chain(store: Store, page: int = PAGE) -> ChainReport:
+    """Walk the whole chain a page at a time; stop at the first broken row."""
+    # The head is read first: rows appended while the walk runs are left for next time.
+    head = await store.audit_head()
+    walk = ChainWalk(head)
+    after = 0
+    while after < head.seq:
+        rows = [r for r in await store.audit_rows(after, page) if r.seq <= head.seq]
+        if not rows or not walk.check_page(rows):
+            break
+        after = rows[-1].seq
+    walk.finish()
+    return ChainReport(
+        intact=walk.broken_seq is None,
+        checked=walk.checked,
+        unchained=walk.unchained,
+        head_seq=head.seq,
+        broken_seq=walk.broken_seq,
+        problem=walk.problem,
+    )
+
+
 def audit_router(store: Store) -> APIRouter:
     """Routes under ``/audit`` (the caller adds the admin-token dependency)."""
     router = APIRouter()
 
     @router.get("/audit/verify")
     async def verify() -> ChainReport:
-        # The head is read first: rows appended while the walk runs are left for next time.
-        head = await store.audit_head()
-        walk = ChainWalk(head)
-        after = 0
-        while after < head.seq:
-            rows = [r for r in await store.audit_rows(after, PAGE) if r.seq <= head.seq]
-            if not rows or not walk.check_page(rows):
-                break
-            after = rows[-1].seq
-        walk.finish()
-        return ChainReport(
-            intact=walk.broken_seq is None,
-            checked=walk.checked,
-            unchained=walk.unchained,
-            head_seq=head.seq,
-            broken_seq=walk.broken_seq,
-            problem=walk.problem,
-        )
+        return await verify_chain(store)
 
     @router.get("/audit/export")
     async def export(
