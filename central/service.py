@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.messages import encode
-from central import logs
+from central import backup, logs
 from central.admin_api import create_app
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
@@ -81,6 +81,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         else load_admin_token(settings.data_dir / "admin.token", create=settings.create_keys)
     )
     signer = TokenSigner(ring)
+    data_lock = backup.hold_data(settings)  # restore refuses while this is held
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
@@ -131,6 +132,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         if link is not None:
             await link.close()
         await store.close()
+        if data_lock is not None:
+            data_lock.close()
 
 
 async def _serve_api(server: uvicorn.Server) -> None:
@@ -195,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--validate-config", action="store_true", help="load and check the settings, then exit"
     )
     parser.add_argument("--log-level", default="INFO")
+    backup.register(parser)
     args = parser.parse_args(argv)
     logs.setup(args.log_level, service="central")
     try:
@@ -202,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid central configuration:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
+    if args.command:
+        return backup.command(args, settings)
     if args.validate_config:
         print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr prints masked
         return 0
