@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from broker.local import LocalBroker, free_port
+from central.clock import Clock
 from central.service import Deps, run
 from central.settings import CentralSettings
 from tests.support.postgres import fresh_database
@@ -37,10 +38,13 @@ class RunningCentral:
 
 
 @contextlib.asynccontextmanager
-async def start_central(settings: CentralSettings) -> AsyncIterator[RunningCentral]:
-    """Run central until the block ends; yield once its API answers."""
+async def start_central(
+    settings: CentralSettings, clock: Clock | None = None
+) -> AsyncIterator[RunningCentral]:
+    """Run central (on ``clock`` if given) until the block ends; yield once its API answers."""
     ready = asyncio.Event()
-    task = asyncio.create_task(run(settings, Deps(ready=ready)), name="central")
+    deps = Deps(ready=ready) if clock is None else Deps(clock=clock, ready=ready)
+    task = asyncio.create_task(run(settings, deps), name="central")
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
