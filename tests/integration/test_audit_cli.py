@@ -1,4 +1,4 @@
-"""``cs-admin audit verify|export`` and ``loans overdue`` against a real central on both backends."""
+"""``cs-admin audit verify|export`` and ``loans overdue`` against a real central, both backends."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ async def test_verify_export_and_a_tampered_row(
     assert [r.seq for r in rows] == list(range(1, head_seq + 1))
     # The export stands on its own: its hashes recompute and chain without central.
     walk = ChainWalk(ChainHead(0, head_seq, rows[-1].row_hash or ""))
-    assert walk.check_page(rows) and walk.finish(), walk.problem
+    assert walk.check_page(rows), walk.problem
+    assert walk.finish(), walk.problem
     assert rows[-1].action == "pass.issue"
     # Time windows: the seed before the cut, Edsger after it.
     later = await cli("audit", "export", "--since", cut.isoformat())

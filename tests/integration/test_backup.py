@@ -61,11 +61,11 @@ async def test_a_backup_taken_mid_flow_restores_every_committed_checkout(
         for item in ITEMS:
             body = {"item_id": item, "shelf_id": "S", "name": item}
             (await admin.post("/items", json=body)).raise_for_status()
-        body = {"member_id": "M-1", "name": "Ada", "checkout_limit": 100}
-        (await admin.post("/members", json=body)).raise_for_status()
+        member = {"member_id": "M-1", "name": "Ada", "checkout_limit": 100}
+        (await admin.post("/members", json=member)).raise_for_status()
         for kiosk in ("K-OUT", "K-IN"):
-            body = {"kiosk_id": kiosk, "shelf_id": "S", "session_timeout_s": 3600}
-            (await admin.post("/kiosks", json=body)).raise_for_status()
+            enrol = {"kiosk_id": kiosk, "shelf_id": "S", "session_timeout_s": 3600}
+            (await admin.post("/kiosks", json=enrol)).raise_for_status()
         labels = {i: (await admin.get(f"/items/{i}/label")).json()["code"] for i in ITEMS}
         pass_code = (await admin.post("/members/M-1/passes", json={})).json()["code"]
         probe.subscribe(topics.verdict("K-OUT"))
@@ -144,14 +144,12 @@ async def test_pg_dump_and_pg_restore_keep_the_data_and_the_audit_chain() -> Non
             await store.close()
         dump = Path(os.environ.get("TMPDIR", "/tmp")) / f"{target.rsplit('/', 1)[1]}.dump"
         try:
-            subprocess.run(
-                ["pg_dump", "-Fc", "--no-owner", "-f", str(dump), source], check=True, timeout=60
-            )
-            subprocess.run(
+            for command in (
+                ["pg_dump", "-Fc", "--no-owner", "-f", str(dump), source],
                 ["pg_restore", "--no-owner", "--exit-on-error", "-d", target, str(dump)],
-                check=True,
-                timeout=60,
-            )
+            ):
+                process = await asyncio.create_subprocess_exec(*command)
+                assert await asyncio.wait_for(process.wait(), 60) == 0, command
         finally:
             dump.unlink(missing_ok=True)
         restored = await PostgresStore(target).open()
@@ -164,5 +162,6 @@ async def test_pg_dump_and_pg_restore_keep_the_data_and_the_audit_chain() -> Non
         finally:
             await restored.close()
     assert (report.intact, report.head_seq) == (True, 3)
-    assert member is not None and member.name == "Ada"
+    assert member is not None
+    assert member.name == "Ada"
     assert (after.intact, after.head_seq) == (True, 4)
