@@ -109,6 +109,8 @@ def row_hash(
     """SHA-256 (hex) over a JSON array of the row's fields, its seq and the previous hash.
 
     A JSON array keeps field boundaries and NULL apart from "" (a plain join would not).
+    It is spelled exactly as PostgreSQL's ``json_build_array(...)::text`` prints it, so
+    the PostgreSQL store computes the same hash inside its one INSERT statement.
     """
     fields = [
         seq,
@@ -123,7 +125,7 @@ def row_hash(
         detail,
         prev_hash,
     ]
-    text = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+    text = json.dumps(fields, ensure_ascii=False, separators=(", ", ": "))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -20,7 +20,7 @@ import asyncpg
 
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
-from central.storage import chain, migrations
+from central.storage import migrations
 from central.storage.admin import AdminWrites
 from central.storage.base import (
     AuditEntry,
@@ -240,24 +240,12 @@ class PostgresTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
-        # The chain head is the one row every writer of every instance shares: it is the
-        # LAST lock a transaction takes (audit is its last statement), so it is held only
-        # until commit and sits at the end of the lock order (event, kiosk, item, member).
-        head = await self._conn.fetchrow(
-            "SELECT seq, row_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"
-        )
-        if head is None:
-            raise StorageError("the audit chain head is missing")
-        seq, prev_hash = int(head["seq"]) + 1, str(head["row_hash"])
-        detail = json.dumps(entry.detail, sort_keys=True)
-        digest = chain.entry_hash(seq, entry, detail, prev_hash)
-        # One round trip for the row and the head.
-        await self._conn.execute(
-            "WITH row AS (INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id,"
-            " member_id, item_id, event_id, detail, prev_hash, row_hash)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12))"
-            " UPDATE audit_chain_head SET seq = $1, row_hash = $12 WHERE id = 1",
-            seq,
+        # The chain head is the one row every writer of every instance shares. One
+        # statement locks it, chains the row and appends it, and audit is a transaction's
+        # last statement: the lock is the last one taken (after event, kiosk, item, member)
+        # and is held only for that statement and the commit.
+        status = await self._conn.execute(
+            _AUDIT_SQL,
             entry.at,
             entry.actor,
             entry.action,
@@ -266,10 +254,33 @@ class PostgresTx:
             entry.member_id,
             entry.item_id,
             entry.event_id,
-            detail,
-            prev_hash,
-            digest,
+            json.dumps(entry.detail, sort_keys=True),
         )
+        if _count(status) != 1:
+            # No head row, no audit row: refuse rather than lose the entry silently.
+            raise StorageError("the audit chain head is missing")
+
+
+# The row's hash is central.storage.chain.row_hash computed in SQL: the same JSON array,
+# printed the same way, so verification in Python recomputes it.
+_AUDIT_SQL = """
+WITH head AS (
+    UPDATE audit_chain_head SET
+        seq = seq + 1,
+        prev_hash = row_hash,
+        row_hash = encode(sha256(convert_to(json_build_array(
+            seq + 1,
+            to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
+            row_hash
+        )::text, 'UTF8')), 'hex')
+    WHERE id = 1
+    RETURNING seq, prev_hash, row_hash
+)
+INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id, item_id,
+                          event_id, detail, prev_hash, row_hash)
+SELECT head.seq, $1, $2, $3, $4, $5, $6, $7, $8, $9, head.prev_hash, head.row_hash FROM head
+"""
 
 
 _AVAILABILITY_SQL = (

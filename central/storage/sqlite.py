@@ -273,7 +273,8 @@ class SqliteTx:
             ),
         )
         await self._exec(
-            "UPDATE audit_chain_head SET seq = ?, row_hash = ? WHERE id = 1", (seq, digest)
+            "UPDATE audit_chain_head SET seq = ?, prev_hash = ?, row_hash = ? WHERE id = 1",
+            (seq, prev_hash, digest),
         )
 
 

@@ -7,7 +7,8 @@ CREATE TABLE audit_chain_head (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     genesis_seq INTEGER NOT NULL,
     seq         INTEGER NOT NULL,
-    row_hash    TEXT NOT NULL
+    row_hash    TEXT NOT NULL,
+    prev_hash   TEXT
 );
 INSERT INTO audit_chain_head (id, genesis_seq, seq, row_hash)
 SELECT 1, coalesce(max(seq), 0), coalesce(max(seq), 0),

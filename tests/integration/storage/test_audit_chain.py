@@ -14,6 +14,7 @@ import pytest
 from broker.messages import Reason
 from central.api_audit import verify_chain
 from central.clock import FakeClock
+from central.errors import StorageError
 from central.storage.base import AuditEntry
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
@@ -220,3 +221,31 @@ async def test_the_chain_head_refuses_a_second_row(library: AnyStore) -> None:
             library,
             "INSERT INTO audit_chain_head (id, genesis_seq, seq, row_hash) VALUES (2, 0, 0, 'x')",
         )
+
+
+async def test_rows_with_any_text_hash_the_same_in_python_and_in_sql(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    # PostgreSQL hashes in SQL, verification in Python: quotes, escapes, control
+    # characters and non-ASCII text must print the same way in both.
+    odd = ['quo"te\\back', "ctl\x01\x1f\n\t", "Zoë 🛠 €", "\u2028/", "", "{}"]
+    async with library.write() as tx:
+        for text in odd:
+            await tx.audit(
+                AuditEntry(
+                    clock.now(), f"admin:{text}", "test.odd", reason=text, detail={"t": text}
+                )
+            )
+    report = await verify_chain(library)
+    assert report.intact, report
+    stored = [r.reason for r in await library.audit_rows(0, 1000) if r.action == "test.odd"]
+    assert stored == odd
+
+
+async def test_the_chain_head_missing_refuses_the_write(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    await execute(library, "DELETE FROM audit_chain_head")
+    with pytest.raises(StorageError, match="chain head"):
+        async with library.write() as tx:
+            await tx.audit(AuditEntry(clock.now(), "system", "test.lost"))
