@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from central.api_audit import ChainReport, verify_chain
+from central.audit import ChainReport, verify_chain
 from central.errors import CentralError
 from central.settings import CentralSettings
 from central.storage.sqlite import SqliteStore
@@ -142,7 +142,7 @@ def command(args: argparse.Namespace, settings: CentralSettings) -> int:
             chain = "intact" if report.intact else f"BROKEN at seq {report.broken_seq}"
             print(  # noqa: T201 - a command's answer
                 f"backed up {settings.sqlite_file} to {args.target}:"
-                f" {report.head_seq} audit rows, chain {chain}"
+                f" {report.head_pos} chained audit rows, chain {chain}"
             )
             return 0 if report.intact else 1
         aside = restore(settings, args.source, force=args.force)

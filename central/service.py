@@ -20,6 +20,7 @@ from broker import topics
 from broker.messages import encode
 from central import backup, logs
 from central.admin_api import create_app
+from central.audit import seal_forever
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
 from central.errors import CentralError, ConfigError
@@ -127,6 +128,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             group.create_task(_serve_api(server), name="admin-api")
             group.create_task(_announce_ready(server, link, deps.ready, systemd), name="ready")
             group.create_task(_watchdog(consumer, systemd), name="watchdog")
+            group.create_task(seal_forever(store), name="audit-sealer")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:

@@ -24,7 +24,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
     cli._show(
         args,
         report,
-        ["intact", "checked", "unchained", "head_seq", "broken_seq", "problem"],
+        ["intact", "checked", "pending", "broken_seq", "problem"],
     )
     if not report["intact"]:
         raise cli.RefusedError(

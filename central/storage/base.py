@@ -282,6 +282,13 @@ class Store(Protocol):
     ) -> Sequence[ChainedRow]:
         """Audit rows with seq above ``after_seq`` (and ``since <= at < until``), by seq."""
 
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        """Chained audit rows with chain place above ``after_pos``, in chain order."""
+
+    async def seal_audit(self) -> int:
+        """Chain audit rows written but not chained yet; how many (0 where rows are
+        chained as they are written)."""
+
     async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
         """Open checkouts whose due time has passed, most overdue first."""
 

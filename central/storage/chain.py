@@ -1,7 +1,7 @@
 """The audit log's hash chain: each row's hash covers its fields and the row before it.
 
 Both backends store the same text per field, so one canonical encoding serves both; the
-walk in :func:`check_page` finds the first row that was edited, deleted or slipped in.
+walk in :class:`ChainWalk` finds the first row that was edited, deleted or reordered.
 """
 
 from __future__ import annotations
@@ -38,22 +38,26 @@ class ChainedRow:
     item_id: str | None
     event_id: str | None
     detail: str  # the JSON text exactly as stored
-    prev_hash: str | None  # None for rows written before the chain began
+    chain_pos: int | None  # None until chained (or for rows from before the chain)
+    prev_hash: str | None
     row_hash: str | None
 
     def expected_hash(self) -> str:
-        """The hash this row should carry, given its fields and its prev_hash."""
+        """The hash this row should carry, given its fields, place and prev_hash."""
         return row_hash(
+            self.chain_pos or 0,
             self.seq,
             self.at,
-            self.actor,
-            self.action,
-            self.reason,
-            self.kiosk_id,
-            self.member_id,
-            self.item_id,
-            self.event_id,
-            self.detail,
+            [
+                self.actor,
+                self.action,
+                self.reason,
+                self.kiosk_id,
+                self.member_id,
+                self.item_id,
+                self.event_id,
+                self.detail,
+            ],
             self.prev_hash or "",
         )
 
@@ -70,6 +74,7 @@ class ChainedRow:
             "item_id": self.item_id,
             "event_id": self.event_id,
             "detail": self.detail,
+            "chain_pos": self.chain_pos,
             "prev_hash": self.prev_hash,
             "row_hash": self.row_hash,
         }
@@ -88,52 +93,29 @@ class ChainedRow:
             item_id=data["item_id"],
             event_id=data["event_id"],
             detail=data["detail"],
+            chain_pos=data["chain_pos"],
             prev_hash=data["prev_hash"],
             row_hash=data["row_hash"],
         )
 
 
-def row_hash(
-    seq: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    reason: str | None,
-    kiosk_id: str | None,
-    member_id: str | None,
-    item_id: str | None,
-    event_id: str | None,
-    detail: str,
-    prev_hash: str,
-) -> str:
-    """SHA-256 (hex) over a JSON array of the row's fields, its seq and the previous hash.
+def row_hash(pos: int, seq: int, at: datetime, fields: list[str | None], prev_hash: str) -> str:
+    """SHA-256 (hex) over a JSON array of place, seq, time, the row's fields and prev hash.
 
-    A JSON array keeps field boundaries and NULL apart from "" (a plain join would not).
-    It is spelled exactly as PostgreSQL's ``json_build_array(...)::text`` prints it, so
-    the PostgreSQL store computes the same hash inside its one INSERT statement.
+    ``fields`` are actor, action, reason, kiosk, member, item, event and detail text, in
+    that order. A JSON array keeps field boundaries and NULL apart from "" (a plain join
+    would not); it is spelled as PostgreSQL's ``json_build_array(...)::text`` prints it, so
+    a check in SQL could recompute it.
     """
-    fields = [
-        seq,
-        stamp(at),
-        actor,
-        action,
-        reason,
-        kiosk_id,
-        member_id,
-        item_id,
-        event_id,
-        detail,
-        prev_hash,
-    ]
-    text = json.dumps(fields, ensure_ascii=False, separators=(", ", ": "))
+    text = json.dumps(
+        [pos, seq, stamp(at), *fields, prev_hash], ensure_ascii=False, separators=(", ", ": ")
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def entry_hash(seq: int, entry: AuditEntry, detail: str, prev_hash: str) -> str:
-    """The hash of ``entry`` written as row ``seq`` with ``detail`` as its stored text."""
-    return row_hash(
-        seq,
-        entry.at,
+def entry_hash(pos: int, seq: int, entry: AuditEntry, detail: str, prev_hash: str) -> str:
+    """The hash of ``entry`` written as row ``seq`` at chain place ``pos``."""
+    fields = [
         entry.actor,
         entry.action,
         entry.reason,
@@ -142,8 +124,8 @@ def entry_hash(seq: int, entry: AuditEntry, detail: str, prev_hash: str) -> str:
         entry.item_id,
         entry.event_id,
         detail,
-        prev_hash,
-    )
+    ]
+    return row_hash(pos, seq, entry.at, fields, prev_hash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,41 +133,41 @@ class ChainHead:
     """Where the chain starts and where it ends now."""
 
     genesis_seq: int  # rows up to this seq were written before the chain began
-    seq: int  # the newest chained row
+    pos: int  # the place of the newest chained row
     row_hash: str
+    pending: int = 0  # rows written and not chained yet
 
 
 @dataclass(slots=True)
 class ChainWalk:
-    """A walk along the chain, one page at a time; the first break stops it."""
+    """A walk along the chain in place order, one page at a time; the first break stops it."""
 
     head: ChainHead
-    last_seq: int = 0
+    last_pos: int = 0
+    last_seq: int | None = None
     last_hash: str = GENESIS_HASH
     checked: int = 0
-    unchained: int = 0
     broken_seq: int | None = None
     problem: str | None = None
 
-    def __post_init__(self) -> None:
-        self.last_seq = self.head.genesis_seq
-
     def check_page(self, rows: list[ChainedRow]) -> bool:
-        """Check rows (in seq order, following the last page); False once broken."""
+        """Check chained rows (in place order, after the last page); False once broken."""
         for row in rows:
-            if row.seq <= self.head.genesis_seq:
-                self.unchained += 1
-                continue
             if self.broken_seq is not None:
                 return False
-            if row.seq != self.last_seq + 1:
-                missing = f"rows {self.last_seq + 1}..{row.seq - 1} are missing"
-                return self._broken(self.last_seq + 1, missing)
+            if row.chain_pos != self.last_pos + 1:
+                # The missing row's seq went with it: the one after the last good row is
+                # where it was (exactly so when rows were chained in a run).
+                first, last = self.last_pos + 1, (row.chain_pos or 0) - 1
+                return self._broken(
+                    (self.last_seq or self.head.genesis_seq) + 1,
+                    f"is missing: chain places {first}..{last}, before seq {row.seq}",
+                )
             if row.prev_hash != self.last_hash:
                 return self._broken(row.seq, "does not follow the row before it")
             if row.row_hash != row.expected_hash():
                 return self._broken(row.seq, "was changed after it was written")
-            self.last_seq, self.last_hash = row.seq, row.row_hash
+            self.last_pos, self.last_seq, self.last_hash = row.chain_pos, row.seq, row.row_hash
             self.checked += 1
         return self.broken_seq is None
 
@@ -193,14 +175,14 @@ class ChainWalk:
         """After the last page: the chain must end where the head says."""
         if self.broken_seq is not None:
             return False
-        if self.last_seq < self.head.seq:
+        if self.last_pos != self.head.pos:
+            first, last = self.last_pos + 1, self.head.pos
             return self._broken(
-                self.last_seq + 1, f"rows {self.last_seq + 1}..{self.head.seq} are missing"
+                (self.last_seq or self.head.genesis_seq) + 1,
+                f"is missing: chain places {first}..{last}, the newest",
             )
-        if self.last_seq > self.head.seq:
-            return self._broken(self.head.seq + 1, "was added outside the chain")
         if self.last_hash != self.head.row_hash:
-            return self._broken(self.last_seq, "does not match the chain head")
+            return self._broken(self.last_seq or 0, "does not match the chain head")
         return True
 
     def _broken(self, seq: int, problem: str) -> bool:

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -240,12 +241,10 @@ class PostgresTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
-        # The chain head is the one row every writer of every instance shares. One
-        # statement locks it, chains the row and appends it, and audit is a transaction's
-        # last statement: the lock is the last one taken (after event, kiosk, item, member)
-        # and is held only for that statement and the commit.
-        status = await self._conn.execute(
-            _AUDIT_SQL,
+        # A plain append: the sealer chains it a moment after commit (see seal_audit).
+        await self._conn.execute(
+            "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id,"
+            " item_id, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             entry.at,
             entry.actor,
             entry.action,
@@ -256,33 +255,12 @@ class PostgresTx:
             entry.event_id,
             json.dumps(entry.detail, sort_keys=True),
         )
-        if _count(status) != 1:
-            # No head row, no audit row: refuse rather than lose the entry silently.
-            raise StorageError("the audit chain head is missing")
 
 
-# The row's hash is central.storage.chain.row_hash computed in SQL: the same JSON array,
-# printed the same way, so verification in Python recomputes it.
-_AUDIT_SQL = """
-WITH head AS (
-    UPDATE audit_chain_head SET
-        seq = seq + 1,
-        prev_hash = row_hash,
-        row_hash = encode(sha256(convert_to(json_build_array(
-            seq + 1,
-            to_char($1::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-            $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
-            row_hash
-        )::text, 'UTF8')), 'hex')
-    WHERE id = 1
-    RETURNING seq, prev_hash, row_hash
+_CHAINED_SQL = (
+    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
+    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
 )
-INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id, item_id,
-                          event_id, detail, prev_hash, row_hash)
-SELECT head.seq, $1, $2, $3, $4, $5, $6, $7, $8, $9, head.prev_hash, head.row_hash FROM head
-"""
-
-
 _AVAILABILITY_SQL = (
     "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
     " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
@@ -479,11 +457,12 @@ class PostgresStore(AdminWrites):
 
     async def audit_head(self) -> ChainHead:
         row = await self.pool.fetchrow(
-            "SELECT genesis_seq, seq, row_hash FROM audit_chain_head WHERE id = 1"
+            "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
+            " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
         )
         if row is None:
             raise StorageError("the audit chain head is missing")
-        return ChainHead(int(row[0]), int(row[1]), str(row[2]))
+        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
 
     async def audit_rows(
         self,
@@ -493,8 +472,7 @@ class PostgresStore(AdminWrites):
         until: datetime | None = None,
     ) -> Sequence[ChainedRow]:
         rows = await self.pool.fetch(
-            "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id,"
-            " detail, prev_hash, row_hash FROM qr_audit_log WHERE seq > $1"
+            _CHAINED_SQL + " WHERE seq > $1"
             " AND ($2::timestamptz IS NULL OR at >= $2)"
             " AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT $4",
             after_seq,
@@ -503,6 +481,60 @@ class PostgresStore(AdminWrites):
             limit,
         )
         return [ChainedRow(*r) for r in rows]
+
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        rows = await self.pool.fetch(
+            _CHAINED_SQL + " WHERE chain_pos > $1 ORDER BY chain_pos LIMIT $2", after_pos, limit
+        )
+        return [ChainedRow(*r) for r in rows]
+
+    async def seal_audit(self, batch: int = 2000) -> int:
+        """Chain every committed unsealed row, oldest seq first; how many were sealed.
+
+        The head row's lock makes sealers (one per instance) take turns; writers never
+        touch the head, so sealing never holds up a scan. A row whose transaction commits
+        after a younger one was sealed is chained later, at the next place.
+        """
+        sealed = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                head = await conn.fetchrow(
+                    "SELECT genesis_seq, pos, row_hash FROM audit_chain_head"
+                    " WHERE id = 1 FOR UPDATE"
+                )
+                if head is None:
+                    raise StorageError("the audit chain head is missing")
+                rows = await conn.fetch(
+                    _CHAINED_SQL + " WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+                    head["genesis_seq"],
+                    batch,
+                )
+                if not rows:
+                    return sealed
+                pos, prev = int(head["pos"]), str(head["row_hash"])
+                seqs, places, prevs, hashes = [], [], [], []
+                for record in rows:
+                    pos += 1
+                    row = ChainedRow(*record)
+                    digest = replace(row, chain_pos=pos, prev_hash=prev).expected_hash()
+                    seqs.append(row.seq)
+                    places.append(pos)
+                    prevs.append(prev)
+                    hashes.append(digest)
+                    prev = digest
+                await conn.execute(
+                    "UPDATE qr_audit_log AS l SET chain_pos = v.pos, prev_hash = v.prev,"
+                    " row_hash = v.hash FROM unnest($1::bigint[], $2::bigint[], $3::text[],"
+                    " $4::text[]) AS v(seq, pos, prev, hash) WHERE l.seq = v.seq",
+                    seqs,
+                    places,
+                    prevs,
+                    hashes,
+                )
+                await conn.execute(
+                    "UPDATE audit_chain_head SET pos = $1, row_hash = $2 WHERE id = 1", pos, prev
+                )
+                sealed += len(rows)
 
     async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
         rows = await self.pool.fetch(

@@ -246,17 +246,19 @@ class SqliteTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
-        # BEGIN IMMEDIATE already made this the only writer: the head cannot move under us.
-        head = await self._one("SELECT seq, row_hash FROM audit_chain_head WHERE id = 1")
-        if head is None:
+        # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
+        # is written: the head cannot move under us, and nothing is left to seal.
+        head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1")
+        last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log")
+        if head is None or last is None:
             raise StorageError("the audit chain head is missing")
-        seq, prev_hash = int(head[0]) + 1, str(head[1])
+        pos, prev_hash, seq = int(head[0]) + 1, str(head[1]), int(last[0]) + 1
         detail = json.dumps(entry.detail, sort_keys=True)
-        digest = chain.entry_hash(seq, entry, detail, prev_hash)
+        digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
             "INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id,"
-            " item_id, event_id, detail, prev_hash, row_hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " item_id, event_id, detail, chain_pos, prev_hash, row_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
                 to_db(entry.at),
@@ -268,13 +270,13 @@ class SqliteTx:
                 entry.item_id,
                 entry.event_id,
                 detail,
+                pos,
                 prev_hash,
                 digest,
             ),
         )
         await self._exec(
-            "UPDATE audit_chain_head SET seq = ?, prev_hash = ?, row_hash = ? WHERE id = 1",
-            (seq, prev_hash, digest),
+            "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
         )
 
 
@@ -578,13 +580,11 @@ class SqliteStore(AdminWrites):
         ]
 
     async def audit_head(self) -> ChainHead:
-        async with self._read.execute(
-            "SELECT genesis_seq, seq, row_hash FROM audit_chain_head WHERE id = 1"
-        ) as cur:
+        async with self._read.execute(_HEAD_SQL) as cur:
             row = await cur.fetchone()
         if row is None:
             raise StorageError("the audit chain head is missing")
-        return ChainHead(int(row[0]), int(row[1]), str(row[2]))
+        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
 
     async def audit_rows(
         self,
@@ -604,6 +604,17 @@ class SqliteStore(AdminWrites):
         ) as cur:
             rows = await cur.fetchall()
         return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
+
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        async with self._read.execute(
+            _CHAINED_SQL + " WHERE chain_pos > ? ORDER BY chain_pos LIMIT ?", (after_pos, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
+
+    async def seal_audit(self) -> int:
+        """Nothing to seal: every row was chained as it was written."""
+        return 0
 
     async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
         async with self._read.execute(_OVERDUE_SQL, (to_db(now),)) as cur:
@@ -627,7 +638,11 @@ class SqliteStore(AdminWrites):
 
 _CHAINED_SQL = (
     "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
-    " prev_hash, row_hash FROM qr_audit_log"
+    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
+)
+_HEAD_SQL = (
+    "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
+    " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
 )
 _OVERDUE_SQL = (
     "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"

@@ -16,7 +16,7 @@ import pytest
 from broker import topics
 from broker.local import LocalBroker
 from broker.messages import CodeScan, Reason, Verdict, encode
-from central.api_audit import verify_chain
+from central.audit import verify_chain
 from central.clock import FakeClock
 from central.storage.postgres import PostgresStore
 from tests.conftest import central_settings, start_central
@@ -161,7 +161,7 @@ async def test_pg_dump_and_pg_restore_keep_the_data_and_the_audit_chain() -> Non
             after = await verify_chain(restored)
         finally:
             await restored.close()
-    assert (report.intact, report.head_seq) == (True, 3)
+    assert (report.intact, report.head_pos) == (True, 3)
     assert member is not None
     assert member.name == "Ada"
-    assert (after.intact, after.head_seq) == (True, 4)
+    assert (after.intact, after.head_pos) == (True, 4)

@@ -69,7 +69,7 @@ async def empty_postgres(store: PostgresStore) -> None:
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         # The chain starts afresh with the emptied log.
         await conn.execute(
-            "UPDATE audit_chain_head SET genesis_seq = 0, seq = 0, row_hash = repeat('0', 64)"
+            "UPDATE audit_chain_head SET genesis_seq = 0, pos = 0, row_hash = repeat('0', 64)"
         )
         await conn.execute("ALTER TABLE qr_audit_log ENABLE TRIGGER qr_audit_log_no_truncate")
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from broker.messages import Reason
-from central.api_audit import verify_chain
+from central.audit import verify_chain
 from central.clock import FakeClock
 from central.errors import StorageError
 from central.storage.base import AuditEntry
@@ -73,6 +73,8 @@ async def busy_library(library: AnyStore, clock: FakeClock, signer: TokenSigner)
         await decide(library, signer, code_scan(KIOSK_A, scanned, now), now)
     returned = await decide(library, signer, code_scan(KIOSK_B, label, now), now)
     assert returned.verdict.reason is Reason.RETURNED
+    # PostgreSQL chains rows a moment after commit; tampering with a chained row is the test.
+    await library.seal_audit()
     [(count,)] = await query(library, "SELECT count(*) FROM qr_audit_log")
     return int(count)
 
@@ -84,7 +86,7 @@ async def test_an_intact_chain_verifies_across_pages(
     # A page of 3 rows makes the walk cross several pages, as a long log would.
     report = await verify_chain(library, page=3)
     assert report.intact, report
-    assert (report.checked, report.unchained, report.head_seq) == (rows, 0, rows)
+    assert (report.checked, report.pending, report.head_pos) == (rows, 0, rows)
     chained = await library.audit_rows(0, 1000)
     assert [r.seq for r in chained] == list(range(1, rows + 1))
     # Each row names the hash of the one before it.
@@ -128,7 +130,7 @@ async def test_a_deleted_row_is_reported_with_its_seq(
     await tamper(library, f"DELETE FROM qr_audit_log WHERE seq = {target}")
     report = await verify_chain(library, page=5)
     assert (report.intact, report.broken_seq) == (False, target)
-    assert report.problem == f"rows {target}..{target} are missing"
+    assert report.problem == f"is missing: chain places {target}..{target}, before seq {target + 1}"
 
 
 async def test_deleting_the_newest_rows_is_reported(
@@ -138,7 +140,7 @@ async def test_deleting_the_newest_rows_is_reported(
     await tamper(library, f"DELETE FROM qr_audit_log WHERE seq >= {rows - 1}")
     report = await verify_chain(library)
     assert (report.intact, report.broken_seq) == (False, rows - 1)
-    assert report.problem == f"rows {rows - 1}..{rows} are missing"
+    assert report.problem == f"is missing: chain places {rows - 1}..{rows}, the newest"
 
 
 async def test_a_rolled_back_step_leaves_the_chain_whole(
@@ -176,12 +178,15 @@ async def test_rows_from_before_the_chain_stay_and_the_chain_follows_them(
     async with empty_store.write() as tx:
         await tx.audit(AuditEntry(now, "system", "new.0"))
     report = await verify_chain(empty_store)
-    assert (report.intact, report.unchained, report.checked, report.head_seq) == (True, 3, 1, 4)
+    assert (report.intact, report.genesis_seq, report.checked, report.head_pos) == (True, 3, 1, 1)
 
 
-async def test_two_postgres_instances_writing_at_once_keep_one_chain(clock: FakeClock) -> None:
-    # Two pools stand for two central instances. Each writer first locks one of ten item
-    # rows, as the ledger does, so writers overlap and the chain head is the lock taken last.
+async def test_two_postgres_instances_writing_and_sealing_at_once_keep_one_chain(
+    clock: FakeClock,
+) -> None:
+    # Two pools stand for two central instances: 200 transactions append audit rows (each
+    # first locking one of ten item rows, as the ledger does) while both instances' sealers
+    # chain whatever has committed, over and over.
     async with fresh_database() as dsn:
         stores = [await PostgresStore(dsn, max_size=8).open() for _ in range(2)]
         try:
@@ -189,19 +194,33 @@ async def test_two_postgres_instances_writing_at_once_keep_one_chain(clock: Fake
             await stores[0].add_shelf("S", "Shelf", clock.now(), "admin:test")
             for i in range(10):
                 await stores[0].add_item(f"I-{i}", "S", "Drill", clock.now(), "admin:test")
+            writing = True
 
             async def writer(n: int) -> None:
                 async with stores[n % 2].write() as tx:
                     await tx.item(f"I-{n % 10}")
                     await tx.audit(AuditEntry(clock.now(), f"kiosk:K-{n}", "test.write"))
 
+            async def sealer(store: PostgresStore) -> int:
+                sealed = 0
+                while writing:
+                    sealed += await store.seal_audit(batch=16)
+                    await asyncio.sleep(0)
+                return sealed
+
+            sealers = [asyncio.create_task(sealer(store)) for store in stores]
             await asyncio.gather(*(writer(n) for n in range(200)))
+            writing = False
+            sealed_live = sum(await asyncio.gather(*sealers))
             report = await verify_chain(stores[1], page=64)
+            places = await query(stores[0], "SELECT count(DISTINCT chain_pos) FROM qr_audit_log")
         finally:
             for store in stores:
                 await store.close()
     assert report.intact, report
-    assert (report.checked, report.head_seq) == (211, 211)
+    assert (report.checked, report.pending, report.head_pos) == (211, 0, 211)
+    assert places == [(211,)]
+    assert sealed_live > 0, "the sealers never ran alongside the writers"
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
@@ -212,14 +231,14 @@ async def test_an_emptied_postgres_log_starts_a_fresh_chain(library: AnyStore) -
     async with library.write() as tx:
         await tx.audit(AuditEntry(FakeClock().now(), "system", "test.first"))
     report = await verify_chain(library)
-    assert (report.intact, report.head_seq) == (True, 1)
+    assert (report.intact, report.head_pos) == (True, 1)
 
 
 async def test_the_chain_head_refuses_a_second_row(library: AnyStore) -> None:
     with pytest.raises((sqlite3.Error, asyncpg.PostgresError)):
         await execute(
             library,
-            "INSERT INTO audit_chain_head (id, genesis_seq, seq, row_hash) VALUES (2, 0, 0, 'x')",
+            "INSERT INTO audit_chain_head (id, genesis_seq, pos, row_hash) VALUES (2, 0, 0, 'x')",
         )
 
 
@@ -242,10 +261,16 @@ async def test_rows_with_any_text_hash_the_same_in_python_and_in_sql(
     assert stored == odd
 
 
-async def test_the_chain_head_missing_refuses_the_write(
+async def test_without_its_chain_head_the_log_is_not_chained_silently(
     library: AnyStore, clock: FakeClock
 ) -> None:
     await execute(library, "DELETE FROM audit_chain_head")
-    with pytest.raises(StorageError, match="chain head"):
+    # SQLite chains as it writes, so the write is refused; PostgreSQL's sealer refuses.
+
+    async def write_and_seal() -> None:
         async with library.write() as tx:
             await tx.audit(AuditEntry(clock.now(), "system", "test.lost"))
+        await library.seal_audit()
+
+    with pytest.raises(StorageError, match="chain head"):
+        await write_and_seal()
