@@ -274,3 +274,24 @@ async def test_without_its_chain_head_the_log_is_not_chained_silently(
 
     with pytest.raises(StorageError, match="chain head"):
         await write_and_seal()
+
+
+async def test_the_append_only_guard_lets_sealing_write_the_chain_columns_once_only(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    async with library.write() as tx:
+        await tx.audit(AuditEntry(clock.now(), "system", "test.unsealed"))
+    [(seq,)] = await query(library, "SELECT max(seq) FROM qr_audit_log")
+    # Sealing may not smuggle in another change (PostgreSQL; SQLite refuses any UPDATE).
+    with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="append-only"):
+        await execute(
+            library,
+            "UPDATE qr_audit_log SET chain_pos = 999, prev_hash = 'a', row_hash = 'b',"
+            " actor = 'admin:mallory' WHERE seq = ?",
+            seq,
+        )
+    await library.seal_audit()
+    # A chained row's hashes are written once: re-chaining it is refused.
+    with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="append-only"):
+        await execute(library, "UPDATE qr_audit_log SET row_hash = 'b' WHERE seq = ?", seq)
+    assert (await verify_chain(library)).intact
