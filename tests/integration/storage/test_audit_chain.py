@@ -295,3 +295,22 @@ async def test_the_append_only_guard_lets_sealing_write_the_chain_columns_once_o
     with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="append-only"):
         await execute(library, "UPDATE qr_audit_log SET row_hash = 'b' WHERE seq = ?", seq)
     assert (await verify_chain(library)).intact
+
+
+async def test_going_down_from_the_chain_restores_the_plain_append_only_guard(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    assert await library.migrate(target=NEWEST - 1) == NEWEST - 1
+    await execute(
+        library,
+        "INSERT INTO qr_audit_log (at, actor, action) VALUES (?, 'system', 'v1')",
+        clock.now(),
+    )
+    # The version-1 guard, word for word: no trace of the sealing exception is left.
+    for statement in ("UPDATE qr_audit_log SET actor = actor", "DELETE FROM qr_audit_log"):
+        with pytest.raises((sqlite3.Error, asyncpg.PostgresError), match="append-only"):
+            await execute(library, statement)
+    assert await library.migrate() == NEWEST
+    report = await verify_chain(library)
+    assert report.intact
+    assert report.genesis_seq == (await query(library, "SELECT max(seq) FROM qr_audit_log"))[0][0]
