@@ -15,8 +15,10 @@ from broker import topics
 from broker.ids import ID_PATTERN
 from broker.messages import Availability, KioskConfig, KioskState, encode
 from central import rollout
+from central.api_audit import audit_router
 from central.api_enrol import BrokerAddress, enrol_routes
 from central.api_fleet import fleet_router
+from central.api_loans import loans_router
 from central.api_security import security_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
@@ -138,6 +140,8 @@ def create_app(
     app.include_router(
         fleet_router(store, clock, publisher, consumer, actor=ADMIN_ACTOR), dependencies=auth
     )
+    app.include_router(audit_router(store), dependencies=auth)
+    app.include_router(loans_router(store, clock), dependencies=auth)
 
     async def guarded(action: Any) -> None:
         try:
@@ -157,6 +161,7 @@ def create_app(
     async def metrics() -> Response:
         # Gauges are read at scrape time; counters move as scans are decided.
         consumer.metrics.queue_depth.set(consumer.depth)
+        consumer.metrics.overdue_items.set(len(await store.overdue_loans(clock.now())))
         consumer.metrics.kiosks_connected.set(
             sum(1 for s in consumer.presence.values() if s.state is KioskState.ONLINE)
         )

@@ -83,13 +83,6 @@ class Metrics:
         self.kiosk_disconnects = Counter(
             "qr_kiosk_disconnects", "Kiosks seen going offline.", registry=self.registry
         )
-
-    def flag(self, mode: str, percent: int, *, tripped: bool) -> None:
-        """Show the rollout flag and breaker as read from the database."""
-        for name in ("off", "allow-list", "percentage", "on"):
-            self.rollout_mode.labels(mode=name).set(1 if name == mode else 0)
-        self.rollout_percent.set(percent)
-        self.breaker_tripped.set(1 if tripped else 0)
         # Per kiosk, from each kiosk's retained status. One label, and only enrolled,
         # unretired kiosks get series (see fleet()), so cardinality is the fleet's size.
         self.kiosk_online = Gauge(
@@ -122,6 +115,16 @@ class Metrics:
             ["kiosk"],
             registry=self.registry,
         )
+        self.overdue_items = Gauge(
+            "qr_overdue_items", "Items checked out past their due time.", registry=self.registry
+        )
+
+    def flag(self, mode: str, percent: int, *, tripped: bool) -> None:
+        """Show the rollout flag and breaker as read from the database."""
+        for name in ("off", "allow-list", "percentage", "on"):
+            self.rollout_mode.labels(mode=name).set(1 if name == mode else 0)
+        self.rollout_percent.set(percent)
+        self.breaker_tripped.set(1 if tripped else 0)
 
     def verdict(self, reason: Reason, *, replayed: bool, seconds: float) -> None:
         """Count one verdict sent."""

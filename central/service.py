@@ -20,9 +20,10 @@ from pydantic import ValidationError
 from broker import topics
 from broker.messages import encode
 from broker.transport import TlsFiles
-from central import api_health, api_rollout, logs, rollout
+from central import api_health, api_rollout, backup, logs, rollout
 from central.admin_api import create_app
 from central.api_enrol import BrokerAddress
+from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
@@ -90,6 +91,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         else load_admin_token(settings.data_dir / "admin.token", create=settings.create_keys)
     )
     signer = TokenSigner(keys)
+    data_lock = backup.hold_data(settings)  # restore refuses while this is held
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
@@ -176,11 +178,14 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             if accounts.managed:
                 group.create_task(accounts.run(), name="broker-accounts")
             group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
+            group.create_task(seal_forever(store), name="audit-sealer")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:
             await link.close()
         await store.close()
+        if data_lock is not None:
+            data_lock.close()
 
 
 async def _serve_api(server: uvicorn.Server) -> None:
@@ -245,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--validate-config", action="store_true", help="load and check the settings, then exit"
     )
     parser.add_argument("--log-level", default="INFO")
+    backup.register(parser)
     args = parser.parse_args(argv)
     logs.setup(args.log_level, service="central")
     try:
@@ -252,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid central configuration:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
+    if args.command:
+        return backup.command(args, settings)
     if args.validate_config:
         print(settings.model_dump_json(indent=2))  # noqa: T201 - SecretStr prints masked
         return 0

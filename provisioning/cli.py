@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["shelves", "items", "members", "kiosks"])
     p.add_argument("fields", nargs="+", metavar="FIELD=VALUE")
     p.set_defaults(func=cmd_add)
-    p = sub.add_parser("audit", help=cmd_audit.__doc__)
+    audit_parser = p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
     kiosk = sub.add_parser(
@@ -191,8 +191,10 @@ def parser() -> argparse.ArgumentParser:
     )
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     # Command modules import this one's helpers, so they are loaded here, not at the top.
-    from provisioning import enrol, fleet, library, printing, rollout, security
+    from provisioning import audit, enrol, fleet, library, loans, printing, rollout, security
 
+    audit.register(audit_parser)
+    loans.register(sub)
     fleet.register(sub, kiosk_sub)
     enrol.register(sub, kiosk_sub)
     library.register(sub)

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from broker.local import LocalBroker, free_port
+from central.clock import Clock
 from central.service import Deps, run
 from central.settings import CentralSettings
 from tests.support.postgres import fresh_database
@@ -40,11 +41,13 @@ class RunningCentral:
 
 @contextlib.asynccontextmanager
 async def start_central(
-    settings: CentralSettings, *, ca: Path | None = None
+    settings: CentralSettings, clock: Clock | None = None, *, ca: Path | None = None
 ) -> AsyncIterator[RunningCentral]:
-    """Run central until the block ends; yield once its API answers (over HTTPS with ``ca``)."""
+    """Run central (on ``clock`` if given) until the block ends; yield once its API answers
+    (over HTTPS, trusting ``ca``, when given)."""
     ready = asyncio.Event()
-    task = asyncio.create_task(run(settings, Deps(ready=ready)), name="central")
+    deps = Deps(ready=ready) if clock is None else Deps(clock=clock, ready=ready)
+    task = asyncio.create_task(run(settings, deps), name="central")
     waiter = asyncio.create_task(ready.wait())
     done, _ = await asyncio.wait({task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

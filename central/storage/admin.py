@@ -253,6 +253,13 @@ class AdminWrites:
                 return []
             return [await atx.tx.availability(row[key], now, bump=True) for row in rows]
 
+    async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
+        await self._admin_write(
+            "UPDATE items SET state = ?, availability_seq = availability_seq + 1 WHERE item_id = ?",
+            (state, item_id),
+            AuditEntry(now, actor, "item.state", item_id=item_id, detail={"state": state}),
+        )
+
 
 _ITEM_SQL = (
     "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items WHERE item_id = ?"

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
     from central.storage.kiosk_config import Change, KioskRecord
 
+from central.storage.chain import ChainedRow, ChainHead
+
 _T = TypeVar("_T")
 
 
@@ -72,6 +74,18 @@ class CheckoutRow:
     checkout_id: int
     item_id: str
     member_id: str
+    checked_out_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OverdueLoan:
+    """An open checkout past its due time."""
+
+    member_id: str
+    member_name: str
+    item_id: str
+    item_name: str
     checked_out_at: datetime
     due_at: datetime
 
@@ -353,6 +367,31 @@ class Store(Protocol):
         """Apply ``change`` to a kiosk's configuration under its lock, bump its version and
         audit it; None if there is no such kiosk, StorageError if it is retired or the
         shelf does not exist."""
+
+    async def audit_head(self) -> ChainHead:
+        """Where the audit chain starts and ends now."""
+
+    async def audit_rows(
+        self,
+        after_seq: int,
+        limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[ChainedRow]:
+        """Audit rows with seq above ``after_seq`` (and ``since <= at < until``), by seq."""
+
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        """Chained audit rows with chain place above ``after_pos``, in chain order."""
+
+    async def seal_audit(self) -> int:
+        """Chain audit rows written but not chained yet; how many (0 where rows are
+        chained as they are written)."""
+
+    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
+        """Open checkouts whose due time has passed, most overdue first."""
+
+    async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
+        """Put an item in ``available``, ``maintenance`` or ``retired`` (audited)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,11 +29,13 @@ from central.storage.base import (
     ItemRow,
     KioskRow,
     MemberRow,
+    OverdueLoan,
     PassUse,
     SessionRow,
     Tx,
     refusal,
 )
+from central.storage.chain import ChainedRow, ChainHead
 from central.storage.fleet import FleetWrites
 from central.storage.kiosk_config import (
     Change,
@@ -249,6 +252,7 @@ class PostgresTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
+        # A plain append: the sealer chains it a moment after commit (see seal_audit).
         await self._conn.execute(
             "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id,"
             " item_id, event_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -323,6 +327,10 @@ def _same(value: Any) -> Any:
     return value
 
 
+_CHAINED_SQL = (
+    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
+    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
+)
 _AVAILABILITY_SQL = (
     "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
     " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
@@ -584,6 +592,97 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
                 raise StorageError(f"shelf {new.shelf_id} does not exist") from exc
             await tx.audit(_configured(old, new, now, actor))
         return new
+
+    async def audit_head(self) -> ChainHead:
+        row = await self.pool.fetchrow(
+            "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
+            " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
+        )
+        if row is None:
+            raise StorageError("the audit chain head is missing")
+        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
+
+    async def audit_rows(
+        self,
+        after_seq: int,
+        limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[ChainedRow]:
+        rows = await self.pool.fetch(
+            _CHAINED_SQL + " WHERE seq > $1"
+            " AND ($2::timestamptz IS NULL OR at >= $2)"
+            " AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT $4",
+            after_seq,
+            since,
+            until,
+            limit,
+        )
+        return [ChainedRow(*r) for r in rows]
+
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        rows = await self.pool.fetch(
+            _CHAINED_SQL + " WHERE chain_pos > $1 ORDER BY chain_pos LIMIT $2", after_pos, limit
+        )
+        return [ChainedRow(*r) for r in rows]
+
+    async def seal_audit(self, batch: int = 2000) -> int:
+        """Chain every committed unsealed row, oldest seq first; how many were sealed.
+
+        The head row's lock makes sealers (one per instance) take turns; writers never
+        touch the head, so sealing never holds up a scan. A row whose transaction commits
+        after a younger one was sealed is chained later, at the next place.
+        """
+        sealed = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                head = await conn.fetchrow(
+                    "SELECT genesis_seq, pos, row_hash FROM audit_chain_head"
+                    " WHERE id = 1 FOR UPDATE"
+                )
+                if head is None:
+                    raise StorageError("the audit chain head is missing")
+                rows = await conn.fetch(
+                    _CHAINED_SQL + " WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+                    head["genesis_seq"],
+                    batch,
+                )
+                if not rows:
+                    return sealed
+                pos, prev = int(head["pos"]), str(head["row_hash"])
+                seqs, places, prevs, hashes = [], [], [], []
+                for record in rows:
+                    pos += 1
+                    row = ChainedRow(*record)
+                    digest = replace(row, chain_pos=pos, prev_hash=prev).expected_hash()
+                    seqs.append(row.seq)
+                    places.append(pos)
+                    prevs.append(prev)
+                    hashes.append(digest)
+                    prev = digest
+                await conn.execute(
+                    "UPDATE qr_audit_log AS l SET chain_pos = v.pos, prev_hash = v.prev,"
+                    " row_hash = v.hash FROM unnest($1::bigint[], $2::bigint[], $3::text[],"
+                    " $4::text[]) AS v(seq, pos, prev, hash) WHERE l.seq = v.seq",
+                    seqs,
+                    places,
+                    prevs,
+                    hashes,
+                )
+                await conn.execute(
+                    "UPDATE audit_chain_head SET pos = $1, row_hash = $2 WHERE id = 1", pos, prev
+                )
+                sealed += len(rows)
+
+    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
+        rows = await self.pool.fetch(
+            "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
+            " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
+            " JOIN items i ON i.item_id = c.item_id"
+            " WHERE c.returned_at IS NULL AND c.due_at < $1 ORDER BY c.due_at, c.item_id",
+            now,
+        )
+        return [OverdueLoan(*r) for r in rows]
 
 
 class _PostgresAdminTx:

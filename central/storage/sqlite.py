@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -17,7 +18,7 @@ import aiosqlite
 
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
-from central.storage import migrations
+from central.storage import chain, migrations
 from central.storage.admin import AdminWrites
 from central.storage.base import (
     AuditEntry,
@@ -25,11 +26,13 @@ from central.storage.base import (
     ItemRow,
     KioskRow,
     MemberRow,
+    OverdueLoan,
     PassUse,
     SessionRow,
     Tx,
     refusal,
 )
+from central.storage.chain import ChainedRow, ChainHead
 from central.storage.fleet import FleetWrites
 from central.storage.kiosk_config import (
     Change,
@@ -254,10 +257,21 @@ class SqliteTx:
         return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
+        # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
+        # is written: the head cannot move under us, and nothing is left to seal.
+        head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1")
+        last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log")
+        if head is None or last is None:
+            raise StorageError("the audit chain head is missing")
+        pos, prev_hash, seq = int(head[0]) + 1, str(head[1]), int(last[0]) + 1
+        detail = json.dumps(entry.detail, sort_keys=True)
+        digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
-            "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, member_id, item_id,"
-            " event_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id,"
+            " item_id, event_id, detail, chain_pos, prev_hash, row_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                seq,
                 to_db(entry.at),
                 entry.actor,
                 entry.action,
@@ -266,8 +280,14 @@ class SqliteTx:
                 entry.member_id,
                 entry.item_id,
                 entry.event_id,
-                json.dumps(entry.detail, sort_keys=True),
+                detail,
+                pos,
+                prev_hash,
+                digest,
             ),
+        )
+        await self._exec(
+            "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
         )
 
     _flag: FlagRow | None = None
@@ -692,6 +712,62 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
             await tx.audit(_configured(old, new, now, actor))
         return new
 
+    async def audit_head(self) -> ChainHead:
+        async with self._read.execute(_HEAD_SQL) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            raise StorageError("the audit chain head is missing")
+        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
+
+    async def audit_rows(
+        self,
+        after_seq: int,
+        limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Sequence[ChainedRow]:
+        async with self._read.execute(
+            _CHAINED_SQL + " WHERE seq > ? AND at >= ? AND at < ? ORDER BY seq LIMIT ?",
+            (
+                after_seq,
+                to_db(since) if since else "",
+                to_db(until) if until else "~",  # after every digit in text order
+                limit,
+            ),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
+
+    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
+        async with self._read.execute(
+            _CHAINED_SQL + " WHERE chain_pos > ? ORDER BY chain_pos LIMIT ?", (after_pos, limit)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
+
+    async def seal_audit(self) -> int:
+        """Nothing to seal: every row was chained as it was written."""
+        return 0
+
+    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
+        async with self._read.execute(_OVERDUE_SQL, (to_db(now),)) as cur:
+            rows = await cur.fetchall()
+        return [OverdueLoan(r[0], r[1], r[2], r[3], from_db(r[4]), from_db(r[5])) for r in rows]
+
+    def backup_to(self, target: Path, *, pages_per_step: int = 256) -> None:
+        """Copy the live database to ``target`` with SQLite's online backup API.
+
+        Runs on its own connection, a few pages at a time, so central keeps writing: a
+        write between steps restarts the copy of what changed, and the result is one
+        consistent snapshot. Blocking; call it from a thread.
+        """
+        with (
+            contextlib.closing(sqlite3.connect(self._path)) as source,
+            contextlib.closing(sqlite3.connect(target)) as copy,
+        ):
+            source.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            source.backup(copy, pages=pages_per_step)
+
 
 class _SqliteAdminTx:
     """:class:`central.storage.admin.AdminTx` on the aiosqlite writer transaction."""
@@ -715,6 +791,22 @@ class _SqliteAdminTx:
 
 def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
+
+
+_CHAINED_SQL = (
+    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
+    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
+)
+_HEAD_SQL = (
+    "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
+    " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
+)
+_OVERDUE_SQL = (
+    "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
+    " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
+    " JOIN items i ON i.item_id = c.item_id"
+    " WHERE c.returned_at IS NULL AND c.due_at < ? ORDER BY c.due_at, c.item_id"
+)
 
 
 def due(now: datetime, loan_days: int) -> datetime:

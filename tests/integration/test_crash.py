@@ -114,6 +114,7 @@ async def test_kill_9_mid_load_loses_and_doubles_nothing(
         assert numbers["events decided"] == len(load) + len(opening)
         assert numbers["items with two open checkouts"] == 0
         assert numbers["checkouts without their verdict"] == 0
+        assert numbers["verdicts without their audit row"] == numbers["audit chain broken"] == 0
         assert numbers["CHECKED_OUT verdicts"] == numbers["checkouts"]
         assert numbers["RETURNED verdicts"] == numbers["returns"]
         assert numbers["SESSION_OPENED verdicts"] == numbers["sessions"] == len(SESSION_KIOSKS)

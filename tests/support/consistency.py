@@ -6,7 +6,10 @@ import sqlite3
 
 import asyncpg
 
+from central.audit import verify_chain
 from central.settings import CentralSettings
+from central.storage.postgres import PostgresStore
+from central.storage.sqlite import SqliteStore
 
 CHECKS = {
     "events decided": "SELECT count(*) FROM scan_events",
@@ -27,11 +30,22 @@ CHECKS = {
     "passes opening two sessions": (
         "SELECT count(*) FROM (SELECT pass_id FROM sessions GROUP BY pass_id HAVING count(*) > 1) t"
     ),
+    "verdicts without their audit row": (
+        "SELECT count(*) FROM scan_events e LEFT JOIN qr_audit_log a ON a.event_id = e.event_id"
+        " AND a.action LIKE 'scan.%' WHERE a.seq IS NULL"
+    ),
 }
 
 
 async def consistency(settings: CentralSettings) -> dict[str, int]:
-    """Every number in :data:`CHECKS`, read from the database ``settings`` names."""
+    """Every number in :data:`CHECKS`, read from the database ``settings`` names, and
+    whether its audit chain is broken (1) or intact (0)."""
+    numbers = await _counts(settings)
+    numbers["audit chain broken"] = await _chain_broken(settings)
+    return numbers
+
+
+async def _counts(settings: CentralSettings) -> dict[str, int]:
     if settings.database == "sqlite":
         with sqlite3.connect(settings.sqlite_file) as db:
             return {name: int(db.execute(sql).fetchone()[0]) for name, sql in CHECKS.items()}
@@ -43,6 +57,20 @@ async def consistency(settings: CentralSettings) -> dict[str, int]:
         await conn.close()
 
 
+async def _chain_broken(settings: CentralSettings) -> int:
+    store: SqliteStore | PostgresStore
+    if settings.database == "sqlite":
+        store = await SqliteStore(settings.sqlite_file).open()
+    else:
+        assert settings.postgres_dsn is not None
+        dsn = settings.postgres_dsn.get_secret_value()
+        store = await PostgresStore(dsn, min_size=1, max_size=2).open()
+    try:
+        return 0 if (await verify_chain(store)).intact else 1
+    finally:
+        await store.close()
+
+
 def violations(numbers: dict[str, int]) -> int:
     """How many ways the invariants were broken (0 when all hold)."""
     return (
@@ -51,4 +79,6 @@ def violations(numbers: dict[str, int]) -> int:
         + abs(numbers["CHECKED_OUT verdicts"] - numbers["checkouts"])
         + abs(numbers["RETURNED verdicts"] - numbers["returns"])
         + numbers["passes opening two sessions"]
+        + numbers["verdicts without their audit row"]
+        + numbers["audit chain broken"]
     )

@@ -39,7 +39,7 @@ TABLES = (
     "rate_buckets",  # 0004_security
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
-NEWEST_TABLES = (*TABLES, "rollout_flags")
+NEWEST_TABLES = (*TABLES, "rollout_flags", "audit_chain_head")
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)
 # What a broken constraint raises from a Tx method (the stores pass these through).
@@ -74,6 +74,10 @@ async def empty_postgres(store: PostgresStore) -> None:
     async with store.pool.acquire() as conn, conn.transaction():
         await conn.execute("ALTER TABLE qr_audit_log DISABLE TRIGGER qr_audit_log_no_truncate")
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        # The chain starts afresh with the emptied log.
+        await conn.execute(
+            "UPDATE audit_chain_head SET genesis_seq = 0, pos = 0, row_hash = repeat('0', 64)"
+        )
         await conn.execute("ALTER TABLE qr_audit_log ENABLE TRIGGER qr_audit_log_no_truncate")
 
 

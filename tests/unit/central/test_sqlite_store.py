@@ -28,6 +28,7 @@ TABLES = {
     "enrolments",
     "rollout_flags",
     "rate_buckets",
+    "audit_chain_head",
 }
 
 
