@@ -120,9 +120,8 @@ def restore(settings: CentralSettings, source: Path, *, force: bool) -> Path | N
     return aside
 
 
-def register(parser: argparse.ArgumentParser) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``backup`` and ``restore`` subcommands to ``cs-central``."""
-    commands = parser.add_subparsers(dest="command", metavar="{backup,restore}")
     p = commands.add_parser(
         "backup", help="copy the SQLite database while central runs", description=backup.__doc__
     )

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from broker import topics
 from broker.messages import encode
 from broker.transport import TlsFiles
-from central import api_health, api_rollout, backup, logs, rollout
+from central import api_health, api_rollout, backup, logs, rollout, schema
 from central.admin_api import create_app
 from central.api_enrol import BrokerAddress
 from central.audit import seal_forever
@@ -250,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--validate-config", action="store_true", help="load and check the settings, then exit"
     )
     parser.add_argument("--log-level", default="INFO")
-    backup.register(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{backup,restore,migrate}")
+    backup.register(commands)
+    schema.register(commands)
     args = parser.parse_args(argv)
     logs.setup(args.log_level, service="central")
     try:
@@ -258,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid central configuration:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
+    if args.command == "migrate":
+        return schema.command(args, settings)
     if args.command:
         return backup.command(args, settings)
     if args.validate_config:

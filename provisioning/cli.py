@@ -140,6 +140,18 @@ def cmd_add(args: argparse.Namespace) -> None:
     _show(args, _call(args, "POST", f"/{args.kind}", fields))
 
 
+def cmd_ready(args: argparse.Namespace) -> None:
+    """Whether central is ready (database, broker, queue) and what is wrong if not."""
+    with _client(args) as client:
+        response = client.get("/ready")
+    body = response.json()
+    _show(args, {"ready": body["ready"], **body["checks"]}, ["ready", *body["checks"]])
+    for problem in body["problems"]:
+        print(f"not ready: {problem}", file=sys.stderr)
+    if not body["ready"]:
+        raise RefusedError("central is not ready")
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
     """The newest audit rows."""
     _show(
@@ -183,6 +195,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=["shelves", "items", "members", "kiosks"])
     p.add_argument("fields", nargs="+", metavar="FIELD=VALUE")
     p.set_defaults(func=cmd_add)
+    sub.add_parser("ready", help=cmd_ready.__doc__).set_defaults(func=cmd_ready)
     audit_parser = p = sub.add_parser("audit", help=cmd_audit.__doc__)
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_audit)
