@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,31 +82,27 @@ def cmd_enrol_code(args: argparse.Namespace) -> None:
     _show(args, issued, ["kiosk_id", "shelf_id", "expires_at", "code"])
 
 
-def cmd_ca_init(args: argparse.Namespace) -> None:
-    """Create the project's certificate authority in a folder kept off the servers."""
+def _pki(args: argparse.Namespace, make: Callable[[], pki.Issued]) -> None:
     try:
-        issued = pki.init_ca(Path(args.ca_dir))
+        issued = make()
     except pki.PkiError as exc:
         raise UsageError(str(exc)) from exc
     _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+
+
+def cmd_ca_init(args: argparse.Namespace) -> None:
+    """Create the project's certificate authority in a folder kept off the servers."""
+    _pki(args, lambda: pki.init_ca(Path(args.ca_dir)))
 
 
 def cmd_ca_server(args: argparse.Namespace) -> None:
     """A server certificate (broker or central HTTPS) for the given host names and IPs."""
-    try:
-        issued = pki.issue_server(Path(args.ca_dir), Path(args.out), args.host)
-    except pki.PkiError as exc:
-        raise UsageError(str(exc)) from exc
-    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    _pki(args, lambda: pki.issue_server(Path(args.ca_dir), Path(args.out), args.host))
 
 
 def cmd_ca_client(args: argparse.Namespace) -> None:
     """A client certificate for a kiosk (its common name is the kiosk id)."""
-    try:
-        issued = pki.issue_client(Path(args.ca_dir), Path(args.out), args.kiosk_id)
-    except pki.PkiError as exc:
-        raise UsageError(str(exc)) from exc
-    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    _pki(args, lambda: pki.issue_client(Path(args.ca_dir), Path(args.out), args.kiosk_id))
 
 
 def cmd_broker_config(args: argparse.Namespace) -> None:

@@ -68,17 +68,6 @@ async def run_cli(capsys: pytest.CaptureFixture[str], argv: list[str]) -> Outcom
     return Outcome(code, captured.out, captured.err)
 
 
-@pytest.fixture
-def cli(central: RunningCentral, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``cs-admin`` pointed at the test central with its token file."""
-
-    async def run(*argv: str) -> Outcome:
-        base = ["--url", url_of(central), "--token-file", str(token_file_of(central))]
-        return await run_cli(capsys, [*base, *argv])
-
-    return run
-
-
 def parse_table(text: str) -> tuple[list[str], list[dict[str, str]]]:
     """Column names and rows of a ``cs-admin`` table, asserting every column lines up."""
     header, *lines = text.rstrip("\n").splitlines()

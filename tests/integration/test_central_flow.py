@@ -8,18 +8,10 @@ import uuid
 from datetime import UTC, datetime
 
 from broker import topics
-from broker.messages import CodeScan, Reason, SessionDone, Verdict, encode
+from broker.messages import Reason, SessionDone, Verdict
 from tests.conftest import RunningCentral, seed_library
 from tests.support.probe import Probe
-from tests.support.scans import scan
-
-
-async def ask(probe: Probe, event: CodeScan | SessionDone) -> Verdict:
-    probe.publish(topics.scan(event.kiosk_id), encode(event))
-    received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/verdict")
-    verdict = Verdict.model_validate_json(received.payload)
-    assert verdict.event_id == event.event_id
-    return verdict
+from tests.support.scans import ask, scan
 
 
 async def codes(central: RunningCentral) -> tuple[str, str, str]:

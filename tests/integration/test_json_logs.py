@@ -17,10 +17,10 @@ from central import logs as central_logs
 from kiosk import logs as kiosk_logs
 from kiosk.feedback import Signal
 from tests.conftest import RunningCentral, seed_library
-from tests.integration.test_rollout import a_label, a_pass, ask
+from tests.integration.test_rollout import a_label, a_pass
 from tests.support.kiosks import running_kiosk, until
 from tests.support.probe import Probe
-from tests.support.scans import scan
+from tests.support.scans import ask, scan
 
 
 @pytest.fixture

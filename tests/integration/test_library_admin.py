@@ -32,27 +32,12 @@ from tests.integration.test_admin_cli import (
     Outcome,
     decode_png,
     parse_table,
-    run_cli,
     signer_of,
-    token_file_of,
-    url_of,
 )
-from tests.integration.test_central_flow import ask
 from tests.support.probe import Probe
-from tests.support.scans import scan
+from tests.support.scans import ask, scan
 
 DECODERS: tuple[DecoderName, ...] = ("zxing-cpp", "pyzbar")
-
-
-@pytest.fixture
-def cli(central: RunningCentral, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``cs-admin`` pointed at the test central with its token file."""
-
-    async def run(*argv: str) -> Outcome:
-        base = ["--url", url_of(central), "--token-file", str(token_file_of(central))]
-        return await run_cli(capsys, [*base, *argv])
-
-    return run
 
 
 async def audit(central: RunningCentral, action: str) -> list[dict[str, Any]]:

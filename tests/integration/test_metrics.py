@@ -10,9 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from broker import topics
 from broker.messages import Verdict, encode
 from tests.conftest import RunningCentral, seed_library
-from tests.integration.test_central_flow import ask
 from tests.support.probe import Probe
-from tests.support.scans import scan
+from tests.support.scans import ask, scan
 
 
 async def scrape(admin: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

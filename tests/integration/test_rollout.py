@@ -12,7 +12,7 @@ import pytest
 
 from broker import topics
 from broker.local import LocalBroker
-from broker.messages import CodeScan, KioskConfig, Reason, SecurityAlert, Verdict, encode
+from broker.messages import KioskConfig, Reason, SecurityAlert
 from kiosk.feedback import Signal
 from provisioning.cli import EXIT_REFUSED, EXIT_USAGE
 from tests.conftest import (
@@ -25,27 +25,7 @@ from tests.conftest import (
 from tests.integration.test_admin_cli import Cli, Outcome, run_cli, token_file_of, url_of
 from tests.support.kiosks import running_kiosk, until
 from tests.support.probe import Probe
-from tests.support.scans import scan
-
-
-@pytest.fixture
-def cli(central: RunningCentral, capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``cs-admin`` pointed at the test central with its token file."""
-
-    async def run(*argv: str) -> Outcome:
-        base = ["--url", url_of(central), "--token-file", str(token_file_of(central))]
-        return await run_cli(capsys, [*base, *argv])
-
-    return run
-
-
-async def ask(probe: Probe, event: CodeScan) -> Verdict:
-    probe.publish(topics.scan(event.kiosk_id), encode(event))
-    while True:
-        received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/verdict")
-        verdict = Verdict.model_validate_json(received.payload)
-        if verdict.event_id == event.event_id:
-            return verdict
+from tests.support.scans import ask, scan
 
 
 async def next_config(probe: Probe, kiosk_id: str) -> KioskConfig:

@@ -25,14 +25,14 @@ import pytest
 
 from broker import topics
 from broker.local import LocalBroker
-from broker.messages import CodeScan, Reason, Verdict, encode
+from broker.messages import Reason
 from central.settings import CentralSettings
 from central.storage import migrations
 from provisioning.cli import main as cs_admin
 from tests.conftest import RunningCentral, central_settings, seed_library, start_central
 from tests.support.probe import Probe
 from tests.support.processes import settings_env
-from tests.support.scans import scan
+from tests.support.scans import ask, scan
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -134,15 +134,6 @@ async def operator(tmp_path: Path, broker: LocalBroker, **settings: Any) -> Asyn
         yield op
     finally:
         await op.stop()
-
-
-async def ask(probe: Probe, event: CodeScan) -> Verdict:
-    probe.publish(topics.scan(event.kiosk_id), encode(event))
-    while True:
-        received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/verdict")
-        verdict = Verdict.model_validate_json(received.payload)
-        if verdict.event_id == event.event_id:
-            return verdict
 
 
 async def code(admin: httpx.AsyncClient, path: str) -> str:

@@ -19,10 +19,9 @@ from broker.messages import Reason, SecurityAlert
 from central.security import ALERT_AUTO_BLOCK
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
 from tests.integration.test_admin_cli import Outcome, run_cli, url_of
-from tests.integration.test_central_flow import ask
 from tests.integration.test_metrics import scrape
 from tests.support.probe import Probe
-from tests.support.scans import scan
+from tests.support.scans import ask, scan
 
 
 @pytest.fixture(autouse=True)

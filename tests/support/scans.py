@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
-from broker.messages import CodeScan
+from broker import topics
+from broker.messages import CodeScan, SessionDone, Verdict, encode
+from tests.support.probe import Probe
 
 
 def scan(kiosk_id: str, code: str, event_id: str | None = None) -> CodeScan:
@@ -16,3 +19,13 @@ def scan(kiosk_id: str, code: str, event_id: str | None = None) -> CodeScan:
         code=code,
         scanned_at=datetime.now(UTC),
     )
+
+
+async def ask(probe: Probe, event: CodeScan | SessionDone) -> Verdict:
+    """Publish ``event`` as its kiosk and wait for the verdict on it (others are skipped)."""
+    probe.publish(topics.scan(event.kiosk_id), encode(event))
+    while True:
+        received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/verdict")
+        verdict = Verdict.model_validate_json(received.payload)
+        if verdict.event_id == event.event_id:
+            return verdict
