@@ -23,9 +23,11 @@ def free_port() -> int:
 class LocalBroker:
     """A real ``mosquitto`` process with the development config, on a free port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, extra_config: str = "") -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        # Appended to the development config, e.g. the fleet bench's ``max_connections``.
+        self.extra_config = extra_config
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> LocalBroker:
@@ -36,7 +38,8 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         template = resources.files("broker.mosquitto").joinpath("dev.conf").read_text()
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(template.format(port=self.port, data_dir=self.data_dir))
+        text = template.format(port=self.port, data_dir=self.data_dir)
+        conf.write_text(f"{text}{self.extra_config}\n" if self.extra_config else text)
         log = (self.data_dir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own config, no shell
             [exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
