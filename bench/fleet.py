@@ -42,13 +42,16 @@ import psutil
 
 from bench.fleet_worker import WorkerPlan, raise_fd_limit, worker_main
 from bench.load import _database, _drop
+from broker import topics
 from broker.local import LocalBroker, free_port
+from broker.messages import Availability
 from central.keys import load_key_ring
 from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
 from tests.support.consistency import consistency, violations
+from tests.support.probe import Probe
 from tests.support.processes import CentralProcess
 
 # Mosquitto's own default is unlimited; say so, so the bound is the open-files limit.
@@ -165,7 +168,7 @@ class Fleet:
         self.processes: list[BaseProcess] = []
         self.latest: dict[int, dict[str, Any]] = {}
         self.finals: dict[int, dict[str, Any]] = {}
-        self.checked: dict[int, int] = {}
+        self.checked: dict[int, list[tuple[str, str, int, int]]] = {}
         self.verdicts: list[tuple[float, float]] = []  # (reported at, ms)
         self.changes: dict[str, list[Any]] = {}  # key -> [changed_at, Counter(ms)]
         for n in range(procs):
@@ -253,10 +256,10 @@ class Fleet:
             self.pump()
             await asyncio.sleep(0.1)
 
-    async def stale(self, truth: dict[str, int]) -> int:
-        """How many kiosks' availability differs from ``truth`` (item -> seq)."""
+    async def stale(self, truth: dict[str, int]) -> list[tuple[str, str, int, int]]:
+        """(kiosk, item, its seq, central's seq) wherever a kiosk differs from ``truth``."""
         await self.command("check", truth, collect=self.checked)
-        return sum(self.checked.values())
+        return [row for rows in self.checked.values() for row in rows]
 
     async def stop(self) -> dict[str, Any]:
         await self.command("stop", collect=self.finals)
@@ -433,6 +436,22 @@ class Scenario:
             )
 
 
+def retained_seqs(port: int, within: float = 3.0) -> dict[str, int]:
+    """The broker's retained availability copies: item id -> seq."""
+    probe = Probe(port, client_id="fleet-retained-probe")
+    try:
+        probe.subscribe(topics.AVAILABILITY_FILTER)
+        out: dict[str, int] = {}
+        with contextlib.suppress(TimeoutError):
+            while True:
+                message = probe.next(within)
+                availability = Availability.model_validate_json(message.payload)
+                out[availability.item_id] = availability.seq
+        return out
+    finally:
+        probe.close()
+
+
 async def truth_from_central(central: CentralProcess) -> dict[str, int]:
     """Central's current availability: item id -> seq."""
     async with httpx.AsyncClient(
@@ -514,7 +533,16 @@ async def play(run: Run) -> None:  # noqa: PLR0915 - one scenario, read top to b
         run.summary["drain_s"] = drained
         central = scenario.centrals["central-1"]
         await asyncio.sleep(1.0)  # the last availability publishes land
-        run.summary["stale_kiosks"] = await fleet.stale(await truth_from_central(central))
+        truth = await truth_from_central(central)
+        stale = await fleet.stale(truth)
+        run.summary["stale_kiosks"] = len({kiosk for kiosk, *_ in stale})
+        run.summary["stale_examples"] = stale[:10]
+        retained = await asyncio.to_thread(retained_seqs, broker.port)
+        run.summary["stale_retained"] = sorted(
+            (item, retained.get(item, -1), seq)
+            for item, seq in truth.items()
+            if retained.get(item, -1) != seq
+        )[:20]
         run.summary["totals"] = fleet.totals()
         run.summary["final"] = await fleet.stop()
         for process in scenario.centrals.values():

@@ -82,6 +82,8 @@ def table(run: Run, command: str) -> str:
         if s["drain_s"] is not None
         else "| outboxes drained after walk-ups stopped | NOT in 60 s |",
         f"| kiosks whose availability differs from central's at the end | {s['stale_kiosks']} |",
+        f"| retained availability copies differing from central's at the end |"
+        f" {len(s['stale_retained'])} |",
         f"| lost scans (unanswered, or sent but never decided) | {s['lost']} |",
         f"| doubled effects (`violations()`) | {s['violations']} |",
     ]
@@ -100,6 +102,8 @@ def table(run: Run, command: str) -> str:
         "",
         f"Verdicts by reason: {reasons}. Repeated verdicts ignored by kiosks:"
         f" {s['final']['repeated_verdicts']:,}. Checks: {s['checks']}.",
+        f"Stale at the end (kiosk, item, its seq, central's): {s['stale_examples']};"
+        f" retained copies (item, broker's seq, central's): {s['stale_retained']}.",
         "",
         f"Command: `{command}`",
     ]

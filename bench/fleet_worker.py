@@ -317,13 +317,14 @@ class Worker:
                 self.reports.put(("final", self.plan.index, self.final()))
                 return
 
-    def stale(self, truth: dict[str, int]) -> int:
-        """Kiosks whose view of their shelf differs from central's current availability."""
-        wrong = 0
+    def stale(self, truth: dict[str, int]) -> list[tuple[str, str, int, int]]:
+        """(kiosk, item, its seq, central's seq) wherever a kiosk's view differs."""
+        wrong = []
         for kiosk in self.kiosks:
-            mine = {i: seq for i, (seq, _state) in kiosk.availability.items()}
-            want = {i: truth[i] for i in self.plan.shelf_labels[kiosk.shelf_id]}
-            wrong += mine != want
+            for item_id in self.plan.shelf_labels[kiosk.shelf_id]:
+                mine = kiosk.availability.get(item_id, (-1, None))[0]
+                if mine != truth[item_id]:
+                    wrong.append((kiosk.kiosk_id, item_id, mine, truth[item_id]))
         return wrong
 
     def snapshot(self) -> dict[str, Any]:
