@@ -115,9 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_fd_limit()
     root = Path(tempfile.mkdtemp(prefix="cs-fanout-"))
     with LocalBroker(broker_dir(root), extra_config=BROKER_EXTRA) as broker:
-        receivers = Receivers(broker.port, args.receivers)
-        receivers.pump(time.perf_counter() + 3 + args.receivers / 1000)  # CONNACKs, SUBACKs
-        receivers.arrivals.clear()
         publisher = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="probe-pub", protocol=MQTTProtocolVersion.MQTTv5
         )
@@ -126,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = time.monotonic() + 30
         while not publisher.is_connected() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # After the publisher: paho's own loop thread uses select(), which refuses file
+        # descriptors above 1024, so its socket must be opened before the receivers'.
+        receivers = Receivers(broker.port, args.receivers)
+        receivers.pump(time.perf_counter() + 3 + args.receivers / 1000)  # CONNACKs, SUBACKs
+        receivers.arrivals.clear()
         to_all, first = [], []
         for seq in range(1, args.changes + 1):
             message = Availability(
