@@ -566,6 +566,18 @@ def summarise(run: Run, fleet: Fleet) -> None:
     steady = [ms for at, ms in fleet.verdicts if run.started <= at < steady_end]
     s["verdict_ms"] = percentiles(steady)
     s["verdict_ms_all"] = percentiles([ms for _at, ms in fleet.verdicts])
+    quiet = [
+        (run.started + f["at"], run.started + f["at"] + (f.get("done_s") or 0) + 30)
+        for f in run.faults
+    ]
+    # Outside every fault and the 30 s after it: what a member sees on an ordinary day.
+    s["verdict_ms_quiet"] = percentiles(
+        [
+            ms
+            for at, ms in fleet.verdicts
+            if run.started <= at < steady_end and not any(a <= at <= b for a, b in quiet)
+        ]
+    )
     fault_windows = [
         (
             run.started + f["at"],
