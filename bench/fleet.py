@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import os
 import pwd
+import queue
 import shutil
 import statistics
 import sys
@@ -206,7 +207,7 @@ class Fleet:
         while True:
             try:
                 kind, index, body = self.reports.get_nowait()
-            except Exception:
+            except queue.Empty:
                 return
             if kind == "checked":
                 self.checked[index] = body
@@ -249,8 +250,8 @@ class Fleet:
 
     async def command(self, *command: Any, collect: dict[int, Any], within: float = 60) -> None:
         collect.clear()
-        for queue in self.commands:
-            queue.put(command)
+        for commands in self.commands:
+            commands.put(command)
         deadline = time.time() + within
         while len(collect) < len(self.processes) and time.time() < deadline:
             self.pump()
@@ -264,7 +265,7 @@ class Fleet:
     async def stop(self) -> dict[str, Any]:
         await self.command("stop", collect=self.finals)
         for process in self.processes:
-            process.join(timeout=20)
+            await asyncio.to_thread(process.join, 20)
             if process.is_alive():
                 process.kill()
         self.pump()
@@ -522,8 +523,8 @@ async def play(run: Run) -> None:  # noqa: PLR0915 - one scenario, read top to b
         for task in pending:
             task.result()
         # Members stop walking up; every outbox must drain.
-        for queue in fleet.commands:
-            queue.put(("pause",))
+        for commands in fleet.commands:
+            commands.put(("pause",))
         drained = await fleet.until(
             lambda t: t["outbox"] == 0 and t["connected"] == fleet.size,
             since=time.time(),

@@ -137,17 +137,13 @@ def plot(run: Run, path: Path) -> None:
     ax.plot(t, [r["connects"] - start for r in timeline], label="reconnects (cumulative)", lw=1)
     ax.legend(fontsize=7, loc="center left")
     ax.set_ylabel("kiosks")
-    for name, (axis, key, unit) in {
-        "cpu": (axes[2], "cpu", "% of one core"),
-        "rss": (axes[3], "rss_mb", "RSS MB"),
-    }.items():
+    for axis, key, unit in ((axes[2], "cpu", "% of one core"), (axes[3], "rss_mb", "RSS MB")):
         for group in ("broker", "central", "simulator"):
             axis.plot(
                 t, [r["resources"].get(group, {}).get(key, 0) for r in timeline], label=group, lw=1
             )
         axis.set_ylabel(unit)
         axis.legend(fontsize=7, loc="upper left")
-        del name
     axes[3].set_xlabel("seconds into the steady part")
     for f in run.faults:
         for axis in axes:
