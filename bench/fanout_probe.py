@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import selectors
+import shutil
 import socket
 import statistics
 import sys
@@ -114,6 +115,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raise_fd_limit()
     root = Path(tempfile.mkdtemp(prefix="cs-fanout-"))
+    try:
+        to_all, first = _play(root, args.receivers, args.changes, args.every)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if not to_all:
+        print("no change reached every receiver")
+        return 1
+    q = statistics.quantiles(to_all, n=100, method="inclusive") if len(to_all) > 1 else to_all * 99
+    print(
+        f"{args.receivers:,} receivers, {len(to_all)} changes: first copy p50"
+        f" {statistics.median(first):.1f} ms; last copy p50 {q[49]:.1f} ms,"
+        f" p99 {q[98]:.1f} ms, max {max(to_all):.1f} ms"
+    )
+    return 0
+
+
+def _play(root: Path, n: int, changes: int, every: float) -> tuple[list[float], list[float]]:
+    """(ms to the last receiver, ms to the first) per change."""
     with LocalBroker(broker_dir(root), extra_config=BROKER_EXTRA) as broker:
         publisher = paho.Client(
             CallbackAPIVersion.VERSION2, client_id="probe-pub", protocol=MQTTProtocolVersion.MQTTv5
@@ -125,11 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             time.sleep(0.05)
         # After the publisher: paho's own loop thread uses select(), which refuses file
         # descriptors above 1024, so its socket must be opened before the receivers'.
-        receivers = Receivers(broker.port, args.receivers)
-        receivers.pump(time.perf_counter() + 3 + args.receivers / 1000)  # CONNACKs, SUBACKs
+        receivers = Receivers(broker.port, n)
+        receivers.pump(time.perf_counter() + 3 + n / 1000)  # CONNACKs, SUBACKs
         receivers.arrivals.clear()
-        to_all, first = [], []
-        for seq in range(1, args.changes + 1):
+        to_all: list[float] = []
+        first: list[float] = []
+        for seq in range(1, changes + 1):
             message = Availability(
                 item_id=ITEM,
                 shelf_id=SHELF,
@@ -141,25 +161,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             receivers.arrivals.clear()
             sent = time.perf_counter()
             publisher.publish(topics.availability(SHELF, ITEM), encode(message), qos=0, retain=True)
-            receivers.pump(sent + args.every)
+            receivers.pump(sent + every)
             got = sorted(receivers.arrivals)
-            if len(got) < args.receivers:
-                print(f"change {seq}: only {len(got)} of {args.receivers} receivers")
+            if len(got) < n:
+                print(f"change {seq}: only {len(got)} of {n} receivers")
                 continue
             first.append((got[0] - sent) * 1000)
             to_all.append((got[-1] - sent) * 1000)
         publisher.loop_stop()
         publisher.disconnect()
-    if not to_all:
-        print("no change reached every receiver")
-        return 1
-    q = statistics.quantiles(to_all, n=100, method="inclusive") if len(to_all) > 1 else to_all * 99
-    print(
-        f"{args.receivers:,} receivers, {len(to_all)} changes: first copy p50"
-        f" {statistics.median(first):.1f} ms; last copy p50 {q[49]:.1f} ms,"
-        f" p99 {q[98]:.1f} ms, max {max(to_all):.1f} ms"
-    )
-    return 0
+    return to_all, first
 
 
 if __name__ == "__main__":
