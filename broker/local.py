@@ -31,8 +31,11 @@ class LocalBroker:
         port: int | None = None,
         *,
         secure: config.SecureListener | None = None,
+        extra_config: str = "",
     ) -> None:
         self.data_dir = data_dir
+        # Appended to the config, e.g. the fleet bench's ``max_connections``.
+        self.extra_config = extra_config
         self.secure = secure
         if secure is not None:
             # Tests and the demo: both listeners on loopback, on ports nobody holds.
@@ -58,7 +61,7 @@ class LocalBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
         if self.secure is None:
-            conf.write_text(config.development(self.port, self.data_dir))
+            conf.write_text(config.development(self.port, self.data_dir) + self.extra_config)
         else:
             for name in (auth.PASSWD_FILE, auth.ACL_FILE):
                 # Until central writes them: a broker that lets nobody in.
@@ -66,7 +69,8 @@ class LocalBroker:
                 if not path.exists():
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_text("")
-            conf.write_text(config.secure(self.secure, self.data_dir, run_as_caller=True))
+            text = config.secure(self.secure, self.data_dir, run_as_caller=True)
+            conf.write_text(text + self.extra_config)
         log = (self.data_dir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(  # noqa: S603 - our own config, no shell
             [exe, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
