@@ -225,9 +225,18 @@ class LoopClient:
         """Subscribe (again after a reconnect is the caller's business, in ``on_up``)."""
         self.client.subscribe(topic, qos=qos)
 
-    async def close(self, farewell: tuple[str, bytes] | None = None, within: float = 2.0) -> None:
-        """Optionally publish a retained farewell, then disconnect cleanly."""
+    async def close(
+        self,
+        farewell: tuple[str, bytes] | None = None,
+        within: float = 2.0,
+        leave: tuple[str, ...] = (),
+    ) -> None:
+        """Optionally leave subscriptions and publish a retained farewell, then disconnect."""
         if self.up.is_set():
+            for topic in leave:
+                # Sent before DISCONNECT on the same connection, so the broker applies it
+                # first: no wait for the UNSUBACK is needed.
+                self.client.unsubscribe(topic)
             if farewell is not None:
                 info = self.publish(*farewell, qos=1, retain=True)
                 with contextlib.suppress(TimeoutError):

@@ -71,8 +71,13 @@ class CentralLink:
         await self._mqtt.run()
 
     async def close(self) -> None:
-        """Disconnect cleanly."""
-        await self._mqtt.close()
+        """Leave the shared scan subscription, then disconnect cleanly.
+
+        The session itself outlives us (a kill -9 must not lose queued scans), but a
+        stopped instance left in the share group would keep being handed its share of
+        scans until the session expires; the kiosks' re-sends would then wait on it.
+        """
+        await self._mqtt.close(leave=(topics.SCAN_SHARED,))
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """Queue a publish."""

@@ -6,10 +6,12 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from broker import topics
+from broker.local import LocalBroker
 from broker.messages import Reason, SessionDone, Verdict
-from tests.conftest import RunningCentral, seed_library
+from tests.conftest import RunningCentral, central_settings, seed_library, start_central
 from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
@@ -90,3 +92,24 @@ async def test_forged_and_garbage_codes_are_refused(central: RunningCentral, pro
     assert Verdict.model_validate_json(received.payload).reason is Reason.MALFORMED
     # ...and the consumer is still deciding real scans afterwards.
     assert (await ask(probe, scan("KIOSK-A1", pass_code))).reason is Reason.SESSION_OPENED
+
+
+async def test_a_central_stopped_cleanly_leaves_the_share_group_at_once(
+    tmp_path: Path, broker: LocalBroker, probe: Probe
+) -> None:
+    # Two centrals share the scans; one is scaled down. If it stayed in the share group,
+    # the broker would keep handing it every other scan until its session expired.
+    first = central_settings(tmp_path / "a", broker)
+    second = central_settings(tmp_path / "b", broker, sqlite_path=first.sqlite_file)
+    async with start_central(first) as central:
+        await seed_library(central.admin)
+        drill = (await central.admin.get("/items/DRILL-01/label")).json()["code"]
+        async with start_central(second):
+            pass  # joined the group, then stopped cleanly
+        probe.subscribe(topics.VERDICT_FILTER)
+        for n in range(8):
+            kiosk = "KIOSK-A1" if n % 2 else "KIOSK-B1"
+            started = asyncio.get_running_loop().time()
+            verdict = await ask(probe, scan(kiosk, drill))
+            assert verdict.reason in {Reason.NOT_CHECKED_OUT, Reason.NO_SESSION}
+            assert asyncio.get_running_loop().time() - started < 3.0
