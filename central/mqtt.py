@@ -65,6 +65,10 @@ class CentralLink:
         self.on_inbound: Callable[[Inbound], None] = lambda _message: None
         # Called after every (re)connect, e.g. to publish retained state again.
         self.on_connect: Callable[[], None] | None = None
+        # Which retained topic was last published when: a snapshot read before a newer
+        # publish must not overwrite it (see retained_since).
+        self._retained: dict[str, int] = {}
+        self._publishes = 0
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
@@ -81,7 +85,18 @@ class CentralLink:
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """Queue a publish."""
+        if retain:
+            self._publishes += 1
+            self._retained[topic] = self._publishes
         self._mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    def mark(self) -> int:
+        """A point in this link's publishes, for :meth:`retained_since`."""
+        return self._publishes
+
+    def retained_since(self, topic: str, mark: int) -> bool:
+        """Whether ``topic`` got a retained publish after ``mark`` (so it is newer)."""
+        return self._retained.get(topic, 0) > mark
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge a scan once its verdict is durable and sent."""

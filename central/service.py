@@ -201,15 +201,17 @@ async def _serve_api(server: uvicorn.Server) -> None:
 
 async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:
     # Retained state is what a rebooted kiosk sees first; publish it all at start so a
-    # wiped broker is whole again.
+    # wiped broker is whole again. A checkout decided while the snapshot is read publishes
+    # its newer copy first; the snapshot's older copy of that topic is then skipped.
+    mark = link.mark()
     for config in await rollout.kiosk_configs(store):
-        link.publish(topics.config(config.kiosk_id), encode(config), retain=True)
+        topic = topics.config(config.kiosk_id)
+        if not link.retained_since(topic, mark):
+            link.publish(topic, encode(config), retain=True)
     for availability in await store.all_availability(clock.now()):
-        link.publish(
-            topics.availability(availability.shelf_id, availability.item_id),
-            encode(availability),
-            retain=True,
-        )
+        topic = topics.availability(availability.shelf_id, availability.item_id)
+        if not link.retained_since(topic, mark):
+            link.publish(topic, encode(availability), retain=True)
 
 
 # Fed while the consumer's heartbeat is younger than this; WatchdogSec is 30 s.
