@@ -355,6 +355,12 @@ class Kiosk:
         return 0 <= age < self.settings.verdict_timeout_s * 5
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        if not payload:
+            # A cleared retained message: an item moved to another shelf (or a retired
+            # kiosk's config). Forget the item; there is nothing else to apply.
+            if topic.endswith("/availability"):
+                self.availability.pop(topic.split("/")[-2], None)
+            return
         try:
             if topic.endswith("/verdict"):
                 self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))

@@ -471,6 +471,14 @@ def availability(seq: int, state: AvailabilityState, item_id: str = "DRILL-01") 
     )
 
 
+async def test_an_item_moved_off_the_shelf_is_forgotten(online: Rig) -> None:
+    topic = topics.availability(SHELF, "DRILL-01")
+    await online.deliver(topic, availability(5, AvailabilityState.AVAILABLE))
+    assert "DRILL-01" in online.kiosk.availability
+    await online.deliver(topic, b"")  # central cleared the retained copy: the item moved
+    assert "DRILL-01" not in online.kiosk.availability
+
+
 async def test_availability_is_kept_per_item_and_stale_copies_lose(online: Rig) -> None:
     topic = topics.availability(SHELF, "DRILL-01")
 
