@@ -54,6 +54,7 @@ from central.tokens import TokenSigner, new_id
 from tests.support.consistency import consistency, violations
 from tests.support.probe import Probe
 from tests.support.processes import CentralProcess
+from tests.support.security import LIMITS_OFF
 
 # Mosquitto's own default is unlimited; say so, so the bound is the open-files limit.
 BROKER_EXTRA = "max_connections -1"
@@ -478,6 +479,10 @@ async def play(run: Run) -> None:  # noqa: PLR0915 - one scenario, read top to b
         postgres_dsn=dsn,
         mqtt_port=broker.port,
         admin_port=free_port(),
+        # The walk-up mix sends 10 % forged labels on purpose: with central's defences on,
+        # the circuit breaker (rightly) turns checkout off within minutes and the run
+        # measures refusals. --defences keeps them on.
+        **({} if args.defences else LIMITS_OFF),
     )
     scenario = Scenario(run, broker, settings)
     layout = Layout(
@@ -663,6 +668,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--faults", default="", help=f"comma list of <seconds|end>:<{'|'.join(FAULTS)}>"
     )
     parser.add_argument("--credentials", type=Path, help="kiosk_id,username,password lines")
+    parser.add_argument(
+        "--defences",
+        action="store_true",
+        help="keep central's rate limits, kiosk blocks and circuit breaker on",
+    )
     parser.add_argument("--out", type=Path, help="write <out>.md, <out>.json and <out>.png")
     args = parser.parse_args(argv)
     if args.minutes > 60:
