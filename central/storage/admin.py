@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from broker.ids import is_id
-from broker.messages import Availability
+from broker.messages import Availability, KioskConfig
 from central.errors import NotFoundError, StorageError
 from central.storage.base import (
     AuditEntry,
@@ -21,6 +21,7 @@ from central.storage.base import (
     ShelfRow,
     Tx,
 )
+from central.storage.kiosk_config import Change, config_from_row, configured, device_config
 
 
 class AdminTx(Protocol):
@@ -259,6 +260,39 @@ class AdminWrites:
             (state, item_id),
             AuditEntry(now, actor, "item.state", item_id=item_id, detail={"state": state}),
         )
+
+    async def configure_kiosk(
+        self, kiosk_id: str, change: Change, now: datetime, actor: str
+    ) -> KioskConfig | None:
+        """Apply ``change`` under the kiosk's row lock, bump its version, audit before/after."""
+        async with self._admin_tx() as atx:
+            rows = await atx.fetch(
+                "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config,"
+                " retired FROM kiosks WHERE kiosk_id = ?",
+                (kiosk_id,),
+                lock=True,
+            )
+            if not rows:
+                return None
+            if rows[0][5]:
+                raise StorageError(f"kiosk {kiosk_id} is retired")
+            old = config_from_row(rows[0])
+            new = change(old).model_copy(update={"config_version": old.config_version + 1})
+            if not await atx.fetch("SELECT 1 FROM shelves WHERE shelf_id = ?", (new.shelf_id,)):
+                raise StorageError(f"shelf {new.shelf_id} does not exist")
+            await atx.run(
+                "UPDATE kiosks SET shelf_id = ?, session_timeout_s = ?, device_config = ?,"
+                " config_version = ? WHERE kiosk_id = ?",
+                (
+                    new.shelf_id,
+                    new.session_timeout_s,
+                    device_config(new),
+                    new.config_version,
+                    kiosk_id,
+                ),
+            )
+            await atx.tx.audit(configured(old, new, now, actor))
+        return new
 
 
 _ITEM_SQL = (

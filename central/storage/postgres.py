@@ -38,13 +38,8 @@ from central.storage.base import (
 from central.storage.chain import ChainedRow, ChainHead
 from central.storage.fleet import FleetWrites
 from central.storage.kiosk_config import (
-    Change,
     KioskRecord,
     config_from_row,
-    device_config,
-)
-from central.storage.kiosk_config import (
-    configured as _configured,
 )
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row, numbered
 
@@ -562,36 +557,6 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
             ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
         )
         return [KioskRecord(config_from_row(r), r[5], r[6]) for r in rows]
-
-    async def configure_kiosk(
-        self, kiosk_id: str, change: Change, now: datetime, actor: str
-    ) -> KioskConfig | None:
-        async with self.write() as tx:
-            row = await tx.conn.fetchrow(
-                "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-                ", retired FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
-                kiosk_id,
-            )
-            if row is None:
-                return None
-            if row[5]:
-                raise StorageError(f"kiosk {kiosk_id} is retired")
-            old = config_from_row(row)
-            new = change(old).model_copy(update={"config_version": old.config_version + 1})
-            try:
-                await tx.conn.execute(
-                    "UPDATE kiosks SET shelf_id = $1, session_timeout_s = $2, device_config = $3,"
-                    " config_version = $4 WHERE kiosk_id = $5",
-                    new.shelf_id,
-                    new.session_timeout_s,
-                    device_config(new),
-                    new.config_version,
-                    kiosk_id,
-                )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise StorageError(f"shelf {new.shelf_id} does not exist") from exc
-            await tx.audit(_configured(old, new, now, actor))
-        return new
 
     async def audit_head(self) -> ChainHead:
         row = await self.pool.fetchrow(

@@ -35,13 +35,8 @@ from central.storage.base import (
 from central.storage.chain import ChainedRow, ChainHead
 from central.storage.fleet import FleetWrites
 from central.storage.kiosk_config import (
-    Change,
     KioskRecord,
     config_from_row,
-    device_config,
-)
-from central.storage.kiosk_config import (
-    configured as _configured,
 )
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row
 
@@ -679,38 +674,6 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
         ) as cur:
             rows = await cur.fetchall()
         return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6])) for r in rows]
-
-    async def configure_kiosk(
-        self, kiosk_id: str, change: Change, now: datetime, actor: str
-    ) -> KioskConfig | None:
-        async with self.write() as tx:  # BEGIN IMMEDIATE: two admins cannot interleave
-            row = await tx._one(
-                "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-                ", retired FROM kiosks WHERE kiosk_id = ?",
-                kiosk_id,
-            )
-            if row is None:
-                return None
-            if row[5]:
-                raise StorageError(f"kiosk {kiosk_id} is retired")
-            old = config_from_row(row)
-            new = change(old).model_copy(update={"config_version": old.config_version + 1})
-            try:
-                await tx._exec(
-                    "UPDATE kiosks SET shelf_id = ?, session_timeout_s = ?, device_config = ?,"
-                    " config_version = ? WHERE kiosk_id = ?",
-                    (
-                        new.shelf_id,
-                        new.session_timeout_s,
-                        device_config(new),
-                        new.config_version,
-                        kiosk_id,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StorageError(f"shelf {new.shelf_id} does not exist") from exc
-            await tx.audit(_configured(old, new, now, actor))
-        return new
 
     async def audit_head(self) -> ChainHead:
         async with self._read.execute(_HEAD_SQL) as cur:
