@@ -203,10 +203,10 @@ class Kiosk:
 
     def _read_codes(self) -> tuple[list[str], float]:
         # One thread hop per frame: read and decode together, off the event loop.
-        frame = self.devices.camera.read(self.settings.frame_timeout_s)
+        capture = self.devices.camera.capture(self.settings.frame_timeout_s)
         # The decode is real work on this CPU, so it is timed on the real clock.
         started = time.perf_counter()
-        codes = self.devices.decoder.decode(frame)
+        codes = self.devices.decoder.scan(capture)
         return codes, time.perf_counter() - started
 
     async def _scan_loop(self) -> None:
