@@ -76,6 +76,8 @@ BARS_TRIPLE = 0.995
 
 # How far from the camera a code is held, cm (uniform).
 DISTANCE_CM = (15.0, 60.0)
+# The share of samples with a finger over the code.
+COVERED = 0.15
 # A printed module is 8 px at 300 dpi (provisioning.printing fits version-3 labels into a
 # sheet cell at that size): 0.68 mm. A phone shows the pass 30-50 mm wide: 0.9-1.5 mm.
 PRINTED_MODULE_MM = 0.68
@@ -138,7 +140,8 @@ DISTRIBUTION = [
     ),
     (
         "covered",
-        "15 %: a finger (grey U[60, 160]) over U[5, 15] % of the code's side, from a random edge",
+        "--covered (default 15 %): a finger (grey U[60, 160]) over U[5, 15] % of the code's "
+        "side, from a random edge",
     ),
     (
         "consecutive frames",
@@ -450,19 +453,24 @@ def make_sample(
     seed: int,
     index: int,
     distance_cm: tuple[float, float] = DISTANCE_CM,
+    covered: float = COVERED,
 ) -> tuple[Sample, np.random.Generator]:
-    """Sample ``index`` of the code corpus, and the generator its later frames draw on."""
+    """Sample ``index`` of the code corpus, and the generator its later frames draw on.
+
+    ``covered`` is the share of samples with a finger over the code. The draw is made
+    whatever it is, so sample ``i`` differs only in its finger between runs.
+    """
     rng = _rng(seed, _CODE, index)
     kind, text = make_token(signer, rng)
     style = "phone" if kind == "pass" and rng.random() < 0.7 else "paper"
     card = make_card(text, style, rng)
     module_mm = _uniform(rng, *PHONE_MODULE_MM) if style == "phone" else PRINTED_MODULE_MM
-    covered = 0.0
-    if rng.random() < 0.15:
-        card, covered = cover(card, rng)
+    reach = 0.0
+    if rng.random() < covered:
+        card, reach = cover(card, rng)
     background = np.array(crop(scenery[int(rng.integers(len(scenery)))], rng))
     view = sample_view(card, rng, module_mm, distance_cm)
-    return Sample(kind, style, text, card, background, view, covered), rng
+    return Sample(kind, style, text, card, background, view, reach), rng
 
 
 def features(sample: Sample, view: View) -> dict[str, float | str]:
@@ -993,7 +1001,9 @@ def _code_stage(stage: Stage) -> None:
     args, run, decoders = stage.args, stage.run, stage.decoders
     turn = 0
     for index in range(args.frames):
-        sample, rng = make_sample(stage.signer, stage.scenery, args.seed, index, args.distance_cm)
+        sample, rng = make_sample(
+            stage.signer, stage.scenery, args.seed, index, args.distance_cm, args.covered
+        )
         view = sample.view
         run.sample_features.append(features(sample, view))
         hits = [False] * len(decoders)
@@ -1054,7 +1064,9 @@ def _ablation_stage(stage: Stage) -> None:
     run.ablation_samples = min(args.ablation, args.frames)
     run.ablation = {name: [0] * len(stage.decoders) for name, _ in ABLATIONS}
     for index in range(run.ablation_samples):
-        sample, _ = make_sample(stage.signer, stage.scenery, args.seed, index, args.distance_cm)
+        sample, _ = make_sample(
+            stage.signer, stage.scenery, args.seed, index, args.distance_cm, args.covered
+        )
         for name, change in ABLATIONS:
             view = _keep_in_frame(change(sample.view), sample.card)
             # The same noise for every variant of a sample: only the named change differs.
@@ -1438,6 +1450,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "the envelope in which a decoder meets the bars",
     )
     parser.add_argument(
+        "--covered",
+        type=float,
+        default=COVERED,
+        help="share of samples with a finger over the code (default %(default)s)",
+    )
+    parser.add_argument(
         "--budget-ms",
         type=float,
         default=PI_RETRY_BUDGET_MS / PI_FACTOR,
@@ -1461,6 +1479,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if not 5 <= low <= high:
         parser.error("--distance-cm needs 5 <= LO <= HI")
     args.distance_cm = (low, high)
+    if not 0 <= args.covered <= 1:
+        parser.error("--covered is a share, 0 to 1")
     args.decoders = [spec.strip() for spec in args.decoders.split(",") if spec.strip()]
     return args
 
