@@ -6,9 +6,12 @@ running and checks what it counts, so no timing is asserted here.
 
 from __future__ import annotations
 
+import pytest
+
 from bench.decoders import parse_args, report, run_benchmark
 
 
+@pytest.mark.slow
 def test_the_pipeline_reads_more_of_the_corpus_than_one_zxing_call_and_nothing_wrong() -> None:
     sizes = ["--frames", "40", "--no-code", "60", "--non-qr", "6", "--textures", "20"]
     args = parse_args([*sizes, "--ablation", "0", "--decoders", "zxing-cpp:plain,zxing-cpp"])

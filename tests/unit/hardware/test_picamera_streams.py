@@ -121,3 +121,19 @@ def test_a_request_that_cannot_be_read_is_a_camera_error_and_still_released(
     with pytest.raises(CameraError, match="reading the captured frame failed"):
         camera.capture(1.0)
     assert FakePicamera2.last.released == 1
+
+
+@pytest.mark.pi
+def test_on_a_pi_one_request_gives_both_streams_at_their_sizes() -> None:
+    # Runs only where picamera2 imports (Raspberry Pi OS with a camera attached).
+    pytest.importorskip("picamera2")
+    camera = PiCamera()
+    camera.start()
+    try:
+        capture = camera.capture(2.0)
+    finally:
+        camera.stop()
+
+    assert capture.frame.shape == (480, 640)
+    assert capture.full is not None
+    assert capture.full.shape == (1296, 1728)
