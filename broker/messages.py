@@ -161,6 +161,12 @@ class KioskStatus(_Message):
     config_problem: str | None = Field(
         default=None, max_length=200, description="Why part of the configuration is not applied."
     )
+    frame_errors: int = Field(
+        default=0, ge=0, description="Frames the decoder could not read since the kiosk started."
+    )
+    frame_error: str | None = Field(
+        default=None, max_length=40, description="Why the most recent such frame failed."
+    )
 
 
 class Sound(StrEnum):

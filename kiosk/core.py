@@ -1,15 +1,16 @@
-"""One kiosk at work: camera → decoder → walk-up rules → MQTT, verdicts → LEDs and buzzer."""
+"""One kiosk at work: scans → walk-up rules → outbox → MQTT, verdicts → LEDs and buzzer.
+
+The parts each own one job: ``ScanSource`` (camera, decoder, debounce), ``Walkup`` (the
+state machine), ``Outbox`` (durable events and what is in flight), ``KioskLink`` (MQTT,
+routed by the contract), ``FeedbackPlayer`` (LEDs and buzzer). ``Kiosk`` wires them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -27,17 +28,17 @@ from broker.messages import (
     Verdict,
     parse_message,
 )
+from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, Route, VerdictRoute
 from broker.transport import TlsFiles
-from hardware.errors import CameraError, HardwareError
+from hardware.errors import HardwareError
 from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import camera_settings, pin_settings, sound
-from kiosk.debounce import Debouncer
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
-from kiosk.health import FrameStats
 from kiosk.mqtt import KioskLink
 from kiosk.outbox import Outbox
+from kiosk.scans import ScanSource
 from kiosk.settings import CameraSettings, KioskSettings, PinSettings
 from kiosk.walkup import Action, Walkup
 
@@ -101,7 +102,15 @@ class Kiosk:
             deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
         )
         self.player.sound = settings.sound
-        self.debouncer = Debouncer(settings.debounce_s)
+        self.scans = ScanSource(
+            deps.devices.camera,
+            deps.devices.decoder,
+            deps.clock,
+            frame_timeout_s=settings.frame_timeout_s,
+            debounce_s=settings.debounce_s,
+            on_camera=self._on_camera,
+            on_frame=self._on_frame,
+        )
         self.availability: dict[str, Availability] = {}
         self.config: KioskConfig | None = None  # the newest central sent
         self.running_config = 0  # the version applied in full, as the status reports it
@@ -109,16 +118,10 @@ class Kiosk:
         self._rebuild = deps.rebuild
         self._camera_settings = settings.camera
         self._pins = settings.pins
-        # Held around every use of the camera, so a reconfiguration never stops it mid-read.
-        self._camera_lock = asyncio.Lock()
         self._reconfiguring = asyncio.Lock()
         self._reconfigurations: set[asyncio.Task[None]] = set()
-        self.frames = FrameStats()
         self._last_status = 0.0
-        self._sent_at: dict[str, float] = {}
         self._last_resend = 0.0
-        self._mine: set[str] = set()  # events this run of the kiosk created
-        self._waiting: set[str] = set()
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
         self._loop = asyncio.get_running_loop()
@@ -162,14 +165,10 @@ class Kiosk:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
-                try:
-                    async with self._camera_lock:
-                        await asyncio.to_thread(self.devices.camera.start)
+                # On failure, keep running: the scan loop reports it and keeps reopening.
+                if await self.scans.start():
                     self._camera_started = True
                     self._maybe_ready()
-                except CameraError as exc:
-                    # Keep running: the scan loop reports the fault and keeps reopening.
-                    await self._camera_fault(exc)
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
         finally:
@@ -177,7 +176,7 @@ class Kiosk:
             self.devices.button.on_press(None)
             await self.link.close(self._status(KioskState.STOPPED))
             await self.player.close()
-            await asyncio.to_thread(self.devices.camera.stop)
+            await self.scans.stop()
 
     def publish_status(self) -> None:
         """Tell the fleet how this kiosk is (retained): camera health, outbox depth."""
@@ -196,53 +195,29 @@ class Kiosk:
             config_version=self.running_config,
             outbox_depth=self.outbox.depth,
             camera_ok=self.walkup.camera_ok,
-            camera_fps=self.frames.fps(self.clock.monotonic()),
-            decode_ms=self.frames.decode_ms(),
+            camera_fps=self.scans.frames.fps(self.clock.monotonic()),
+            decode_ms=self.scans.frames.decode_ms(),
             config_problem=self.config_problem,
+            frame_errors=self.scans.frame_error_count,
+            frame_error=self.scans.last_frame_error,
         )
 
-    def _read_codes(self) -> tuple[list[str], float]:
-        # One thread hop per frame: read and decode together, off the event loop.
-        frame = self.devices.camera.read(self.settings.frame_timeout_s)
-        # The decode is real work on this CPU, so it is timed on the real clock.
-        started = time.perf_counter()
-        codes = self.devices.decoder.decode(frame)
-        return codes, time.perf_counter() - started
-
     async def _scan_loop(self) -> None:
-        while True:
-            try:
-                async with self._camera_lock:
-                    codes, decode_s = await asyncio.to_thread(self._read_codes)
-            except CameraError as exc:
-                await self._camera_fault(exc)
-                continue
-            self.frames.frame(self.clock.monotonic(), decode_s)
-            if not self.walkup.camera_ok:
-                self.walkup.camera_ok = True
-                self.note("state", "camera back")
-                self._refresh_steady()
-                self.publish_status()
-            now = self.clock.monotonic()
-            if now - self._last_ping >= 1.0:
-                # From the scan loop itself: if frames stop being read, systemd notices.
-                self._last_ping = now
-                self._systemd.notify("WATCHDOG=1")
-            for code in self.debouncer.fresh(codes, now):
-                await self.handle_code(code)
+        async for code in self.scans:
+            await self.handle_code(code)
 
-    async def _camera_fault(self, exc: CameraError) -> None:
-        if self.walkup.camera_ok:
-            self.walkup.camera_ok = False
-            self.note("state", f"camera fault: {exc}")
-            self._refresh_steady()
-            self.publish_status()
-        # Reopen the camera: a stalled pipeline usually comes back after a restart.
-        async with self._camera_lock:
-            with contextlib.suppress(CameraError):
-                await asyncio.to_thread(self.devices.camera.stop)
-                await asyncio.to_thread(self.devices.camera.start)
-        await self.clock.sleep(0.5)
+    def _on_camera(self, ok: bool, why: str) -> None:
+        self.walkup.on_camera(ok)
+        self.note("state", why)
+        self._refresh_steady()
+        self.publish_status()
+
+    def _on_frame(self) -> None:
+        now = self.clock.monotonic()
+        if now - self._last_ping >= 1.0:
+            # From the scan loop itself: if frames stop being read, systemd notices.
+            self._last_ping = now
+            self._systemd.notify("WATCHDOG=1")
 
     async def handle_code(self, code: str) -> None:
         """One fresh code from the camera."""
@@ -260,11 +235,9 @@ class Kiosk:
 
     async def _send(self, event: CodeScan | SessionDone) -> None:
         payload = await self.outbox.put(event)  # durable before it leaves the kiosk
-        self._mine.add(event.event_id)
         if self.walkup.online:
             # Someone is standing here waiting for this answer.
-            self._sent_at[event.event_id] = self.clock.monotonic()
-            self._waiting.add(event.event_id)
+            self.outbox.sent(event.event_id, self.clock.monotonic(), member_waiting=True)
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
     def _pressed_from_thread(self) -> None:
@@ -288,14 +261,9 @@ class Kiosk:
             now = self.clock.monotonic()
             if now - self._last_status >= self.settings.status_every_s:
                 self.publish_status()  # a heartbeat: frame rate, decode time, outbox
-            for event_id in [
-                e
-                for e in self._waiting
-                if now - self._sent_at.get(e, now) > self.settings.verdict_timeout_s
-            ]:
+            for _late in self.outbox.overdue(now, self.settings.verdict_timeout_s):
                 # The member is still standing here: tell them we could not get an answer.
                 # The event stays in the outbox and is re-sent until answered.
-                self._waiting.discard(event_id)
                 self.player.play(Signal.REFUSED_OFFLINE)
                 self.note("state", "no answer from central")
             if (
@@ -322,7 +290,7 @@ class Kiosk:
     # -- from the broker -------------------------------------------------------------------
 
     def _on_connection(self, up: bool) -> None:
-        self.walkup.online = up
+        self.walkup.on_link(up)
         self.note("state", "online" if up else "offline")
         self._refresh_steady()
         if up:
@@ -336,67 +304,44 @@ class Kiosk:
 
     async def _resend(self, min_age: float = 0.0) -> None:
         # The original event ids go out again: central answers each once, however often.
-        now = self.clock.monotonic()
-        for event_id, payload in await self.outbox.pending():
-            if now - self._sent_at.get(event_id, float("-inf")) < min_age:
-                continue  # just sent; give central the time to answer
-            self._sent_at[event_id] = now
+        # Events sent within ``min_age`` are left alone: give central the time to answer.
+        for _event_id, payload in await self.outbox.due(self.clock.monotonic(), min_age):
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
-    def _just_scanned(self, payload: bytes) -> bool:
-        try:
-            data = json.loads(payload)
-            scanned_at = datetime.fromisoformat(data["scanned_at"])
-        except (ValueError, KeyError, TypeError):
-            return False
-        if data.get("queued"):
-            return False  # the member was already told "queued"
-        age = (self.clock.wall() - scanned_at).total_seconds()
-        return 0 <= age < self.settings.verdict_timeout_s * 5
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, route: Route, payload: bytes) -> None:
         if not payload:
             # A cleared retained message: an item moved to another shelf (or a retired
             # kiosk's config). Forget the item; there is nothing else to apply.
-            if topic.endswith("/availability"):
-                self.availability.pop(topic.split("/")[-2], None)
+            if isinstance(route, AvailabilityRoute):
+                self.availability.pop(route.item_id, None)
             return
         try:
-            if topic.endswith("/verdict"):
-                self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))
-            elif topic.endswith("/availability"):
-                self._on_availability(parse_message(Availability, payload))
-            elif topic.endswith("/config"):
-                self._on_config(parse_message(KioskConfig, payload))
-            elif (
-                topic.endswith("/command")
-                and parse_message(KioskCommand, payload).command == "identify"
-            ):
-                self.player.play(Signal.IDENTIFY)
+            match route:
+                case VerdictRoute():
+                    self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))
+                case AvailabilityRoute():
+                    self._on_availability(parse_message(Availability, payload))
+                case ConfigRoute():
+                    self._on_config(parse_message(KioskConfig, payload))
+                case CommandRoute():
+                    if parse_message(KioskCommand, payload).command == "identify":
+                        self.player.play(Signal.IDENTIFY)
+                case _:
+                    log.warning("ignored a message on %s, which this kiosk does not read", route)
         except ContractError as exc:
-            log.warning("ignored a bad message on %s: %s", topic, exc)
+            log.warning("ignored a bad message on %s: %s", route, exc)
 
     async def _on_verdict(self, verdict: Verdict) -> None:
         if verdict.kiosk_id != self.settings.kiosk_id:
             return
-        payload = await self.outbox.take(verdict.event_id)
-        waiting = verdict.event_id in self._waiting or (
-            # Scanned moments before this kiosk restarted (power blip, crash): the member
-            # is likely still standing here, so show them the answer.
-            payload is not None
-            and verdict.event_id not in self._mine
-            and self._just_scanned(payload)
-        )
-        self._waiting.discard(verdict.event_id)
-        self._mine.discard(verdict.event_id)
-        self._sent_at.pop(verdict.event_id, None)
-        if payload is None:
+        answered = await self.outbox.answer(verdict.event_id)
+        if answered is None:
             return  # an answer we already had (a redelivery)
         who = f" for {verdict.member_name}" if verdict.member_name else ""
         what = f" {verdict.item_name}" if verdict.item_name else ""
         self.note("verdict", f"{verdict.reason.value}{what}{who}", verdict.event_id)
         self.walkup.on_verdict(verdict)
-        if waiting:
+        if answered.member_waiting(self.clock.wall(), self.settings.verdict_timeout_s * 5):
             self.player.play(SIGNAL_FOR_REASON[verdict.reason])
         self._refresh_steady()
 
@@ -417,8 +362,7 @@ class Kiosk:
         if config.kiosk_id != self.settings.kiosk_id:
             return
         self.config = config
-        self.walkup.session_timeout_s = config.session_timeout_s
-        self.walkup.checkout_enabled = config.checkout_enabled
+        self.walkup.on_config(config)
         self.player.sound = sound(self.settings.sound, config.feedback)
         # Moved to another shelf: forget this one's items, hear the new one's.
         self.availability = {
@@ -462,18 +406,10 @@ class Kiosk:
             self.publish_status()
 
     async def _reopen_camera(self, settings: CameraSettings, rebuild: Rebuild) -> str | None:
-        async with self._camera_lock:
-            await asyncio.to_thread(self.devices.camera.stop)
-            self.devices.camera = rebuild.camera(settings)
-            self._camera_settings = settings
-            self.frames.reset()
-            self.note("config", f"camera reopened: {settings.model_dump_json()}")
-            try:
-                await asyncio.to_thread(self.devices.camera.start)
-            except CameraError as exc:
-                # The scan loop shows the fault and keeps trying to reopen it.
-                return f"camera: {exc}"
-        return None
+        problem = await self.scans.replace_camera(rebuild.camera(settings))
+        self._camera_settings = settings
+        self.note("config", f"camera reopened: {settings.model_dump_json()}")
+        return problem
 
     async def _rewire(self, pins: PinSettings, rebuild: Rebuild) -> str | None:
         await self.player.close()

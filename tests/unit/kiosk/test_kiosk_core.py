@@ -115,7 +115,7 @@ class Rig:
     async def deliver(self, topic: str, payload: bytes) -> None:
         """A message arriving from the broker, and everything it sets off."""
         before = asyncio.all_tasks()
-        self.kiosk._on_message(topic, payload)
+        self.kiosk.link.deliver(topic, payload)  # routed by the contract, as from the broker
         await self.settle(before)
 
     async def scan(self, code: str) -> None:
@@ -657,7 +657,7 @@ async def test_new_camera_settings_reopen_the_camera(online: Rig) -> None:
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
 
-    assert online.kiosk.devices.camera is not old
+    assert online.kiosk.scans.camera is not old
     assert online.kiosk._camera_settings == SceneCameraSettings(fps=10)
     with pytest.raises(CameraError):
         old.read(0.1)  # stopped: the old one is released
