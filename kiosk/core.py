@@ -50,7 +50,11 @@ Journal = Callable[[str, str, str], None]
 
 @dataclass
 class Devices:
-    """The hardware one kiosk drives."""
+    """The hardware one kiosk drives.
+
+    The camera and decoder are handed to the kiosk's scan source, which owns them from
+    then on (``Kiosk.scans.camera`` is the camera in use after a reconfiguration).
+    """
 
     camera: Camera
     decoder: Decoder

@@ -58,7 +58,7 @@ async def test_a_config_change_reaches_the_running_kiosk_without_a_restart(
         before = await until_view(admin, "KIOSK-A1", lambda v: v["running_config_version"] == 1)
         assert (before["online"], before["config_version"]) == (True, 1)
         await until(lambda: "DRILL-01" in k.kiosk.availability)
-        first_camera = k.kiosk.devices.camera
+        first_camera = k.kiosk.scans.camera
 
         changed = await admin.patch(
             "/kiosks/KIOSK-A1/config",
@@ -92,7 +92,7 @@ async def test_a_config_change_reaches_the_running_kiosk_without_a_restart(
         assert "DRILL-02" not in k.kiosk.availability
 
         # The camera was reopened with the new rate, and the new one is the one scanned.
-        assert k.kiosk.devices.camera is not first_camera
+        assert k.kiosk.scans.camera is not first_camera
         await k.show(rake, Signal.REFUSED_NO_SESSION)  # a label at idle, nothing to return
 
         # Sound only for refusals: the session opens in silence...

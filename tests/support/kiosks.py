@@ -38,7 +38,7 @@ class KioskUnderTest:
     @property
     def camera(self) -> SceneCamera:
         """The camera the kiosk reads now (central's config may have reopened it)."""
-        camera = self.kiosk.devices.camera
+        camera = self.kiosk.scans.camera
         assert isinstance(camera, SceneCamera)
         return camera
 
