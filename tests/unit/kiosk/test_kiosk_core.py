@@ -307,7 +307,7 @@ async def test_publishing_on_a_link_that_never_connected_does_not_raise(
     monkeypatch.setattr(
         rig.kiosk.link, "publish", functools.partial(KioskLink.publish, rig.kiosk.link)
     )
-    rig.kiosk.walkup.online = True
+    rig.kiosk.walkup.on_link(True)
 
     await rig.scan(LABEL)
 
