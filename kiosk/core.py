@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
 
 import sdnotify
 
@@ -30,55 +29,24 @@ from broker.messages import (
 )
 from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, Route, VerdictRoute
 from broker.transport import TlsFiles
-from hardware.errors import HardwareError
-from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import camera_settings, pin_settings, sound
+from kiosk.config import sound
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
 from kiosk.mqtt import KioskLink
 from kiosk.outbox import Outbox
+from kiosk.parts import Devices, Outputs, Rebuild
+from kiosk.reconfigure import DeviceConfig
 from kiosk.scans import ScanSource
-from kiosk.settings import CameraSettings, KioskSettings, PinSettings
+from kiosk.settings import KioskSettings
 from kiosk.walkup import Action, Walkup
+
+__all__ = ["Deps", "Devices", "Journal", "Kiosk", "Outputs", "Rebuild", "open_kiosk"]
 
 log = logging.getLogger(__name__)
 
 # (kiosk id, what happened, a line for people) — the demo prints these.
 Journal = Callable[[str, str, str], None]
-
-
-@dataclass
-class Devices:
-    """The hardware one kiosk drives.
-
-    The camera and decoder are handed to the kiosk's scan source, which owns them from
-    then on (``Kiosk.scans.camera`` is the camera in use after a reconfiguration).
-    """
-
-    camera: Camera
-    decoder: Decoder
-    lights: Lights
-    buzzer: Buzzer
-    button: Button
-
-
-class Outputs(NamedTuple):
-    """The devices on GPIO pins, rebuilt together when the pins change."""
-
-    lights: Lights
-    buzzer: Buzzer
-    button: Button
-
-
-class Rebuild(Protocol):
-    """Makes new devices when central changes the camera settings or the pins."""
-
-    def camera(self, settings: CameraSettings) -> Camera:
-        """A camera (not started) with ``settings``."""
-
-    def outputs(self, pins: PinSettings) -> Outputs:
-        """LEDs, buzzer and button on ``pins``; HardwareError if a pin cannot be had."""
 
 
 @dataclass
@@ -117,12 +85,15 @@ class Kiosk:
         )
         self.availability: dict[str, Availability] = {}
         self.config: KioskConfig | None = None  # the newest central sent
-        self.running_config = 0  # the version applied in full, as the status reports it
-        self.config_problem: str | None = None
-        self._rebuild = deps.rebuild
-        self._camera_settings = settings.camera
-        self._pins = settings.pins
-        self._reconfiguring = asyncio.Lock()
+        self.reconfigure = DeviceConfig(
+            settings,
+            deps.devices,
+            self.scans,
+            self.player,
+            deps.rebuild,
+            on_press=self._pressed_from_thread,
+            note=self.note,
+        )
         self._reconfigurations: set[asyncio.Task[None]] = set()
         self._last_status = 0.0
         self._last_resend = 0.0
@@ -196,12 +167,12 @@ class Kiosk:
         return self.link.status(
             state,
             self.clock.wall(),
-            config_version=self.running_config,
+            config_version=self.reconfigure.running_version,
             outbox_depth=self.outbox.depth,
             camera_ok=self.walkup.camera_ok,
             camera_fps=self.scans.frames.fps(self.clock.monotonic()),
             decode_ms=self.scans.frames.decode_ms(),
-            config_problem=self.config_problem,
+            config_problem=self.reconfigure.problem,
             frame_errors=self.scans.frame_error_count,
             frame_error=self.scans.last_frame_error,
         )
@@ -381,59 +352,8 @@ class Kiosk:
         task.add_done_callback(self._reconfigurations.discard)
 
     async def _apply_devices(self) -> None:
-        """Reopen the camera or rebuild the pins if the newest config changes them."""
-        async with self._reconfiguring:  # configs arriving together apply one at a time
-            config = self.config
-            if config is None:
-                return
-            camera = camera_settings(self.settings.camera, config.camera)
-            pins = pin_settings(self.settings.pins, config.pins)
-            problems: list[str | None] = []
-            try:
-                if camera != self._camera_settings or pins != self._pins:
-                    if self._rebuild is None:
-                        problems.append("new camera settings or pins need a restart")
-                    else:
-                        if camera != self._camera_settings:
-                            problems.append(await self._reopen_camera(camera, self._rebuild))
-                        if pins != self._pins:
-                            problems.append(await self._rewire(pins, self._rebuild))
-            except Exception as exc:
-                # A device that will not come up must not take the kiosk down with it.
-                log.exception("applying config v%s failed", config.config_version)
-                problems.append(f"{type(exc).__name__}: {exc}")
-            self.running_config = config.config_version
-            # Cut to what the status message carries.
-            self.config_problem = "; ".join(p for p in problems if p)[:200] or None
-            if self.config_problem:
-                log.warning("config v%s: %s", config.config_version, self.config_problem)
-            self.publish_status()
-
-    async def _reopen_camera(self, settings: CameraSettings, rebuild: Rebuild) -> str | None:
-        problem = await self.scans.replace_camera(rebuild.camera(settings))
-        self._camera_settings = settings
-        self.note("config", f"camera reopened: {settings.model_dump_json()}")
-        return problem
-
-    async def _rewire(self, pins: PinSettings, rebuild: Rebuild) -> str | None:
-        await self.player.close()
-        old = self.devices
-        old.button.on_press(None)
-        for device in (old.lights, old.buzzer, old.button):
-            device.close()
-        problem = None
-        try:
-            outputs = rebuild.outputs(pins)
-            self._pins = pins
-        except HardwareError as exc:
-            # Back to the pins that worked, so members still see and hear the kiosk.
-            problem = f"pins: {exc}"
-            outputs = rebuild.outputs(self._pins)
-        old.lights, old.buzzer, old.button = outputs
-        self.player.attach(outputs.lights, outputs.buzzer)
-        outputs.button.on_press(self._pressed_from_thread)
-        self.note("config", f"pins {self._pins.model_dump_json()}")
-        return problem
+        await self.reconfigure.apply(lambda: self.config)
+        self.publish_status()
 
 
 def _short(code: str) -> str:

@@ -19,7 +19,7 @@ from broker.bundle import BUNDLE_FILE, EnrolmentBundle
 from broker.codes import CodeKind, classify_code
 from hardware.interfaces import Rgb
 from kiosk.clock import Clock, SystemClock
-from kiosk.core import Devices
+from kiosk.parts import Devices
 from kiosk.scans import ScanSource
 from kiosk.settings import UNENROLLED, KioskSettings
 

@@ -40,9 +40,10 @@ from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
 from hardware.replay import SceneCamera
 from hardware.zxing import ZxingDecoder
 from kiosk.clock import ManualClock
-from kiosk.core import Deps, Devices, Kiosk, Outputs, open_kiosk
+from kiosk.core import Deps, Devices, Kiosk, open_kiosk
 from kiosk.feedback import PATTERNS, Signal
 from kiosk.mqtt import KioskLink
+from kiosk.parts import Outputs
 from kiosk.settings import CameraSettings, KioskSettings, PinSettings, SceneCameraSettings
 from kiosk.walkup import Mode
 
@@ -626,7 +627,7 @@ async def test_new_pins_without_a_way_to_rebuild_are_reported_not_applied(online
 
 async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> None:
     rebuild = FakeRebuild(online.clock)
-    online.kiosk._rebuild = rebuild
+    online.kiosk.reconfigure.rebuild = rebuild
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
 
@@ -642,17 +643,17 @@ async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> N
     assert isinstance(made.buzzer, RecordingBuzzer)
     assert made.buzzer.on
     assert last_status(online).config_problem is None
-    assert online.kiosk._pins.buzzer == 12
+    assert online.kiosk.reconfigure.pins.buzzer == 12
 
 
 async def test_pins_that_cannot_be_had_fall_back_to_the_old_ones_and_say_so(online: Rig) -> None:
     rebuild = FakeRebuild(online.clock, busy=frozenset({12}))
-    online.kiosk._rebuild = rebuild
+    online.kiosk.reconfigure.rebuild = rebuild
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
 
     (made,) = rebuild.outputs_made  # the old pins, taken back
-    assert online.kiosk._pins.buzzer == 23
+    assert online.kiosk.reconfigure.pins.buzzer == 23
     assert isinstance(made.lights, RecordingLights)
     assert made.lights.state == colour(Signal.IDLE)  # members still see the kiosk
     status = last_status(online)
@@ -661,14 +662,14 @@ async def test_pins_that_cannot_be_had_fall_back_to_the_old_ones_and_say_so(onli
 
 
 async def test_new_camera_settings_reopen_the_camera(online: Rig) -> None:
-    online.kiosk._rebuild = FakeRebuild(online.clock)
+    online.kiosk.reconfigure.rebuild = FakeRebuild(online.clock)
     old = online.camera
     old.start()
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
 
     assert online.kiosk.scans.camera is not old
-    assert online.kiosk._camera_settings == SceneCameraSettings(fps=10)
+    assert online.kiosk.reconfigure.camera_settings == SceneCameraSettings(fps=10)
     with pytest.raises(CameraError):
         old.read(0.1)  # stopped: the old one is released
     assert last_status(online).config_problem is None
@@ -681,7 +682,7 @@ async def test_a_device_that_breaks_while_reconfiguring_is_reported_not_fatal(
         def camera(self, settings: CameraSettings) -> Camera:
             raise RuntimeError("libcamera says no " * 30)
 
-    online.kiosk._rebuild = Broken(online.clock)
+    online.kiosk.reconfigure.rebuild = Broken(online.clock)
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
 
