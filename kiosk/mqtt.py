@@ -95,7 +95,7 @@ class KioskLink:
                 camera_fps=camera_fps,
                 decode_ms=decode_ms,
                 config_problem=config_problem,
-                frame_errors=frame_errors,
+                frame_errors=frame_errors or None,
                 frame_error=frame_error,
             )
         )
