@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import sdnotify
-
 from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
@@ -33,6 +31,7 @@ from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import sound
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
+from kiosk.lifecycle import Lifecycle
 from kiosk.mqtt import KioskLink
 from kiosk.outbox import Outbox
 from kiosk.parts import Devices, Outputs, Rebuild
@@ -74,6 +73,7 @@ class Kiosk:
             deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
         )
         self.player.sound = settings.sound
+        self.lifecycle = Lifecycle(settings.kiosk_id, deps.clock)
         self.scans = ScanSource(
             deps.devices.camera,
             deps.devices.decoder,
@@ -81,7 +81,7 @@ class Kiosk:
             frame_timeout_s=settings.frame_timeout_s,
             debounce_s=settings.debounce_s,
             on_camera=self._on_camera,
-            on_frame=self._on_frame,
+            on_frame=self.lifecycle.frame_read,
         )
         self.availability: dict[str, Availability] = {}
         self.config: KioskConfig | None = None  # the newest central sent
@@ -100,11 +100,6 @@ class Kiosk:
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
         self._loop = asyncio.get_running_loop()
-        # systemd's notify protocol; a no-op when not started by systemd.
-        self._systemd = sdnotify.SystemdNotifier()
-        self._camera_started = False
-        self._announced = False
-        self._last_ping = 0.0
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -142,12 +137,11 @@ class Kiosk:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
                 # On failure, keep running: the scan loop reports it and keeps reopening.
                 if await self.scans.start():
-                    self._camera_started = True
-                    self._maybe_ready()
+                    self.lifecycle.camera_started()
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
         finally:
-            self._systemd.notify("STOPPING=1")
+            self.lifecycle.stopping()
             self.devices.button.on_press(None)
             await self.link.close(self._status(KioskState.STOPPED))
             await self.player.close()
@@ -186,13 +180,6 @@ class Kiosk:
         self.note("state", why)
         self._refresh_steady()
         self.publish_status()
-
-    def _on_frame(self) -> None:
-        now = self.clock.monotonic()
-        if now - self._last_ping >= 1.0:
-            # From the scan loop itself: if frames stop being read, systemd notices.
-            self._last_ping = now
-            self._systemd.notify("WATCHDOG=1")
 
     async def handle_code(self, code: str) -> None:
         """One fresh code from the camera."""
@@ -252,13 +239,6 @@ class Kiosk:
                 self._last_resend = now
                 self._loop.create_task(self._resend(min_age=self.settings.resend_every_s))
 
-    def _maybe_ready(self) -> None:
-        if self._announced or not (self._camera_started and self.walkup.online):
-            return
-        self._announced = True
-        self._systemd.notify("READY=1")
-        self._systemd.notify(f"STATUS=kiosk {self.settings.kiosk_id} scanning")
-
     def _refresh_steady(self) -> None:
         self.player.set_steady(self.walkup.steady())
 
@@ -266,10 +246,10 @@ class Kiosk:
 
     def _on_connection(self, up: bool) -> None:
         self.walkup.on_link(up)
+        self.lifecycle.link(up)
         self.note("state", "online" if up else "offline")
         self._refresh_steady()
         if up:
-            self._maybe_ready()
             self.link.publish(
                 topics.status(self.settings.kiosk_id), self._status(KioskState.ONLINE), retain=True
             )
