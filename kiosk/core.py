@@ -38,6 +38,7 @@ from kiosk.parts import Devices, Outputs, Rebuild
 from kiosk.reconfigure import DeviceConfig
 from kiosk.scans import ScanSource
 from kiosk.settings import KioskSettings
+from kiosk.shelf import ShelfView
 from kiosk.walkup import Action, Walkup
 
 __all__ = ["Deps", "Devices", "Journal", "Kiosk", "Outputs", "Rebuild", "open_kiosk"]
@@ -83,7 +84,7 @@ class Kiosk:
             on_camera=self._on_camera,
             on_frame=self.lifecycle.frame_read,
         )
-        self.availability: dict[str, Availability] = {}
+        self.shelf = ShelfView()
         self.config: KioskConfig | None = None  # the newest central sent
         self.reconfigure = DeviceConfig(
             settings,
@@ -111,6 +112,11 @@ class Kiosk:
             on_message=self._on_message,
             on_connection=self._on_connection,
         )
+
+    @property
+    def availability(self) -> dict[str, Availability]:
+        """The items on this kiosk's shelf by id, as central last announced them."""
+        return self.shelf.items
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -268,7 +274,7 @@ class Kiosk:
             # A cleared retained message: an item moved to another shelf (or a retired
             # kiosk's config). Forget the item; there is nothing else to apply.
             if isinstance(route, AvailabilityRoute):
-                self.availability.pop(route.item_id, None)
+                self.shelf.forget(route.item_id)
             return
         try:
             match route:
@@ -301,12 +307,8 @@ class Kiosk:
         self._refresh_steady()
 
     def _on_availability(self, availability: Availability) -> None:
-        if self.config is not None and availability.shelf_id != self.config.shelf_id:
-            return  # a copy still in flight from the shelf this kiosk was moved away from
-        current = self.availability.get(availability.item_id)
-        if current is not None and current.seq >= availability.seq:
-            return  # stale or repeated
-        self.availability[availability.item_id] = availability
+        if not self.shelf.update(availability):
+            return
         self.note(
             "availability",
             f"{availability.name} ({availability.item_id}) is "
@@ -320,9 +322,7 @@ class Kiosk:
         self.walkup.on_config(config)
         self.player.sound = sound(self.settings.sound, config.feedback)
         # Moved to another shelf: forget this one's items, hear the new one's.
-        self.availability = {
-            k: a for k, a in self.availability.items() if a.shelf_id == config.shelf_id
-        }
+        self.shelf.move_to(config.shelf_id)
         self.link.follow_shelf(config.shelf_id)
         self._refresh_steady()
         self.note("config", f"shelf {config.shelf_id}, config v{config.config_version}")
