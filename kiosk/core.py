@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import assert_never
 
 from broker import topics
 from broker.errors import ContractError
@@ -25,14 +26,14 @@ from broker.messages import (
     Verdict,
     parse_message,
 )
-from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, Route, VerdictRoute
+from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, VerdictRoute
 from broker.transport import TlsFiles
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import sound
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
 from kiosk.lifecycle import Lifecycle
-from kiosk.mqtt import KioskLink
+from kiosk.mqtt import Inbound, KioskLink
 from kiosk.outbox import Outbox
 from kiosk.parts import Devices, Outputs, Rebuild
 from kiosk.reconfigure import DeviceConfig
@@ -269,7 +270,7 @@ class Kiosk:
         for _event_id, payload in await self.outbox.due(self.clock.monotonic(), min_age):
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
-    def _on_message(self, route: Route, payload: bytes) -> None:
+    def _on_message(self, route: Inbound, payload: bytes) -> None:
         if not payload:
             # A cleared retained message: an item moved to another shelf (or a retired
             # kiosk's config). Forget the item; there is nothing else to apply.
@@ -288,7 +289,7 @@ class Kiosk:
                     if parse_message(KioskCommand, payload).command == "identify":
                         self.player.play(Signal.IDENTIFY)
                 case _:
-                    log.warning("ignored a message on %s, which this kiosk does not read", route)
+                    assert_never(route)
         except ContractError as exc:
             log.warning("ignored a bad message on %s: %s", route, exc)
 

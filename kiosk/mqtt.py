@@ -12,15 +12,35 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 import paho.mqtt.client as paho
 
 from broker import topics
 from broker.messages import KioskState, KioskStatus, encode
-from broker.topics import BadTopic, Route, TopicRefusal
+from broker.topics import (
+    AvailabilityRoute,
+    BadTopic,
+    CommandRoute,
+    ConfigRoute,
+    KioskRoute,
+    TopicRefusal,
+    VerdictRoute,
+)
 from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
+
+# The routes a kiosk reads; everything else is dropped by the link.
+Inbound = VerdictRoute | ConfigRoute | CommandRoute | AvailabilityRoute
+_INBOUND = (VerdictRoute, ConfigRoute, CommandRoute, AvailabilityRoute)
+
+
+class Unread(StrEnum):
+    """Why a topic inside the contract is still not one for this kiosk."""
+
+    OTHER_KIOSK = "other_kiosk"  # another kiosk's verdict, config or command
+    NOT_READ = "not_read"  # scans, statuses, alerts: kiosks never read them
 
 
 class KioskLink:
@@ -35,7 +55,7 @@ class KioskLink:
         software_version: str,
         username: str | None = None,
         password: str | None = None,
-        on_message: Callable[[Route, bytes], None],
+        on_message: Callable[[Inbound, bytes], None],
         on_connection: Callable[[bool], None],
         session_expiry_s: int = 3600,
         tls: TlsFiles | None = None,
@@ -45,8 +65,8 @@ class KioskLink:
         self._on_message = on_message
         self._on_connection = on_connection
         self._shelf: str | None = None
-        # Topics the contract does not name, by reason: counted, never handled.
-        self.refused_topics: Counter[TopicRefusal] = Counter()
+        # Topics not for this kiosk, by reason: counted, never handled.
+        self.refused_topics: Counter[TopicRefusal | Unread] = Counter()
         # Keep our session (and verdicts sent while we blinked) across short drops.
         self._mqtt = LoopClient(
             f"kiosk-{kiosk_id}",
@@ -146,8 +166,15 @@ class KioskLink:
         """Route one incoming message by the contract and hand it on; count what has no route."""
         parsed = topics.route(topic)
         if isinstance(parsed, BadTopic):
-            self.refused_topics[parsed.reason] += 1
-            if self.refused_topics[parsed.reason] == 1:  # once per reason, not per message
-                log.warning("ignored messages on topics outside the contract: %s", parsed.reason)
-            return
-        self._on_message(parsed, payload)
+            self._refuse(parsed.reason)
+        elif not isinstance(parsed, _INBOUND):
+            self._refuse(Unread.NOT_READ)
+        elif isinstance(parsed, KioskRoute) and parsed.kiosk_id != self.kiosk_id:
+            self._refuse(Unread.OTHER_KIOSK)
+        else:
+            self._on_message(parsed, payload)
+
+    def _refuse(self, reason: TopicRefusal | Unread) -> None:
+        self.refused_topics[reason] += 1
+        if self.refused_topics[reason] == 1:  # once per reason, not per message
+            log.warning("ignored messages on topics not for this kiosk: %s", reason)

@@ -42,7 +42,7 @@ from hardware.zxing import ZxingDecoder
 from kiosk.clock import ManualClock
 from kiosk.core import Deps, Devices, Kiosk, open_kiosk
 from kiosk.feedback import PATTERNS, Signal
-from kiosk.mqtt import KioskLink
+from kiosk.mqtt import KioskLink, Unread
 from kiosk.parts import Outputs
 from kiosk.settings import CameraSettings, KioskSettings, PinSettings, SceneCameraSettings
 from kiosk.walkup import Mode
@@ -784,7 +784,7 @@ async def test_a_deeply_nested_message_is_ignored(online: Rig, topic: str) -> No
     assert online.kiosk.config is None
 
 
-async def test_a_message_on_a_topic_outside_the_contract_is_counted_and_ignored(
+async def test_a_message_on_a_topic_not_for_this_kiosk_is_counted_and_ignored(
     online: Rig,
 ) -> None:
     await online.scan(LABEL)
@@ -805,15 +805,22 @@ async def test_a_message_on_a_topic_outside_the_contract_is_counted_and_ignored(
         f"$share/x/{topics.verdict(KIOSK)}",
         f"{topics.verdict(KIOSK)}/extra",
         "cs/v1/kiosk/+/verdict",
+        topics.verdict("KIOSK-B2"),  # in the contract, but another kiosk's
+        topics.config("KIOSK-B2"),
+        topics.status(KIOSK),  # in the contract, but never read by a kiosk
+        topics.scan(KIOSK),
     ):
         await online.deliver(topic, verdict)
 
     assert online.shown == shown_before
     assert online.kiosk.outbox.depth == 1  # not taken as an answer
+    assert online.kiosk.config is None
     assert online.kiosk.link.refused_topics == {
         TopicRefusal.WRONG_ROOT: 1,
         TopicRefusal.UNKNOWN_KIND: 1,
         TopicRefusal.BAD_ID: 1,
+        Unread.OTHER_KIOSK: 2,
+        Unread.NOT_READ: 2,
     }
 
 
