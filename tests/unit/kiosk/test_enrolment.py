@@ -101,7 +101,8 @@ class DriverCamera:
 
     def read(self, timeout: float) -> Frame:
         time.sleep(1 / 30)  # a sensor's pace
-        return self._frames.pop(0) if len(self._frames) > 1 else self._frames[0]
+        frame: Frame = self._frames.pop(0) if len(self._frames) > 1 else self._frames[0]
+        return frame
 
     def stop(self) -> None:
         pass
