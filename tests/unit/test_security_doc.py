@@ -21,6 +21,8 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "decoder-breaking frame",
+    "topic outside the contract",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
