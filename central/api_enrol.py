@@ -128,7 +128,7 @@ def enrol_routes(
             raise HTTPException(404, str(exc)) from exc
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accounts.sync()
+        await accounts.sync(passwords={kiosk_id: password})
         return _reveal(await bundle_for(kiosk_id, password))
 
     @admin.post("/kiosks/{kiosk_id}/retire")
@@ -181,7 +181,7 @@ def enrol_routes(
             raise HTTPException(409, str(exc)) from exc
         if outcome.refusal is not None:
             raise HTTPException(403, {"reason": outcome.refusal.value})
-        await accounts.sync()
+        await accounts.sync(passwords={outcome.kiosk_id: password})
         return _reveal(await bundle_for(outcome.kiosk_id, password))
 
     return admin, public
