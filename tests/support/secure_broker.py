@@ -107,6 +107,7 @@ class Client:
     def subscribe(self, topic: str, timeout: float = 5.0) -> int:
         """Subscribe at QoS 1 and return the broker's SUBACK reason code (0x87: refused)."""
         _, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None
         with self.acked:
             assert self.acked.wait_for(lambda: mid in self.subacks, timeout), "no SUBACK"
             return self.subacks[mid]
