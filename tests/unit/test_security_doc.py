@@ -21,6 +21,9 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "share-group theft",
+    "oversized input",
+    "dead central",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
