@@ -14,11 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from broker import auth
+from broker.messages import MAX_PAYLOAD_BYTES
 from central.errors import CentralError
 
 log = logging.getLogger(__name__)
 
 Publish = Callable[[str, bytes], None]
+
+# The broker drops any client whose packet exceeds max_packet_size, central included.
+_BATCH_BYTES = MAX_PAYLOAD_BYTES - 64
+_PER_COMMAND = len(', "correlationData": ""') + 32 + 8
 
 
 class BrokerControlError(CentralError, RuntimeError):
@@ -37,9 +42,24 @@ class DynsecControl:
         self._waiting: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
 
     async def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Send ``commands`` as one batch; the responses in order (errors are values)."""
-        if not commands:
-            return []
+        """Send ``commands`` in batches that fit the broker's packet limit, one after the
+        other; the responses in order (errors are values)."""
+        responses: list[dict[str, Any]] = []
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for command in commands:
+            # Room for the envelope and the correlation id each command gets.
+            cost = len(json.dumps(command)) + _PER_COMMAND
+            if batch and size + cost > _BATCH_BYTES:
+                responses += await self._batch(batch)
+                batch, size = [], 0
+            batch.append(command)
+            size += cost
+        if batch:
+            responses += await self._batch(batch)
+        return responses
+
+    async def _batch(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tag = uuid.uuid4().hex
         batch = [{**c, "correlationData": f"{tag}:{n}"} for n, c in enumerate(commands)]
         answer: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()

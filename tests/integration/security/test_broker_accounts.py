@@ -156,3 +156,21 @@ async def test_sync_applies_enrolment_rotation_retirement_and_shelf_changes(
     gone.close()
     assert rc == NOT_AUTHORISED
     assert not await accounts.sync()  # and nothing drifts afterwards
+
+
+async def test_an_enrolment_wave_bigger_than_one_packet_reaches_the_broker(
+    managed: Managed,
+) -> None:
+    # Thirty kiosks' roles and users are far more than the broker's packet limit in one
+    # command batch; a batch that big would get central itself disconnected.
+    passwords = {f"KIOSK-W{n:02d}": auth.new_password() for n in range(30)}
+    for kiosk_id, password in passwords.items():
+        hashed = auth.hash_password(password)
+        await managed.store.enrol_kiosk(kiosk_id, "SHELF-C", hashed, NOW, "test")
+    assert await managed.accounts.sync(passwords=passwords)
+    assert managed.link.connected.is_set()
+    for kiosk_id in ("KIOSK-W00", "KIOSK-W29"):
+        client, rc = await asyncio.to_thread(_login, managed.fleet, kiosk_id, passwords[kiosk_id])
+        client.close()
+        assert rc == 0, kiosk_id
+    assert not await managed.accounts.sync()
