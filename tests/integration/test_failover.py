@@ -25,6 +25,7 @@ BEFORE_S, AFTER_S = 3.0, 30.0
 # After the failover, scans are decided at the normal pace again (the bar is p99 20 ms
 # at 1,000 scans/s on a quiet machine; this one is shared, so allow for its load).
 P99_BAR_S = 0.1
+STRANDED_S = 1.0  # a scan this late waited for a re-send: the dead session had taken it
 
 
 def seed(central: CentralProcess) -> str:
@@ -123,8 +124,9 @@ async def test_a_killed_central_lets_go_of_its_share_and_the_survivor_decides_ev
 
     assert not box.unanswered(), f"{len(box.unanswered())} scans never decided"
     latency = {e: box.answered[e] - box.sent[e] for e in box.sent}
-    # Failover: from the kill to the first send after which every scan is decided in time.
-    late = [box.sent[e] for e, s in latency.items() if s > P99_BAR_S and box.sent[e] > killed_at]
+    # Failover: from the kill to the last scan the dead instance's session took (it is
+    # answered only by a re-send, so it waits seconds, not milliseconds).
+    late = [box.sent[e] for e, s in latency.items() if s > STRANDED_S and box.sent[e] > killed_at]
     failover = (max(late) - killed_at) if late else 0.0
     after = [s for e, s in latency.items() if box.sent[e] > killed_at + failover]
     print(
