@@ -59,6 +59,7 @@ async def test_a_100_mb_scan_is_refused_by_the_broker_and_central_memory_stays_f
         # The honest kiosk's next scan is decided as before.
         assert (await ask(probe, scan("KIOSK-B1", label))).reason is first.reason
         grown = resident_kib(central) - before
+        print(f"central RSS {before} KiB before, grew {grown} KiB")  # docs/security.md
         assert grown < 16 * 1024, f"central grew {grown} KiB"
     finally:
         central.stop()
