@@ -16,6 +16,7 @@ import paho.mqtt.client as paho
 
 from broker import auth, topics
 from broker.transport import LoopClient, TlsFiles
+from central.settings import MQTT_KEEPALIVE_S, SESSION_EXPIRY_S
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,8 @@ class CentralLink:
         *,
         username: str | None = None,
         password: str | None = None,
-        session_expiry_s: int = 10,
-        keepalive_s: int = 5,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        keepalive_s: int = MQTT_KEEPALIVE_S,
         tls: TlsFiles | None = None,
         control_responses: bool = False,
     ) -> None:
