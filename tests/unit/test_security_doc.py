@@ -23,6 +23,9 @@ THREATS = (
     "leaked admin token",
     "decoder-breaking frame",
     "topic outside the contract",
+    "share-group theft",
+    "oversized input",
+    "dead central",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
