@@ -99,11 +99,14 @@ class BreakerOut(BaseModel):
     since: datetime = Field(description="Start of the window judged now.")
     scans: int = Field(description="Code scans decided in the window.")
     errors: int = Field(description="Of those, verdicts that show a system fault.")
+    errors_counted: int = Field(description="Errors the rate counts: each kiosk's share capped.")
+    kiosks_with_errors: int = Field(description="Kiosks those errors came from.")
     security_alerts: int = Field(description="Security alerts in the window.")
     window_s: float = Field(description="Window length.")
     max_error_rate: float = Field(description="Error share that trips it.")
     min_scans: int = Field(description="Scans needed before the error rate counts.")
-    max_security_alerts: int = Field(description="Alerts that trip it.")
+    max_security_alerts: int = Field(description="Alerts that trip it (one per kiosk).")
+    min_kiosks: int = Field(description="Kiosks errors must come from to trip it.")
 
 
 def flag_out(row: FlagRow, kiosks_told: int | None = None) -> FlagOut:
@@ -183,11 +186,14 @@ def router(
             since=view.since,
             scans=view.counts.attempts,
             errors=view.counts.errors,
+            errors_counted=policy.counted_errors(view.counts),
+            kiosks_with_errors=len(view.counts.kiosk_errors),
             security_alerts=view.counts.security_alerts,
             window_s=policy.window.total_seconds(),
             max_error_rate=policy.error_rate,
             min_scans=policy.min_scans,
             max_security_alerts=policy.security_alerts,
+            min_kiosks=policy.min_kiosks,
         )
 
     @api.post("/breaker/reset")

@@ -548,6 +548,9 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
         row = await self.pool.fetchrow(_numbered(sql), *args)
         return None if row is None else tuple(row)
 
+    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self.pool.fetch(_numbered(sql), *args)]
+
     def _moment(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes
 

@@ -664,6 +664,10 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
             row = await cur.fetchone()
         return None if row is None else tuple(row)
 
+    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async with self._read.execute(sql, _values(args)) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
     def _moment(self, value: Any) -> datetime | None:
         return _opt(value)
 
