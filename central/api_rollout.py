@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.ids import ID_RE
 from central import rollout
+from central.api_text import Text
 from central.breaker import Breaker
 from central.clock import Clock
 from central.metrics import Metrics
@@ -32,7 +33,7 @@ class _In(BaseModel):
 class Why(_In):
     """Who asks for a change, and why (both go into the audit log)."""
 
-    reason: str = Field(min_length=3, max_length=500, description="Why, for the audit log.")
+    reason: Text = Field(min_length=3, max_length=500, description="Why, for the audit log.")
     actor: str = Field(default="api", pattern=_ACTOR, description="Who, for the audit log.")
 
 

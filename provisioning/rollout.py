@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from provisioning import cli
+from provisioning.output import safe
 
 _FLAG_COLUMNS = ("mode", "percent", "members", "items", "kiosks", "breaker_tripped", "changed_by")
 _ACTOR = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -40,9 +41,9 @@ def _show_flag(args: argparse.Namespace, flag: dict[str, Any]) -> None:
         cli._show(args, flag)
         return
     print(cli._table(_flag_rows(flag), _FLAG_COLUMNS))
-    print(f"why: {flag['reason']} ({flag['changed_at']})")
+    print(safe(f"why: {flag['reason']} ({flag['changed_at']})"))
     if flag.get("breaker_tripped"):
-        print(f"circuit breaker tripped: {flag.get('trip_reason')}; checkout stays off")
+        print(safe(f"circuit breaker tripped: {flag.get('trip_reason')}; checkout stays off"))
     if flag.get("kiosks_told") is not None:
         print(f"kiosk configs republished: {flag['kiosks_told']}")
 
@@ -105,7 +106,7 @@ def cmd_breaker_show(args: argparse.Namespace) -> None:
         f" or {state['max_security_alerts']} security alerts, within {state['window_s']:g} s"
     )
     if state["tripped"]:
-        print(f"tripped at {state['tripped_at']}: {state['trip_reason']}")
+        print(safe(f"tripped at {state['tripped_at']}: {state['trip_reason']}"))
 
 
 def cmd_breaker_reset(args: argparse.Namespace) -> None:

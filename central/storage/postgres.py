@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +22,7 @@ import asyncpg
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
-from central.storage.admin import AdminWrites
+from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
     CheckoutRow,
@@ -529,6 +529,10 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
 
     async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         return [tuple(r) for r in await self.pool.fetch(_numbered(sql), *args)]
+
+    async def _admin_chunk(self, work: Callable[[AdminTx], Awaitable[_T]]) -> _T:
+        async with self._admin_tx() as atx:
+            return await work(atx)
 
     # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
 
