@@ -24,9 +24,9 @@ from central.storage.base import (
 )
 from central.storage.kiosk_config import Change, config_from_row, configured, device_config
 
-# Rows per import transaction: on SQLite about 5 ms of write lock each (measured in
+# Rows per import transaction: on SQLite a few milliseconds of write lock each (see
 # docs/benchmarks.md), so a scan waits at most that long behind an import.
-IMPORT_CHUNK = 100
+IMPORT_CHUNK = 25
 _R = TypeVar("_R")
 
 
