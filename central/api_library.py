@@ -132,7 +132,7 @@ def _parse_import(row_model: type[BaseModel], body: bytes) -> list[dict[str, Any
         raise RequestValidationError(
             [{"loc": ("body",), "msg": "expected an object", "type": "dict_type"}]
         )
-    adapter = TypeAdapter(list[row_model])  # type: ignore[valid-type]  # a model class given at run time
+    adapter: TypeAdapter[list[BaseModel]] = TypeAdapter(list[row_model])  # type: ignore[valid-type]  # a model class given at run time
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for start in range(0, len(envelope.rows), _VALIDATE_SLICE):

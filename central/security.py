@@ -58,7 +58,8 @@ class Limits:
 
     def cooldown(self, strikes: int) -> timedelta:
         """How long the ``strikes``-th cool-down in a row lasts."""
-        grown = self.block_first * (2 ** max(0, min(strikes - 1, 30)))
+        doublings: int = max(0, min(strikes - 1, 30))
+        grown = self.block_first * float(1 << doublings)
         return min(self.block_for, grown)
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broker import topics
@@ -72,6 +73,7 @@ async def test_scans_keep_their_pace_while_twenty_thousand_rows_import(
     latencies = await scan_latencies_during(probe, label, importing)
     took = time.perf_counter() - started
     response = await importing
+    assert isinstance(response, httpx.Response)
     assert (response.status_code, response.json()) == (201, {"kind": "items", "imported": ROWS})
     ordered = sorted(latencies)
     worst, p99 = ordered[-1], ordered[math.ceil(0.99 * len(ordered)) - 1]
