@@ -100,10 +100,13 @@ def cmd_breaker_show(args: argparse.Namespace) -> None:
     row = dict(state)
     row["tripped"] = "yes" if state["tripped"] else "no"
     row["error_rate"] = f"{state['errors'] / state['scans']:.1%}" if state["scans"] else None
-    print(cli._table([row], ("tripped", "scans", "errors", "error_rate", "security_alerts")))
+    columns = ("tripped", "scans", "errors", "errors_counted", "error_rate", "security_alerts")
+    print(cli._table([row], columns))
     print(
-        f"trips at: error rate > {state['max_error_rate']:.0%} of >= {state['min_scans']} scans,"
-        f" or {state['max_security_alerts']} security alerts, within {state['window_s']:g} s"
+        f"trips at: error rate > {state['max_error_rate']:.0%} of >= {state['min_scans']} scans"
+        f" (each kiosk counted up to 1/{state['min_kiosks']} of it),"
+        f" or security alerts from {state['max_security_alerts']} kiosks,"
+        f" within {state['window_s']:g} s"
     )
     if state["tripped"]:
         print(safe(f"tripped at {state['tripped_at']}: {state['trip_reason']}"))

@@ -21,6 +21,10 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "lockout abuse",
+    "breaker abuse",
+    "oversized input",
+    "terminal injection",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
