@@ -255,6 +255,9 @@ async def auto_block(
     """Cool a kiosk down from outside a scan (e.g. the consumer finding it flooding), in its
     own transaction; the alerts to publish on ``cs/v1/alerts`` and count."""
     async with store.write() as tx:
+        # The kiosk row first, as in a scan's transaction, so the two never deadlock.
+        if await tx.kiosk(kiosk_id) is None:
+            return []
         return await cool_down(tx, limits, kiosk_id, now, why)
 
 

@@ -250,6 +250,29 @@ async def test_a_members_valid_pass_lifts_a_cool_down_and_other_codes_do_not(
     assert await scan(signer.label(RAKE, 1)) is Reason.CHECKED_OUT
 
 
+async def test_auto_block_cools_a_kiosk_down_from_outside_a_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    # What the consumer calls for a kiosk it finds flooding: the same graduated cool-down.
+    limits = Limits(block_first=timedelta(seconds=5))
+    first = await security.auto_block(library, limits, KIOSK_A, clock.now(), "flood")
+    assert [(a.kind, a.kiosk_id) for a in first] == [(security.ALERT_AUTO_BLOCK, KIOSK_A)]
+    label = signer.label(SAW, 1)
+
+    async def reason() -> Reason:
+        event = code_scan(KIOSK_A, label, clock.now())
+        return (await decide(library, signer, event, clock, OFF)).verdict.reason
+
+    assert await reason() is Reason.KIOSK_BLOCKED
+    clock.advance(5)
+    assert await reason() is Reason.NO_SESSION
+    again = await security.auto_block(library, limits, KIOSK_A, clock.now(), "flood")
+    assert again == []  # the run's alert was raised once
+    clock.advance(9)
+    assert await reason() is Reason.KIOSK_BLOCKED  # ten seconds, the second time
+    assert await security.auto_block(library, limits, "KIOSK-NOPE", clock.now(), "x") == []
+
+
 async def test_a_block_set_by_a_person_is_not_lifted_by_a_pass(
     library: AnyStore, signer: TokenSigner, clock: FakeClock
 ) -> None:
