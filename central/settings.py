@@ -136,7 +136,15 @@ class CentralSettings(BaseSettings):
     block_window_s: int = Field(
         default=60, ge=1, description="Window in which those refused scans are counted."
     )
-    block_for_s: int = Field(default=900, ge=1, description="How long an automatic block lasts.")
+    block_for_s: int = Field(
+        default=120, ge=1, description="The longest automatic cool-down of a kiosk (the cap)."
+    )
+    block_first_s: int = Field(
+        default=5, ge=1, description="The first cool-down; each next one in a run doubles."
+    )
+    block_forget_s: int = Field(
+        default=600, ge=1, description="Quiet seconds after which cool-downs start short again."
+    )
 
     breaker_window_s: float = Field(
         default=600.0, gt=0, le=86_400, description="The circuit breaker's look-back window."
@@ -148,7 +156,14 @@ class CentralSettings(BaseSettings):
         default=50, ge=1, description="Code scans in the window before the error rate counts."
     )
     breaker_security_alerts: int = Field(
-        default=3, ge=1, description="Security alerts in the window that trip the breaker."
+        default=3,
+        ge=1,
+        description="Security alerts in the window that trip the breaker (one per kiosk).",
+    )
+    breaker_min_kiosks: int = Field(
+        default=3,
+        ge=1,
+        description="Kiosks errors must come from to trip it: each counts up to 1/this share.",
     )
     breaker_every_s: float = Field(
         default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
@@ -180,6 +195,8 @@ class CentralSettings(BaseSettings):
             block_after=self.block_after_failures,
             block_window=timedelta(seconds=self.block_window_s),
             block_for=timedelta(seconds=self.block_for_s),
+            block_first=timedelta(seconds=self.block_first_s),
+            block_forget=timedelta(seconds=self.block_forget_s),
         )
 
 

@@ -26,6 +26,9 @@ THREATS = (
     "share-group theft",
     "oversized input",
     "dead central",
+    "lockout abuse",
+    "breaker abuse",
+    "terminal injection",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
