@@ -91,6 +91,7 @@ class Options:
     forge_rate: float = 3.0
     flood_max: int = 2_000_000
     pace: Pace = field(default_factory=Pace)
+    give_up_s: float = GIVE_UP_S
     seed: int = 1
 
 
@@ -121,7 +122,7 @@ class Result:
 
     @property
     def unanswered(self) -> int:
-        """Honest events with no verdict within :data:`GIVE_UP_S`."""
+        """Honest events with no verdict within the member's patience (``give_up_s``)."""
         return sum(1 for s in self.scans if s.reason is None)
 
     @property
@@ -348,7 +349,16 @@ def _play(options: Options, library: Library, broker: Broker, links: list[KioskL
     start = time.perf_counter()
     deadline = start + options.seconds
     honest = [
-        HonestKiosk(link, shelf, library.signer, options.pace, deadline, shown, seed)
+        HonestKiosk(
+            link,
+            shelf,
+            library.signer,
+            options.pace,
+            deadline,
+            shown,
+            seed,
+            give_up_s=options.give_up_s,
+        )
         for link, shelf, seed in kiosks
     ]
     attack_started = time.time()
@@ -370,7 +380,7 @@ def _play(options: Options, library: Library, broker: Broker, links: list[KioskL
     # A walk-up started before the deadline runs to its end: four events, each answered
     # or given up on.
     for kiosk in honest:
-        kiosk.join(timeout=max(0.0, deadline - time.perf_counter()) + 4 * GIVE_UP_S + 30)
+        kiosk.join(timeout=max(0.0, deadline - time.perf_counter()) + 4 * options.give_up_s + 30)
     elapsed = time.perf_counter() - start
     if forger is not None:
         forger.join(timeout=10)

@@ -29,7 +29,7 @@ from broker.transport import nodelay
 from central.tokens import TokenSigner
 
 RESEND_S = 5.0  # the kiosk's own ``resend_every_s``
-GIVE_UP_S = 30.0  # a member does not wait longer; the scan counts as never answered
+GIVE_UP_S = 30.0  # a member waits no longer; the scan counts as never answered
 PASS_LIFE = timedelta(seconds=30)  # a phone pass rotates at least every 30 s
 FOREIGN_CODES = ("HTTPS://EXAMPLE.COM/WIN-A-PRIZE", "WIFI:S:LIBRARY;T:WPA;P:SECRET;;", "12345")
 
@@ -165,8 +165,11 @@ class HonestKiosk(threading.Thread):
         deadline: float,
         shown: ShownPasses,
         seed: int,
+        *,
+        give_up_s: float = GIVE_UP_S,
     ) -> None:
         super().__init__(name=f"honest-{shelf.kiosk_id}", daemon=True)
+        self.give_up_s = give_up_s
         self.link = link
         self.shelf = shelf
         self.signer = signer
@@ -193,7 +196,7 @@ class HonestKiosk(threading.Thread):
     def _ask(self, event: CodeScan | SessionDone, step: str, expected: Reason) -> Scan:
         scan = Scan(self.link.kiosk_id, step, expected, self.link.send(event))
         self.scans.append(scan)
-        give_up = scan.sent + GIVE_UP_S
+        give_up = scan.sent + self.give_up_s
         while True:
             answer = self.link.wait(event.event_id, min(give_up, time.perf_counter() + RESEND_S))
             if answer is not None:
