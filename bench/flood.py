@@ -40,6 +40,7 @@ class FloodReport:
     pubacks: Counter[int] = field(default_factory=Counter)  # by PUBACK reason code
     connacks: Counter[int] = field(default_factory=Counter)  # by CONNACK reason code
     disconnects: int = 0
+    receive_max: int = 0  # QoS 1 publishes the broker said it takes unacknowledged
     verdicts: Counter[str] = field(default_factory=Counter)  # by verdict reason
     first_verdict: dict[str, float] = field(default_factory=dict)  # reason -> when first seen
 
@@ -171,6 +172,7 @@ def _connect(
         time.sleep(0.1)
         return None
     report.connacks[link.reason] += 1
+    report.receive_max = link.receive_max
     if link.reason >= 0x80:
         link.close()
         time.sleep(0.1)

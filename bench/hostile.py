@@ -50,6 +50,7 @@ import psutil
 from bench import flood
 from bench.hostile_kiosks import (
     GIVE_UP_S,
+    PASS_LIFE,
     AttackerLog,
     Forger,
     HonestKiosk,
@@ -59,7 +60,7 @@ from bench.hostile_kiosks import (
     Shelf,
     ShownPasses,
 )
-from bench.load import _database, _drop, percentiles
+from bench.load import _database, _drop
 from broker.local import LocalBroker, free_port
 from broker.messages import Reason
 from central.keys import load_key_ring
@@ -77,6 +78,23 @@ FLOODER = "KIOSK-FLOOD"
 FORGER = "KIOSK-FORGE"
 ITEMS_PER_KIOSK = 40
 BAR_P99_MS = 100.0
+PASS_LIFE_S = PASS_LIFE.total_seconds()
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    """Nearest-rank p50/p95/p99/max in milliseconds (inf stays inf: never answered)."""
+    if not seconds:
+        return dict.fromkeys(("p50", "p95", "p99", "max"), math.nan)
+    ordered = sorted(seconds)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1e3
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "max": ordered[-1] * 1e3}
+
+
+def _ms(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:.1f}"
 
 
 @dataclass
@@ -89,7 +107,7 @@ class Options:
     secure: bool = False
     attackers: bool = True
     forge_rate: float = 3.0
-    flood_max: int = 2_000_000
+    flood_max: int = 10_000_000
     pace: Pace = field(default_factory=Pace)
     give_up_s: float = GIVE_UP_S
     seed: int = 1
@@ -107,6 +125,7 @@ class Result:
     flood: flood.FloodReport | None = None
     forger: AttackerLog | None = None
     attack_started: float = 0.0  # wall clock
+    started: float = 0.0  # perf_counter, when the walk-ups began
     breaker: FlagRow | None = None
     central_alive: bool = False
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # central, mosquitto
@@ -115,10 +134,8 @@ class Result:
 
     @property
     def latency_ms(self) -> dict[str, float]:
-        """p50/p95/p99/max of honest verdict latency."""
-        values = [s.latency for s in self.scans if s.latency is not None]
-        # statistics.quantiles needs two points; one answered event is its own percentile.
-        return percentiles(values * 2 if len(values) == 1 else values)
+        """p50/p95/p99/max of honest verdict latency; a scan never answered counts as inf."""
+        return percentiles([math.inf if s.latency is None else s.latency for s in self.scans])
 
     @property
     def unanswered(self) -> int:
@@ -136,8 +153,14 @@ class Result:
 
     @property
     def expired_passes(self) -> int:
-        """Honest passes refused EXPIRED: they expired waiting for central."""
-        return sum(1 for s in self.scans if s.step == "pass" and s.reason is Reason.EXPIRED)
+        """Honest passes that expired waiting: refused EXPIRED, or unanswered past their life."""
+        patience = self.options.give_up_s
+        return sum(
+            1
+            for s in self.scans
+            if s.step == "pass"
+            and (s.reason is Reason.EXPIRED or (s.reason is None and patience >= PASS_LIFE_S))
+        )
 
     @property
     def resends(self) -> int:
@@ -398,11 +421,30 @@ def _play(options: Options, library: Library, broker: Broker, links: list[KioskL
         flood=report,
         forger=forger_log if options.attackers else None,
         attack_started=attack_started,
+        started=start,
+    )
+
+
+def _ratio(attacked: float, base: float) -> str:
+    return "never answered" if math.isinf(attacked) else f"x{attacked / base:.1f}"
+
+
+def timeline(scans: Sequence[Scan], started: float, step_s: float = 5.0) -> str:
+    """Honest events answered as expected / sent, by when they were sent."""
+    sent: Counter[int] = Counter()
+    right: Counter[int] = Counter()
+    for scan in scans:
+        slot = int((scan.sent - started) // step_s)
+        sent[slot] += 1
+        right[slot] += scan.reason is scan.expected
+    return ", ".join(
+        f"{slot * step_s:.0f}-{(slot + 1) * step_s:.0f} s {right[slot]}/{sent[slot]}"
+        for slot in sorted(sent)
     )
 
 
 def _at(moment: float | None, start: float) -> str:
-    return "never" if moment is None else f"{moment - start:.1f} s"
+    return "never" if moment is None else f"{moment - start:.1f} s after the attack began"
 
 
 def report(results: Sequence[Result]) -> str:
@@ -415,8 +457,8 @@ def report(results: Sequence[Result]) -> str:
     for r in results:
         lat = r.latency_ms
         lines.append(
-            f"| {r.label} | {r.walkups:,} | {len(r.scans):,} | {lat['p50']:.1f} |"
-            f" {lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.0f} |"
+            f"| {r.label} | {r.walkups:,} | {len(r.scans):,} | {_ms(lat['p50'])} |"
+            f" {_ms(lat['p95'])} | {_ms(lat['p99'])} | {_ms(lat['max'])} |"
             f" {sum(r.wrong.values()):,} | {r.expired_passes} | {r.unanswered:,} |"
             f" {r.resends:,} | {'met' if r.meets_bar else 'FAILED'} |"
         )
@@ -426,14 +468,18 @@ def report(results: Sequence[Result]) -> str:
         b, a = base.latency_ms, attacked[-1].latency_ms
         lines.append("")
         lines.append(
-            f"Under attack / baseline: p50 x{a['p50'] / b['p50']:.1f},"
-            f" p99 x{a['p99'] / b['p99']:.1f}, max x{a['max'] / b['max']:.1f}."
+            f"Under attack / baseline: p50 {_ratio(a['p50'], b['p50'])},"
+            f" p99 {_ratio(a['p99'], b['p99'])}, max {_ratio(a['max'], b['max'])}."
         )
     for r in results:
         lines.append("")
         lines.append(f"**{r.label}** ({r.seconds:.0f} s):")
         wrong = ", ".join(f"{k} x{v}" for k, v in r.wrong.most_common()) or "none"
         lines.append(f"- honest events answered other than expected: {wrong}")
+        lines.append(
+            f"- honest events answered as expected / sent, by when sent:"
+            f" {timeline(r.scans, r.started)}"
+        )
         lines.append(
             f"- central at the end: {'running' if r.central_alive else 'NOT RUNNING'};"
             f" /ready said `{r.ready_at_end}`"
@@ -443,7 +489,7 @@ def report(results: Sequence[Result]) -> str:
             lines.append(f"- peak resident memory: {memory}")
         if r.breaker is not None:
             tripped = (
-                f"tripped {_at(r.breaker.tripped_at.timestamp(), r.attack_started)} in"
+                f"tripped {_at(r.breaker.tripped_at.timestamp(), r.attack_started)}"
                 f" ({r.breaker.trip_reason})"
                 if r.breaker.tripped_at is not None
                 else "not tripped"
@@ -454,15 +500,16 @@ def report(results: Sequence[Result]) -> str:
             lines.append(
                 f"- flooder `{FLOODER}`: {f.total:,} messages in {f.stopped - f.started:.1f} s"
                 f" ({f.rate:,.0f}/s; {dict(sorted(f.sent.items()))}); PUBACK reasons"
-                f" {dict(f.pubacks)}; disconnects {f.disconnects}; verdicts"
+                f" {dict(f.pubacks)} (receive maximum {f.receive_max}); disconnects"
+                f" {f.disconnects}; verdicts"
                 f" {dict(f.verdicts)}; first KIOSK_BLOCKED"
-                f" {_at(f.first_verdict.get('KIOSK_BLOCKED'), r.attack_started)} in"
+                f" {_at(f.first_verdict.get('KIOSK_BLOCKED'), r.attack_started)}"
             )
         if r.forger is not None:
             g = r.forger
             lines.append(
                 f"- forger `{FORGER}`: sent {dict(g.sent)}; verdicts {dict(g.verdicts)};"
-                f" first KIOSK_BLOCKED {_at(g.first.get('KIOSK_BLOCKED'), r.attack_started)} in"
+                f" first KIOSK_BLOCKED {_at(g.first.get('KIOSK_BLOCKED'), r.attack_started)}"
             )
         lines.append(f"- invariant violations: {violations(r.checks)}")
     return "\n".join(lines)
@@ -482,7 +529,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", action="store_true", help="first a run with no attackers")
     parser.add_argument("--forge-rate", type=float, default=3.0, help="forged codes per second")
     parser.add_argument(
-        "--flood-max", type=int, default=2_000_000, help="most garbage messages sent"
+        "--flood-max", type=int, default=10_000_000, help="most garbage messages sent"
     )
     parser.add_argument(
         "--walkup-every", type=float, default=4.0, help="mean seconds between walk-ups per kiosk"
