@@ -284,7 +284,14 @@ class Forger(threading.Thread):
     KINDS = ("bad_signature", "foreign", "used_pass")
 
     def __init__(
-        self, link: KioskLink, log: AttackerLog, label: str, shown: ShownPasses, *, rate: float
+        self,
+        link: KioskLink,
+        log: AttackerLog,
+        label: str,
+        shown: ShownPasses,
+        *,
+        rate: float,
+        deadline: float,
     ) -> None:
         super().__init__(name="forger", daemon=True)
         self.link = link
@@ -292,7 +299,7 @@ class Forger(threading.Thread):
         self.label = label
         self.shown = shown
         self.rate = rate
-        self.deadline = 0.0
+        self.deadline = deadline
         self.rng = random.Random(7)
 
     def run(self) -> None:
