@@ -540,6 +540,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--walkup-every", type=float, default=4.0, help="mean seconds between walk-ups per kiosk"
     )
     parser.add_argument("--scan-gap", type=float, default=1.0, help="mean seconds between scans")
+    parser.add_argument(
+        "--give-up", type=float, default=GIVE_UP_S, help="seconds a member waits for a verdict"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, help="also write the report here")
     return parser.parse_args(argv)
@@ -556,6 +559,7 @@ def options_from(args: argparse.Namespace, *, attackers: bool) -> Options:
         forge_rate=args.forge_rate,
         flood_max=args.flood_max,
         pace=Pace(walkup_every_s=args.walkup_every, scan_gap_s=args.scan_gap),
+        give_up_s=args.give_up,
         seed=args.seed,
     )
 

@@ -10,12 +10,13 @@ from broker.messages import Reason
 from tests.support.consistency import violations
 
 
-def short(*, attackers: bool) -> Options:
+def short(*, attackers: bool, secure: bool = False) -> Options:
     """8 honest kiosks walking up every ~1.5 s for 6 s; a member waits 10 s for an answer."""
     return Options(
         kiosks=8,
         seconds=6,
         attackers=attackers,
+        secure=secure,
         forge_rate=4,
         flood_max=300_000,
         pace=Pace(walkup_every_s=1.5, scan_gap_s=0.3),
@@ -24,10 +25,12 @@ def short(*, attackers: bool) -> Options:
 
 
 @pytest.mark.slow
-def test_without_attackers_every_honest_scan_is_answered_as_a_member_expects() -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["dev-broker", "fleet-broker"])
+def test_without_attackers_every_honest_scan_is_answered_as_a_member_expects(secure: bool) -> None:
     # The same honest load alone: proves the walk-up script and its expectations are right,
-    # so the attacked test below fails only through the attack.
-    result = run(short(attackers=False))
+    # so the attacked test below fails only through the attack; on the fleet broker each
+    # kiosk and central log in with their own passwords, under the ACLs.
+    result = run(short(attackers=False, secure=secure))
     assert result.walkups >= 8
     assert {"pass", "label", "done", "return"} <= {scan.step for scan in result.scans}
     assert result.unanswered == 0
