@@ -36,7 +36,9 @@ class FloodReport:
 
     started: float = 0.0
     stopped: float = 0.0
-    sent: Counter[str] = field(default_factory=Counter)  # by "<kind>/qos<n>"
+    # By "<kind>/qos<n>", counted as queued for the socket: a dropped connection loses at
+    # most the one 64 KiB buffer not yet written.
+    sent: Counter[str] = field(default_factory=Counter)
     pubacks: Counter[int] = field(default_factory=Counter)  # by PUBACK reason code
     connacks: Counter[int] = field(default_factory=Counter)  # by CONNACK reason code
     disconnects: int = 0

@@ -139,7 +139,7 @@ class Pace:
 
 @dataclass
 class ShownPasses:
-    """Passes honest members have shown, for the forger to replay (a shared screenshot)."""
+    """Passes honest members have used, for the forger to replay (a shared screenshot)."""
 
     codes: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -218,10 +218,11 @@ class HonestKiosk(threading.Thread):
     def _checkout(self) -> None:
         pass_id, member_id = self.shelf.passes.pop()
         code = self.signer.member_pass(pass_id, member_id, datetime.now(UTC) + PASS_LIFE)
-        self.shown.add(code)
         opened = self._ask(self._code(code), "pass", Reason.SESSION_OPENED)
         if opened.reason is not Reason.SESSION_OPENED:
             return  # the member walks away
+        # Only now is it a used pass: a replay can never beat the member to it.
+        self.shown.add(code)
         for _ in range(self.rng.randint(1, 2)):
             if not self.available:
                 break
