@@ -16,6 +16,7 @@ from broker.ids import ID_PATTERN, is_id
 from broker.messages import Reason, encode
 from central.clock import Clock
 from central.consumer import Publisher
+from central.dynsec import BrokerControlError
 from central.errors import StorageError
 from central.fleet import BrokerAccounts
 from central.storage.base import Store
@@ -128,7 +129,7 @@ def enrol_routes(
             raise HTTPException(404, str(exc)) from exc
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accounts.sync()
+        await _push(accounts, {kiosk_id: password})
         return _reveal(await bundle_for(kiosk_id, password))
 
     @admin.post("/kiosks/{kiosk_id}/retire")
@@ -139,7 +140,7 @@ def enrol_routes(
             raise HTTPException(404, str(exc)) from exc
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accounts.sync()
+        await _push(accounts, {})
         # Clear its retained config: nobody should find a retired kiosk's settings.
         publisher.publish(topics.config(kiosk_id), b"", retain=True)
         return {"kiosk_id": kiosk_id, "retired": True}
@@ -181,10 +182,19 @@ def enrol_routes(
             raise HTTPException(409, str(exc)) from exc
         if outcome.refusal is not None:
             raise HTTPException(403, {"reason": outcome.refusal.value})
-        await accounts.sync()
+        await _push(accounts, {outcome.kiosk_id: password})
         return _reveal(await bundle_for(outcome.kiosk_id, password))
 
     return admin, public
+
+
+async def _push(accounts: BrokerAccounts, passwords: dict[str, str]) -> None:
+    # Recorded but not confirmed by the broker: say so, rather than hand out a bundle
+    # whose password the broker does not know (re-enrolling with --rotate repairs it).
+    try:
+        await accounts.sync(passwords=passwords)
+    except BrokerControlError as exc:
+        raise HTTPException(503, f"recorded, but the broker did not confirm it: {exc}") from exc
 
 
 def _reveal(bundle: EnrolmentBundle) -> dict[str, Any]:

@@ -21,6 +21,11 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "decoder-breaking frame",
+    "topic outside the contract",
+    "share-group theft",
+    "oversized input",
+    "dead central",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
