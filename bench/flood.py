@@ -2,11 +2,12 @@
 
 Run in a process of its own (:func:`start`), so neither paho's per-message cost nor the
 measuring process's threads limit the rate: the broker's TCP back-pressure does. Payloads
-are unparseable bytes and schema-invalid JSON (wrong version, missing fields, too large),
-each with a fresh event id, sent at QoS 0 and at QoS 1 (never more QoS 1 in flight than
-the broker's receive maximum). The flooder listens to its own verdict topic at QoS 0 and
-reports what it was told and when; it reconnects if dropped, as an attacker would. It
-talks to 127.0.0.1 only and stops by itself at its deadline or message budget.
+are unparseable bytes and schema-invalid JSON (wrong version, missing fields, over
+central's 4 KiB limit yet under the broker's packet limit), each with a fresh event id,
+sent at QoS 0 and at QoS 1 (never more QoS 1 in flight than the broker's receive maximum).
+The flooder listens to its own verdict topic at QoS 0 and reports what it was told and
+when; it reconnects if dropped, as an attacker would. It talks to 127.0.0.1 only and stops
+by itself at its deadline or message budget.
 """
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ from multiprocessing.queues import Queue
 
 from bench import raw_mqtt
 from broker import topics
+from broker.messages import MAX_PAYLOAD_BYTES
 
 _REASON = re.compile(rb'"reason":"([A-Z_]+)"')
 _CHUNK = 256  # packets built per refill of the send buffer
-_PAD = b"A" * 4800  # over the contract's 4 KiB limit
+# Just over central's parse limit, well under the broker's packet limit (which disconnects
+# the sender): the biggest garbage that still reaches central.
+_OVERSIZE = MAX_PAYLOAD_BYTES + 64
+_PAD = b"A" * (_OVERSIZE - len(b'{"v":1,"event_id":"FLOOD00000000000","pad":""}'))
 
 
 @dataclass
