@@ -336,6 +336,8 @@ def run(options: Options) -> Result:
             memory.stopping.set()
             result.peak_rss_mb = memory.peak_mb
             result.central_alive, result.ready_at_end = _central_state(central)
+            while links:  # before the broker goes, so no client retries against it
+                links.pop().close()
             central.stop()
             result.breaker = asyncio.run(_flag(settings))
             result.checks = asyncio.run(consistency(settings))
