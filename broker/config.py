@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+from broker import topics
+from broker.auth import DYNSEC_FILE
+from broker.messages import MAX_PAYLOAD_BYTES
+
+# The broker disconnects any client sending a bigger packet, before buffering it: the
+# largest payload central parses (broker.messages.MAX_PAYLOAD_BYTES) in a PUBLISH on the
+# longest topic of the contract, with room for a few MQTT 5 properties. Anything larger
+# is an attack or a bug, and a 100 MB publish never reaches central's memory.
+_LONGEST_ID = "X" * 32
+LONGEST_TOPIC = topics.availability(_LONGEST_ID, _LONGEST_ID)
+PUBLISH_OVERHEAD = 5 + 2 + 2 + 64  # fixed header, topic length, packet id, properties
+MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + len(LONGEST_TOPIC) + PUBLISH_OVERHEAD
+
+DYNSEC_PLUGIN = "mosquitto_dynamic_security.so"
+
+
+def dynsec_plugin() -> Path:
+    """Where this machine's Mosquitto keeps its dynamic security plugin (Debian's path)."""
+    found = sorted(Path("/usr/lib").glob(f"*/{DYNSEC_PLUGIN}"))
+    return found[0] if found else Path("/usr/lib/x86_64-linux-gnu") / DYNSEC_PLUGIN
 
 
 @dataclass(frozen=True, slots=True)
 class SecureListener:
     """Where the fleet broker listens and which files prove who is who."""
 
-    auth_dir: Path  # passwd and acl, written by central
+    auth_dir: Path  # the dynamic security plugin's JSON file (seeded by central)
     tls_dir: Path  # ca.pem, server.pem, server.key from `cs-admin ca`
     tls_port: int = 8883
     tls_bind: str = "0.0.0.0"  # noqa: S104 - kiosks reach it over the network, TLS only
     local_port: int | None = 1883  # plain loopback listener for a central on this host
     client_certs: bool = False  # require a client certificate whose CN is the username
     pid_file: Path | None = None
+    plugin: Path = field(default_factory=dynsec_plugin)
 
 
 def _run_as() -> str:
@@ -31,7 +53,8 @@ def _run_as() -> str:
 def development(port: int, data_dir: Path) -> str:
     """The development broker: anonymous, on loopback only."""
     template = resources.files("broker.mosquitto").joinpath("dev.conf").read_text()
-    return template.format(port=port, data_dir=data_dir) + _run_as() + "\n"
+    text = template.format(port=port, data_dir=data_dir, max_packet=MAX_PACKET_BYTES)
+    return text + _run_as() + "\n"
 
 
 def secure(listener: SecureListener, data_dir: Path, *, run_as_caller: bool = False) -> str:
@@ -48,7 +71,9 @@ def secure(listener: SecureListener, data_dir: Path, *, run_as_caller: bool = Fa
         else ""
     )
     return template.format(
-        auth_dir=listener.auth_dir,
+        plugin=listener.plugin,
+        dynsec_file=listener.auth_dir / DYNSEC_FILE,
+        max_packet=MAX_PACKET_BYTES,
         tls_dir=listener.tls_dir,
         tls_port=listener.tls_port,
         tls_bind=listener.tls_bind,

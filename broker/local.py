@@ -23,7 +23,7 @@ def free_port() -> int:
 
 class LocalBroker:
     """A real ``mosquitto`` process on free ports: the development config, or the fleet
-    config (passwords, ACLs, TLS) when given a :class:`config.SecureListener`."""
+    config (dynamic security accounts, TLS) when given a :class:`config.SecureListener`."""
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class LocalBroker:
                 local_port=port or free_port(),
                 client_certs=secure.client_certs,
                 pid_file=data_dir / "mosquitto.pid",
+                plugin=secure.plugin,
             )
             self.secure = secure
         self.port = (secure.local_port if secure else None) or port or free_port()
@@ -63,12 +64,10 @@ class LocalBroker:
         if self.secure is None:
             conf.write_text(config.development(self.port, self.data_dir) + self.extra_config)
         else:
-            for name in (auth.PASSWD_FILE, auth.ACL_FILE):
-                # Until central writes them: a broker that lets nobody in.
-                path = self.secure.auth_dir / name
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("")
+            seed = self.secure.auth_dir / auth.DYNSEC_FILE
+            if not seed.exists():
+                # Until someone seeds it: a broker that lets nobody in.
+                auth.write_seed(seed, [])
             text = config.secure(self.secure, self.data_dir, run_as_caller=True)
             conf.write_text(text + self.extra_config)
         log = (self.data_dir / "mosquitto.log").open("ab")
@@ -87,7 +86,7 @@ class LocalBroker:
         raise ContractError("no_broker", f"mosquitto did not listen on {self.port}")
 
     def reload(self) -> None:
-        """Re-read the password and ACL files (what central's reload does in production)."""
+        """SIGHUP: re-read the configuration and certificates (not the plugin's accounts)."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGHUP)
 

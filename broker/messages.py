@@ -161,6 +161,14 @@ class KioskStatus(_Message):
     config_problem: str | None = Field(
         default=None, max_length=200, description="Why part of the configuration is not applied."
     )
+    # Left out (None) while there are none, so a healthy kiosk's status encodes exactly as
+    # before and centrals that predate these fields keep accepting it.
+    frame_errors: int | None = Field(
+        default=None, ge=1, description="Frames the decoder could not read since the kiosk started."
+    )
+    frame_error: str | None = Field(
+        default=None, max_length=40, description="Why the most recent such frame failed."
+    )
 
 
 class Sound(StrEnum):

@@ -1,4 +1,8 @@
-"""Topic names under the versioned root, built in one place for both sides."""
+"""Topic names under the versioned root: built, and parsed back into typed routes, in one place."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 
 from broker.errors import ContractError
 from broker.ids import is_id
@@ -57,9 +61,128 @@ def shelf_availability(shelf_id: str) -> str:
     return f"{ROOT}/shelf/{_check('shelf', shelf_id)}/item/+/availability"
 
 
+# -- reading a topic back: one parser, typed routes ------------------------------------------
+
+# A topic name is at most a few levels of ids; anything much longer is an attack or a bug,
+# and is refused before it is split.
+MAX_TOPIC_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class KioskRoute:
+    """A topic under ``cs/v1/kiosk/<kiosk id>/``; the subclass names the leaf."""
+
+    kiosk_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRoute(KioskRoute):
+    """``cs/v1/kiosk/<kiosk>/scan``: a kiosk's scans and session ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRoute(KioskRoute):
+    """``cs/v1/kiosk/<kiosk>/verdict``: central's answer to that kiosk."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRoute(KioskRoute):
+    """``cs/v1/kiosk/<kiosk>/status``: that kiosk's retained presence."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRoute(KioskRoute):
+    """``cs/v1/kiosk/<kiosk>/config``: that kiosk's retained configuration."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRoute(KioskRoute):
+    """``cs/v1/kiosk/<kiosk>/command``: a one-off command (identify)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityRoute:
+    """``cs/v1/shelf/<shelf>/item/<item>/availability``: one item's retained state."""
+
+    shelf_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsRoute:
+    """``cs/v1/alerts``: central's security alerts."""
+
+
+Route = (
+    ScanRoute
+    | VerdictRoute
+    | StatusRoute
+    | ConfigRoute
+    | CommandRoute
+    | AvailabilityRoute
+    | AlertsRoute
+)
+
+
+class TopicRefusal(StrEnum):
+    """Why a topic is not one of the contract's."""
+
+    TOO_LONG = "too_long"
+    WRONG_ROOT = "wrong_root"  # not under cs/v1 (another version, $share/..., $SYS/...)
+    UNKNOWN_KIND = "unknown_kind"  # under the root, but no topic the contract names
+    BAD_ID = "bad_id"  # an id level that is not an id (empty, wildcard, lower case ...)
+
+
+@dataclass(frozen=True, slots=True)
+class BadTopic:
+    """A refused topic, as a value: the caller counts it by ``reason`` and drops it."""
+
+    reason: TopicRefusal
+
+
+_KIOSK_LEAVES: dict[str, Callable[[str], Route]] = {
+    "scan": ScanRoute,
+    "verdict": VerdictRoute,
+    "status": StatusRoute,
+    "config": ConfigRoute,
+    "command": CommandRoute,
+}
+_ROOT_LEVELS = tuple(ROOT.split("/"))
+
+
+def route(topic: str) -> Route | BadTopic:
+    """What ``topic`` is in the contract, or why it is none of it.
+
+    Every level is checked: the exact number of levels, the root, each id's shape. A
+    message's topic never holds wildcards or a ``$share/`` prefix (those belong to
+    subscriptions), so such a topic is refused like any other.
+    """
+    if len(topic) > MAX_TOPIC_LENGTH:
+        return BadTopic(TopicRefusal.TOO_LONG)
+    levels = topic.split("/")
+    if tuple(levels[:2]) != _ROOT_LEVELS:
+        return BadTopic(TopicRefusal.WRONG_ROOT)
+    return _under_root(levels[2:])
+
+
+def _under_root(levels: list[str]) -> Route | BadTopic:
+    ids: tuple[str, ...]
+    match levels:
+        case ["alerts"]:
+            return AlertsRoute()
+        case ["kiosk", kiosk_id, leaf] if leaf in _KIOSK_LEAVES:
+            ids, parsed = (kiosk_id,), _KIOSK_LEAVES[leaf](kiosk_id)
+        case ["shelf", shelf_id, "item", item_id, "availability"]:
+            ids, parsed = (shelf_id, item_id), AvailabilityRoute(shelf_id, item_id)
+        case _:
+            return BadTopic(TopicRefusal.UNKNOWN_KIND)
+    return parsed if all(is_id(i) for i in ids) else BadTopic(TopicRefusal.BAD_ID)
+
+
 def kiosk_of(topic: str) -> str:
-    """The kiosk id in a ``cs/v1/kiosk/<id>/<leaf>`` topic."""
-    parts = topic.split("/")
-    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != ROOT or parts[2] != "kiosk":
-        raise ContractError("bad_topic", f"{topic!r} is not a kiosk topic")
-    return _check("kiosk", parts[3])
+    """The kiosk id in a ``cs/v1/kiosk/<id>/<leaf>`` topic; ContractError for any other."""
+    parsed = route(topic)
+    if isinstance(parsed, KioskRoute):
+        return parsed.kiosk_id
+    why = parsed.reason.value if isinstance(parsed, BadTopic) else "not a kiosk topic"
+    raise ContractError("bad_topic", f"{topic[:80]!r}: {why}")

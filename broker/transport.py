@@ -71,6 +71,8 @@ class LoopClient:
         self._expiry = session_expiry_s
         self._backoff = backoff
         self._connect_in_thread = connect_in_thread
+        # The raw paho client, for this module only: callers use the methods below
+        # (publish, subscribe, unsubscribe, ack, will_set, close).
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -225,6 +227,14 @@ class LoopClient:
         """Subscribe (again after a reconnect is the caller's business, in ``on_up``)."""
         self.client.subscribe(topic, qos=qos)
 
+    def unsubscribe(self, topic: str) -> None:
+        """Leave a subscription (a kiosk moved to another shelf)."""
+        self.client.unsubscribe(topic)
+
+    def ack(self, mid: int, qos: int) -> None:
+        """Acknowledge a message received with ``manual_ack``, once it is safely handled."""
+        self.client.ack(mid, qos)
+
     async def close(
         self,
         farewell: tuple[str, bytes] | None = None,
@@ -236,7 +246,7 @@ class LoopClient:
             for topic in leave:
                 # Sent before DISCONNECT on the same connection, so the broker applies it
                 # first: no wait for the UNSUBACK is needed.
-                self.client.unsubscribe(topic)
+                self.unsubscribe(topic)
             if farewell is not None:
                 info = self.publish(*farewell, qos=1, retain=True)
                 with contextlib.suppress(TimeoutError):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -13,13 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker import topics
 from broker.ids import ID_PATTERN
-from broker.messages import Availability, KioskConfig, KioskState, encode
-from central import rollout
+from broker.messages import Availability, KioskConfig, KioskState, Reason, encode
+from central import api_guard, rollout
 from central.api_audit import audit_router
+from central.api_claims import ClaimGate
 from central.api_enrol import BrokerAddress, enrol_routes
 from central.api_fleet import fleet_router
 from central.api_loans import loans_router
 from central.api_security import security_router
+from central.api_text import Text
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
@@ -40,7 +43,7 @@ class ShelfIn(_In):
     """A new shelf."""
 
     shelf_id: str = Field(pattern=ID_PATTERN, description="Shelf id, e.g. SHELF-A.")
-    name: str = Field(min_length=1, max_length=80, description="Where it is, for people.")
+    name: Text = Field(min_length=1, max_length=80, description="Where it is, for people.")
 
 
 class ItemIn(_In):
@@ -48,7 +51,7 @@ class ItemIn(_In):
 
     item_id: str = Field(pattern=ID_PATTERN, description="Item id printed on its label.")
     shelf_id: str = Field(pattern=ID_PATTERN, description="The shelf it lives on.")
-    name: str = Field(min_length=1, max_length=80, description="What it is.")
+    name: Text = Field(min_length=1, max_length=80, description="What it is.")
     loan_days: int = Field(default=14, ge=1, le=365, description="Loan period.")
 
 
@@ -56,7 +59,7 @@ class MemberIn(_In):
     """A new member."""
 
     member_id: str = Field(pattern=ID_PATTERN, description="Membership number.")
-    name: str = Field(min_length=1, max_length=80, description="Name used to greet them.")
+    name: Text = Field(min_length=1, max_length=80, description="Name used to greet them.")
     checkout_limit: int = Field(default=5, ge=0, le=100, description="Most items held.")
 
 
@@ -117,13 +120,25 @@ def create_app(
     ``open_routers`` (probes) without it.
     """
     # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
+    claims = ClaimGate(store, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await claims.close()  # the last window's tally of refused claims
+
     app = FastAPI(
         title="CommunityShare central admin API",
         version="1",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=lifespan,
     )
+    # Body size, control characters and error answers, before the token is even looked at.
+    api_guard.install(app, consumer.metrics.registry)
 
     def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
         expected = f"Bearer {admin_token}"
@@ -133,7 +148,7 @@ def create_app(
     auth = [Depends(authorised)]
     if fleet is not None and accounts is not None and broker_address is not None:
         for router in enrol_routes(
-            store, fleet, signer, clock, publisher, accounts, broker_address, auth
+            store, fleet, signer, clock, publisher, accounts, broker_address, auth, claims
         ):
             app.include_router(router)
     app.include_router(security_router(store, clock, keys, auth=auth))
@@ -228,8 +243,15 @@ def create_app(
 
     @app.post("/members/{member_id}/passes", status_code=201, dependencies=auth)
     async def issue_pass(member_id: str, body: PassIn) -> PassOut:
-        if await store.get_member(member_id) is None:
+        member = await store.get_member(member_id)
+        if member is None:
             raise HTTPException(404, f"no member {member_id}")
+        if member.suspended:
+            # The kiosk would refuse it anyway; the admin should hear it now, not the member.
+            raise HTTPException(
+                409,
+                {"reason": Reason.MEMBER_SUSPENDED.value, "message": f"{member_id} is suspended"},
+            )
         now = clock.now()
         pass_id = new_id()
         # Codes carry whole seconds; store the same instant the code will be checked against.

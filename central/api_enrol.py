@@ -7,15 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from broker import auth, topics
 from broker.bundle import EnrolmentBundle
 from broker.ids import ID_PATTERN, is_id
 from broker.messages import Reason, encode
+from central.api_claims import ClaimGate
+from central.api_guard import HttpRefusal
+from central.api_text import Text
 from central.clock import Clock
 from central.consumer import Publisher
+from central.dynsec import BrokerControlError
 from central.errors import StorageError
 from central.fleet import BrokerAccounts
 from central.storage.base import Store
@@ -61,13 +65,13 @@ class EnrolCodeOut(BaseModel):
 class ClaimIn(_In):
     """A kiosk's claim: the enrolment QR it saw."""
 
-    code: str = Field(min_length=1, max_length=MAX_CODE, description="The QR text.")
+    code: Text = Field(min_length=1, max_length=MAX_CODE, description="The QR text.")
 
 
 class RetireIn(_In):
     """Why a kiosk is leaving the fleet."""
 
-    reason: str = Field(min_length=1, max_length=200, description="For the audit log.")
+    reason: Text = Field(min_length=1, max_length=200, description="For the audit log.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +92,12 @@ def enrol_routes(
     accounts: BrokerAccounts,
     broker: BrokerAddress,
     auth_dependencies: Sequence[Any],
+    claim_gate: ClaimGate | None = None,
 ) -> tuple[APIRouter, APIRouter]:
     """The admin routes (behind the admin token) and the kiosks' claim route (open)."""
     admin = APIRouter(dependencies=list(auth_dependencies))
     public = APIRouter()
+    gate = claim_gate or ClaimGate(store, clock)
 
     async def bundle_for(kiosk_id: str, password: str) -> EnrolmentBundle:
         config = next((c for c in await store.kiosk_configs() if c.kiosk_id == kiosk_id), None)
@@ -128,7 +134,7 @@ def enrol_routes(
             raise HTTPException(404, str(exc)) from exc
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accounts.sync()
+        await _push(accounts, {kiosk_id: password})
         return _reveal(await bundle_for(kiosk_id, password))
 
     @admin.post("/kiosks/{kiosk_id}/retire")
@@ -139,7 +145,7 @@ def enrol_routes(
             raise HTTPException(404, str(exc)) from exc
         except StorageError as exc:
             raise HTTPException(409, str(exc)) from exc
-        await accounts.sync()
+        await _push(accounts, {})
         # Clear its retained config: nobody should find a retired kiosk's settings.
         publisher.publish(topics.config(kiosk_id), b"", retain=True)
         return {"kiosk_id": kiosk_id, "retired": True}
@@ -164,13 +170,20 @@ def enrol_routes(
         )
 
     @public.post("/enrol/claim", status_code=201)
-    async def claim(body: ClaimIn) -> dict[str, Any]:
+    async def claim(body: ClaimIn, request: Request) -> dict[str, Any]:
+        caller = request.client.host if request.client is not None else "?"
+        if not gate.admit(caller):
+            await gate.refused(caller, HttpRefusal.RATE_LIMITED.value)
+            raise HTTPException(
+                429, {"reason": HttpRefusal.RATE_LIMITED.value}, headers={"Retry-After": "10"}
+            )
         now = clock.now()
         token = signer.verify(body.code, now)
         actor = f"claim:{fingerprint(body.code)}"
         if not isinstance(token, Enrolment):
             reason = token if isinstance(token, Reason) else Reason.UNKNOWN_CODE
-            await fleet.refuse_claim(now, actor, reason)
+            # Counted, and written as one audit row per window: never a row per attempt.
+            await gate.refused(caller, reason.value)
             raise HTTPException(403, {"reason": reason.value})
         password = auth.new_password()
         try:
@@ -181,10 +194,19 @@ def enrol_routes(
             raise HTTPException(409, str(exc)) from exc
         if outcome.refusal is not None:
             raise HTTPException(403, {"reason": outcome.refusal.value})
-        await accounts.sync()
+        await _push(accounts, {outcome.kiosk_id: password})
         return _reveal(await bundle_for(outcome.kiosk_id, password))
 
     return admin, public
+
+
+async def _push(accounts: BrokerAccounts, passwords: dict[str, str]) -> None:
+    # Recorded but not confirmed by the broker: say so, rather than hand out a bundle
+    # whose password the broker does not know (re-enrolling with --rotate repairs it).
+    try:
+        await accounts.sync(passwords=passwords)
+    except BrokerControlError as exc:
+        raise HTTPException(503, f"recorded, but the broker did not confirm it: {exc}") from exc
 
 
 def _reveal(bundle: EnrolmentBundle) -> dict[str, Any]:

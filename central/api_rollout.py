@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.ids import ID_RE
 from central import rollout
+from central.api_text import Text
 from central.breaker import Breaker
 from central.clock import Clock
 from central.metrics import Metrics
@@ -32,7 +33,7 @@ class _In(BaseModel):
 class Why(_In):
     """Who asks for a change, and why (both go into the audit log)."""
 
-    reason: str = Field(min_length=3, max_length=500, description="Why, for the audit log.")
+    reason: Text = Field(min_length=3, max_length=500, description="Why, for the audit log.")
     actor: str = Field(default="api", pattern=_ACTOR, description="Who, for the audit log.")
 
 
@@ -99,11 +100,14 @@ class BreakerOut(BaseModel):
     since: datetime = Field(description="Start of the window judged now.")
     scans: int = Field(description="Code scans decided in the window.")
     errors: int = Field(description="Of those, verdicts that show a system fault.")
+    errors_counted: int = Field(description="Errors the rate counts: each kiosk's share capped.")
+    kiosks_with_errors: int = Field(description="Kiosks those errors came from.")
     security_alerts: int = Field(description="Security alerts in the window.")
     window_s: float = Field(description="Window length.")
     max_error_rate: float = Field(description="Error share that trips it.")
     min_scans: int = Field(description="Scans needed before the error rate counts.")
-    max_security_alerts: int = Field(description="Alerts that trip it.")
+    max_security_alerts: int = Field(description="Alerts that trip it (one per kiosk).")
+    min_kiosks: int = Field(description="Kiosks errors must come from to trip it.")
 
 
 def flag_out(row: FlagRow, kiosks_told: int | None = None) -> FlagOut:
@@ -183,11 +187,14 @@ def router(
             since=view.since,
             scans=view.counts.attempts,
             errors=view.counts.errors,
+            errors_counted=policy.counted_errors(view.counts),
+            kiosks_with_errors=len(view.counts.kiosk_errors),
             security_alerts=view.counts.security_alerts,
             window_s=policy.window.total_seconds(),
             max_error_rate=policy.error_rate,
             min_scans=policy.min_scans,
             max_security_alerts=policy.security_alerts,
+            min_kiosks=policy.min_kiosks,
         )
 
     @api.post("/breaker/reset")

@@ -12,6 +12,7 @@ from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from central import security
+from central.api_text import Text
 from central.clock import Clock
 from central.keys import KeyFile
 from central.storage.base import AuditEntry, Store
@@ -26,7 +27,7 @@ class _In(BaseModel):
 class InvalidateIn(_In):
     """Why every outstanding pass is being invalidated."""
 
-    reason: str = Field(min_length=1, max_length=200, description="Why, for the audit log.")
+    reason: Text = Field(min_length=1, max_length=200, description="Why, for the audit log.")
 
 
 class InvalidateOut(BaseModel):
@@ -38,7 +39,7 @@ class InvalidateOut(BaseModel):
 class BlockIn(_In):
     """A hand block of one kiosk."""
 
-    reason: str = Field(min_length=1, max_length=200, description="Why, for the audit log.")
+    reason: Text = Field(min_length=1, max_length=200, description="Why, for the audit log.")
     minutes: int | None = Field(
         default=None, ge=1, le=525_600, description="How long; a year if unset."
     )
@@ -47,7 +48,7 @@ class BlockIn(_In):
 class UnblockIn(_In):
     """Lifting a kiosk's block."""
 
-    reason: str = Field(
+    reason: Text = Field(
         default="unblocked by admin", min_length=1, max_length=200, description="Why."
     )
 

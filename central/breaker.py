@@ -1,14 +1,18 @@
-"""The circuit breaker: turns checkout off by itself when scans fail or security alerts pile up.
+"""The circuit breaker: turns checkout off by itself when scans fail or alerts pile up fleet-wide.
 
 Every instance evaluates it from the database (scan verdicts and audit rows), so they all
 judge the same window; the trip is a conditional update, so exactly one instance trips it,
 audits it and raises the alert. It stays tripped until an admin resets it.
+
+It judges what is systemic only: abuse at one kiosk is contained there (``central.security``
+cools that kiosk down), so no one kiosk's errors or alerts can turn checkout off for all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -45,6 +49,10 @@ class BreakerPolicy:
     error_rate: float = 0.05
     min_scans: int = 50
     security_alerts: int = 3
+    # The error rate counts each kiosk's errors only up to 1/min_kiosks of what trips it,
+    # so it takes errors at this many kiosks (a fault of the system, or abuse everywhere at
+    # once) to trip; one kiosk showing a sheet of forgeries never does.
+    min_kiosks: int = 3
 
     @classmethod
     def from_settings(cls, settings: CentralSettings) -> BreakerPolicy:
@@ -54,16 +62,24 @@ class BreakerPolicy:
             settings.breaker_error_rate,
             settings.breaker_min_scans,
             settings.breaker_security_alerts,
+            settings.breaker_min_kiosks,
         )
+
+    def counted_errors(self, counts: WindowCounts) -> int:
+        """The errors that count toward the rate: each kiosk's capped at its share."""
+        share = math.ceil(self.error_rate * counts.attempts / max(1, self.min_kiosks))
+        return sum(min(errors, share) for errors in counts.kiosk_errors)
 
     def judge(self, counts: WindowCounts) -> str | None:
         """Why the breaker should trip on ``counts``, or None if all is well."""
         if counts.security_alerts >= self.security_alerts:
             return f"{counts.security_alerts} security alerts in {_span(self.window)}"
-        if counts.attempts >= self.min_scans and counts.errors > self.error_rate * counts.attempts:
+        errors = self.counted_errors(counts)
+        if counts.attempts >= self.min_scans and errors > self.error_rate * counts.attempts:
             return (
                 f"error rate {counts.errors / counts.attempts:.1%} over {_span(self.window)}"
-                f" ({counts.errors} of {counts.attempts} code scans)"
+                f" ({counts.errors} of {counts.attempts} code scans"
+                f" at {sum(1 for e in counts.kiosk_errors if e)} kiosks)"
             )
         return None
 
@@ -122,6 +138,8 @@ class Breaker:
         detail = {
             "scans": view.counts.attempts,
             "errors": view.counts.errors,
+            "errors_counted": self.policy.counted_errors(view.counts),
+            "kiosks_with_errors": len(view.counts.kiosk_errors),
             "security_alerts": view.counts.security_alerts,
             "since": view.since.isoformat(),
             "was": view.flag.setting.mode.value,

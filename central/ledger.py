@@ -76,6 +76,8 @@ async def apply(
         # A redelivered event: same verdict, no effect.
         return Outcome(previous, encode(previous), replayed=True)
     draft = await _decide(tx, event, token, now, limits)
+    # Lifts a cool-down (or keeps it) and charges the member's rate only when accepted.
+    draft.reason = await security.settle(tx, limits, event, token, draft.session, draft.reason, now)
     session = draft.session
     verdict = Verdict(
         event_id=event.event_id,
@@ -120,12 +122,10 @@ async def _decide(
     limits: security.Limits | None = None,
 ) -> _Draft:
     kiosk = await tx.kiosk(event.kiosk_id)
-    if (
-        kiosk is None
-        or kiosk.retired
-        or (kiosk.blocked_until is not None and kiosk.blocked_until > now)
-    ):
-        return _Draft(Reason.KIOSK_BLOCKED)
+    # Unknown, retired, blocked by a person or cooling down (a pass may lift a cool-down).
+    if blocked := await security.kiosk_refusal(tx, kiosk, token, now):
+        return _Draft(blocked)
+    assert kiosk is not None  # kiosk_refusal refuses a missing kiosk
     idle = timedelta(seconds=kiosk.session_timeout_s)
     if event.scanned_at > now + FUTURE_SKEW:
         return _Draft(Reason.MALFORMED, session=await tx.open_session(event.kiosk_id, now))

@@ -19,6 +19,9 @@ def setup(level: str = "INFO", *, service: str, stream: IO[str] | None = None) -
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "ts", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
+            # Escapes every non-ASCII and control character from data (escape sequences,
+            # bidi overrides): a log line can be read in a terminal without being obeyed.
+            json_ensure_ascii=True,
         )
     )
     handler.addFilter(RedactCodes())

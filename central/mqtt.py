@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 
-from broker import topics
+from broker import auth, topics
 from broker.transport import LoopClient, TlsFiles
+from central.settings import MQTT_KEEPALIVE_S, SESSION_EXPIRY_S
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,10 @@ class CentralLink:
         *,
         username: str | None = None,
         password: str | None = None,
-        session_expiry_s: int = 3600,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        keepalive_s: int = MQTT_KEEPALIVE_S,
         tls: TlsFiles | None = None,
+        control_responses: bool = False,
     ) -> None:
         self._mqtt = LoopClient(
             client_id,
@@ -52,6 +55,7 @@ class CentralLink:
             port,
             username=username,
             password=password,
+            keepalive=keepalive_s,
             session_expiry_s=session_expiry_s,
             manual_ack=True,
             backoff=(0.2, 5.0),
@@ -63,6 +67,9 @@ class CentralLink:
         self.connected: asyncio.Event = self._mqtt.up
         # Set by whoever consumes (the service wires the consumer in before start()).
         self.on_inbound: Callable[[Inbound], None] = lambda _message: None
+        # The broker's answers to account commands (central/dynsec.py), when asked for.
+        self._control_responses = control_responses
+        self.on_control: Callable[[bytes], None] = lambda _payload: None
         # Called after every (re)connect, e.g. to publish retained state again.
         self.on_connect: Callable[[], None] | None = None
         # Which retained topic was last published when: a snapshot read before a newer
@@ -106,6 +113,8 @@ class CentralLink:
     def _connected(self) -> None:
         self._mqtt.subscribe(topics.SCAN_SHARED, qos=1)
         self._mqtt.subscribe(topics.STATUS_FILTER, qos=1)
+        if self._control_responses:
+            self._mqtt.subscribe(auth.CONTROL_RESPONSE, qos=1)
         log.info("central connected as %s", self._mqtt.client_id)
         if self.on_connect is not None:
             self.on_connect()
@@ -114,6 +123,9 @@ class CentralLink:
         log.warning("central lost the broker")
 
     def _message(self, msg: paho.MQTTMessage) -> None:
+        if msg.topic == auth.CONTROL_RESPONSE:
+            self.on_control(bytes(msg.payload))
+            return
         self.on_inbound(
             Inbound(msg.topic, bytes(msg.payload), msg.mid, msg.qos, retain=bool(msg.retain))
         )

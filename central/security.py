@@ -1,9 +1,14 @@
-"""Abuse defences inside the scan transaction: rate limits, automatic kiosk blocks, alerts.
+"""Abuse defences inside the scan transaction: rate limits, kiosk cool-downs, alerts.
 
 State lives in the database (``rate_buckets``, ``kiosks.blocked_until``, ``scan_events``),
 never in process memory, so every central instance sees the same limits. On PostgreSQL
 the buckets are locked right after the kiosk row and before any item or member row, which
 keeps the one lock order (event → kiosk → buckets → item → member).
+
+Defences here must not be turnable against honest members: a forger at one kiosk earns
+that kiosk a short cool-down (growing while the forging goes on, to a cap of minutes),
+which the next member with a pass that opens a session lifts; a refused scan never costs
+a member their own rate.
 """
 
 from __future__ import annotations
@@ -11,12 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from broker.messages import CodeScan, Reason, SecurityAlert
-from central.storage.base import AuditEntry, SessionRow, Store, Tx
+from broker.messages import CodeScan, Reason, SecurityAlert, SessionDone
+from central.storage.base import AuditEntry, KioskRow, SessionRow, Store, Tx
 from central.tokens import Label, Pass, Token
 
 # Verdicts that say "someone is trying codes that are not theirs": enough of them from one
-# kiosk in a short window blocks it. Expired passes and refusals of honest members
+# kiosk in a short window cools it down. Expired passes and refusals of honest members
 # (limits, unavailable items, no session) do not count; neither does RATE_LIMITED, which
 # a member reaching their own limit at an honest kiosk can earn.
 FAILURES = (
@@ -28,11 +33,18 @@ FAILURES = (
 )
 ALERT_AUTO_BLOCK = "kiosk_auto_blocked"
 SYSTEM_ACTOR = "system"
+# The cool-down's state rides in ``rate_buckets`` (no schema change): ``tokens`` holds the
+# strike count and ``updated_at`` the end of the cool-down it set, or 0 and the moment a
+# pass or a person lifted it (failures before that are forgiven), or -1 for a kiosk never
+# cooled down. A kiosk whose ``blocked_until`` equals the stored end is cooling down; any
+# other block was set by a person.
+_COOLDOWN = "cooldown:"
+_NEVER = -1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Rate limits and the automatic block; a zero rate or threshold turns that part off."""
+    """Rate limits and the automatic cool-down; a zero rate or threshold turns that part off."""
 
     kiosk_per_min: float = 60.0
     kiosk_burst: int = 20
@@ -40,20 +52,42 @@ class Limits:
     member_burst: int = 10
     block_after: int = 20
     block_window: timedelta = timedelta(minutes=1)
-    block_for: timedelta = timedelta(minutes=15)
+    block_for: timedelta = timedelta(minutes=2)  # the longest cool-down (the cap)
+    block_first: timedelta = timedelta(seconds=5)  # the first cool-down; each next one doubles
+    block_forget: timedelta = timedelta(minutes=10)  # quiet this long: the next starts again
+
+    def cooldown(self, strikes: int) -> timedelta:
+        """How long the ``strikes``-th cool-down in a row lasts."""
+        doublings: int = max(0, min(strikes - 1, 30))
+        grown = self.block_first * float(1 << doublings)
+        return min(self.block_for, grown)
 
 
 async def _take(tx: Tx, key: str, now: datetime, per_min: float, burst: int) -> bool:
     """Take one token from ``key``'s bucket; False (and nothing taken) if it is empty."""
-    tokens, at = await tx.bucket(key, now, float(burst))
-    # A clock that went backwards refills nothing rather than draining the bucket.
-    elapsed = max(0.0, (now - at).total_seconds())
-    tokens = min(float(burst), tokens + elapsed * per_min / 60.0)
+    tokens = await _level(tx, key, now, per_min, burst)
     if tokens < 1.0:
         await tx.save_bucket(key, tokens, now)
         return False
     await tx.save_bucket(key, tokens - 1.0, now)
     return True
+
+
+async def _level(tx: Tx, key: str, now: datetime, per_min: float, burst: int) -> float:
+    """The tokens in ``key``'s bucket now (the row locked, nothing written)."""
+    tokens, at = await tx.bucket(key, now, float(burst))
+    # A clock that went backwards refills nothing rather than draining the bucket.
+    elapsed = max(0.0, (now - at).total_seconds())
+    return min(float(burst), tokens + elapsed * per_min / 60.0)
+
+
+def _member_of(token: Token | Reason | None, session: SessionRow | None) -> str | None:
+    """Whose act a scan is: a pass's member, or the member whose session a label joins."""
+    if isinstance(token, Pass):
+        return token.member_id
+    if isinstance(token, Label) and session is not None:
+        return session.member_id
+    return None
 
 
 async def rate_limited(
@@ -64,52 +98,167 @@ async def rate_limited(
     session: SessionRow | None,
     now: datetime,
 ) -> bool:
-    """Whether this scan exceeds its kiosk's or its member's rate (tokens taken if not)."""
+    """Whether this scan exceeds its kiosk's or its member's rate.
+
+    The kiosk pays for every scan (its throttle is where abuse comes from). The member's
+    bucket is only looked at here (and locked, keeping the lock order); :func:`settle`
+    takes the token once the scan is accepted, so a replayed or forged copy of someone's
+    pass never uses up that member's own rate.
+    """
     if limits.kiosk_per_min > 0 and not await _take(
         tx, f"kiosk:{event.kiosk_id}", now, limits.kiosk_per_min, limits.kiosk_burst
     ):
         return True
-    member_id = None
-    if isinstance(token, Pass):
-        member_id = token.member_id
-    elif isinstance(token, Label) and session is not None:
-        member_id = session.member_id
+    member_id = _member_of(token, session)
     if member_id is None or limits.member_per_min <= 0:
         return False
-    return not await _take(
-        tx, f"member:{member_id}", now, limits.member_per_min, limits.member_burst
+    level = await _level(tx, f"member:{member_id}", now, limits.member_per_min, limits.member_burst)
+    return level < 1.0
+
+
+async def kiosk_refusal(
+    tx: Tx, kiosk: KioskRow | None, token: Token | Reason | None, now: datetime
+) -> Reason | None:
+    """``KIOSK_BLOCKED`` if this kiosk may not have the scan decided; None if it may.
+
+    During an automatic cool-down a verified pass is let through to be decided: if it
+    opens a session the cool-down is lifted (:func:`settle`), otherwise its answer is
+    still ``KIOSK_BLOCKED``. A block set by a person holds against everything.
+    """
+    if kiosk is None or kiosk.retired:
+        return Reason.KIOSK_BLOCKED
+    if kiosk.blocked_until is None or kiosk.blocked_until <= now:
+        return None
+    if isinstance(token, Pass) and await _cooling(tx, kiosk, now):
+        return None
+    return Reason.KIOSK_BLOCKED
+
+
+async def _cooling(tx: Tx, kiosk: KioskRow, now: datetime) -> bool:
+    """Whether ``kiosk``'s block is an automatic cool-down (not a person's block)."""
+    if kiosk.blocked_until is None or kiosk.blocked_until <= now:
+        return False
+    strikes, ends = await tx.bucket(_COOLDOWN + kiosk.kiosk_id, now, _NEVER)
+    return strikes >= 1 and ends == kiosk.blocked_until
+
+
+async def settle(
+    tx: Tx,
+    limits: Limits | None,
+    event: CodeScan | SessionDone,
+    token: Token | Reason | None,
+    session: SessionRow | None,
+    reason: Reason,
+    now: datetime,
+) -> Reason:
+    """After the decision: lift a cool-down with a pass that opened a session, charge the
+    member's rate for an accepted scan; the reason to answer with."""
+    if not isinstance(event, CodeScan):
+        return reason
+    if isinstance(token, Pass):
+        kiosk = await tx.kiosk(event.kiosk_id)
+        if kiosk is not None and await _cooling(tx, kiosk, now):
+            if reason is not Reason.SESSION_OPENED:
+                return Reason.KIOSK_BLOCKED
+            await _lift(tx, event.kiosk_id, now)
+    member_id = _member_of(token, session)
+    if limits is not None and limits.member_per_min > 0 and reason.accepted and member_id:
+        # The row was locked by rate_limited's look, so this takes no new lock.
+        await _take(tx, f"member:{member_id}", now, limits.member_per_min, limits.member_burst)
+    return reason
+
+
+async def _lift(tx: Tx, kiosk_id: str, now: datetime) -> None:
+    """End a cool-down because a member's valid pass opened a session there."""
+    await tx.set_blocked_until(kiosk_id, None)
+    await tx.save_bucket(_COOLDOWN + kiosk_id, 0.0, now)
+    await tx.audit(
+        AuditEntry(
+            now,
+            SYSTEM_ACTOR,
+            "kiosk.unblock",
+            reason="cool-down lifted: a valid pass opened a session",
+            kiosk_id=kiosk_id,
+        )
     )
 
 
 async def after_verdict(
     tx: Tx, limits: Limits, kiosk_id: str, reason: Reason, now: datetime
 ) -> list[SecurityAlert]:
-    """Block ``kiosk_id`` if this failure tips it over the threshold; the alerts raised."""
+    """Cool ``kiosk_id`` down if this failure tips it over the threshold; the alerts raised."""
     if limits.block_after <= 0 or reason not in FAILURES:
         return []
     since = now - limits.block_window
     failures = await tx.recent_failures(kiosk_id, since, [r.value for r in FAILURES])
     if failures < limits.block_after:
         return []
-    until = now + limits.block_for
-    await tx.set_blocked_until(kiosk_id, until)
-    why = (
-        f"{failures} refused scans in {int(limits.block_window.total_seconds())} s;"
-        f" blocked until {until.isoformat(timespec='seconds')}"
+    strikes, ended = await tx.bucket(_COOLDOWN + kiosk_id, now, _NEVER)
+    if strikes >= 0 and ended > since:
+        # Failures before the last cool-down ended (or was lifted) have been dealt with.
+        # (recent_failures counts after ``since``; a scan at the very instant counts too)
+        after = ended - timedelta(microseconds=1)
+        failures = await tx.recent_failures(kiosk_id, after, [r.value for r in FAILURES])
+        if failures < limits.block_after:
+            return []
+    why = f"{failures} refused scans in {int(limits.block_window.total_seconds())} s"
+    return await cool_down(
+        tx, limits, kiosk_id, now, why, strikes=max(0, int(strikes)), ended=ended
     )
+
+
+async def cool_down(
+    tx: Tx,
+    limits: Limits,
+    kiosk_id: str,
+    now: datetime,
+    why: str,
+    *,
+    strikes: int | None = None,
+    ended: datetime | None = None,
+) -> list[SecurityAlert]:
+    """Start ``kiosk_id``'s next cool-down inside ``tx``: blocked, audited, and on the first
+    of a run a security alert (the caller publishes it); the alerts raised."""
+    if strikes is None or ended is None:
+        level, ended = await tx.bucket(_COOLDOWN + kiosk_id, now, _NEVER)
+        strikes = max(0, int(level))
+    if strikes >= 1 and now - ended > limits.block_forget:
+        strikes = 0  # quiet long enough: the next run starts short again
+    strikes += 1
+    until = now + limits.cooldown(strikes)
+    if not await tx.set_blocked_until(kiosk_id, until):
+        return []
+    await tx.save_bucket(_COOLDOWN + kiosk_id, float(strikes), until)
+    seconds = int((until - now).total_seconds())
+    detail = f"{why}; cool-down {strikes} of this run: {seconds} s, until {until:%H:%M:%S} UTC"
     await tx.audit(
         AuditEntry(
             now,
             SYSTEM_ACTOR,
             "kiosk.block",
-            reason=why,
+            reason=detail,
             kiosk_id=kiosk_id,
-            detail={"until": until.isoformat(), "failures": failures},
+            detail={"until": until.isoformat(), "strikes": strikes, "seconds": seconds},
         )
     )
-    alert = SecurityAlert(kind=ALERT_AUTO_BLOCK, kiosk_id=kiosk_id, detail=why, at=now)
+    if strikes > 1:
+        # Staff heard at the first one; the audit row records each next, longer one.
+        return []
+    alert = SecurityAlert(kind=ALERT_AUTO_BLOCK, kiosk_id=kiosk_id, detail=detail, at=now)
     await tx.audit(security_alert_entry(alert, SYSTEM_ACTOR))
     return [alert]
+
+
+async def auto_block(
+    store: Store, limits: Limits, kiosk_id: str, now: datetime, why: str
+) -> list[SecurityAlert]:
+    """Cool a kiosk down from outside a scan (e.g. the consumer finding it flooding), in its
+    own transaction; the alerts to publish on ``cs/v1/alerts`` and count."""
+    async with store.write() as tx:
+        # The kiosk row first, as in a scan's transaction, so the two never deadlock.
+        if await tx.kiosk(kiosk_id) is None:
+            return []
+        return await cool_down(tx, limits, kiosk_id, now, why)
 
 
 def security_alert_entry(alert: SecurityAlert, actor: str) -> AuditEntry:
@@ -138,10 +287,15 @@ async def invalidate_all_passes(store: Store, now: datetime, actor: str, reason:
 async def set_kiosk_block(
     store: Store, kiosk_id: str, until: datetime | None, now: datetime, actor: str, reason: str
 ) -> bool:
-    """Block (``until`` set) or unblock a kiosk by hand, audited; False if it is unknown."""
+    """Block (``until`` set) or unblock a kiosk by hand, audited; False if it is unknown.
+
+    Unblocking also ends any cool-down run, so the next one starts short again.
+    """
     async with store.write() as tx:
         found = await tx.set_blocked_until(kiosk_id, until)
         if found:
+            if until is None:
+                await tx.save_bucket(_COOLDOWN + kiosk_id, 0.0, now)
             await tx.audit(
                 AuditEntry(
                     now,

@@ -18,6 +18,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from broker import topics
+from broker.auth import DYNSEC_FILE
 from broker.messages import encode
 from broker.transport import TlsFiles
 from central import api_health, api_rollout, backup, logs, rollout, schema
@@ -27,6 +28,7 @@ from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
 from central.consumer import Consumer
+from central.dynsec import DynsecControl
 from central.errors import CentralError, ConfigError
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
@@ -95,7 +97,11 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
     store = await open_store(settings)
     consumer: Consumer | None = None
     link: CentralLink | None = None
-    accounts = BrokerAccounts(store, settings.broker_auth_dir, settings.broker_pid_file)
+    accounts = BrokerAccounts(
+        store,
+        control=settings.broker_control,
+        seed=settings.broker_auth_dir / DYNSEC_FILE if settings.broker_auth_dir else None,
+    )
     try:
         # The broker must know this instance's own user before it tries to connect.
         await accounts.ensure_central(
@@ -110,8 +116,13 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             username=settings.mqtt_username,
             password=settings.mqtt_password.get_secret_value() if settings.mqtt_password else None,
             session_expiry_s=settings.session_expiry_s,
+            keepalive_s=settings.mqtt_keepalive_s,
             tls=TlsFiles(settings.mqtt_tls_ca) if settings.mqtt_tls_ca else None,
+            control_responses=accounts.managed,
         )
+        control = DynsecControl(link.publish, link.connected)
+        link.on_control = control.feed
+        accounts.attach(control)
         consumer = Consumer(
             store,
             signer,

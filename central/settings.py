@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from central.security import Limits
 
+SESSION_EXPIRY_S = 10
+MQTT_KEEPALIVE_S = 5
+
 
 class CentralSettings(BaseSettings):
     """Everything a central instance needs to run."""
@@ -48,15 +51,16 @@ class CentralSettings(BaseSettings):
     mqtt_tls_ca: Path | None = Field(
         default=None, description="Connect to the broker over TLS, trusting this CA (PEM)."
     )
+    broker_control: bool = Field(
+        default=False,
+        description="Administer the fleet broker's accounts (Mosquitto's dynamic security"
+        " plugin) over $CONTROL: enrol, re-key, retire, shelf changes. Off for a"
+        " development broker, which has no plugin.",
+    )
     broker_auth_dir: Path | None = Field(
         default=None,
-        description="Write Mosquitto's passwd and acl files here (the instance on the"
-        " broker's host); unset: this instance manages no broker accounts.",
-    )
-    broker_pid_file: Path | None = Field(
-        default=None,
-        description="Send SIGHUP to this Mosquitto pid after writing the files; unset: a"
-        " systemd path unit reloads the broker.",
+        description="Where the broker's dynamic security file lives (the instance on the"
+        " broker's host): written from the database only if missing, to seed a new broker.",
     )
     broker_public_host: str = Field(
         default="localhost", description="The broker host name kiosks connect to."
@@ -88,10 +92,24 @@ class CentralSettings(BaseSettings):
     pass_ttl_s: int = Field(
         default=900, ge=60, le=86_400, description="Default lifetime of a member pass."
     )
+    # How fast a dead instance lets go of its share of the scans. Mosquitto 2.0 hands a
+    # shared subscription's messages round-robin to every member session, connected or
+    # not, so a killed instance's session keeps taking its share until it expires.
+    # Unacknowledged scans in an expired session are not lost: kiosks re-send every
+    # unanswered scan every 5 s, and idempotency makes a repeat a read.
     session_expiry_s: int = Field(
-        default=3600,
+        default=SESSION_EXPIRY_S,
         ge=0,
-        description="How long the broker keeps central's session (and unacked scans).",
+        le=86_400,
+        description="How long the broker keeps a vanished instance's session (and its share"
+        " of the scans); long enough for a systemd restart to resume it.",
+    )
+    mqtt_keepalive_s: int = Field(
+        default=MQTT_KEEPALIVE_S,
+        ge=2,
+        le=600,
+        description="MQTT keep-alive: the broker declares a silent instance gone after 1.5x"
+        " this (a crashed host; a killed process is noticed at once).",
     )
     key_grace_s: int = Field(
         default=86_400,
@@ -118,7 +136,15 @@ class CentralSettings(BaseSettings):
     block_window_s: int = Field(
         default=60, ge=1, description="Window in which those refused scans are counted."
     )
-    block_for_s: int = Field(default=900, ge=1, description="How long an automatic block lasts.")
+    block_for_s: int = Field(
+        default=120, ge=1, description="The longest automatic cool-down of a kiosk (the cap)."
+    )
+    block_first_s: int = Field(
+        default=5, ge=1, description="The first cool-down; each next one in a run doubles."
+    )
+    block_forget_s: int = Field(
+        default=600, ge=1, description="Quiet seconds after which cool-downs start short again."
+    )
 
     breaker_window_s: float = Field(
         default=600.0, gt=0, le=86_400, description="The circuit breaker's look-back window."
@@ -130,7 +156,14 @@ class CentralSettings(BaseSettings):
         default=50, ge=1, description="Code scans in the window before the error rate counts."
     )
     breaker_security_alerts: int = Field(
-        default=3, ge=1, description="Security alerts in the window that trip the breaker."
+        default=3,
+        ge=1,
+        description="Security alerts in the window that trip the breaker (one per kiosk).",
+    )
+    breaker_min_kiosks: int = Field(
+        default=3,
+        ge=1,
+        description="Kiosks errors must come from to trip it: each counts up to 1/this share.",
     )
     breaker_every_s: float = Field(
         default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
@@ -162,6 +195,8 @@ class CentralSettings(BaseSettings):
             block_after=self.block_after_failures,
             block_window=timedelta(seconds=self.block_window_s),
             block_for=timedelta(seconds=self.block_for_s),
+            block_first=timedelta(seconds=self.block_first_s),
+            block_forget=timedelta(seconds=self.block_forget_s),
         )
 
 

@@ -1,19 +1,18 @@
-"""One kiosk at work: camera → decoder → walk-up rules → MQTT, verdicts → LEDs and buzzer."""
+"""One kiosk at work: scans → walk-up rules → outbox → MQTT, verdicts → LEDs and buzzer.
+
+The parts each own one job: ``ScanSource`` (camera, decoder, debounce), ``Walkup`` (the
+state machine), ``Outbox`` (durable events and what is in flight), ``KioskLink`` (MQTT,
+routed by the contract), ``FeedbackPlayer`` (LEDs and buzzer). ``Kiosk`` wires them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, Protocol
-
-import sdnotify
+from typing import assert_never
 
 from broker import topics
 from broker.errors import ContractError
@@ -27,53 +26,28 @@ from broker.messages import (
     Verdict,
     parse_message,
 )
+from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, VerdictRoute
 from broker.transport import TlsFiles
-from hardware.errors import CameraError, HardwareError
-from hardware.interfaces import Button, Buzzer, Camera, Decoder, Lights
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
-from kiosk.config import camera_settings, pin_settings, sound
-from kiosk.debounce import Debouncer
+from kiosk.config import sound
 from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
-from kiosk.health import FrameStats
-from kiosk.mqtt import KioskLink
+from kiosk.lifecycle import Lifecycle
+from kiosk.mqtt import Inbound, KioskLink
 from kiosk.outbox import Outbox
-from kiosk.settings import CameraSettings, KioskSettings, PinSettings
+from kiosk.parts import Devices, Outputs, Rebuild
+from kiosk.reconfigure import DeviceConfig
+from kiosk.scans import ScanSource
+from kiosk.settings import KioskSettings
+from kiosk.shelf import ShelfView
 from kiosk.walkup import Action, Walkup
+
+__all__ = ["Deps", "Devices", "Journal", "Kiosk", "Outputs", "Rebuild", "open_kiosk"]
 
 log = logging.getLogger(__name__)
 
 # (kiosk id, what happened, a line for people) — the demo prints these.
 Journal = Callable[[str, str, str], None]
-
-
-@dataclass
-class Devices:
-    """The hardware one kiosk drives."""
-
-    camera: Camera
-    decoder: Decoder
-    lights: Lights
-    buzzer: Buzzer
-    button: Button
-
-
-class Outputs(NamedTuple):
-    """The devices on GPIO pins, rebuilt together when the pins change."""
-
-    lights: Lights
-    buzzer: Buzzer
-    button: Button
-
-
-class Rebuild(Protocol):
-    """Makes new devices when central changes the camera settings or the pins."""
-
-    def camera(self, settings: CameraSettings) -> Camera:
-        """A camera (not started) with ``settings``."""
-
-    def outputs(self, pins: PinSettings) -> Outputs:
-        """LEDs, buzzer and button on ``pins``; HardwareError if a pin cannot be had."""
 
 
 @dataclass
@@ -101,32 +75,33 @@ class Kiosk:
             deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
         )
         self.player.sound = settings.sound
-        self.debouncer = Debouncer(settings.debounce_s)
-        self.availability: dict[str, Availability] = {}
+        self.lifecycle = Lifecycle(settings.kiosk_id, deps.clock)
+        self.scans = ScanSource(
+            deps.devices.camera,
+            deps.devices.decoder,
+            deps.clock,
+            frame_timeout_s=settings.frame_timeout_s,
+            debounce_s=settings.debounce_s,
+            on_camera=self._on_camera,
+            on_frame=self.lifecycle.frame_read,
+        )
+        self.shelf = ShelfView()
         self.config: KioskConfig | None = None  # the newest central sent
-        self.running_config = 0  # the version applied in full, as the status reports it
-        self.config_problem: str | None = None
-        self._rebuild = deps.rebuild
-        self._camera_settings = settings.camera
-        self._pins = settings.pins
-        # Held around every use of the camera, so a reconfiguration never stops it mid-read.
-        self._camera_lock = asyncio.Lock()
-        self._reconfiguring = asyncio.Lock()
+        self.reconfigure = DeviceConfig(
+            settings,
+            deps.devices,
+            self.scans,
+            self.player,
+            deps.rebuild,
+            on_press=self._pressed_from_thread,
+            note=self.note,
+        )
         self._reconfigurations: set[asyncio.Task[None]] = set()
-        self.frames = FrameStats()
         self._last_status = 0.0
-        self._sent_at: dict[str, float] = {}
         self._last_resend = 0.0
-        self._mine: set[str] = set()  # events this run of the kiosk created
-        self._waiting: set[str] = set()
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
         self._loop = asyncio.get_running_loop()
-        # systemd's notify protocol; a no-op when not started by systemd.
-        self._systemd = sdnotify.SystemdNotifier()
-        self._camera_started = False
-        self._announced = False
-        self._last_ping = 0.0
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -138,6 +113,11 @@ class Kiosk:
             on_message=self._on_message,
             on_connection=self._on_connection,
         )
+
+    @property
+    def availability(self) -> dict[str, Availability]:
+        """The items on this kiosk's shelf by id, as central last announced them."""
+        return self.shelf.items
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -162,22 +142,17 @@ class Kiosk:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
-                try:
-                    async with self._camera_lock:
-                        await asyncio.to_thread(self.devices.camera.start)
-                    self._camera_started = True
-                    self._maybe_ready()
-                except CameraError as exc:
-                    # Keep running: the scan loop reports the fault and keeps reopening.
-                    await self._camera_fault(exc)
+                # On failure, keep running: the scan loop reports it and keeps reopening.
+                if await self.scans.start():
+                    self.lifecycle.camera_started()
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
         finally:
-            self._systemd.notify("STOPPING=1")
+            self.lifecycle.stopping()
             self.devices.button.on_press(None)
             await self.link.close(self._status(KioskState.STOPPED))
             await self.player.close()
-            await asyncio.to_thread(self.devices.camera.stop)
+            await self.scans.stop()
 
     def publish_status(self) -> None:
         """Tell the fleet how this kiosk is (retained): camera health, outbox depth."""
@@ -193,56 +168,25 @@ class Kiosk:
         return self.link.status(
             state,
             self.clock.wall(),
-            config_version=self.running_config,
+            config_version=self.reconfigure.running_version,
             outbox_depth=self.outbox.depth,
             camera_ok=self.walkup.camera_ok,
-            camera_fps=self.frames.fps(self.clock.monotonic()),
-            decode_ms=self.frames.decode_ms(),
-            config_problem=self.config_problem,
+            camera_fps=self.scans.frames.fps(self.clock.monotonic()),
+            decode_ms=self.scans.frames.decode_ms(),
+            config_problem=self.reconfigure.problem,
+            frame_errors=self.scans.frame_error_count,
+            frame_error=self.scans.last_frame_error,
         )
 
-    def _read_codes(self) -> tuple[list[str], float]:
-        # One thread hop per frame: read and decode together, off the event loop.
-        capture = self.devices.camera.capture(self.settings.frame_timeout_s)
-        # The decode is real work on this CPU, so it is timed on the real clock.
-        started = time.perf_counter()
-        codes = self.devices.decoder.scan(capture)
-        return codes, time.perf_counter() - started
-
     async def _scan_loop(self) -> None:
-        while True:
-            try:
-                async with self._camera_lock:
-                    codes, decode_s = await asyncio.to_thread(self._read_codes)
-            except CameraError as exc:
-                await self._camera_fault(exc)
-                continue
-            self.frames.frame(self.clock.monotonic(), decode_s)
-            if not self.walkup.camera_ok:
-                self.walkup.camera_ok = True
-                self.note("state", "camera back")
-                self._refresh_steady()
-                self.publish_status()
-            now = self.clock.monotonic()
-            if now - self._last_ping >= 1.0:
-                # From the scan loop itself: if frames stop being read, systemd notices.
-                self._last_ping = now
-                self._systemd.notify("WATCHDOG=1")
-            for code in self.debouncer.fresh(codes, now):
-                await self.handle_code(code)
+        async for code in self.scans:
+            await self.handle_code(code)
 
-    async def _camera_fault(self, exc: CameraError) -> None:
-        if self.walkup.camera_ok:
-            self.walkup.camera_ok = False
-            self.note("state", f"camera fault: {exc}")
-            self._refresh_steady()
-            self.publish_status()
-        # Reopen the camera: a stalled pipeline usually comes back after a restart.
-        async with self._camera_lock:
-            with contextlib.suppress(CameraError):
-                await asyncio.to_thread(self.devices.camera.stop)
-                await asyncio.to_thread(self.devices.camera.start)
-        await self.clock.sleep(0.5)
+    def _on_camera(self, ok: bool, why: str) -> None:
+        self.walkup.on_camera(ok)
+        self.note("state", why)
+        self._refresh_steady()
+        self.publish_status()
 
     async def handle_code(self, code: str) -> None:
         """One fresh code from the camera."""
@@ -260,11 +204,9 @@ class Kiosk:
 
     async def _send(self, event: CodeScan | SessionDone) -> None:
         payload = await self.outbox.put(event)  # durable before it leaves the kiosk
-        self._mine.add(event.event_id)
         if self.walkup.online:
             # Someone is standing here waiting for this answer.
-            self._sent_at[event.event_id] = self.clock.monotonic()
-            self._waiting.add(event.event_id)
+            self.outbox.sent(event.event_id, self.clock.monotonic(), member_waiting=True)
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
     def _pressed_from_thread(self) -> None:
@@ -288,14 +230,9 @@ class Kiosk:
             now = self.clock.monotonic()
             if now - self._last_status >= self.settings.status_every_s:
                 self.publish_status()  # a heartbeat: frame rate, decode time, outbox
-            for event_id in [
-                e
-                for e in self._waiting
-                if now - self._sent_at.get(e, now) > self.settings.verdict_timeout_s
-            ]:
+            for _late in self.outbox.overdue(now, self.settings.verdict_timeout_s):
                 # The member is still standing here: tell them we could not get an answer.
                 # The event stays in the outbox and is re-sent until answered.
-                self._waiting.discard(event_id)
                 self.player.play(Signal.REFUSED_OFFLINE)
                 self.note("state", "no answer from central")
             if (
@@ -309,24 +246,17 @@ class Kiosk:
                 self._last_resend = now
                 self._loop.create_task(self._resend(min_age=self.settings.resend_every_s))
 
-    def _maybe_ready(self) -> None:
-        if self._announced or not (self._camera_started and self.walkup.online):
-            return
-        self._announced = True
-        self._systemd.notify("READY=1")
-        self._systemd.notify(f"STATUS=kiosk {self.settings.kiosk_id} scanning")
-
     def _refresh_steady(self) -> None:
         self.player.set_steady(self.walkup.steady())
 
     # -- from the broker -------------------------------------------------------------------
 
     def _on_connection(self, up: bool) -> None:
-        self.walkup.online = up
+        self.walkup.on_link(up)
+        self.lifecycle.link(up)
         self.note("state", "online" if up else "offline")
         self._refresh_steady()
         if up:
-            self._maybe_ready()
             self.link.publish(
                 topics.status(self.settings.kiosk_id), self._status(KioskState.ONLINE), retain=True
             )
@@ -336,77 +266,50 @@ class Kiosk:
 
     async def _resend(self, min_age: float = 0.0) -> None:
         # The original event ids go out again: central answers each once, however often.
-        now = self.clock.monotonic()
-        for event_id, payload in await self.outbox.pending():
-            if now - self._sent_at.get(event_id, float("-inf")) < min_age:
-                continue  # just sent; give central the time to answer
-            self._sent_at[event_id] = now
+        # Events sent within ``min_age`` are left alone: give central the time to answer.
+        for _event_id, payload in await self.outbox.due(self.clock.monotonic(), min_age):
             self.link.publish(topics.scan(self.settings.kiosk_id), payload)
 
-    def _just_scanned(self, payload: bytes) -> bool:
-        try:
-            data = json.loads(payload)
-            scanned_at = datetime.fromisoformat(data["scanned_at"])
-        except (ValueError, KeyError, TypeError):
-            return False
-        if data.get("queued"):
-            return False  # the member was already told "queued"
-        age = (self.clock.wall() - scanned_at).total_seconds()
-        return 0 <= age < self.settings.verdict_timeout_s * 5
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, route: Inbound, payload: bytes) -> None:
         if not payload:
             # A cleared retained message: an item moved to another shelf (or a retired
             # kiosk's config). Forget the item; there is nothing else to apply.
-            if topic.endswith("/availability"):
-                self.availability.pop(topic.split("/")[-2], None)
+            if isinstance(route, AvailabilityRoute):
+                self.shelf.forget(route.item_id)
             return
         try:
-            if topic.endswith("/verdict"):
-                self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))
-            elif topic.endswith("/availability"):
-                self._on_availability(parse_message(Availability, payload))
-            elif topic.endswith("/config"):
-                self._on_config(parse_message(KioskConfig, payload))
-            elif (
-                topic.endswith("/command")
-                and parse_message(KioskCommand, payload).command == "identify"
-            ):
-                self.player.play(Signal.IDENTIFY)
+            match route:
+                case VerdictRoute():
+                    self._loop.create_task(self._on_verdict(parse_message(Verdict, payload)))
+                case AvailabilityRoute():
+                    self._on_availability(parse_message(Availability, payload))
+                case ConfigRoute():
+                    self._on_config(parse_message(KioskConfig, payload))
+                case CommandRoute():
+                    if parse_message(KioskCommand, payload).command == "identify":
+                        self.player.play(Signal.IDENTIFY)
+                case _:
+                    assert_never(route)
         except ContractError as exc:
-            log.warning("ignored a bad message on %s: %s", topic, exc)
+            log.warning("ignored a bad message on %s: %s", route, exc)
 
     async def _on_verdict(self, verdict: Verdict) -> None:
         if verdict.kiosk_id != self.settings.kiosk_id:
             return
-        payload = await self.outbox.take(verdict.event_id)
-        waiting = verdict.event_id in self._waiting or (
-            # Scanned moments before this kiosk restarted (power blip, crash): the member
-            # is likely still standing here, so show them the answer.
-            payload is not None
-            and verdict.event_id not in self._mine
-            and self._just_scanned(payload)
-        )
-        self._waiting.discard(verdict.event_id)
-        self._mine.discard(verdict.event_id)
-        self._sent_at.pop(verdict.event_id, None)
-        if payload is None:
+        answered = await self.outbox.answer(verdict.event_id)
+        if answered is None:
             return  # an answer we already had (a redelivery)
         who = f" for {verdict.member_name}" if verdict.member_name else ""
         what = f" {verdict.item_name}" if verdict.item_name else ""
         self.note("verdict", f"{verdict.reason.value}{what}{who}", verdict.event_id)
         self.walkup.on_verdict(verdict)
-        if waiting:
+        if answered.member_waiting(self.clock.wall(), self.settings.verdict_timeout_s * 5):
             self.player.play(SIGNAL_FOR_REASON[verdict.reason])
         self._refresh_steady()
 
     def _on_availability(self, availability: Availability) -> None:
-        if self.config is not None and availability.shelf_id != self.config.shelf_id:
-            return  # a copy still in flight from the shelf this kiosk was moved away from
-        current = self.availability.get(availability.item_id)
-        if current is not None and current.seq >= availability.seq:
-            return  # stale or repeated
-        self.availability[availability.item_id] = availability
+        if not self.shelf.update(availability):
+            return
         self.note(
             "availability",
             f"{availability.name} ({availability.item_id}) is "
@@ -417,13 +320,10 @@ class Kiosk:
         if config.kiosk_id != self.settings.kiosk_id:
             return
         self.config = config
-        self.walkup.session_timeout_s = config.session_timeout_s
-        self.walkup.checkout_enabled = config.checkout_enabled
+        self.walkup.on_config(config)
         self.player.sound = sound(self.settings.sound, config.feedback)
         # Moved to another shelf: forget this one's items, hear the new one's.
-        self.availability = {
-            k: a for k, a in self.availability.items() if a.shelf_id == config.shelf_id
-        }
+        self.shelf.move_to(config.shelf_id)
         self.link.follow_shelf(config.shelf_id)
         self._refresh_steady()
         self.note("config", f"shelf {config.shelf_id}, config v{config.config_version}")
@@ -433,67 +333,8 @@ class Kiosk:
         task.add_done_callback(self._reconfigurations.discard)
 
     async def _apply_devices(self) -> None:
-        """Reopen the camera or rebuild the pins if the newest config changes them."""
-        async with self._reconfiguring:  # configs arriving together apply one at a time
-            config = self.config
-            if config is None:
-                return
-            camera = camera_settings(self.settings.camera, config.camera)
-            pins = pin_settings(self.settings.pins, config.pins)
-            problems: list[str | None] = []
-            try:
-                if camera != self._camera_settings or pins != self._pins:
-                    if self._rebuild is None:
-                        problems.append("new camera settings or pins need a restart")
-                    else:
-                        if camera != self._camera_settings:
-                            problems.append(await self._reopen_camera(camera, self._rebuild))
-                        if pins != self._pins:
-                            problems.append(await self._rewire(pins, self._rebuild))
-            except Exception as exc:
-                # A device that will not come up must not take the kiosk down with it.
-                log.exception("applying config v%s failed", config.config_version)
-                problems.append(f"{type(exc).__name__}: {exc}")
-            self.running_config = config.config_version
-            # Cut to what the status message carries.
-            self.config_problem = "; ".join(p for p in problems if p)[:200] or None
-            if self.config_problem:
-                log.warning("config v%s: %s", config.config_version, self.config_problem)
-            self.publish_status()
-
-    async def _reopen_camera(self, settings: CameraSettings, rebuild: Rebuild) -> str | None:
-        async with self._camera_lock:
-            await asyncio.to_thread(self.devices.camera.stop)
-            self.devices.camera = rebuild.camera(settings)
-            self._camera_settings = settings
-            self.frames.reset()
-            self.note("config", f"camera reopened: {settings.model_dump_json()}")
-            try:
-                await asyncio.to_thread(self.devices.camera.start)
-            except CameraError as exc:
-                # The scan loop shows the fault and keeps trying to reopen it.
-                return f"camera: {exc}"
-        return None
-
-    async def _rewire(self, pins: PinSettings, rebuild: Rebuild) -> str | None:
-        await self.player.close()
-        old = self.devices
-        old.button.on_press(None)
-        for device in (old.lights, old.buzzer, old.button):
-            device.close()
-        problem = None
-        try:
-            outputs = rebuild.outputs(pins)
-            self._pins = pins
-        except HardwareError as exc:
-            # Back to the pins that worked, so members still see and hear the kiosk.
-            problem = f"pins: {exc}"
-            outputs = rebuild.outputs(self._pins)
-        old.lights, old.buzzer, old.button = outputs
-        self.player.attach(outputs.lights, outputs.buzzer)
-        outputs.button.on_press(self._pressed_from_thread)
-        self.note("config", f"pins {self._pins.model_dump_json()}")
-        return problem
+        await self.reconfigure.apply(lambda: self.config)
+        self.publish_status()
 
 
 def _short(code: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from hardware.decoders import make_decoder
 from hardware.interfaces import Camera
-from kiosk.core import Devices, Outputs
+from kiosk.parts import Devices, Outputs
 from kiosk.settings import (
     CameraSettings,
     KioskSettings,

@@ -6,12 +6,10 @@ kiosk starts as that enrolled kiosk from then on.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,9 @@ from pydantic import ValidationError
 from broker.bundle import BUNDLE_FILE, EnrolmentBundle
 from broker.codes import CodeKind, classify_code
 from hardware.interfaces import Rgb
-from kiosk.core import Devices
+from kiosk.clock import Clock, SystemClock
+from kiosk.parts import Devices
+from kiosk.scans import ScanSource
 from kiosk.settings import UNENROLLED, KioskSettings
 
 log = logging.getLogger(__name__)
@@ -116,46 +116,59 @@ async def claim(url: str, code: str, ca: Path | None) -> EnrolmentBundle:
     return EnrolmentBundle.model_validate(response.json())
 
 
-async def wait_for_claim(settings: KioskSettings, devices: Devices) -> EnrolmentBundle:
+async def wait_for_claim(
+    settings: KioskSettings, devices: Devices, clock: Clock | None = None
+) -> EnrolmentBundle:
     """Scan until an enrolment QR is shown and central accepts it."""
     if not settings.claim_url:
         raise EnrolmentError(
             "this kiosk is not enrolled: copy a bundle to its bundle_dir, or set claim_url"
             " and show it an enrolment QR"
         )
-    await asyncio.to_thread(devices.camera.start)
+    clock = clock or SystemClock()
+    # The same scan source as the kiosk's: decodes off the event loop, reopens a stalled
+    # camera, skips a frame the decoder cannot read, and yields each code once per showing.
+    scans = ScanSource(
+        devices.camera,
+        devices.decoder,
+        clock,
+        frame_timeout_s=settings.frame_timeout_s,
+        debounce_s=settings.debounce_s,
+    )
+    await scans.start()
     tried: dict[str, float] = {}
+    devices.lights.set(WAITING)
     try:
-        while True:
-            devices.lights.set(WAITING)
-            frame = await asyncio.to_thread(devices.camera.read, settings.frame_timeout_s)
-            for code in devices.decoder.decode(frame):
-                # A code held in view is tried once, not thirty times a second.
-                if classify_code(code) is not CodeKind.ENROL or time.monotonic() < tried.get(
-                    code, 0.0
-                ):
-                    continue
-                tried[code] = time.monotonic() + 10.0
-                try:
-                    bundle = await claim(settings.claim_url, code, settings.claim_ca)
-                except ClaimRefusedError as refused:
-                    log.warning("enrolment code refused: %s", refused.reason)
-                    await _show(devices, REFUSED, 1.0)
-                    continue
-                except httpx.HTTPError as exc:
-                    log.warning("central unreachable for enrolment: %s", exc)
-                    await _show(devices, REFUSED, 1.0)
-                    continue
-                await _show(devices, ENROLLED, 1.0)
-                return bundle
+        async for code in scans:
+            # Shown again at once, a refused code is not tried again within 10 s.
+            if classify_code(code) is not CodeKind.ENROL or clock.monotonic() < tried.get(
+                code, 0.0
+            ):
+                continue
+            tried[code] = clock.monotonic() + 10.0
+            try:
+                bundle = await claim(settings.claim_url, code, settings.claim_ca)
+            except ClaimRefusedError as refused:
+                log.warning("enrolment code refused: %s", refused.reason)
+                await _show(devices, REFUSED, 1.0, clock)
+                continue
+            except httpx.HTTPError as exc:
+                log.warning("central unreachable for enrolment: %s", exc)
+                await _show(devices, REFUSED, 1.0, clock)
+                continue
+            await _show(devices, ENROLLED, 1.0, clock, then=DARK)
+            return bundle
     finally:
-        await asyncio.to_thread(devices.camera.stop)
+        await scans.stop()
+    raise AssertionError("the scan source never ends")  # pragma: no cover
 
 
-async def _show(devices: Devices, colour: Rgb, seconds: float) -> None:
+async def _show(
+    devices: Devices, colour: Rgb, seconds: float, clock: Clock, then: Rgb = WAITING
+) -> None:
     devices.lights.set(colour)
-    await asyncio.sleep(seconds)
-    devices.lights.set(DARK)
+    await clock.sleep(seconds)
+    devices.lights.set(then)
 
 
 async def prepare(settings: KioskSettings, devices: Devices) -> KioskSettings:

@@ -1,22 +1,46 @@
 """The kiosk's MQTT link: presence with a last will, its own topics in, scans out, QoS 1.
 
 The connection runs on the kiosk's event loop (broker.transport); it reconnects with
-jittered backoff by itself, and the kiosk re-sends its outbox on every connect.
+jittered backoff by itself, and the kiosk re-sends its outbox on every connect. Every
+message that comes in is routed by the contract (``broker.topics.route``) before the
+kiosk sees it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 
 import paho.mqtt.client as paho
 
 from broker import topics
 from broker.messages import KioskState, KioskStatus, encode
+from broker.topics import (
+    AvailabilityRoute,
+    BadTopic,
+    CommandRoute,
+    ConfigRoute,
+    KioskRoute,
+    TopicRefusal,
+    VerdictRoute,
+)
 from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
+
+# The routes a kiosk reads; everything else is dropped by the link.
+Inbound = VerdictRoute | ConfigRoute | CommandRoute | AvailabilityRoute
+_INBOUND = (VerdictRoute, ConfigRoute, CommandRoute, AvailabilityRoute)
+
+
+class Unread(StrEnum):
+    """Why a topic inside the contract is still not one for this kiosk."""
+
+    OTHER_KIOSK = "other_kiosk"  # another kiosk's verdict, config or command
+    NOT_READ = "not_read"  # scans, statuses, alerts: kiosks never read them
 
 
 class KioskLink:
@@ -31,7 +55,7 @@ class KioskLink:
         software_version: str,
         username: str | None = None,
         password: str | None = None,
-        on_message: Callable[[str, bytes], None],
+        on_message: Callable[[Inbound, bytes], None],
         on_connection: Callable[[bool], None],
         session_expiry_s: int = 3600,
         tls: TlsFiles | None = None,
@@ -41,6 +65,8 @@ class KioskLink:
         self._on_message = on_message
         self._on_connection = on_connection
         self._shelf: str | None = None
+        # Topics not for this kiosk, by reason: counted, never handled.
+        self.refused_topics: Counter[TopicRefusal | Unread] = Counter()
         # Keep our session (and verdicts sent while we blinked) across short drops.
         self._mqtt = LoopClient(
             f"kiosk-{kiosk_id}",
@@ -73,6 +99,8 @@ class KioskLink:
         camera_fps: float | None = None,
         decode_ms: float | None = None,
         config_problem: str | None = None,
+        frame_errors: int = 0,
+        frame_error: str | None = None,
     ) -> bytes:
         """A presence payload for this kiosk."""
         return encode(
@@ -87,6 +115,8 @@ class KioskLink:
                 camera_fps=camera_fps,
                 decode_ms=decode_ms,
                 config_problem=config_problem,
+                frame_errors=frame_errors or None,
+                frame_error=frame_error,
             )
         )
 
@@ -100,7 +130,7 @@ class KioskLink:
         if shelf_id == self._shelf:
             return
         if self._shelf is not None:
-            self._mqtt.client.unsubscribe(topics.shelf_availability(self._shelf))
+            self._mqtt.unsubscribe(topics.shelf_availability(self._shelf))
         self._shelf = shelf_id
         self._mqtt.subscribe(topics.shelf_availability(shelf_id), qos=1)
 
@@ -130,4 +160,21 @@ class KioskLink:
         self._on_connection(False)
 
     def _message(self, msg: paho.MQTTMessage) -> None:
-        self._on_message(msg.topic, bytes(msg.payload))
+        self.deliver(msg.topic, bytes(msg.payload))
+
+    def deliver(self, topic: str, payload: bytes) -> None:
+        """Route one incoming message by the contract and hand it on; count what has no route."""
+        parsed = topics.route(topic)
+        if isinstance(parsed, BadTopic):
+            self._refuse(parsed.reason)
+        elif not isinstance(parsed, _INBOUND):
+            self._refuse(Unread.NOT_READ)
+        elif isinstance(parsed, KioskRoute) and parsed.kiosk_id != self.kiosk_id:
+            self._refuse(Unread.OTHER_KIOSK)
+        else:
+            self._on_message(parsed, payload)
+
+    def _refuse(self, reason: TopicRefusal | Unread) -> None:
+        self.refused_topics[reason] += 1
+        if self.refused_topics[reason] == 1:  # once per reason, not per message
+            log.warning("ignored messages on topics not for this kiosk: %s", reason)

@@ -1,4 +1,8 @@
-"""The walk-up state machine: idle → session → idle, returns from idle, timeouts, offline."""
+"""The walk-up state machine: idle → session → idle, returns from idle, timeouts, offline.
+
+Driven by named inputs only (``on_code``, ``on_done``, ``on_verdict``, ``on_link``,
+``on_camera``, ``on_config``, ``tick``); it never touches devices or the network.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from broker.codes import CodeKind, classify_code
-from broker.messages import CodeScan, SessionDone, Verdict
+from broker.messages import CodeScan, KioskConfig, SessionDone, Verdict
 from kiosk.clock import Clock
 from kiosk.feedback import Signal
 
@@ -90,6 +94,19 @@ class Walkup:
             self._deadline = self._clock.monotonic() + self.session_timeout_s
         else:
             self._end()
+
+    def on_link(self, up: bool) -> None:
+        """The broker connection came up (True) or went down (False)."""
+        self.online = up
+
+    def on_camera(self, ok: bool) -> None:
+        """The camera failed (False) or delivers frames again (True)."""
+        self.camera_ok = ok
+
+    def on_config(self, config: KioskConfig) -> None:
+        """Central's configuration for this kiosk: session timeout, checkout on or off."""
+        self.session_timeout_s = config.session_timeout_s
+        self.checkout_enabled = config.checkout_enabled
 
     def tick(self) -> bool:
         """End an idle session whose time is up; whether it just ended."""

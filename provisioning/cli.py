@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from provisioning.output import safe, safe_lines
+
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
@@ -64,7 +66,8 @@ def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    # Names, reasons and kiosk reports come from data: shown escaped, never obeyed.
+    return "" if value is None else safe(value)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -147,7 +150,7 @@ def cmd_ready(args: argparse.Namespace) -> None:
     body = response.json()
     _show(args, {"ready": body["ready"], **body["checks"]}, ["ready", *body["checks"]])
     for problem in body["problems"]:
-        print(f"not ready: {problem}", file=sys.stderr)
+        print(safe_lines(f"not ready: {problem}"), file=sys.stderr)
     if not body["ready"]:
         raise RefusedError("central is not ready")
 
@@ -240,13 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.func(args)
     except RefusedError as exc:
-        print(exc, file=sys.stderr)
+        print(safe_lines(exc), file=sys.stderr)
         return EXIT_REFUSED
     except UsageError as exc:
-        print(f"bad arguments: {exc}", file=sys.stderr)
+        print(safe_lines(f"bad arguments: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except httpx.TransportError as exc:
-        print(f"cannot reach central at {args.url}: {exc}", file=sys.stderr)
+        print(safe_lines(f"cannot reach central at {args.url}: {exc}"), file=sys.stderr)
         return EXIT_UNREACHABLE
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.bundle import BUNDLE_FILE
-from broker.config import SecureListener, secure
+from broker.config import SecureListener, dynsec_plugin, secure
 from provisioning import pki
 from provisioning.cli import UsageError, _call, _show
 
@@ -106,7 +106,7 @@ def cmd_ca_client(args: argparse.Namespace) -> None:
 
 
 def cmd_broker_config(args: argparse.Namespace) -> None:
-    """Print the fleet broker's Mosquitto configuration (passwords, ACLs, TLS)."""
+    """Print the fleet broker's Mosquitto configuration (dynamic security accounts, TLS)."""
     listener = SecureListener(
         auth_dir=Path(args.auth_dir),
         tls_dir=Path(args.tls_dir),
@@ -114,6 +114,7 @@ def cmd_broker_config(args: argparse.Namespace) -> None:
         local_port=None if args.no_local else args.local_port,
         client_certs=args.client_certs,
         pid_file=Path(args.pid_file) if args.pid_file else None,
+        plugin=Path(args.plugin) if args.plugin else dynsec_plugin(),
     )
     print(secure(listener, Path(args.data_dir)), end="")
 
@@ -159,12 +160,17 @@ def register(sub: Any, kiosk: Any) -> None:
     p = sub.add_parser(
         "broker-config", help=cmd_broker_config.__doc__, description=cmd_broker_config.__doc__
     )
-    p.add_argument("--auth-dir", default="/etc/mosquitto/communityshare")
+    p.add_argument(
+        "--auth-dir",
+        default="/etc/mosquitto/communityshare",
+        help="folder of the dynamic security file (central seeds it, the broker saves it)",
+    )
     p.add_argument("--tls-dir", default="/etc/mosquitto/communityshare/tls")
     p.add_argument("--data-dir", default="/var/lib/mosquitto")
     p.add_argument("--tls-port", type=int, default=8883)
     p.add_argument("--local-port", type=int, default=1883)
     p.add_argument("--no-local", action="store_true", help="no loopback listener for central")
     p.add_argument("--client-certs", action="store_true", help="require client certificates")
-    p.add_argument("--pid-file", help="where mosquitto writes its pid (for central's reload)")
+    p.add_argument("--pid-file", help="where mosquitto writes its pid")
+    p.add_argument("--plugin", help="mosquitto_dynamic_security.so (default: found under /usr/lib)")
     p.set_defaults(func=cmd_broker_config)

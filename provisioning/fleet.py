@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from provisioning.cli import UsageError, _call, _show, _table
+from provisioning.output import safe
 
 _GROUPS = ("pins", "camera", "feedback")
 _SOUNDS = ("all", "refusals", "off")
@@ -162,7 +163,7 @@ def cmd_identify(args: argparse.Namespace) -> None:
         _show(args, sent)
         return
     where = "" if sent["online"] else " (not online now: it flashes when it reconnects)"
-    print(f"{sent['kiosk_id']}: identify sent{where}")
+    print(safe(f"{sent['kiosk_id']}: identify sent{where}"))
 
 
 def register(sub: Any, kiosk: Any) -> None:

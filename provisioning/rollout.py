@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from provisioning import cli
+from provisioning.output import safe
 
 _FLAG_COLUMNS = ("mode", "percent", "members", "items", "kiosks", "breaker_tripped", "changed_by")
 _ACTOR = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -40,9 +41,9 @@ def _show_flag(args: argparse.Namespace, flag: dict[str, Any]) -> None:
         cli._show(args, flag)
         return
     print(cli._table(_flag_rows(flag), _FLAG_COLUMNS))
-    print(f"why: {flag['reason']} ({flag['changed_at']})")
+    print(safe(f"why: {flag['reason']} ({flag['changed_at']})"))
     if flag.get("breaker_tripped"):
-        print(f"circuit breaker tripped: {flag.get('trip_reason')}; checkout stays off")
+        print(safe(f"circuit breaker tripped: {flag.get('trip_reason')}; checkout stays off"))
     if flag.get("kiosks_told") is not None:
         print(f"kiosk configs republished: {flag['kiosks_told']}")
 
@@ -99,13 +100,16 @@ def cmd_breaker_show(args: argparse.Namespace) -> None:
     row = dict(state)
     row["tripped"] = "yes" if state["tripped"] else "no"
     row["error_rate"] = f"{state['errors'] / state['scans']:.1%}" if state["scans"] else None
-    print(cli._table([row], ("tripped", "scans", "errors", "error_rate", "security_alerts")))
+    columns = ("tripped", "scans", "errors", "errors_counted", "error_rate", "security_alerts")
+    print(cli._table([row], columns))
     print(
-        f"trips at: error rate > {state['max_error_rate']:.0%} of >= {state['min_scans']} scans,"
-        f" or {state['max_security_alerts']} security alerts, within {state['window_s']:g} s"
+        f"trips at: error rate > {state['max_error_rate']:.0%} of >= {state['min_scans']} scans"
+        f" (each kiosk counted up to 1/{state['min_kiosks']} of it),"
+        f" or security alerts from {state['max_security_alerts']} kiosks,"
+        f" within {state['window_s']:g} s"
     )
     if state["tripped"]:
-        print(f"tripped at {state['tripped_at']}: {state['trip_reason']}")
+        print(safe(f"tripped at {state['tripped_at']}: {state['trip_reason']}"))
 
 
 def cmd_breaker_reset(args: argparse.Namespace) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from broker.ids import is_id
 from broker.messages import Availability, KioskConfig
@@ -22,6 +23,11 @@ from central.storage.base import (
     Tx,
 )
 from central.storage.kiosk_config import Change, config_from_row, configured, device_config
+
+# Rows per import transaction: on SQLite a few milliseconds of write lock each (see
+# docs/benchmarks.md), so a scan waits at most that long behind an import.
+IMPORT_CHUNK = 25
+_R = TypeVar("_R")
 
 
 class AdminTx(Protocol):
@@ -227,18 +233,20 @@ class AdminWrites:
         if spec is None:
             raise ValueError(f"cannot import {kind!r}")
         table, key, columns = spec
-        async with self._admin_tx() as atx:
-            # Checked again here, inside the transaction, whatever the client checked:
-            # another admin may have added the same id since.
-            existing = {r[0] for r in await atx.fetch(f"SELECT {key} FROM {table}", ())}  # noqa: S608 -- table and key come from _IMPORTS, not from the request
-            shelves = {r[0] for r in await atx.fetch("SELECT shelf_id FROM shelves", ())}
-            problems = _check_rows(rows, key, existing, shelves if kind == "items" else None)
-            if problems:
-                raise ImportRefusedError(problems)
-            marks = ", ".join("?" for _ in range(len(columns) + 1))
-            insert = f"INSERT INTO {table} ({', '.join(columns)}, created_at) VALUES ({marks})"  # noqa: S608 -- names from _IMPORTS
-            action = f"{_SINGULAR[kind]}.import"
-            for row in rows:
+        # The whole file is checked before anything is written, from a read that holds no
+        # write lock; a row added by another admin since is caught by the database's own
+        # constraint in its chunk, and the chunks already written are taken back.
+        existing = {r[0] for r in await self._admin_read(f"SELECT {key} FROM {table}", ())}  # noqa: S608 -- table and key come from _IMPORTS, not from the request
+        shelves = {r[0] for r in await self._admin_read("SELECT shelf_id FROM shelves", ())}
+        problems = _check_rows(rows, key, existing, shelves if kind == "items" else None)
+        if problems:
+            raise ImportRefusedError(problems)
+        marks = ", ".join("?" for _ in range(len(columns) + 1))
+        insert = f"INSERT INTO {table} ({', '.join(columns)}, created_at) VALUES ({marks})"  # noqa: S608 -- names from _IMPORTS
+        action = f"{_SINGULAR[kind]}.import"
+
+        async def chunk_of(part: Sequence[dict[str, Any]], atx: AdminTx) -> list[Availability]:
+            for row in part:
                 await atx.run(insert, (*(row[c] for c in columns), now))
                 await atx.tx.audit(
                     AuditEntry(
@@ -252,7 +260,45 @@ class AdminWrites:
                 )
             if kind != "items":
                 return []
-            return [await atx.tx.availability(row[key], now, bump=True) for row in rows]
+            return [await atx.tx.availability(row[key], now, bump=True) for row in part]
+
+        # Short transactions, so scans (which need the same SQLite write lock) wait one
+        # chunk at most, never the whole file.
+        added: list[Availability] = []
+        written: list[str] = []
+        try:
+            for start in range(0, len(rows), IMPORT_CHUNK):
+                part = rows[start : start + IMPORT_CHUNK]
+                added += await self._admin_chunk(functools.partial(chunk_of, part))
+                written += [row[key] for row in part]
+        except StorageError:
+            if written:
+                await self._undo_import(table, key, written, now, actor, action)
+            raise
+        return added
+
+    async def _undo_import(
+        self, table: str, key: str, ids: Sequence[str], now: datetime, actor: str, action: str
+    ) -> None:
+        """Take back the chunks of an import that failed part-way (in one transaction)."""
+        async with self._admin_tx() as atx:
+            for start in range(0, len(ids), IMPORT_CHUNK):
+                part = list(ids[start : start + IMPORT_CHUNK])
+                marks = ", ".join("?" for _ in part)
+                await atx.run(f"DELETE FROM {table} WHERE {key} IN ({marks})", tuple(part))  # noqa: S608 -- names from _IMPORTS
+            await atx.tx.audit(
+                AuditEntry(
+                    now,
+                    actor,
+                    f"{action}_undone",
+                    reason="a later chunk was refused; nothing of this import is kept",
+                    detail={"rows": len(ids)},
+                )
+            )
+
+    def _admin_chunk(self, work: Callable[[AdminTx], Awaitable[_R]]) -> Awaitable[_R]:
+        """Run ``work`` in one short write transaction, in as few thread hops as can be."""
+        raise NotImplementedError
 
     async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
         await self._admin_write(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +22,7 @@ import asyncpg
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
-from central.storage.admin import AdminWrites
+from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
     CheckoutRow,
@@ -530,6 +530,10 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
     async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         return [tuple(r) for r in await self.pool.fetch(_numbered(sql), *args)]
 
+    async def _admin_chunk(self, work: Callable[[AdminTx], Awaitable[_T]]) -> _T:
+        async with self._admin_tx() as atx:
+            return await work(atx)
+
     # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
 
     def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
@@ -547,6 +551,9 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
     async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         row = await self.pool.fetchrow(_numbered(sql), *args)
         return None if row is None else tuple(row)
+
+    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self.pool.fetch(_numbered(sql), *args)]
 
     def _moment(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes

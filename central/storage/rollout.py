@@ -69,11 +69,17 @@ class FlagRow:
 
 @dataclass(frozen=True, slots=True)
 class WindowCounts:
-    """What the circuit breaker judges: code scans, those that show a system fault, alerts."""
+    """What the circuit breaker judges: code scans, those that show a system fault, alerts.
+
+    ``kiosk_errors`` splits ``errors`` by kiosk (only kiosks with errors; messages dropped
+    unanswered count under the kiosk whose topic they came on). ``security_alerts`` counts
+    alerts by where they come from: every alert about one kiosk counts once.
+    """
 
     attempts: int
     errors: int
     security_alerts: int
+    kiosk_errors: tuple[int, ...] = ()
 
 
 def numbered(sql: str) -> str:
@@ -120,6 +126,9 @@ class RolloutWrites:
         raise NotImplementedError
 
     async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
     def _moment(self, value: Any) -> datetime | None:
@@ -222,27 +231,42 @@ class RolloutWrites:
         """Code scans decided since ``since``, those with an error reason, security alerts."""
         marks = ", ".join("?" for _ in error_reasons) or "NULL"
         scans = await self._read_one(
-            "SELECT count(*), coalesce(sum(CASE WHEN reason IN"  # noqa: S608 - only ? marks
-            f" ({marks}) THEN 1 ELSE 0 END), 0) FROM scan_events"
-            " WHERE decided_at >= ? AND code_hash IS NOT NULL",
-            (*error_reasons, since),
+            "SELECT count(*) FROM scan_events WHERE decided_at >= ? AND code_hash IS NOT NULL",
+            (since,),
         )
-        # Messages too broken to decide leave an audit row instead of a verdict.
+        # Errors per kiosk, so one kiosk's share can be capped (see central.breaker); messages
+        # too broken to decide leave an audit row instead of a verdict.
+        by_kiosk = await self._read_all(
+            "SELECT kiosk_id, sum(n) FROM ("  # noqa: S608 - only ? marks
+            " SELECT kiosk_id, count(*) AS n FROM scan_events"
+            f" WHERE decided_at >= ? AND code_hash IS NOT NULL AND reason IN ({marks})"
+            " GROUP BY kiosk_id"
+            " UNION ALL SELECT kiosk_id, count(*) AS n FROM qr_audit_log"
+            " WHERE action = 'scan.dropped' AND at >= ? GROUP BY kiosk_id"
+            ") AS errors GROUP BY kiosk_id",
+            (since, *error_reasons, since),
+        )
         dropped = await self._read_one(
             "SELECT count(*) FROM qr_audit_log WHERE action = 'scan.dropped' AND at >= ?",
             (since,),
         )
+        # An alert about a kiosk counts once per kiosk: one kiosk cooled down again and
+        # again is contained there, not a fleet-wide incident.
         alerts = await self._read_one(
-            "SELECT count(*) FROM qr_audit_log WHERE action = 'security.alert' AND at >= ?",
+            "SELECT count(DISTINCT kiosk_id),"
+            " coalesce(sum(CASE WHEN kiosk_id IS NULL THEN 1 ELSE 0 END), 0)"
+            " FROM qr_audit_log WHERE action = 'security.alert' AND at >= ?",
             (since,),
         )
         assert scans is not None
         assert dropped is not None
         assert alerts is not None
+        errors = tuple(sorted((int(row[1]) for row in by_kiosk), reverse=True))
         return WindowCounts(
             attempts=int(scans[0]) + int(dropped[0]),
-            errors=int(scans[1]) + int(dropped[0]),
-            security_alerts=int(alerts[0]),
+            errors=sum(errors),
+            security_alerts=int(alerts[0]) + int(alerts[1]),
+            kiosk_errors=errors,
         )
 
     async def ping(self) -> None:

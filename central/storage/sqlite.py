@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,7 @@ import aiosqlite
 from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import chain, migrations
-from central.storage.admin import AdminWrites
+from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
     CheckoutRow,
@@ -646,6 +646,15 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
         async with self._read.execute(sql, _values(args)) as cur:
             return [tuple(r) for r in await cur.fetchall()]
 
+    async def _admin_chunk(self, work: Callable[[AdminTx], Awaitable[_T]]) -> _T:
+        # On the writer thread, in one hop: the chunk never waits on the event loop while
+        # it holds the write lock, and queues behind (never inside) a batch of scans.
+        async def on_writer(tx: Tx) -> _T:
+            assert isinstance(tx, DirectTx)
+            return await work(_DirectAdminTx(tx))
+
+        return await self.run_write(on_writer)
+
     # -- the hooks central/storage/rollout.py writes its SQL through --------------------------
 
     def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
@@ -663,6 +672,10 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
         async with self._read.execute(sql, _values(args)) as cur:
             row = await cur.fetchone()
         return None if row is None else tuple(row)
+
+    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async with self._read.execute(sql, _values(args)) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
 
     def _moment(self, value: Any) -> datetime | None:
         return _opt(value)
@@ -750,6 +763,23 @@ class _SqliteAdminTx:
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"the database refused the change: {exc}") from exc
         return done.rowcount
+
+
+class _DirectAdminTx:
+    """:class:`central.storage.admin.AdminTx` straight on the writer thread's connection."""
+
+    def __init__(self, tx: DirectTx) -> None:
+        self.tx: Tx = tx
+        self._conn = tx._conn
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        return [tuple(r) for r in self._conn.execute(sql, _values(args)).fetchall()]
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            return self._conn.execute(sql, _values(args)).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise StorageError(f"the database refused the change: {exc}") from exc
 
 
 def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:

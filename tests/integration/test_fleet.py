@@ -58,7 +58,7 @@ async def test_a_config_change_reaches_the_running_kiosk_without_a_restart(
         before = await until_view(admin, "KIOSK-A1", lambda v: v["running_config_version"] == 1)
         assert (before["online"], before["config_version"]) == (True, 1)
         await until(lambda: "DRILL-01" in k.kiosk.availability)
-        first_camera = k.kiosk.devices.camera
+        first_camera = k.kiosk.scans.camera
 
         changed = await admin.patch(
             "/kiosks/KIOSK-A1/config",
@@ -92,14 +92,14 @@ async def test_a_config_change_reaches_the_running_kiosk_without_a_restart(
         assert "DRILL-02" not in k.kiosk.availability
 
         # The camera was reopened with the new rate, and the new one is the one scanned.
-        assert k.kiosk.devices.camera is not first_camera
+        assert k.kiosk.scans.camera is not first_camera
         await k.show(rake, Signal.REFUSED_NO_SESSION)  # a label at idle, nothing to return
 
         # Sound only for refusals: the session opens in silence...
         await k.step_away()
         await k.until_signal(Signal.IDLE, after=len(k.kiosk.player.history) - 1)
         await asyncio.sleep(0.7)  # the refusal's buzz (0.6 s) is over
-        buzzer = k.pins.pin(k.kiosk._pins.buzzer)
+        buzzer = k.pins.pin(k.kiosk.reconfigure.pins.buzzer)
         buzzer.clear_states()
         await k.show(pass_code, Signal.SESSION_OPENED)
         assert k.mode() is Mode.SESSION
@@ -130,7 +130,7 @@ async def test_identify_flashes_white_on_the_pins_central_assigned(
         changed = await admin.patch("/kiosks/KIOSK-A1/config", json={"pins": new_pins})
         assert changed.status_code == 200, changed.text
         await until_view(admin, "KIOSK-A1", lambda v: v["running_config_version"] == 2)
-        assert k.kiosk.config_problem is None
+        assert k.kiosk.reconfigure.problem is None
 
         mark = len(k.kiosk.player.history)
         sent = await admin.post("/kiosks/KIOSK-A1/identify")
@@ -276,7 +276,7 @@ async def test_cs_admin_configures_watches_and_identifies(
             lambda v: v["running_config_version"] == 2 and v["camera_fps"] is not None,
         )
         assert k.camera.blank.shape == (600, 800)  # the scene camera reopened at 800x600
-        assert k.kiosk._pins.buzzer == 12
+        assert k.kiosk.reconfigure.pins.buzzer == 12
 
         table = await cli("kiosks")
         assert table.code == 0, table.err
@@ -324,7 +324,7 @@ async def test_cs_admin_configures_watches_and_identifies(
         reset = await cli("kiosk", "config", "KIOSK-A1", "--reset", "pins", "--reset", "camera")
         assert reset.code == 0, reset.err
         await until_view(central.admin, "KIOSK-A1", lambda v: v["running_config_version"] == 3)
-        assert k.kiosk._pins.buzzer == 23
+        assert k.kiosk.reconfigure.pins.buzzer == 23
         assert k.camera.blank.shape == (480, 640)
 
     unknown = await cli("kiosk", "identify", "KIOSK-Z9")

@@ -91,6 +91,12 @@ def template(kiosk: str = HOSTILE_KIOSK, code: str = DRILL_LABEL) -> dict[str, A
     }
 
 
+def json_of_size(kiosk: str, size: int) -> bytes:
+    """A scan whose code pads it to exactly ``size`` bytes (before the event id goes in)."""
+    head = len(json.dumps({**template(kiosk), "code": ""}))
+    return json.dumps({**template(kiosk), "code": "X" * (size - head)}).encode()
+
+
 topic_kiosk = st.sampled_from((HOSTILE_KIOSK, *STRANGERS))
 hostile = st.one_of(
     st.builds(
@@ -147,12 +153,12 @@ hostile = st.one_of(
     ),
     st.builds(
         lambda kiosk, size, raw: Hostile(
-            "oversized",
-            kiosk,
-            b"\xff" * size if raw else {**template(kiosk), "code": "X" * size},
+            "oversized", kiosk, b"\xff" * size if raw else json_of_size(kiosk, size)
         ),
         topic_kiosk,
-        st.integers(MAX_PAYLOAD_BYTES + 1, 64_000),
+        # Over central's parse limit yet under the broker's packet limit: anything bigger
+        # never reaches central, the broker drops its sender (test_oversized_input.py).
+        st.integers(MAX_PAYLOAD_BYTES + 1, MAX_PAYLOAD_BYTES + 64),
         st.booleans(),
     ),
     st.builds(

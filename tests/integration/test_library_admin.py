@@ -141,6 +141,7 @@ async def test_member_edits_suspend_and_change_the_limit(
 ) -> None:
     await seed_library(central.admin)
     probe.subscribe(topics.verdict("KIOSK-A1"))
+    issued_before = await new_pass(central, "M-1002")
 
     suspended = await cli(
         "--json", "edit", "member", "M-1002", "--suspend", "--checkout-limit", "1"
@@ -151,8 +152,11 @@ async def test_member_edits_suspend_and_change_the_limit(
         "before": {"suspended": False, "checkout_limit": 5},
         "after": {"suspended": True, "checkout_limit": 1},
     }
-    refused = await ask(probe, scan("KIOSK-A1", await new_pass(central, "M-1002")))
+    # A pass issued before the suspension is refused at the kiosk; no new one is issued.
+    refused = await ask(probe, scan("KIOSK-A1", issued_before))
     assert refused.reason is Reason.MEMBER_SUSPENDED
+    no_pass = await central.admin.post("/members/M-1002/passes", json={})
+    assert (no_pass.status_code, no_pass.json()["detail"]["reason"]) == (409, "MEMBER_SUSPENDED")
     listed = await cli("members")
     _, rows = parse_table(listed.out)
     assert {r["MEMBER_ID"]: (r["CHECKOUT_LIMIT"], r["SUSPENDED"]) for r in rows} == {

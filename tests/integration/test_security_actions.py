@@ -8,6 +8,7 @@ import json
 import logging
 import stat
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ async def guarded_central(
             rate_member_per_min=0,
             block_after_failures=4,
             block_window_s=60,
-            block_for_s=600,
+            block_first_s=600,
         ) as settings,
         start_central(settings) as running,
     ):
@@ -157,9 +158,8 @@ async def test_forgeries_from_one_kiosk_block_it_and_alert_operators(
     received = await asyncio.to_thread(probe.next, 10.0, topic_suffix="/alerts")
     alert = SecurityAlert.model_validate_json(received.payload)
     assert (alert.kind, alert.kiosk_id) == (ALERT_AUTO_BLOCK, "KIOSK-A1")
-    assert (await ask(probe, scan("KIOSK-A1", await new_pass(central)))).reason is (
-        Reason.KIOSK_BLOCKED
-    )
+    rake = (await central.admin.get("/items/RAKE-01/label")).json()["code"]
+    assert (await ask(probe, scan("KIOSK-A1", rake))).reason is Reason.KIOSK_BLOCKED
 
     metrics = await scrape(central.admin)
     assert metrics[("qr_security_alerts_total", (("kind", ALERT_AUTO_BLOCK),))] == 1
@@ -169,9 +169,7 @@ async def test_forgeries_from_one_kiosk_block_it_and_alert_operators(
     ]
     unblocked = await central.admin.post("/kiosks/KIOSK-A1/unblock", json={"reason": "checked"})
     assert unblocked.status_code == 200
-    assert (await ask(probe, scan("KIOSK-A1", await new_pass(central)))).reason is (
-        Reason.SESSION_OPENED
-    )
+    assert (await ask(probe, scan("KIOSK-A1", rake))).reason is Reason.NO_SESSION
 
 
 async def test_a_flooding_kiosk_is_rate_limited_and_its_neighbour_is_not(
@@ -235,3 +233,77 @@ async def test_key_rotation_keeps_old_codes_for_the_grace_and_never_shows_a_key(
         raw = base64.b64decode(encoded)
         for form in (encoded, raw.hex(), base64.b32encode(raw).decode(), repr(raw)):
             assert form not in haystack
+
+
+# The shipped defaults, defences and breaker on (conftest turns them off for load), with the
+# breaker looking often so a test need not wait five seconds for it.
+DEFENCES_ON: dict[str, Any] = {
+    "rate_kiosk_per_min": 60,
+    "rate_kiosk_burst": 20,
+    "rate_member_per_min": 20,
+    "rate_member_burst": 10,
+    "block_after_failures": 20,
+    "breaker_min_scans": 50,
+    "breaker_every_s": 0.1,
+}
+
+
+@pytest.fixture
+async def defended_central(tmp_path: Path, broker: LocalBroker) -> AsyncIterator[RunningCentral]:
+    """A central with the abuse defences and the circuit breaker as shipped."""
+    async with (
+        backend_settings("sqlite", tmp_path, broker, **DEFENCES_ON) as settings,
+        start_central(settings) as running,
+    ):
+        yield running
+
+
+async def test_fifty_forged_codes_at_one_kiosk_leave_checkout_on_everywhere(
+    defended_central: RunningCentral, probe: Probe
+) -> None:
+    central = defended_central
+    await seed_library(central.admin)
+    probe.subscribe(topics.VERDICT_FILTER)
+    drill = (await central.admin.get("/items/DRILL-01/label")).json()["code"]
+    sheet = [drill[:-4] + f"{n:04d}" for n in range(50)]  # a printed sheet of forgeries
+    reasons = [(await ask(probe, scan("KIOSK-A1", code))).reason for code in sheet]
+    # Throttled where it comes from: twenty refusals, then that kiosk cools down.
+    assert reasons == [Reason.BAD_SIGNATURE] * 20 + [Reason.KIOSK_BLOCKED] * 30
+    # Staff hear of it: one alert (audit row and metric; tested above on cs/v1/alerts).
+    rows = await audit(central, "security.alert")
+    assert [(r["reason"], r["kiosk_id"]) for r in rows] == [(ALERT_AUTO_BLOCK, "KIOSK-A1")]
+    metrics = await scrape(central.admin)
+    assert metrics[("qr_security_alerts_total", (("kind", ALERT_AUTO_BLOCK),))] == 1
+    await asyncio.sleep(1.0)  # ten looks of the breaker
+    breaker = (await central.admin.get("/rollout/breaker")).json()
+    assert (breaker["tripped"], breaker["scans"], breaker["errors"]) == (False, 50, 20)
+    # Every other kiosk checks out as before.
+    opened = await ask(probe, scan("KIOSK-B1", await new_pass(central, "M-1002")))
+    assert opened.reason is Reason.SESSION_OPENED
+    # At the forger's kiosk the cool-down is seconds, not a quarter of an hour, and the
+    # next member with a pass lifts it at once.
+    blocked = (await central.admin.get("/kiosks/KIOSK-A1")).json()["blocked_until"]
+    assert datetime.fromisoformat(blocked) - datetime.now(UTC) < timedelta(seconds=6)
+    assert (await ask(probe, scan("KIOSK-A1", await new_pass(central, "M-1001")))).reason is (
+        Reason.SESSION_OPENED
+    )
+    assert (await ask(probe, scan("KIOSK-A1", drill))).reason is Reason.CHECKED_OUT
+    actions = [(r["actor"], r["action"]) for r in await audit(central, "kiosk.unblock")]
+    assert actions == [("system", "kiosk.unblock")]
+
+
+async def test_replaying_a_used_pass_never_rate_limits_its_member(
+    defended_central: RunningCentral, probe: Probe
+) -> None:
+    central = defended_central
+    await seed_library(central.admin)
+    probe.subscribe(topics.VERDICT_FILTER)
+    ada = await new_pass(central, "M-1001")
+    assert (await ask(probe, scan("KIOSK-A1", ada))).reason is Reason.SESSION_OPENED
+    # Someone photographed Ada's pass and shows it at another kiosk, again and again.
+    replays = [(await ask(probe, scan("KIOSK-B1", ada))).reason for _ in range(15)]
+    assert replays == [Reason.ALREADY_USED] * 15
+    drill = (await central.admin.get("/items/DRILL-01/label")).json()["code"]
+    saw = (await central.admin.get("/items/SAW-01/label")).json()["code"]
+    assert (await ask(probe, scan("KIOSK-A1", drill))).reason is Reason.CHECKED_OUT
+    assert (await ask(probe, scan("KIOSK-A1", saw))).reason is Reason.CHECKED_OUT

@@ -43,11 +43,15 @@ class SecureFleet:
 
 @contextlib.asynccontextmanager
 async def secure_fleet(root: Path, *, https: bool = False) -> AsyncIterator[SecureFleet]:
-    """A fleet broker with no users yet, and a central that writes them and reloads it."""
+    """A fleet broker seeded with central's user, and a central that manages the rest live."""
     ca_dir, tls_dir, auth_dir = root / "ca", root / "tls", root / "auth"
     pki.init_ca(ca_dir)
     pki.issue_server(ca_dir, tls_dir, ["localhost", "127.0.0.1"])
     listener = SecureListener(auth_dir=auth_dir, tls_dir=tls_dir)
+    central_password = auth.new_password()
+    # The broker's first account, as an operator seeds it: central's own user.
+    seed = auth.Account(CENTRAL_USER, auth.Role.CENTRAL, auth.hash_password(central_password))
+    auth.write_seed(auth_dir / auth.DYNSEC_FILE, [seed])
     with LocalBroker(root / "broker", secure=listener) as broker:
         assert broker.secure is not None
         assert broker.tls_port is not None
@@ -62,10 +66,10 @@ async def secure_fleet(root: Path, *, https: bool = False) -> AsyncIterator[Secu
             data_dir=root / "central",
             mqtt_port=broker.port,
             mqtt_username=CENTRAL_USER,
-            mqtt_password=auth.new_password(),
+            mqtt_password=central_password,
             admin_port=free_port(),
+            broker_control=True,
             broker_auth_dir=auth_dir,
-            broker_pid_file=broker.secure.pid_file,
             broker_public_host="localhost",
             broker_public_port=broker.tls_port,
             broker_ca_file=tls_dir / pki.CA_CERT,

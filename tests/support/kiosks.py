@@ -38,7 +38,7 @@ class KioskUnderTest:
     @property
     def camera(self) -> SceneCamera:
         """The camera the kiosk reads now (central's config may have reopened it)."""
-        camera = self.kiosk.devices.camera
+        camera = self.kiosk.scans.camera
         assert isinstance(camera, SceneCamera)
         return camera
 
@@ -48,7 +48,7 @@ class KioskUnderTest:
 
     def pin(self, name: str) -> bool:
         """Whether the named output pin (where the kiosk has it now) is high right now."""
-        return bool(self.pins.pin(getattr(self.kiosk._pins, name)).state)
+        return bool(self.pins.pin(getattr(self.kiosk.reconfigure.pins, name)).state)
 
     async def until_signal(self, signal: Signal, *, after: int = 0, within: float = 10) -> int:
         """Wait until ``signal`` is shown (at history index ≥ ``after``); its index."""

@@ -29,6 +29,10 @@ def settings_env(settings: CentralSettings) -> dict[str, str]:
     }
     if settings.postgres_dsn is not None:
         env["CS_CENTRAL_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
+    if settings.mqtt_username is not None:
+        env["CS_CENTRAL_MQTT_USERNAME"] = settings.mqtt_username
+    if settings.mqtt_password is not None:
+        env["CS_CENTRAL_MQTT_PASSWORD"] = settings.mqtt_password.get_secret_value()
     return env
 
 

@@ -1,8 +1,9 @@
-"""A fleet-configured Mosquitto (passwords, ACLs, TLS) and plain paho clients to poke at it."""
+"""A fleet-configured Mosquitto (dynamic security accounts, TLS) and plain paho clients."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import ssl
 import threading
@@ -33,14 +34,24 @@ class Fleet:
     passwords: dict[str, str]
     accounts: dict[str, auth.Account]
 
-    def write(self) -> None:
-        auth.write_files(self.auth_dir, self.accounts.values())
+    def control(self, *commands: dict[str, object]) -> list[dict[str, object]]:
+        """Send dynamic security commands as central does, and return the broker's answers."""
+        admin, rc = connect(self.broker.port, CENTRAL_USER, self.passwords[CENTRAL_USER])
+        try:
+            assert not rc.is_failure, rc
+            admin.client.subscribe(auth.CONTROL_RESPONSE, qos=1)
+            admin.client.publish(auth.CONTROL, json.dumps({"commands": commands}), qos=1)
+            message = admin.messages.get(timeout=5)
+            responses: list[dict[str, object]] = json.loads(message.payload)["responses"]
+        finally:
+            admin.close()
+        assert not [r for r in responses if "error" in r], responses
+        return responses
 
     def retire(self, username: str) -> None:
-        """What central does when a kiosk is retired: drop its user, reload the broker."""
+        """What central does when a kiosk is retired: delete its broker user."""
         del self.accounts[username]
-        self.write()
-        self.broker.reload()
+        self.control(auth.delete_client(username))
 
 
 def make_accounts(kiosks: dict[str, str]) -> tuple[dict[str, auth.Account], dict[str, str]]:
@@ -68,7 +79,7 @@ def fleet_broker(
     pki.init_ca(ca_dir)
     pki.issue_server(ca_dir, tls_dir, ["localhost", "127.0.0.1"])
     accounts, passwords = make_accounts(kiosks)
-    auth.write_files(auth_dir, accounts.values())
+    auth.write_seed(auth_dir / auth.DYNSEC_FILE, accounts.values())
     listener = SecureListener(auth_dir=auth_dir, tls_dir=tls_dir, client_certs=client_certs)
     with LocalBroker(root / "broker", secure=listener) as broker:
         yield Fleet(broker, ca_dir, tls_dir, auth_dir, passwords, accounts)
@@ -82,6 +93,7 @@ class Client:
     connack: queue.Queue[ReasonCode] = field(default_factory=queue.Queue)
     messages: queue.Queue[paho.MQTTMessage] = field(default_factory=queue.Queue)
     pubacks: dict[int, ReasonCode] = field(default_factory=dict)
+    subacks: dict[int, int] = field(default_factory=dict)
     disconnected: threading.Event = field(default_factory=threading.Event)
     acked: threading.Condition = field(default_factory=threading.Condition)
 
@@ -92,9 +104,13 @@ class Client:
             assert self.acked.wait_for(lambda: info.mid in self.pubacks, timeout), "no PUBACK"
             return self.pubacks[info.mid]
 
-    def subscribe(self, topic: str) -> None:
-        """Subscribe at QoS 1 (Mosquitto grants it; the ACL decides what is delivered)."""
-        self.client.subscribe(topic, qos=1)
+    def subscribe(self, topic: str, timeout: float = 5.0) -> int:
+        """Subscribe at QoS 1 and return the broker's SUBACK reason code (0x87: refused)."""
+        _, mid = self.client.subscribe(topic, qos=1)
+        assert mid is not None
+        with self.acked:
+            assert self.acked.wait_for(lambda: mid in self.subacks, timeout), "no SUBACK"
+            return self.subacks[mid]
 
     def received(self, timeout: float) -> list[tuple[str, bytes]]:
         """Everything delivered within ``timeout`` seconds."""
@@ -147,12 +163,20 @@ def connect(
             probe.pubacks[mid] = rc
             probe.acked.notify_all()
 
+    def on_subscribe(
+        _c: paho.Client, _u: object, mid: int, codes: list[ReasonCode], _p: object
+    ) -> None:
+        with probe.acked:
+            probe.subacks[mid] = codes[0].value
+            probe.acked.notify_all()
+
     def on_disconnect(_c: paho.Client, _u: object, _f: object, _rc: object, _p: object) -> None:
         probe.disconnected.set()
 
     client.on_connect = on_connect
     client.on_publish = on_publish
     client.on_disconnect = on_disconnect
+    client.on_subscribe = on_subscribe
     client.on_message = lambda _c, _u, message: probe.messages.put(message)
     client.connect("localhost" if ca else "127.0.0.1", port, keepalive=10)
     client.loop_start()

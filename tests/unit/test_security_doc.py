@@ -21,6 +21,14 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "decoder-breaking frame",
+    "topic outside the contract",
+    "share-group theft",
+    "oversized input",
+    "dead central",
+    "lockout abuse",
+    "breaker abuse",
+    "terminal injection",
     "code-like clutter in view",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")

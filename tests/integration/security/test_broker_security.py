@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import ssl
 from collections.abc import Iterator
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from broker import topics
+from broker import auth, topics
 from broker.config import SecureListener
 from broker.local import LocalBroker
+from broker.messages import MAX_PAYLOAD_BYTES
 from provisioning import pki
 from tests.support.secure_broker import CENTRAL_USER, Client, Fleet, connect, fleet_broker
 
@@ -190,3 +192,67 @@ def test_the_development_broker_listens_on_loopback_only(tmp_path: Path) -> None
     text = render(secure, tmp_path)
     assert "allow_anonymous false" in text
     assert "allow_anonymous true" not in text
+
+
+def test_a_kiosk_is_refused_at_suback_outside_its_lane_shared_subscriptions_included(
+    fleet: Fleet, clients: list[Client]
+) -> None:
+    kiosk = _login(fleet, clients, "KIOSK-A1")
+    for topic in (
+        topics.SCAN_SHARED,  # central's share group: it would take every other kiosk's scans
+        f"$share/thieves/{topics.SCAN_FILTER}",
+        f"$share/{topics.SHARE_GROUP}/{topics.ROOT}/#",
+        topics.SCAN_FILTER,
+        topics.STATUS_FILTER,
+        topics.verdict("KIOSK-B1"),
+        topics.shelf_availability("SHELF-B"),
+        f"{topics.ROOT}/#",
+        "#",
+        auth.CONTROL_RESPONSE,
+    ):
+        assert kiosk.subscribe(topic) == NOT_AUTHORISED, topic
+    for topic in (
+        topics.verdict("KIOSK-A1"),
+        topics.config("KIOSK-A1"),
+        topics.command("KIOSK-A1"),
+        topics.shelf_availability("SHELF-A"),
+    ):
+        assert kiosk.subscribe(topic) == 1, topic  # granted at QoS 1
+
+
+def test_a_kiosk_in_centrals_share_group_takes_no_scans(
+    fleet: Fleet, clients: list[Client]
+) -> None:
+    central = _login(fleet, clients, CENTRAL_USER)
+    assert central.subscribe(topics.SCAN_SHARED) == 1
+    thief = _login(fleet, clients, "KIOSK-A1")
+    thief.subscribe(topics.SCAN_SHARED)
+    honest = _login(fleet, clients, "KIOSK-B1")
+    sent = [f"scan-{n}".encode() for n in range(20)]
+    for payload in sent:
+        assert honest.publish(topics.scan("KIOSK-B1"), payload).value == 0
+    # Every scan reaches central on its first send, none waits for a kiosk's re-send.
+    assert sorted(payload for _, payload in central.received(1.0)) == sorted(sent)
+    assert thief.received(0.1) == []
+
+
+def test_a_kiosk_may_not_administer_the_broker(fleet: Fleet, clients: list[Client]) -> None:
+    kiosk = _login(fleet, clients, "KIOSK-A1")
+    command = json.dumps({"commands": [auth.delete_client("KIOSK-B1")]}).encode()
+    assert kiosk.publish(auth.CONTROL, command).value == NOT_AUTHORISED
+    _login(fleet, clients, "KIOSK-B1")  # still there
+
+
+def test_an_oversized_publish_drops_the_sender_and_honest_scans_continue(
+    fleet: Fleet, clients: list[Client]
+) -> None:
+    central = _login(fleet, clients, CENTRAL_USER)
+    central.subscribe(topics.SCAN_SHARED)
+    flooder = _login(fleet, clients, "KIOSK-A1")
+    honest = _login(fleet, clients, "KIOSK-B1")
+    flooder.client.publish(topics.scan("KIOSK-A1"), b"x" * 100_000_000, qos=1)
+    assert flooder.disconnected.wait(10.0), "the broker took a 100 MB publish"
+    # The largest message the contract allows still passes.
+    largest = b"y" * MAX_PAYLOAD_BYTES
+    assert honest.publish(topics.scan("KIOSK-B1"), largest).value == 0
+    assert central.received(1.0) == [(topics.scan("KIOSK-B1"), largest)]

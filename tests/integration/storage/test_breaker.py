@@ -20,7 +20,10 @@ from central.storage.rollout import FlagMode, FlagSetting
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
 from tests.integration.storage.test_ledger import Desk
-from tests.unit.central.support import ADA, DRILL, AnyStore
+from tests.unit.central.support import ADA, ADMIN, DRILL, KIOSK_A, KIOSK_B, SHELF, AnyStore
+
+KIOSK_C = "KIOSK-C"
+KIOSKS = (KIOSK_A, KIOSK_B, KIOSK_C)
 
 
 @dataclass
@@ -46,19 +49,28 @@ class Rig:
     sent: Sent
     metrics: Metrics
 
-    async def scans(self, good: int, bad: int) -> None:
-        """``good`` scans a member caused (no session), ``bad`` with a failing signature."""
+    async def scans(self, good: int, bad: int, kiosks: tuple[str, ...] = KIOSKS) -> None:
+        """``good`` scans a member caused (no session), ``bad`` with a failing signature,
+        the bad ones spread over ``kiosks`` in turn (a fault of the system shows everywhere).
+        """
         for _ in range(good):
             verdict = (await self.desk.scan(self.desk.label(DRILL))).verdict
             assert verdict.reason is Reason.NO_SESSION
         forged = self.desk.label(DRILL)[:-4] + "AAAA"
-        for _ in range(bad):
-            assert (await self.desk.scan(forged)).verdict.reason is Reason.BAD_SIGNATURE
+        for n in range(bad):
+            outcome = await self.desk.scan(forged, kiosks[n % len(kiosks)])
+            assert outcome.verdict.reason is Reason.BAD_SIGNATURE
 
-    async def alert(self) -> None:
+    async def alert(self, kiosk_id: str | None = None) -> None:
         async with self.desk.store.write() as tx:
             await tx.audit(
-                AuditEntry(self.desk.clock.now(), "system", "security.alert", reason="test")
+                AuditEntry(
+                    self.desk.clock.now(),
+                    "system",
+                    "security.alert",
+                    reason="test",
+                    kiosk_id=kiosk_id,
+                )
             )
 
     def gauge(self, name: str, **labels: str) -> float | None:
@@ -69,7 +81,8 @@ POLICY = BreakerPolicy(min_scans=50)
 
 
 @pytest.fixture
-def rig(library: AnyStore, signer: TokenSigner, clock: FakeClock) -> Rig:
+async def rig(library: AnyStore, signer: TokenSigner, clock: FakeClock) -> Rig:
+    await library.add_kiosk(KIOSK_C, SHELF, clock.now(), ADMIN)
     sent, metrics = Sent(), Metrics()
     return Rig(
         Desk(library, signer, clock), Breaker(library, clock, sent, metrics, POLICY), sent, metrics
@@ -82,7 +95,7 @@ async def test_an_error_rate_above_five_percent_trips_it_and_checkout_goes_off(r
     flag = await rig.desk.store.get_flag()
     assert flag.tripped
     assert flag.setting.mode is FlagMode.OFF
-    assert flag.trip_reason == "error rate 6.0% over 10 min (3 of 50 code scans)"
+    assert flag.trip_reason == "error rate 6.0% over 10 min (3 of 50 code scans at 3 kiosks)"
     refused = (await rig.desk.scan(await rig.desk.pass_for(ADA))).verdict
     assert refused.reason is Reason.FEATURE_DISABLED
     # Operators hear it: an alert, an audit row, the gauge, and kiosks told to show it.
@@ -95,7 +108,7 @@ async def test_an_error_rate_above_five_percent_trips_it_and_checkout_goes_off(r
     assert rig.gauge("qr_breaker_tripped") == 1
     assert rig.gauge("qr_breaker_trips_total") == 1
     assert rig.gauge("qr_rollout_mode", mode="off") == 1
-    configs = [rig.sent.on(topics.config(k)) for k in ("KIOSK-A", "KIOSK-B")]
+    configs = [rig.sent.on(topics.config(k)) for k in KIOSKS]
     assert all(b'"checkout_enabled":false' in c[-1] for c in configs)
     # Tripped is tripped: evaluating again does nothing more.
     assert not await rig.breaker.evaluate()
@@ -121,6 +134,31 @@ async def test_members_own_refusals_are_not_errors(rig: Rig) -> None:
     # Every scan refused, none of them a system fault: a quiet day, not an incident.
     await rig.scans(good=60, bad=0)
     assert not await rig.breaker.evaluate()
+
+
+async def test_forgeries_at_one_kiosk_never_trip_it(rig: Rig) -> None:
+    # A printed sheet of forged codes held up at one kiosk: its cool-down contains it.
+    await rig.scans(good=50, bad=200, kiosks=(KIOSK_A,))
+    assert not await rig.breaker.evaluate()
+    assert (await rig.desk.store.get_flag()).setting.mode is FlagMode.ON
+    # Nor at two: it takes errors at three kiosks (min_kiosks) to look like the system.
+    await rig.scans(good=0, bad=200, kiosks=(KIOSK_B,))
+    assert not await rig.breaker.evaluate()
+    opened = (await rig.desk.scan(await rig.desk.pass_for(ADA), KIOSK_C)).verdict
+    assert opened.reason is Reason.SESSION_OPENED
+    # A third kiosk failing as well is fleet-wide: off.
+    await rig.scans(good=0, bad=30, kiosks=(KIOSK_C,))
+    assert await rig.breaker.evaluate()
+
+
+async def test_alerts_about_one_kiosk_count_once(rig: Rig) -> None:
+    for _ in range(5):
+        await rig.alert(KIOSK_A)
+    await rig.alert(KIOSK_B)
+    assert not await rig.breaker.evaluate(), "alerts from two kiosks, however many"
+    await rig.alert(KIOSK_C)
+    assert await rig.breaker.evaluate()
+    assert (await rig.desk.store.get_flag()).trip_reason == "3 security alerts in 10 min"
 
 
 async def test_errors_older_than_the_window_do_not_count(rig: Rig) -> None:

@@ -9,6 +9,7 @@ import pytest
 from broker.messages import AvailabilityState
 from central.clock import FakeClock
 from central.errors import NotFoundError, StorageError
+from central.storage.admin import IMPORT_CHUNK
 from central.storage.base import ImportRefusedError, Problem
 from tests.unit.central.support import ADMIN, DRILL, SHELF, AnyStore, query
 
@@ -34,6 +35,24 @@ async def test_a_database_refusal_mid_import_leaves_no_row_behind(
 
     assert await query(library, "SELECT count(*) FROM items WHERE item_id LIKE 'CUP-%'") == [(0,)]
     assert await query(library, "SELECT count(*) FROM qr_audit_log") == before
+
+
+async def test_a_refusal_in_a_later_chunk_takes_back_the_chunks_before_it(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    # Imports are written in short transactions (scans wait one chunk, not the file); a
+    # refusal after the first chunks must still leave nothing of the import behind.
+    rows = items(3 * IMPORT_CHUNK)
+    rows[2 * IMPORT_CHUNK + 1]["loan_days"] = 0
+
+    with pytest.raises(StorageError):
+        await library.import_rows("items", rows, clock.now(), ADMIN)
+
+    assert await query(library, "SELECT count(*) FROM items WHERE item_id LIKE 'CUP-%'") == [(0,)]
+    undone = await query(
+        library, "SELECT actor, detail FROM qr_audit_log WHERE action = 'item.import_undone'"
+    )
+    assert undone == [(ADMIN, f'{{"rows": {2 * IMPORT_CHUNK}}}')]
 
 
 async def test_import_checks_every_row_inside_its_transaction(

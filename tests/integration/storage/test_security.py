@@ -25,6 +25,7 @@ from tests.unit.central.support import (
     GRACE,
     KIOSK_A,
     KIOSK_B,
+    RAKE,
     SAW,
     AnyStore,
     code_scan,
@@ -128,7 +129,7 @@ async def test_repeated_forgeries_block_the_kiosk_and_raise_one_alert(
         member_per_min=0,
         block_after=5,
         block_window=timedelta(seconds=60),
-        block_for=timedelta(minutes=10),
+        block_first=timedelta(seconds=30),
     )
     forged = signer.label(DRILL, 1)[:-4] + "AAAA"
     _, used = await issue_pass(library, signer, ADA, clock.now())
@@ -154,8 +155,7 @@ async def test_repeated_forgeries_block_the_kiosk_and_raise_one_alert(
     alert = outcomes[-1].alerts[0]
     assert (alert.kind, alert.kiosk_id) == (security.ALERT_AUTO_BLOCK, KIOSK_A)
 
-    _, fresh = await issue_pass(library, signer, ADA, clock.now())
-    blocked = await scan(fresh)
+    blocked = await scan(signer.label(SAW, 1))
     assert (blocked.verdict.reason, blocked.alerts) == (Reason.KIOSK_BLOCKED, [])
     # The other kiosk on the shelf is not affected.
     assert (await scan(signer.label(SAW, 1), KIOSK_B)).verdict.reason is Reason.NO_SESSION
@@ -169,8 +169,142 @@ async def test_repeated_forgeries_block_the_kiosk_and_raise_one_alert(
         ("system", "security.alert", KIOSK_A),
     ]
     assert rows[1][2] == security.ALERT_AUTO_BLOCK
-    clock.advance(10 * 60)
-    assert (await scan(fresh)).verdict.reason is Reason.SESSION_OPENED
+    clock.advance(30)  # the first cool-down is short
+    assert (await scan(signer.label(SAW, 1))).verdict.reason is Reason.NO_SESSION
+
+
+async def test_forgeries_cool_a_kiosk_down_briefly_then_longer_to_a_cap(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    limits = Limits(
+        kiosk_per_min=0,
+        member_per_min=0,
+        block_after=3,
+        block_window=timedelta(seconds=60),
+        block_first=timedelta(seconds=5),
+        block_for=timedelta(seconds=120),
+        block_forget=timedelta(minutes=10),
+    )
+    forged = signer.label(DRILL, 1)[:-4] + "AAAA"
+    label = signer.label(SAW, 1)
+
+    async def scan(code: str) -> Reason:
+        event = code_scan(KIOSK_A, code, clock.now())
+        return (await decide(library, signer, event, clock, limits)).verdict.reason
+
+    async def blocked_for() -> int:
+        """Seconds the kiosk stays refused after a run of forgeries (probed each second)."""
+        assert [await scan(forged) for _ in range(3)] == [Reason.BAD_SIGNATURE] * 3
+        seconds = 0
+        while await scan(label) is Reason.KIOSK_BLOCKED:
+            clock.advance(1)
+            seconds += 1
+        return seconds
+
+    # A sheet of forgeries held up again and again: 5 s, 10 s, 20 s, ... never past 2 min.
+    assert [await blocked_for() for _ in range(7)] == [5, 10, 20, 40, 80, 120, 120]
+    alerts = await query(
+        library, "SELECT count(*) FROM qr_audit_log WHERE action = 'security.alert'"
+    )
+    assert alerts == [(1,)], "one alert for the run; each cool-down has its audit row"
+    # Quiet for longer than block_forget: the next run starts short again.
+    clock.advance(11 * 60)
+    assert await blocked_for() == 5
+
+
+async def test_a_members_valid_pass_lifts_a_cool_down_and_other_codes_do_not(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    limits = Limits(
+        kiosk_per_min=0,
+        member_per_min=0,
+        block_after=3,
+        block_first=timedelta(seconds=60),
+    )
+    forged = signer.label(DRILL, 1)[:-4] + "AAAA"
+    _, used = await issue_pass(library, signer, GRACE, clock.now())
+    await decide(library, signer, code_scan(KIOSK_B, used, clock.now()), clock, limits)
+    _, expired = await issue_pass(library, signer, ADA, clock.now(), ttl=timedelta(seconds=2))
+
+    async def scan(code: str) -> Reason:
+        event = code_scan(KIOSK_A, code, clock.now())
+        return (await decide(library, signer, event, clock, limits)).verdict.reason
+
+    assert [await scan(forged) for _ in range(3)] == [Reason.BAD_SIGNATURE] * 3
+    clock.advance(5)
+    # A used, expired or forged pass, or a label, leaves the cool-down in force.
+    forged_pass = (await issue_pass(library, signer, ADA, clock.now()))[1][:-4] + "AAAA"
+    for code in (used, expired, forged_pass, signer.label(SAW, 1)):
+        assert await scan(code) is Reason.KIOSK_BLOCKED
+    # The next member with a pass that opens a session ends it for everyone.
+    _, fresh = await issue_pass(library, signer, ADA, clock.now())
+    assert await scan(fresh) is Reason.SESSION_OPENED
+    assert await scan(signer.label(SAW, 1)) is Reason.CHECKED_OUT
+    rows = await query(
+        library,
+        "SELECT actor, action FROM qr_audit_log WHERE action LIKE 'kiosk.%block' ORDER BY seq",
+    )
+    assert rows == [("system", "kiosk.block"), ("system", "kiosk.unblock")]
+    # The forgeries before the pass are forgiven: one more does not cool it down again.
+    assert await scan(forged) is Reason.BAD_SIGNATURE
+    assert await scan(signer.label(RAKE, 1)) is Reason.CHECKED_OUT
+
+
+async def test_auto_block_cools_a_kiosk_down_from_outside_a_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    # What the consumer calls for a kiosk it finds flooding: the same graduated cool-down.
+    limits = Limits(block_first=timedelta(seconds=5))
+    first = await security.auto_block(library, limits, KIOSK_A, clock.now(), "flood")
+    assert [(a.kind, a.kiosk_id) for a in first] == [(security.ALERT_AUTO_BLOCK, KIOSK_A)]
+    label = signer.label(SAW, 1)
+
+    async def reason() -> Reason:
+        event = code_scan(KIOSK_A, label, clock.now())
+        return (await decide(library, signer, event, clock, OFF)).verdict.reason
+
+    assert await reason() is Reason.KIOSK_BLOCKED
+    clock.advance(5)
+    assert await reason() is Reason.NO_SESSION
+    again = await security.auto_block(library, limits, KIOSK_A, clock.now(), "flood")
+    assert again == []  # the run's alert was raised once
+    clock.advance(9)
+    assert await reason() is Reason.KIOSK_BLOCKED  # ten seconds, the second time
+    assert await security.auto_block(library, limits, "KIOSK-NOPE", clock.now(), "x") == []
+
+
+async def test_a_block_set_by_a_person_is_not_lifted_by_a_pass(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    now = clock.now()
+    assert await security.set_kiosk_block(
+        library, KIOSK_A, now + timedelta(hours=1), now, ADMIN, "stolen"
+    )
+    _, fresh = await issue_pass(library, signer, ADA, now)
+    refused = await decide(library, signer, code_scan(KIOSK_A, fresh, now), clock, Limits())
+    assert refused.verdict.reason is Reason.KIOSK_BLOCKED
+    # And the pass is still good elsewhere: the refusal used nothing up.
+    opened = await decide(library, signer, code_scan(KIOSK_B, fresh, now), clock, Limits())
+    assert opened.verdict.reason is Reason.SESSION_OPENED
+
+
+async def test_a_replayed_pass_never_uses_up_its_members_rate(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock
+) -> None:
+    limits = Limits(kiosk_per_min=0, member_per_min=1, member_burst=2, block_after=0)
+    _, used = await issue_pass(library, signer, ADA, clock.now())
+
+    async def scan(code: str, kiosk: str = KIOSK_A) -> Reason:
+        event = code_scan(kiosk, code, clock.now())
+        return (await decide(library, signer, event, clock, limits)).verdict.reason
+
+    assert await scan(used) is Reason.SESSION_OPENED
+    # Someone replays Ada's used pass at another kiosk, over and over.
+    assert [await scan(used, KIOSK_B) for _ in range(20)] == [Reason.ALREADY_USED] * 20
+    # Ada's own next scan is hers to make: one token left of her burst of two.
+    assert await scan(signer.label(DRILL, 1)) is Reason.CHECKED_OUT
+    # And her limit still holds for what she does.
+    assert await scan(signer.label(SAW, 1)) is Reason.RATE_LIMITED
 
 
 async def test_honest_refusals_never_block_a_kiosk(
@@ -260,25 +394,23 @@ async def test_two_centrals_share_one_kiosk_bucket(
 async def test_two_centrals_share_one_member_bucket_across_kiosks(
     backend: str, tmp_path: Path, signer: TokenSigner, clock: FakeClock
 ) -> None:
-    """One member's scans at two kiosks, decided by two instances: exactly the burst passes.
+    """One member's passes at two kiosks, decided by two instances: exactly the burst opens.
 
     The kiosks' own row locks do not serialise these; only the bucket's row lock does.
+    Only accepted scans use the member's rate, so each scan here is a fresh pass.
     """
     limits = Limits(kiosk_per_min=0, member_per_min=0.001, member_burst=12, block_after=0)
-    labels = [signer.label(item, 1) for item in (DRILL, SAW)]
     async with two_centrals(clock) as (first, second):
-        for kiosk in (KIOSK_A, KIOSK_B):  # two sessions for Ada: two of her twelve scans
-            _, code = await issue_pass(first, signer, ADA, clock.now())
-            opened = await decide(first, signer, code_scan(kiosk, code, clock.now()), clock, limits)
-            assert opened.verdict.reason is Reason.SESSION_OPENED
+        codes = [(await issue_pass(first, signer, ADA, clock.now()))[1] for _ in range(40)]
 
         async def one(n: int) -> Reason:
-            event = code_scan((KIOSK_A, KIOSK_B)[n % 2], labels[n % 2], clock.now())
+            event = code_scan((KIOSK_A, KIOSK_B)[n % 2], codes[n], clock.now())
             store = (first, second)[n // 2 % 2]
             return (await decide(store, signer, event, clock, limits)).verdict.reason
 
         reasons = await asyncio.gather(*(one(n) for n in range(40)))
-    assert reasons.count(Reason.RATE_LIMITED) == 30, reasons
+    assert reasons.count(Reason.SESSION_OPENED) == 12, reasons
+    assert reasons.count(Reason.RATE_LIMITED) == 28, reasons
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -227,3 +228,25 @@ def test_a_full_frame_smaller_than_the_frame_is_refused() -> None:
         ReplayCamera([Capture(frame, blank_frame(320, 240))])
     with pytest.raises(ValueError, match="full frame"):
         SceneCamera().show_capture(Capture(frame, blank_frame(320, 240)))
+
+
+# --- frames a faulty driver hands over ------------------------------------------------------
+
+BAD_FRAMES: dict[str, Any] = {
+    "colour": np.zeros((480, 640, 3), np.uint8),
+    "float": np.zeros((480, 640), np.float32),
+    "one-dimensional": np.zeros(640, np.uint8),
+}
+
+
+@pytest.mark.parametrize("frame", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_a_bad_frame_is_refused_with_value_error_as_the_plain_decoder_does(frame: Any) -> None:
+    # The kiosk's scan source counts a ValueError as a bad frame and goes on scanning.
+    with pytest.raises(ValueError, match="2-D uint8"):
+        ScanPipeline().scan(Capture(frame))
+
+
+def test_a_bad_full_frame_is_refused_with_value_error() -> None:
+    small = camera_capture(LABEL, module_px=3).frame
+    with pytest.raises(ValueError, match="2-D uint8"):
+        ScanPipeline(budget_s=1.0).scan(Capture(small, np.zeros((1296, 1728), np.float32)))

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import SecretStr
 
 from broker.bundle import BUNDLE_FILE, EnrolmentBundle
+from broker.local import free_port
 from broker.messages import KioskConfig
+from central.tokens import KeyRing, TokenSigner
+from hardware.interfaces import Capture, Frame
+from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
+from hardware.synthetic import render_code
+from hardware.zxing import ZxingDecoder
 from kiosk import enrolment
+from kiosk.parts import Devices
 from kiosk.settings import UNENROLLED, KioskSettings
 
 
@@ -76,3 +88,52 @@ async def test_an_unenrolled_kiosk_without_a_claim_address_says_what_to_do(
     settings = KioskSettings(state_dir=tmp_path)
     with pytest.raises(enrolment.EnrolmentError, match="not enrolled"):
         await enrolment.wait_for_claim(settings, devices=None)  # type: ignore[arg-type]
+
+
+class DriverCamera:
+    """A camera whose driver hands over the given frames in order, then the last forever."""
+
+    def __init__(self, frames: list[Any]) -> None:
+        self._frames = list(frames)
+
+    def start(self) -> None:
+        pass
+
+    def read(self, timeout: float) -> Frame:
+        time.sleep(1 / 30)  # a sensor's pace
+        frame: Frame = self._frames.pop(0) if len(self._frames) > 1 else self._frames[0]
+        return frame
+
+    def capture(self, timeout: float) -> Capture:
+        return Capture(self.read(timeout))  # one stream, as a USB camera has
+
+    def stop(self) -> None:
+        pass
+
+
+async def test_zero_touch_scans_past_a_bad_frame_and_says_when_central_cannot_be_reached(
+    tmp_path: Path,
+) -> None:
+    signer = TokenSigner(KeyRing({"K1": b"k" * 32}, "K1"))
+    code = signer.enrolment("CLAIM-1", "SHELF-A", datetime(2030, 1, 1, tzinfo=UTC))
+    lights = RecordingLights(time.monotonic)
+    devices = Devices(
+        camera=DriverCamera([np.zeros((480, 640, 3), np.uint8), render_code(code)]),
+        decoder=ZxingDecoder(),
+        lights=lights,
+        buzzer=RecordingBuzzer(time.monotonic),
+        button=ManualButton(),
+    )
+    settings = KioskSettings(state_dir=tmp_path, claim_url=f"http://127.0.0.1:{free_port()}")
+
+    claiming = asyncio.create_task(enrolment.wait_for_claim(settings, devices))
+    try:
+        async with asyncio.timeout(10):
+            while lights.states.count(enrolment.WAITING) < 2:  # noqa: ASYNC110 - a recording fake
+                await asyncio.sleep(0.02)
+        assert not claiming.done()  # still waiting for a code central accepts
+    finally:
+        claiming.cancel()
+    # Blue while waiting, red for the failed claim, blue again: one colour per change, not
+    # one per frame.
+    assert lights.states[:3] == [enrolment.WAITING, enrolment.REFUSED, enrolment.WAITING]

@@ -4,13 +4,16 @@ availability, configuration and commands, and what the member sees and hears."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from broker import topics
@@ -29,6 +32,7 @@ from broker.messages import (
     parse_event,
     parse_message,
 )
+from broker.topics import TopicRefusal
 from central.tokens import KeyRing, TokenSigner
 from hardware.errors import CameraError, HardwareError
 from hardware.interfaces import Camera, Rgb
@@ -36,9 +40,10 @@ from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
 from hardware.replay import SceneCamera
 from hardware.zxing import ZxingDecoder
 from kiosk.clock import ManualClock
-from kiosk.core import Deps, Devices, Kiosk, Outputs, open_kiosk
+from kiosk.core import Deps, Devices, Kiosk, open_kiosk
 from kiosk.feedback import PATTERNS, Signal
-from kiosk.mqtt import KioskLink
+from kiosk.mqtt import KioskLink, Unread
+from kiosk.parts import Outputs
 from kiosk.settings import CameraSettings, KioskSettings, PinSettings, SceneCameraSettings
 from kiosk.walkup import Mode
 
@@ -115,7 +120,7 @@ class Rig:
     async def deliver(self, topic: str, payload: bytes) -> None:
         """A message arriving from the broker, and everything it sets off."""
         before = asyncio.all_tasks()
-        self.kiosk._on_message(topic, payload)
+        self.kiosk.link.deliver(topic, payload)  # routed by the contract, as from the broker
         await self.settle(before)
 
     async def scan(self, code: str) -> None:
@@ -149,11 +154,8 @@ class Rig:
         return [event_id for event_id, _ in await self.kiosk.outbox.pending()]
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
-    for name in list(os.environ):
-        if name.upper().startswith("CS_KIOSK_"):
-            monkeypatch.delenv(name)
+async def make_rig(state_dir: Path) -> Rig:
+    """A kiosk on ``state_dir`` (its outbox file may already exist), not yet connected."""
     clock = ManualClock()
     camera = SceneCamera(fps=None)
     lights = RecordingLights(clock.monotonic)
@@ -162,7 +164,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     journal: list[tuple[str, str, str]] = []
     settings = KioskSettings(
         kiosk_id=KIOSK,
-        state_dir=tmp_path / "kiosk",
+        state_dir=state_dir,
         camera=SceneCameraSettings(),
         session_timeout_s=60,
         verdict_timeout_s=3,
@@ -180,12 +182,21 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     def publish(topic: str, payload: bytes, *, retain: bool = False) -> None:
         rig.published.append(Published(topic, payload, retain))
 
-    monkeypatch.setattr(kiosk.link, "publish", publish)
+    kiosk.link.publish = publish  # type: ignore[method-assign]
     kiosk.player.start()
     kiosk.player.set_steady(kiosk.walkup.steady())
+    return rig
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Rig]:
+    for name in list(os.environ):
+        if name.upper().startswith("CS_KIOSK_"):
+            monkeypatch.delenv(name)
+    rig = await make_rig(tmp_path / "kiosk")
     yield rig
-    await kiosk.player.close()
-    await kiosk.outbox.close()
+    await rig.kiosk.player.close()
+    await rig.kiosk.outbox.close()
 
 
 @pytest.fixture
@@ -297,7 +308,7 @@ async def test_publishing_on_a_link_that_never_connected_does_not_raise(
     monkeypatch.setattr(
         rig.kiosk.link, "publish", functools.partial(KioskLink.publish, rig.kiosk.link)
     )
-    rig.kiosk.walkup.online = True
+    rig.kiosk.walkup.on_link(True)
 
     await rig.scan(LABEL)
 
@@ -616,7 +627,7 @@ async def test_new_pins_without_a_way_to_rebuild_are_reported_not_applied(online
 
 async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> None:
     rebuild = FakeRebuild(online.clock)
-    online.kiosk._rebuild = rebuild
+    online.kiosk.reconfigure.rebuild = rebuild
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
 
@@ -632,17 +643,17 @@ async def test_new_pins_are_wired_in_and_the_old_ones_released(online: Rig) -> N
     assert isinstance(made.buzzer, RecordingBuzzer)
     assert made.buzzer.on
     assert last_status(online).config_problem is None
-    assert online.kiosk._pins.buzzer == 12
+    assert online.kiosk.reconfigure.pins.buzzer == 12
 
 
 async def test_pins_that_cannot_be_had_fall_back_to_the_old_ones_and_say_so(online: Rig) -> None:
     rebuild = FakeRebuild(online.clock, busy=frozenset({12}))
-    online.kiosk._rebuild = rebuild
+    online.kiosk.reconfigure.rebuild = rebuild
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, pins={"buzzer": 12}))
 
     (made,) = rebuild.outputs_made  # the old pins, taken back
-    assert online.kiosk._pins.buzzer == 23
+    assert online.kiosk.reconfigure.pins.buzzer == 23
     assert isinstance(made.lights, RecordingLights)
     assert made.lights.state == colour(Signal.IDLE)  # members still see the kiosk
     status = last_status(online)
@@ -651,14 +662,14 @@ async def test_pins_that_cannot_be_had_fall_back_to_the_old_ones_and_say_so(onli
 
 
 async def test_new_camera_settings_reopen_the_camera(online: Rig) -> None:
-    online.kiosk._rebuild = FakeRebuild(online.clock)
+    online.kiosk.reconfigure.rebuild = FakeRebuild(online.clock)
     old = online.camera
     old.start()
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
 
-    assert online.kiosk.devices.camera is not old
-    assert online.kiosk._camera_settings == SceneCameraSettings(fps=10)
+    assert online.kiosk.scans.camera is not old
+    assert online.kiosk.reconfigure.camera_settings == SceneCameraSettings(fps=10)
     with pytest.raises(CameraError):
         old.read(0.1)  # stopped: the old one is released
     assert last_status(online).config_problem is None
@@ -671,7 +682,7 @@ async def test_a_device_that_breaks_while_reconfiguring_is_reported_not_fatal(
         def camera(self, settings: CameraSettings) -> Camera:
             raise RuntimeError("libcamera says no " * 30)
 
-    online.kiosk._rebuild = Broken(online.clock)
+    online.kiosk.reconfigure.rebuild = Broken(online.clock)
 
     await online.deliver(topics.config(KIOSK), config(config_version=2, camera={"fps": 10}))
 
@@ -771,3 +782,137 @@ async def test_a_deeply_nested_message_is_ignored(online: Rig, topic: str) -> No
     assert online.kiosk.outbox.depth == 1
     assert online.kiosk.availability == {}
     assert online.kiosk.config is None
+
+
+async def test_a_message_on_a_topic_not_for_this_kiosk_is_counted_and_ignored(
+    online: Rig,
+) -> None:
+    await online.scan(LABEL)
+    (event,) = online.scans_published()
+    verdict = encode(
+        Verdict(
+            event_id=event.event_id,
+            kiosk_id=KIOSK,
+            reason=Reason.RETURNED,
+            accepted=True,
+            session_open=False,
+            decided_at=AT,
+        )
+    )
+    shown_before = list(online.shown)
+
+    for topic in (
+        f"$share/x/{topics.verdict(KIOSK)}",
+        f"{topics.verdict(KIOSK)}/extra",
+        "cs/v1/kiosk/+/verdict",
+        topics.verdict("KIOSK-B2"),  # in the contract, but another kiosk's
+        topics.config("KIOSK-B2"),
+        topics.status(KIOSK),  # in the contract, but never read by a kiosk
+        topics.scan(KIOSK),
+    ):
+        await online.deliver(topic, verdict)
+
+    assert online.shown == shown_before
+    assert online.kiosk.outbox.depth == 1  # not taken as an answer
+    assert online.kiosk.config is None
+    assert online.kiosk.link.refused_topics == {
+        TopicRefusal.WRONG_ROOT: 1,
+        TopicRefusal.UNKNOWN_KIND: 1,
+        TopicRefusal.BAD_ID: 1,
+        Unread.OTHER_KIOSK: 2,
+        Unread.NOT_READ: 2,
+    }
+
+
+# -- frames the decoder cannot read -----------------------------------------------------
+
+
+async def test_a_frame_the_decoder_fails_on_is_shown_in_the_status_and_scanning_goes_on(
+    online: Rig,
+) -> None:
+    online.camera.start()
+    # zxing-cpp refuses images wider than 65,535 pixels: a real decoder error on one frame.
+    online.camera.show_frame(np.zeros((1, 70_000), np.uint8), frames=1)
+    scanning = asyncio.create_task(online.kiosk._scan_loop())
+    try:
+        async with asyncio.timeout(10):
+            while online.kiosk.scans.frame_error_count < 1:  # noqa: ASYNC110 - frames come from a thread
+                await asyncio.sleep(0.01)
+            online.camera.show(LABEL, frames=3)
+            while not online.scans_published():  # noqa: ASYNC110 - frames come from a thread
+                await asyncio.sleep(0.01)
+    finally:
+        scanning.cancel()
+
+    (event,) = online.scans_published()
+    assert isinstance(event, CodeScan)
+    assert event.code == LABEL  # the kiosk kept scanning after the bad frame
+    online.kiosk.publish_status()
+    status = last_status(online)
+    assert status.frame_errors == 1
+    assert status.frame_error == "decoder_error"
+    assert status.camera_ok is True
+
+
+async def test_a_healthy_kiosks_status_carries_no_frame_error_fields(online: Rig) -> None:
+    # Centrals from before these fields refuse unknown ones: leave them out until needed.
+    online.kiosk.publish_status()
+    (last,) = [p for p in online.published if p.topic == topics.status(KIOSK)]
+    assert b"frame_error" not in last.payload
+    assert last_status(online).frame_errors is None
+
+
+# -- an outbox written by the previous version ------------------------------------------
+
+OLD_OUTBOX = (
+    "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " event_id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL)"
+)
+
+
+def write_old_outbox(path: Path, events: list[CodeScan | SessionDone]) -> None:
+    """An outbox file exactly as the kiosk before the scanned_at/queued columns wrote it."""
+    path.parent.mkdir(parents=True)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(OLD_OUTBOX)
+        db.executemany(
+            "INSERT INTO outbox (event_id, payload) VALUES (?, ?)",
+            [(e.event_id, encode(e)) for e in events],
+        )
+        db.commit()
+
+
+async def test_a_kiosk_upgraded_with_scans_in_its_outbox_sends_them_all_and_shows_a_fresh_answer(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "kiosk"
+    clock_now = ManualClock().wall()
+    queued = CodeScan(
+        event_id="a" * 32,
+        kiosk_id=KIOSK,
+        code=LABEL,
+        scanned_at=clock_now - timedelta(hours=2),
+        queued=True,
+    )
+    just_scanned = CodeScan(
+        event_id="b" * 32, kiosk_id=KIOSK, code=OTHER_LABEL, scanned_at=clock_now
+    )
+    done = SessionDone(event_id="c" * 32, kiosk_id=KIOSK, scanned_at=clock_now)
+    write_old_outbox(state / "outbox.db", [queued, just_scanned, done])
+
+    upgraded = await make_rig(state)
+    try:
+        assert upgraded.kiosk.outbox.depth == 3
+        await upgraded.connect(True)
+        # Every event goes out again, with its original id, in order.
+        assert [e.event_id for e in upgraded.scans_published()] == ["a" * 32, "b" * 32, "c" * 32]
+
+        await upgraded.verdict(queued, Reason.RETURNED, session_open=False)
+        assert Signal.RETURNED not in upgraded.shown  # told "queued" hours ago
+        await upgraded.verdict(just_scanned, Reason.RETURNED, session_open=False)
+        assert upgraded.last() is Signal.RETURNED  # the member may still be standing here
+        await upgraded.verdict(done, Reason.SESSION_CLOSED, session_open=False)
+        assert upgraded.kiosk.outbox.depth == 0
+    finally:
+        await upgraded.kiosk.player.close()
+        await upgraded.kiosk.outbox.close()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from broker.ids import EventId
-from broker.messages import CodeScan, Reason, SessionDone, Verdict
+from broker.messages import CodeScan, KioskConfig, Reason, SessionDone, Verdict
 from central.tokens import KeyRing, TokenSigner
 from kiosk.clock import ManualClock
 from kiosk.feedback import Signal
@@ -26,7 +26,7 @@ def walkup(
     clock: ManualClock | None = None, *, online: bool = True, timeout: float = 60.0
 ) -> Walkup:
     machine = Walkup(KIOSK, clock or ManualClock(), session_timeout_s=timeout)
-    machine.online = online
+    machine.on_link(online)
     return machine
 
 
@@ -123,7 +123,7 @@ def test_offline_item_scan_during_a_session_is_refused_not_queued_as_a_return() 
     # Mid-checkout the label means "lend me this", which only central can grant.
     machine = walkup()
     open_session(machine)
-    machine.online = False
+    machine.on_link(False)  # the broker went away
 
     decision = machine.on_code(OTHER_LABEL)
 
@@ -239,7 +239,9 @@ async def test_tick_in_idle_does_nothing() -> None:
 async def test_a_changed_timeout_applies_to_the_next_session() -> None:
     clock = ManualClock()
     machine = walkup(clock, timeout=60.0)
-    machine.session_timeout_s = 5.0  # a config update from central
+    machine.on_config(
+        KioskConfig(kiosk_id=KIOSK, shelf_id="SHELF-A", config_version=2, session_timeout_s=5.0)
+    )
     open_session(machine)
 
     await clock.advance(5, step=1)
@@ -317,9 +319,13 @@ def test_steady_state_priority(
     machine = walkup(online=True)
     if session:
         open_session(machine)
-    machine.camera_ok = camera_ok
-    machine.online = online
-    machine.checkout_enabled = checkout_enabled
+    machine.on_camera(camera_ok)
+    machine.on_link(online)
+    machine.on_config(
+        KioskConfig(
+            kiosk_id=KIOSK, shelf_id="SHELF-A", config_version=2, checkout_enabled=checkout_enabled
+        )
+    )
 
     assert machine.steady() is expected
 

@@ -43,7 +43,9 @@ def test_broker_config_has_no_anonymous_listener_and_tls_for_kiosks(
     assert "allow_anonymous false" in conf
     assert "listener 8883 0.0.0.0" in conf
     assert "certfile /etc/mosquitto/communityshare/tls/server.pem" in conf
-    assert "password_file /etc/mosquitto/communityshare/passwd" in conf
+    assert "plugin_opt_config_file /etc/mosquitto/communityshare/dynamic-security.json" in conf
+    assert "mosquitto_dynamic_security.so" in conf
+    assert "password_file" not in conf  # accounts live in the plugin, changed live
     assert "listener 1883 127.0.0.1" in conf  # central on the broker's host, still with a password
     assert "use_username_as_clientid true" in conf
 
