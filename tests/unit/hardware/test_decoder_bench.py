@@ -6,9 +6,15 @@ running and checks what it counts, so no timing is asserted here.
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from bench.decoders import parse_args, report, run_benchmark
+import pytest
+from PIL import Image
+
+from bench.decoders import parse_args, photo_rows, report, run_benchmark
+from hardware.synthetic import render_code
+
+LABEL = "CS1.L.K1.DRILL-01.1.ABCDEFGHIJKLMNOPQRSTUVWX"
 
 
 @pytest.mark.slow
@@ -33,3 +39,20 @@ def test_the_pipeline_reads_more_of_the_corpus_than_one_zxing_call_and_nothing_w
     text = report(run, [])
     assert "≥ 97 % from 1 frame" in text
     assert "`zxing-cpp` read its" in text
+
+
+def test_the_photo_mode_counts_each_way_of_reading_a_directory_of_images(tmp_path: Path) -> None:
+    # Two "photos" in zxing-cpp's sample layout: a small code only the full frame reads at
+    # the kiosk's scale, and an image whose text does not match what it shows.
+    small = render_code(LABEL, width=1728, height=1296, module_px=3, angle=20.0)
+    Image.fromarray(small).save(tmp_path / "small.png")
+    (tmp_path / "small.txt").write_text(LABEL, encoding="utf-8")
+    Image.fromarray(render_code(LABEL)).save(tmp_path / "other.png")
+    (tmp_path / "other.txt").write_text("SOMETHING ELSE", encoding="utf-8")
+    (tmp_path / "no-text.png").write_bytes((tmp_path / "other.png").read_bytes())
+
+    rows = {how: (read, photos) for how, read, photos in photo_rows(tmp_path, 1.0)}
+
+    assert rows["one zxing-cpp call on the photo"] == (1, 2)
+    assert rows["one zxing-cpp call on the photo at 1/2.7 (before)"] == (0, 2)
+    assert rows["the pipeline at 1/2.7 with the photo as full frame (after)"] == (1, 2)
