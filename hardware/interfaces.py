@@ -24,6 +24,19 @@ class Rgb(NamedTuple):
 OFF = Rgb()
 
 
+class Capture(NamedTuple):
+    """One camera request: the frame scanned every time, and the same instant at full size.
+
+    ``full`` is the luminance of the camera's full-resolution stream taken by the same
+    request (picamera2's ``main`` next to ``lores``), or None when the camera has only one
+    stream. Both show the same field of view, so a region of ``frame`` maps onto ``full``
+    by the ratio of their sizes.
+    """
+
+    frame: Frame
+    full: Frame | None = None
+
+
 class Camera(Protocol):
     """A source of luminance frames. Synchronous: the kiosk calls it from a thread."""
 
@@ -32,6 +45,9 @@ class Camera(Protocol):
 
     def read(self, timeout: float) -> Frame:
         """The next frame; raises CameraError if none arrives within ``timeout`` s."""
+
+    def capture(self, timeout: float) -> Capture:
+        """The next frame with its full-resolution twin if the camera has one; as ``read``."""
 
     def stop(self) -> None:
         """Release the device. Safe to call twice."""
@@ -44,6 +60,9 @@ class Decoder(Protocol):
 
     def decode(self, frame: Frame) -> list[str]:
         """The texts of every QR code found in ``frame`` (possibly none)."""
+
+    def scan(self, capture: Capture) -> list[str]:
+        """The texts of every QR code in ``capture``, using its full-size frame if it helps."""
 
 
 class Lights(Protocol):

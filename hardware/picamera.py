@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 from hardware.errors import CameraError
-from hardware.interfaces import Frame
+from hardware.interfaces import Capture, Frame
 
 __all__ = ["PiCamera"]
 
@@ -17,15 +17,20 @@ logger = logging.getLogger(__name__)
 class PiCamera:
     """Serves the Y plane of picamera2's low-resolution YUV420 stream as the frame.
 
-    The main stream exists only because libcamera requires one; scanning reads the
-    small ``lores`` stream, whose luminance plane needs no colour conversion.
+    Scanning reads the small ``lores`` stream, whose luminance plane needs no colour
+    conversion. ``capture`` also hands over the Y plane of the full-resolution ``main``
+    stream from the same request (the same instant, the same field of view), which the
+    decoder pipeline reads where a code is too small in ``lores``. The default sizes are
+    4:3 so neither stream is stretched; on a Camera Module 3 at 30 fps both are cut from
+    the middle 1728x1296 of its 2x2-binned mode, so ``main`` at that size is every pixel
+    the sensor gives at that rate.
     """
 
     def __init__(
         self,
         *,
         camera_num: int = 0,
-        main_size: tuple[int, int] = (1280, 960),  # 4:3 like lores, so lores is not stretched
+        main_size: tuple[int, int] = (1728, 1296),  # 4:3 like lores, so lores is not stretched
         lores_size: tuple[int, int] = (640, 480),
         fps: float = 30.0,
         autofocus: bool = True,
@@ -42,6 +47,7 @@ class PiCamera:
         self._lock = threading.Lock()
         self._picam2: Any = None
         self._size = lores_size
+        self._full_size = main_size
 
     def start(self) -> None:
         """Open and start the camera; CameraError if there is none or it will not start."""
@@ -74,8 +80,9 @@ class PiCamera:
                         settings["LensPosition"] = self._focus
                     elif self._autofocus:
                         settings["AfMode"] = controls.AfModeEnum.Continuous
+                # YUV420 for main as well: its Y plane is the luminance the decoder reads.
                 config = picam2.create_video_configuration(
-                    main={"size": self._main_size, "format": "RGB888"},
+                    main={"size": self._main_size, "format": "YUV420"},
                     lores={"size": self._lores_size, "format": "YUV420"},
                     controls=settings,
                 )
@@ -83,12 +90,14 @@ class PiCamera:
                 picam2.start()
                 # picamera2 may round the requested size to what the ISP can produce.
                 width, height = picam2.stream_configuration("lores")["size"]
+                main_w, main_h = picam2.stream_configuration("main")["size"]
             except Exception as exc:
                 if picam2 is not None:
                     _close_quietly(picam2)
                 raise CameraError(f"cannot start camera {self._camera_num}: {exc}") from exc
             self._picam2 = picam2
             self._size = (int(width), int(height))
+            self._full_size = (int(main_w), int(main_h))
 
     def read(self, timeout: float) -> Frame:
         """The Y plane of the next lores frame: a view into picamera2's array, not a copy."""
@@ -105,11 +114,33 @@ class PiCamera:
             raise CameraError(f"no frame within {timeout} s") from exc
         except Exception as exc:
             raise CameraError(f"frame capture failed: {exc}") from exc
-        # capture_array("lores") is (height * 3/2, stride): the Y plane's rows come first,
-        # each padded to the stride.
-        width, height = self._size
-        frame: Frame = array[:height, :width]
-        return frame
+        return _y_plane(array, self._size)
+
+    def capture(self, timeout: float) -> Capture:
+        """The Y planes of the next request's lores and main streams (copies, taken at once).
+
+        One ``capture_request`` holds both streams of the same frame; the arrays are
+        copied out with ``make_array`` and the request released before decoding, so a
+        slow decode never holds a camera buffer.
+        """
+        picam2 = self._picam2
+        if picam2 is None:
+            raise CameraError("camera is not started")
+        try:
+            request = picam2.capture_request(wait=max(timeout, 0.001))
+        except TimeoutError as exc:
+            picam2.cancel_all_and_flush()
+            raise CameraError(f"no frame within {timeout} s") from exc
+        except Exception as exc:
+            raise CameraError(f"frame capture failed: {exc}") from exc
+        try:
+            lores = request.make_array("lores")
+            main = request.make_array("main")
+        except Exception as exc:
+            raise CameraError(f"reading the captured frame failed: {exc}") from exc
+        finally:
+            request.release()
+        return Capture(_y_plane(lores, self._size), _y_plane(main, self._full_size))
 
     def stop(self) -> None:
         """Stop and close the camera. Safe to call twice."""
@@ -117,6 +148,14 @@ class PiCamera:
             picam2, self._picam2 = self._picam2, None
         if picam2 is not None:
             _close_quietly(picam2)
+
+
+def _y_plane(array: Any, size: tuple[int, int]) -> Frame:
+    """The luminance of a YUV420 array picamera2 made: (height * 3/2, stride), Y rows first,
+    each padded to the stride."""
+    width, height = size
+    frame: Frame = array[:height, :width]
+    return frame
 
 
 def _close_quietly(picam2: Any) -> None:

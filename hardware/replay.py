@@ -1,4 +1,9 @@
-"""Cameras that serve prepared frames: a replayed sequence, or a scene a test stages."""
+"""Cameras that serve prepared frames: a replayed sequence, or a scene a test stages.
+
+Both serve a full-resolution frame beside the scanning frame when they are given one
+(a ``Capture``), as picamera2 does from one request, so the kiosk's whole decoder
+pipeline runs off a Pi.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,16 @@ import numpy as np
 from PIL import Image
 
 from hardware.errors import CameraError
-from hardware.interfaces import Frame
+from hardware.interfaces import Capture, Frame
 from hardware.synthetic import blank_frame, render_code
 
 __all__ = ["Clock", "FrameSource", "ReplayCamera", "SceneCamera", "Sleep"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
-# An image already in memory, or the path of a PNG/JPEG (any file Pillow opens).
-FrameSource = Frame | str | os.PathLike[str]
+# An image already in memory, the path of a PNG/JPEG (any file Pillow opens), or a
+# scanning frame with its full-resolution twin.
+FrameSource = Frame | str | os.PathLike[str] | Capture
 
 
 def _check_frame(frame: Frame) -> None:
@@ -34,6 +40,25 @@ def _read_only(frame: Frame) -> Frame:
     view = frame.view()
     view.flags.writeable = False
     return view
+
+
+def _frozen(frame: Frame) -> Frame:
+    """``frame`` itself if no one can write to it already, else a read-only view."""
+    return frame if not frame.flags.writeable else _read_only(frame)
+
+
+def _check_capture(capture: Capture) -> Capture:
+    """``capture`` checked and made read-only; its full frame no smaller than its frame."""
+    _check_frame(capture.frame)
+    if capture.full is None:
+        return Capture(_frozen(capture.frame))
+    _check_frame(capture.full)
+    (height, width), (full_h, full_w) = capture.frame.shape, capture.full.shape
+    if full_h < height or full_w < width:
+        raise ValueError(
+            f"a full frame ({full_w}x{full_h}) must be at least the frame's size ({width}x{height})"
+        )
+    return Capture(_frozen(capture.frame), _frozen(capture.full))
 
 
 def _check_timeout(timeout: float) -> None:
@@ -91,7 +116,9 @@ class ReplayCamera:
     ) -> None:
         self._sources: list[FrameSource] = []
         for source in frames:
-            if isinstance(source, np.ndarray):
+            if isinstance(source, Capture):
+                self._sources.append(_check_capture(source))
+            elif isinstance(source, np.ndarray):
                 _check_frame(source)
                 self._sources.append(_read_only(source))
             else:
@@ -121,6 +148,10 @@ class ReplayCamera:
 
     def read(self, timeout: float) -> Frame:
         """The next frame once it is due; CameraError if stopped, exhausted or too slow."""
+        return self.capture(timeout).frame
+
+    def capture(self, timeout: float) -> Capture:
+        """The next frame, with its full-resolution twin if it was given one; as ``read``."""
         _check_timeout(timeout)
         with self._lock:
             if not self._started:
@@ -151,24 +182,27 @@ class ReplayCamera:
             self._started = False
 
     @staticmethod
-    def _load(source: FrameSource) -> Frame:
-        if isinstance(source, np.ndarray):
+    def _load(source: FrameSource) -> Capture:
+        if isinstance(source, Capture):
             return source
+        if isinstance(source, np.ndarray):
+            return Capture(source)
         try:
             with Image.open(source) as image:
                 frame = np.array(image.convert("L"), dtype=np.uint8)
         except (OSError, ValueError) as exc:
             raise CameraError(f"cannot load replay frame {os.fspath(source)!r}: {exc}") from exc
-        return _read_only(frame)
+        return Capture(_read_only(frame))
 
 
 class SceneCamera:
     """A thread-safe Camera showing a blank view until told to put a code in front of it.
 
     ``show(text)`` renders (once, then cached) a real QR code for ``text``;
-    ``show_frame`` shows any frame. Either lasts ``frames`` reads, or until ``clear()``
-    if ``frames`` is None. ``stall()`` makes reads time out and ``fail()`` makes them
-    fail at once, until ``resume()``. Frames come at most ``fps`` a second on the
+    ``show_frame`` shows any frame and ``show_capture`` a frame with its full-resolution
+    twin. Each lasts ``frames`` reads, or until ``clear()`` if ``frames`` is None.
+    ``stall()`` makes reads time out and ``fail()`` makes them fail at once, until
+    ``resume()``. Frames come at most ``fps`` a second on the
     injected clock; served frames are read-only.
     """
 
@@ -193,7 +227,7 @@ class SceneCamera:
         self._lock = threading.Lock()
         self._cache: dict[str, Frame] = {}
         self._started = False
-        self._scene: Frame | None = None
+        self._scene: Capture | None = None
         self._remaining: int | None = None
         self._fault: Literal["stall", "fail"] | None = None
         self._served = 0
@@ -233,11 +267,15 @@ class SceneCamera:
 
     def show_frame(self, frame: Frame, frames: int | None = None) -> None:
         """Put ``frame`` in view for ``frames`` reads (None: until ``clear()``)."""
-        _check_frame(frame)
+        self.show_capture(Capture(frame), frames)
+
+    def show_capture(self, capture: Capture, frames: int | None = None) -> None:
+        """Put ``capture`` (a frame and its full-resolution twin) in view, as ``show_frame``."""
+        checked = _check_capture(capture)
         if frames is not None and frames < 1:
             raise ValueError(f"frames must be at least 1 or None, got {frames}")
         with self._lock:
-            self._scene = frame if not frame.flags.writeable else _read_only(frame)
+            self._scene = checked
             self._remaining = frames
 
     def clear(self) -> None:
@@ -269,6 +307,10 @@ class SceneCamera:
 
     def read(self, timeout: float) -> Frame:
         """The view once the next frame is due; CameraError if stopped, stalled or failed."""
+        return self.capture(timeout).frame
+
+    def capture(self, timeout: float) -> Capture:
+        """The view with its full-resolution twin if it has one; as ``read``."""
         _check_timeout(timeout)
         with self._lock:
             if not self._started:
@@ -287,14 +329,14 @@ class SceneCamera:
                 raise CameraError("camera stopped while waiting for a frame")
             self._served += 1
             if self._scene is None:
-                return self._blank
-            frame = self._scene
+                return Capture(self._blank)
+            scene = self._scene
             if self._remaining is not None:
                 self._remaining -= 1
                 if not self._remaining:
                     self._scene = None
                     self._remaining = None
-            return frame
+            return scene
 
     def stop(self) -> None:
         """Close the camera; reads fail until the next ``start()``."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hardware.errors import DecoderError
-from hardware.interfaces import Frame
+from hardware.interfaces import Capture, Frame
 
 __all__ = ["ZbarDecoder"]
 
@@ -31,6 +31,10 @@ class ZbarDecoder:
             ) from exc
         self._decode: Callable[..., Sequence[Any]] = pyzbar.decode
         self._symbols = [pyzbar.ZBarSymbol.QRCODE]
+
+    def scan(self, capture: Capture) -> list[str]:
+        """The codes in the capture's scanning frame; one decoder alone ignores ``full``."""
+        return self.decode(capture.frame)
 
     def decode(self, frame: Frame) -> list[str]:
         """The texts of every QR code in ``frame``, decoded as UTF-8."""

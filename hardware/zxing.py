@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from hardware.errors import DecoderError
-from hardware.interfaces import Frame
+from hardware.interfaces import Capture, Frame
+from hardware.regions import Box
 
-__all__ = ["BinarizerName", "ZxingDecoder"]
+__all__ = ["BinarizerName", "Sighting", "ZxingDecoder"]
 
 BinarizerName = Literal["local-average", "global-histogram", "fixed-threshold"]
 
@@ -18,6 +19,13 @@ _BINARIZERS: dict[BinarizerName, str] = {
     "global-histogram": "GlobalHistogram",
     "fixed-threshold": "FixedThreshold",
 }
+
+
+class Sighting(NamedTuple):
+    """What one look at a frame found: the codes read, and where codes were seen unread."""
+
+    texts: list[str]
+    unread: list[Box]
 
 
 class ZxingDecoder:
@@ -61,18 +69,53 @@ class ZxingDecoder:
 
     def decode(self, frame: Frame) -> list[str]:
         """The texts of every valid QR code in ``frame``, decoded as UTF-8."""
+        return self._read(frame, return_errors=False).texts
+
+    def scan(self, capture: Capture) -> list[str]:
+        """The codes in the capture's scanning frame; one decoder alone ignores ``full``."""
+        return self.decode(capture.frame)
+
+    def sight(self, frame: Frame) -> Sighting:
+        """The codes read in ``frame``, and the boxes of QR symbols found but not read.
+
+        A symbol whose finder patterns were found but whose modules did not decode is
+        reported with its corners, so a caller can look at that place again more closely.
+        """
+        return self._read(frame, return_errors=True)
+
+    def _read(self, frame: Frame, *, return_errors: bool) -> Sighting:
         if frame.ndim != 2 or frame.dtype != np.uint8:
             raise ValueError(f"frame must be a 2-D uint8 array, got {frame.dtype} {frame.shape}")
         if not frame.size:
-            return []
+            return Sighting([], [])
         try:
             # A 2-D uint8 array is read as luminance through the buffer protocol, strides
             # and all, so there is no copy even for a cropped view.
-            found = self._zxingcpp.read_barcodes(frame, **self._options)
+            found = self._zxingcpp.read_barcodes(
+                frame, return_errors=return_errors, **self._options
+            )
         except Exception as exc:
             raise DecoderError(f"zxing-cpp failed to scan a frame: {exc}") from exc
-        return [
-            barcode.bytes.decode("utf-8", errors="replace")
-            for barcode in found
-            if barcode.valid and barcode.format in self._allowed
-        ]
+        texts: list[str] = []
+        unread: list[Box] = []
+        for barcode in found:
+            if barcode.format not in self._allowed:
+                continue
+            if barcode.valid:
+                texts.append(barcode.bytes.decode("utf-8", errors="replace"))
+            else:
+                unread.append(_box(barcode.position))
+        return Sighting(texts, unread)
+
+
+def _box(position: Any) -> Box:
+    """The upright bounding box of a zxing-cpp position (four corner points)."""
+    corners = (
+        position.top_left,
+        position.top_right,
+        position.bottom_right,
+        position.bottom_left,
+    )
+    xs = [corner.x for corner in corners]
+    ys = [corner.y for corner in corners]
+    return Box(min(xs), min(ys), max(xs) + 1, max(ys) + 1)

@@ -83,11 +83,13 @@ class ScanSource:
         CameraError if no frame comes; a frame the decoder cannot read is a FrameRead
         with its error, never an exception.
         """
-        frame = self.camera.read(self._frame_timeout_s)
+        # The scanning frame and, where the camera has one, the full-resolution frame of
+        # the same request: the decoder rereads small codes from the latter.
+        capture = self.camera.capture(self._frame_timeout_s)
         # The decode is real work on this CPU, so it is timed on the real clock.
         started = time.perf_counter()
         try:
-            codes = self.decoder.decode(frame)
+            codes = self.decoder.scan(capture)
         except DecoderError as exc:
             return self._failed(FrameError.DECODER_ERROR, exc, started)
         except (ValueError, TypeError, AttributeError) as exc:

@@ -29,6 +29,7 @@ THREATS = (
     "lockout abuse",
     "breaker abuse",
     "terminal injection",
+    "code-like clutter in view",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

@@ -17,7 +17,7 @@ from broker.bundle import BUNDLE_FILE, EnrolmentBundle
 from broker.local import free_port
 from broker.messages import KioskConfig
 from central.tokens import KeyRing, TokenSigner
-from hardware.interfaces import Frame
+from hardware.interfaces import Capture, Frame
 from hardware.recording import ManualButton, RecordingBuzzer, RecordingLights
 from hardware.synthetic import render_code
 from hardware.zxing import ZxingDecoder
@@ -103,6 +103,9 @@ class DriverCamera:
         time.sleep(1 / 30)  # a sensor's pace
         frame: Frame = self._frames.pop(0) if len(self._frames) > 1 else self._frames[0]
         return frame
+
+    def capture(self, timeout: float) -> Capture:
+        return Capture(self.read(timeout))  # one stream, as a USB camera has
 
     def stop(self) -> None:
         pass

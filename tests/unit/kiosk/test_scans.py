@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hardware.errors import CameraError
-from hardware.interfaces import Decoder, Frame
+from hardware.interfaces import Capture, Decoder, Frame
 from hardware.replay import SceneCamera
 from hardware.synthetic import blank_frame, render_code
 from hardware.zbar import ZbarDecoder
@@ -40,6 +40,9 @@ class DriverCamera:
         if not self.started:
             raise CameraError("camera is not started")
         return self._frames.pop(0) if self._frames else blank_frame()
+
+    def capture(self, timeout: float) -> Capture:
+        return Capture(self.read(timeout))  # one stream, as a USB camera has
 
     def stop(self) -> None:
         self.started = False
@@ -108,10 +111,13 @@ class CrashOnce:
         self._crashed = False
 
     def decode(self, frame: Frame) -> list[str]:
+        return self.scan(Capture(frame))
+
+    def scan(self, capture: Capture) -> list[str]:
         if not self._crashed:
             self._crashed = True
             raise MemoryError("the library ran out of scratch space")
-        return self._decoder.decode(frame)
+        return self._decoder.scan(capture)
 
 
 async def test_anything_else_a_decoder_raises_on_one_frame_is_skipped_and_counted() -> None:

@@ -14,8 +14,8 @@ from gpiozero.pins.mock import MockFactory
 from pydantic import ValidationError
 
 from hardware.interfaces import Rgb
+from hardware.pipeline import ScanPipeline
 from hardware.replay import SceneCamera
-from hardware.zxing import ZxingDecoder
 from kiosk import service
 from kiosk.devices import build_devices
 from kiosk.settings import (
@@ -267,7 +267,7 @@ def test_mock_pins_and_a_scene_camera_build_working_devices(factory: Any) -> Non
         factory.pin(26).drive_low()
         assert presses == [1]
 
-        assert isinstance(devices.decoder, ZxingDecoder)
+        assert isinstance(devices.decoder, ScanPipeline)
         assert isinstance(devices.camera, SceneCamera)
         devices.camera.start()
         devices.camera.show(LABEL, frames=1)
