@@ -24,7 +24,9 @@ from broker.messages import (
     KioskConfig,
     KioskState,
     SessionDone,
+    UpdateOffer,
     Verdict,
+    parse_command,
     parse_message,
 )
 from broker.transport import TlsFiles
@@ -39,7 +41,8 @@ from kiosk.health import FrameStats
 from kiosk.mqtt import KioskLink
 from kiosk.outbox import Outbox
 from kiosk.settings import CameraSettings, KioskSettings, PinSettings
-from kiosk.walkup import Action, Walkup
+from kiosk.updater import Updater
+from kiosk.walkup import Action, Mode, Walkup
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +130,8 @@ class Kiosk:
         self._camera_started = False
         self._announced = False
         self._last_ping = 0.0
+        self._main: asyncio.Task[None] | None = None
+        self.updater = Updater(settings, self, deps.clock)
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -138,6 +143,25 @@ class Kiosk:
             on_message=self._on_message,
             on_connection=self._on_connection,
         )
+
+    # -- what fleet updates ask of the kiosk (kiosk/updater.py) -----------------------------
+
+    def idle(self) -> bool:
+        """No member mid-session and no scan waiting for central: safe to update."""
+        return self.walkup.mode is Mode.IDLE and self.outbox.depth == 0
+
+    def healthy(self) -> bool:
+        """Broker connected, camera delivering and frames going through the decoder."""
+        return (
+            self.walkup.online
+            and self.walkup.camera_ok
+            and self.frames.fps(self.clock.monotonic()) is not None
+        )
+
+    def restart(self) -> None:
+        """Stop as on SIGTERM; systemd (Restart=always) starts the launcher again."""
+        if self._main is not None:
+            self._main.cancel()
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -159,6 +183,7 @@ class Kiosk:
         self.player.start()
         self.player.set_steady(self.walkup.steady())
         self.devices.button.on_press(self._pressed_from_thread)
+        self._main = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
@@ -172,6 +197,7 @@ class Kiosk:
                     await self._camera_fault(exc)
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
+                group.create_task(self.updater.run(), name="updater")
         finally:
             self._systemd.notify("STOPPING=1")
             self.devices.button.on_press(None)
@@ -198,6 +224,7 @@ class Kiosk:
             camera_ok=self.walkup.camera_ok,
             camera_fps=self.frames.fps(self.clock.monotonic()),
             decode_ms=self.frames.decode_ms(),
+            update=self.updater.progress,
             config_problem=self.config_problem,
         )
 
@@ -368,11 +395,12 @@ class Kiosk:
                 self._on_availability(parse_message(Availability, payload))
             elif topic.endswith("/config"):
                 self._on_config(parse_message(KioskConfig, payload))
-            elif (
-                topic.endswith("/command")
-                and parse_message(KioskCommand, payload).command == "identify"
-            ):
-                self.player.play(Signal.IDENTIFY)
+            elif topic.endswith("/command"):
+                command = parse_command(payload)
+                if isinstance(command, UpdateOffer):
+                    self.updater.offer(command)
+                elif isinstance(command, KioskCommand) and command.command == "identify":
+                    self.player.play(Signal.IDENTIFY)
         except ContractError as exc:
             log.warning("ignored a bad message on %s: %s", topic, exc)
 

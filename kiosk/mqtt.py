@@ -13,7 +13,7 @@ from datetime import datetime
 import paho.mqtt.client as paho
 
 from broker import topics
-from broker.messages import KioskState, KioskStatus, encode
+from broker.messages import KioskState, KioskStatus, UpdateProgress, encode
 from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class KioskLink:
         camera_fps: float | None = None,
         decode_ms: float | None = None,
         config_problem: str | None = None,
+        update: UpdateProgress | None = None,
     ) -> bytes:
         """A presence payload for this kiosk."""
         return encode(
@@ -87,6 +88,7 @@ class KioskLink:
                 camera_fps=camera_fps,
                 decode_ms=decode_ms,
                 config_problem=config_problem,
+                update=update,
             )
         )
 
