@@ -1,0 +1,3 @@
+-- Placeholder on branch release only: another branch adds migration 0008 in parallel.
+-- The lead deletes this file at merge and renumbers 0009_releases.
+CREATE VIEW reserved_for_merge_0008 AS SELECT 1 AS placeholder;

@@ -1,0 +1,2 @@
+-- Placeholder on branch release only (see the up script).
+DROP VIEW reserved_for_merge_0007;
