@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(releases.path(chosen.current)), env.get("PYTHONPATH")) if p
             )
-    os.execve(sys.executable, [sys.executable, "-m", "kiosk", *args], env)  # noqa: S606
+    # -P: no working directory on the path, which would shadow the release with whatever
+    # kiosk package happens to sit there.
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "kiosk", *args], env)  # noqa: S606
     return 1  # pragma: no cover - execve does not return
 
 

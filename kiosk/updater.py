@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import ssl
 import sys
@@ -190,11 +189,10 @@ class Updater:
         wheel.write_bytes(data)
         process = await asyncio.create_subprocess_exec(
             sys.executable,
-            *("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index"),
-            *("--no-deps", "--target", str(work / "site"), str(wheel)),
+            *("-m", "pip", "--isolated", "install", "--quiet", "--disable-pip-version-check"),
+            *("--no-index", "--no-deps", "--target", str(work / "site"), str(wheel)),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PIP_CONSTRAINT": "", "PIP_FIND_LINKS": ""},
         )
         _, err = await process.communicate()
         if process.returncode != 0:

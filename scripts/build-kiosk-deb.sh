@@ -2,6 +2,7 @@
 # Builds the kiosk's Debian package: the kiosk, its unit, its user, and the wheels of
 # requirements/kiosk.lock, for this machine's architecture (build on arm64 for a Pi).
 # Usage: scripts/build-kiosk-deb.sh [--version X.Y.Z] [--out DIR]   (prints the .deb's path)
+# The project's wheel lands beside the .deb: that is the fleet release of this version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -32,6 +33,8 @@ done
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
 sed -i "s/^version = \".*\"/version = \"$version\"/" "$src/pyproject.toml"
 "$py" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$app/wheels" "$src"
+# The same wheel is the fleet release (cs-admin release publish): kiosks unpack it over the base.
+cp "$app/wheels/communityshare_kiosks-$version-py3-none-any.whl" "$out/"
 # The kiosk's dependencies exactly as locked (hashes checked here and again at install).
 "$py" -m pip download -q --disable-pip-version-check --require-hashes \
     -r requirements/kiosk.lock -d "$app/wheels"
