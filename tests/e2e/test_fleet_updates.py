@@ -192,8 +192,10 @@ async def test_a_rollout_to_half_of_six_kiosks_updates_exactly_those_and_only_at
         segno.make_qr(code, error="m").save(str(pass_png), scale=4, border=4)
         probe = Probe(broker.port, client_id="probe-updates")
         probe.subscribe(topics.verdict(busy))
-        # Ada shows her pass at the busy kiosk, then stays at the shelf (blank frames).
-        frames = {k: [f.blank] for k in ids} | {busy: [pass_png] * 3 + [f.blank] * 1000}
+        # Once the busy kiosk is online (5 s of empty shelf at 10 fps), Ada shows her pass,
+        # then stays at the shelf.
+        walk_up = [f.blank] * 50 + [pass_png] * 3 + [f.blank] * 1000
+        frames = {k: [f.blank] for k in ids} | {busy: walk_up}
         async with supervised([f.kiosk(k, frames[k]) for k in ids]):
             await all_online(f, ids)
             # Off the loop: central runs in this process and must answer meanwhile.

@@ -21,6 +21,8 @@ THREATS = (
     "stolen kiosk SD card",
     "leaked signing key",
     "leaked admin token",
+    "malicious update",
+    "stolen release key",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
