@@ -236,7 +236,7 @@ async def test_a_rollout_to_half_of_six_kiosks_updates_exactly_those_and_only_at
             assert {k for k, v in versions.items() if v == BASE} == set(ids) - cohort
 
             async def done() -> bool:
-                return (await f.rollout(1))["state"] == "done"
+                return bool((await f.rollout(1))["state"] == "done")
 
             await eventually(done, within=30)
             progress = await f.progress(1)
@@ -275,7 +275,7 @@ async def test_a_release_that_crashes_rolls_back_by_itself_and_halts_the_rollout
             rollout_id = await f.start_rollout("0.3.0", percent=100, abort_percent=50)
 
             async def halted() -> bool:
-                return (await f.rollout(rollout_id))["state"] == "halted"
+                return bool((await f.rollout(rollout_id))["state"] == "halted")
 
             await eventually(halted, within=90)
 
@@ -377,7 +377,7 @@ async def test_a_kiosk_offline_during_the_rollout_catches_up_when_it_returns(
                 await all_online(f, ["KIOSK-2"], "0.2.0")
 
                 async def done() -> bool:
-                    return (await f.rollout(rollout_id))["state"] == "done"
+                    return bool((await f.rollout(rollout_id))["state"] == "done")
 
                 await eventually(done, within=30)
         assert kiosks["KIOSK-2"].release_state()["current"] == "0.2.0"
