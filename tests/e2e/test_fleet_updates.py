@@ -299,6 +299,10 @@ async def test_a_release_that_crashes_rolls_back_by_itself_and_halts_the_rollout
                 assert kiosks[k].starts >= 4  # it really did crash, and was restarted
             rollout = await f.rollout(rollout_id)
             assert "2 of 2 kiosks failed" in rollout["halt_reason"]
+            # What admins see per kiosk in `cs-admin kiosks`.
+            code, table = await f.cli("kiosks")
+            assert code == 0, table
+            assert "0.3.0 rolled_back CRASH_LOOP" in table
             # A halted rollout offers nothing more, even to a kiosk coming back.
             async with supervised([kiosks["KIOSK-3"]]):
                 await all_online(f, ["KIOSK-3"])
