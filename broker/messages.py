@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -140,6 +141,63 @@ class KioskState(StrEnum):
     STOPPED = "stopped"
 
 
+# A release's version: what pip and dpkg accept, and safe in a file name.
+ReleaseVersion = Annotated[str, StringConstraints(pattern=r"^[0-9][0-9A-Za-z.+~-]{0,31}$")]
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class UpdateState(StrEnum):
+    """Where a fleet update stands on one kiosk, as the kiosk reports it."""
+
+    DOWNLOADING = "downloading"
+    INSTALLED = "installed"  # on disk and chosen; the kiosk restarts onto it for a trial
+    HEALTHY = "healthy"  # the new version came back with broker, camera and decoder working
+    ROLLED_BACK = "rolled_back"  # it did not: the kiosk went back to the version before
+    REFUSED = "refused"  # never installed: bad hash, bad signature, failed download
+
+
+class UpdateRefusal(StrEnum):
+    """Why a kiosk refused an update or rolled it back (a reason code, never free text)."""
+
+    BAD_HASH = "BAD_HASH"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    NO_TRUSTED_KEY = "NO_TRUSTED_KEY"
+    TOO_LARGE = "TOO_LARGE"
+    DOWNLOAD_FAILED = "DOWNLOAD_FAILED"
+    INSTALL_FAILED = "INSTALL_FAILED"
+    NOT_HEALTHY = "NOT_HEALTHY"  # up, but not broker + camera + decode within the deadline
+    CRASH_LOOP = "CRASH_LOOP"  # it kept exiting before it could become healthy
+    ROLLED_BACK_BEFORE = "ROLLED_BACK_BEFORE"  # this version failed here once: not retried
+
+
+class UpdateProgress(_Settings):
+    """One kiosk's part in one rollout (inside its status)."""
+
+    rollout_id: int = Field(ge=1, description="The rollout that offered it.")
+    version: ReleaseVersion = Field(description="The version offered.")
+    state: UpdateState
+    reason: UpdateRefusal | None = Field(default=None, description="Why refused or rolled back.")
+
+
+class UpdateOffer(_Message):
+    """Central asks one kiosk to install a release (central → kiosk command topic, QoS 1).
+
+    Not retained: central repeats it to every kiosk of the cohort that is online and not
+    yet on the version, so a kiosk that was off catches up when it returns.
+    """
+
+    command: Literal["update"] = "update"
+    rollout_id: int = Field(ge=1, description="Reported back in the kiosk's status.")
+    version: ReleaseVersion
+    url: str = Field(max_length=500, description="Where central serves the artifact (HTTPS).")
+    sha256: Sha256Hex = Field(description="SHA-256 of the artifact, hex.")
+    size: int = Field(ge=1, le=64 * 1024 * 1024, description="Artifact size in bytes.")
+    signature: str = Field(
+        max_length=200, description="Base64 Ed25519 signature by a release key (broker.release)."
+    )
+    issued_at: AwareDatetime
+
+
 class KioskStatus(_Message):
     """A kiosk's presence and health (kiosk → all, retained, last will ``offline``)."""
 
@@ -168,6 +226,9 @@ class KioskStatus(_Message):
     )
     frame_error: str | None = Field(
         default=None, max_length=40, description="Why the most recent such frame failed."
+    )
+    update: UpdateProgress | None = Field(
+        default=None, description="Where the newest fleet update offered to this kiosk stands."
     )
 
 
@@ -252,6 +313,10 @@ class KioskCommand(_Message):
     issued_at: AwareDatetime
 
 
+KioskOrder = Annotated[KioskCommand | UpdateOffer, Field(discriminator="command")]
+_ORDER_ADAPTER: TypeAdapter[KioskCommand | UpdateOffer] = TypeAdapter(KioskOrder)
+
+
 class SecurityAlert(_Message):
     """Something operators must look at (central → alerts topic)."""
 
@@ -306,6 +371,16 @@ def parse_event(kiosk_id: str, payload: bytes) -> CodeScan | SessionDone:
         # the payload to the topic.
         raise ContractError("kiosk_mismatch", f"payload kiosk {event.kiosk_id} on {kiosk_id}")
     return event
+
+
+def parse_command(payload: bytes) -> KioskCommand | UpdateOffer:
+    """Decode what central sent on a kiosk's command topic."""
+    data = _load_json(payload)
+    _check_version(data)
+    try:
+        return _ORDER_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ContractError("bad_fields", _summary(exc)) from None
 
 
 def _summary(exc: ValidationError) -> str:

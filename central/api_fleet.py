@@ -17,6 +17,7 @@ from broker.messages import (
     KioskConfig,
     KioskState,
     PinConfig,
+    UpdateProgress,
     encode,
 )
 from central.clock import Clock
@@ -72,6 +73,9 @@ class KioskView(BaseModel):
     camera_ok: bool | None
     camera_fps: float | None
     decode_ms: float | None = Field(description="Median decode time of recent frames.")
+    update: UpdateProgress | None = Field(
+        default=None, description="Where the newest fleet update offered to it stands."
+    )
     blocked_until: datetime | None
     blocked: bool
     retired: bool
@@ -138,6 +142,7 @@ def fleet_router(
             camera_ok=status.camera_ok if status else None,
             camera_fps=status.camera_fps if status else None,
             decode_ms=status.decode_ms if status else None,
+            update=status.update if status else None,
             blocked_until=record.blocked_until,
             blocked=record.blocked_until is not None and record.blocked_until > now,
             retired=record.retired,

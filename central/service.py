@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from broker import topics
 from broker.auth import DYNSEC_FILE
 from broker.messages import encode
+from broker.release import public_key
 from broker.transport import TlsFiles
-from central import api_health, api_rollout, backup, logs, rollout, schema
+from central import api_health, api_releases, api_rollout, backup, logs, rollout, schema
 from central.admin_api import create_app
 from central.api_enrol import BrokerAddress
 from central.audit import seal_forever
@@ -38,6 +39,7 @@ from central.storage.base import Store
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
+from central.updates import UpdateEngine
 
 log = logging.getLogger(__name__)
 
@@ -150,17 +152,32 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 settings.broker_public_port,
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
-            routers=[api_rollout.router(store, deps.clock, link, consumer.metrics, breaker)],
+            routers=[
+                api_rollout.router(store, deps.clock, link, consumer.metrics, breaker),
+                api_releases.router(
+                    store, deps.clock, [public_key(k) for k in settings.release_keys]
+                ),
+            ],
             open_routers=[
+                api_releases.downloads(store),
                 api_health.router(
                     store,
                     link.connected.is_set,
                     lambda: consumer.depth,
                     max_queue=settings.ready_max_queue,
                     db_timeout_s=settings.ready_db_timeout_s,
-                )
+                ),
             ],
             keys=keys,
+        )
+        updates = UpdateEngine(
+            store,
+            _enrolled(store),
+            deps.clock,
+            link,
+            consumer.presence,
+            artifact_url=lambda version: f"{settings.download_base}/releases/{version}/artifact",
+            resend_s=settings.update_resend_s,
         )
         server = _QuietServer(
             uvicorn.Config(
@@ -189,6 +206,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             if accounts.managed:
                 group.create_task(accounts.run(), name="broker-accounts")
             group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
+            group.create_task(updates.run(settings.update_every_s), name="updates")
             group.create_task(seal_forever(store), name="audit-sealer")
     finally:
         systemd.notify("STOPPING=1")
@@ -197,6 +215,15 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         await store.close()
         if data_lock is not None:
             data_lock.close()
+
+
+def _enrolled(store: SqliteStore | PostgresStore) -> Callable[[], Awaitable[list[str]]]:
+    """The kiosks a rollout may reach: enrolled and not retired."""
+
+    async def kiosks() -> list[str]:
+        return [r.config.kiosk_id for r in await store.kiosk_records() if not r.retired]
+
+    return kiosks
 
 
 async def _serve_api(server: uvicorn.Server) -> None:

@@ -7,9 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from broker.release import public_key
 from central.security import Limits
 
 SESSION_EXPIRY_S = 10
@@ -174,6 +175,38 @@ class CentralSettings(BaseSettings):
     ready_db_timeout_s: float = Field(
         default=2.0, gt=0, le=60, description="How long /ready waits for the database to answer."
     )
+    release_keys: list[str] = Field(
+        default=[],
+        max_length=8,
+        description="Release public keys (base64 Ed25519): a release they do not verify is "
+        "refused at publish. Kiosks check again with their own list.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The HTTPS address kiosks download releases from (default: the admin "
+        "API's own address).",
+    )
+    update_every_s: float = Field(
+        default=5.0, gt=0, le=600, description="How often each instance advances rollouts."
+    )
+    update_resend_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Repeat an unanswered offer this often."
+    )
+
+    @field_validator("release_keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            public_key(key)
+        return keys
+
+    @property
+    def download_base(self) -> str:
+        """Where kiosks fetch artifacts from, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.admin_tls_cert else "http"
+        return f"{scheme}://{self.admin_host}:{self.admin_port}"
 
     @property
     def sqlite_file(self) -> Path:

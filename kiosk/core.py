@@ -23,7 +23,9 @@ from broker.messages import (
     KioskConfig,
     KioskState,
     SessionDone,
+    UpdateOffer,
     Verdict,
+    parse_command,
     parse_message,
 )
 from broker.topics import AvailabilityRoute, CommandRoute, ConfigRoute, VerdictRoute
@@ -40,7 +42,8 @@ from kiosk.reconfigure import DeviceConfig
 from kiosk.scans import ScanSource
 from kiosk.settings import KioskSettings
 from kiosk.shelf import ShelfView
-from kiosk.walkup import Action, Walkup
+from kiosk.updater import Updater
+from kiosk.walkup import Action, Mode, Walkup
 
 __all__ = ["Deps", "Devices", "Journal", "Kiosk", "Outputs", "Rebuild", "open_kiosk"]
 
@@ -102,6 +105,8 @@ class Kiosk:
         self._ready = deps.ready
         # Built on the loop it will run on (the MQTT link needs it too).
         self._loop = asyncio.get_running_loop()
+        self._main: asyncio.Task[None] | None = None
+        self.updater = Updater(settings, self, deps.clock)
         self.link = KioskLink(
             settings.kiosk_id,
             settings.mqtt_host,
@@ -118,6 +123,25 @@ class Kiosk:
     def availability(self) -> dict[str, Availability]:
         """The items on this kiosk's shelf by id, as central last announced them."""
         return self.shelf.items
+
+    # -- what fleet updates ask of the kiosk (kiosk/updater.py) -----------------------------
+
+    def idle(self) -> bool:
+        """No member mid-session and no scan waiting for central: safe to update."""
+        return self.walkup.mode is Mode.IDLE and self.outbox.depth == 0
+
+    def healthy(self) -> bool:
+        """Broker connected, camera delivering and frames going through the decoder."""
+        return (
+            self.walkup.online
+            and self.walkup.camera_ok
+            and self.scans.frames.fps(self.clock.monotonic()) is not None
+        )
+
+    def restart(self) -> None:
+        """Stop as on SIGTERM; systemd (Restart=always) starts the launcher again."""
+        if self._main is not None:
+            self._main.cancel()
 
     # -- journal ---------------------------------------------------------------------------
 
@@ -139,6 +163,7 @@ class Kiosk:
         self.player.start()
         self.player.set_steady(self.walkup.steady())
         self.devices.button.on_press(self._pressed_from_thread)
+        self._main = asyncio.current_task()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run(self._status(KioskState.OFFLINE)), name="mqtt")
@@ -147,6 +172,7 @@ class Kiosk:
                     self.lifecycle.camera_started()
                 group.create_task(self._scan_loop(), name="scan-loop")
                 group.create_task(self._ticker(), name="ticker")
+                group.create_task(self.updater.run(), name="updater")
         finally:
             self.lifecycle.stopping()
             self.devices.button.on_press(None)
@@ -176,6 +202,7 @@ class Kiosk:
             config_problem=self.reconfigure.problem,
             frame_errors=self.scans.frame_error_count,
             frame_error=self.scans.last_frame_error,
+            update=self.updater.progress,
         )
 
     async def _scan_loop(self) -> None:
@@ -286,7 +313,10 @@ class Kiosk:
                 case ConfigRoute():
                     self._on_config(parse_message(KioskConfig, payload))
                 case CommandRoute():
-                    if parse_message(KioskCommand, payload).command == "identify":
+                    command = parse_command(payload)
+                    if isinstance(command, UpdateOffer):
+                        self.updater.offer(command)
+                    elif isinstance(command, KioskCommand) and command.command == "identify":
                         self.player.play(Signal.IDENTIFY)
                 case _:
                     assert_never(route)

@@ -17,7 +17,7 @@ from enum import StrEnum
 import paho.mqtt.client as paho
 
 from broker import topics
-from broker.messages import KioskState, KioskStatus, encode
+from broker.messages import KioskState, KioskStatus, UpdateProgress, encode
 from broker.topics import (
     AvailabilityRoute,
     BadTopic,
@@ -101,6 +101,7 @@ class KioskLink:
         config_problem: str | None = None,
         frame_errors: int = 0,
         frame_error: str | None = None,
+        update: UpdateProgress | None = None,
     ) -> bytes:
         """A presence payload for this kiosk."""
         return encode(
@@ -117,6 +118,7 @@ class KioskLink:
                 config_problem=config_problem,
                 frame_errors=frame_errors or None,
                 frame_error=frame_error,
+                update=update,
             )
         )
 

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.ids import ID_PATTERN
 from broker.messages import Sound
+from broker.release import public_key
 
 # A kiosk nobody has enrolled yet: it waits for a bundle or an enrolment QR.
 UNENROLLED = "UNENROLLED"
@@ -136,6 +137,34 @@ class KioskSettings(BaseSettings):
     sound: Sound = Field(
         default=Sound.ALL, description="When the buzzer sounds, unless central says."
     )
+    update_keys: list[str] = Field(
+        default=[],
+        max_length=8,
+        description="Release keys this kiosk trusts (base64 Ed25519 public keys); with none "
+        "it refuses every fleet update.",
+    )
+    update_ca: Path | None = Field(
+        default=None,
+        description="The CA of central's HTTPS for downloads (default: claim_ca, then the "
+        "system's).",
+    )
+    update_health_s: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="A new version must have broker, camera and decoder working this soon "
+        "after it starts, or the kiosk rolls back.",
+    )
+    update_check_every_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often a waiting update looks for idle."
+    )
+
+    @field_validator("update_keys")
+    @classmethod
+    def _keys_parse(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            public_key(key)  # ValueError names the problem; the key itself is public
+        return keys
 
 
 def load_settings(**overrides: Any) -> KioskSettings:

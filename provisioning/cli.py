@@ -207,7 +207,17 @@ def parser() -> argparse.ArgumentParser:
     )
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     # Command modules import this one's helpers, so they are loaded here, not at the top.
-    from provisioning import audit, enrol, fleet, library, loans, printing, rollout, security
+    from provisioning import (
+        audit,
+        enrol,
+        fleet,
+        library,
+        loans,
+        printing,
+        releases,
+        rollout,
+        security,
+    )
 
     audit.register(audit_parser)
     loans.register(sub)
@@ -217,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
     printing.register(sub)
     rollout.register(sub)
     security.register(sub, kiosk_sub)
+    releases.register(sub)
     _json_anywhere(top)
     return top
 

@@ -32,6 +32,13 @@ def _when(value: Any) -> str | None:
     return datetime.fromisoformat(str(value)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _update(update: dict[str, Any] | None) -> str | None:
+    """``0.2.0 rolled_back CRASH_LOOP``: the newest update offered, where it stands, why."""
+    if not update:
+        return None
+    return " ".join(str(update[k]) for k in ("version", "state", "reason") if update.get(k))
+
+
 def _row(kiosk: dict[str, Any]) -> dict[str, Any]:
     """One kiosk as a table row for people."""
     camera = kiosk.get("camera_ok")
@@ -41,6 +48,7 @@ def _row(kiosk: dict[str, Any]) -> dict[str, Any]:
         "state": kiosk["state"],
         "last_seen": _when(kiosk.get("last_seen")),
         "software": kiosk.get("software_version"),
+        "update": _update(kiosk.get("update")),
         "config": kiosk["config_version"],
         "running": kiosk.get("running_config_version"),
         "outbox": kiosk.get("outbox_depth"),

@@ -13,6 +13,10 @@ ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || need+=(libzbar0)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)  # tests rasterise label-sheet PDFs
+# The Pi-install test builds a kiosk venv over Debian's own python3 and its numpy and Pillow,
+# as Raspberry Pi OS ships them (tests/e2e/test_pi_install.py).
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy, PIL, ensurepip' >/dev/null 2>&1 \
+    || need+=(python3 python3-venv python3-numpy python3-pil)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     "${sudo_cmd[@]}" apt-get update -qq
@@ -45,12 +49,15 @@ if sys.version_info[:2] != (3, 11):
     sys.exit(f"setup: Python 3.11 is required (Raspberry Pi OS Bookworm's), found {sys.version.split()[0]}")
 PY
 
-# The venv is rebuilt only when the pinned requirements or pyproject change.
+# The venv is rebuilt only when the pinned requirements or pyproject change. This machine
+# builds, tests and demonstrates every role, so it takes the dev lock (requirements/dev.lock:
+# kiosk + central + admin + test tools); a kiosk or a central installs only its own lock.
 stamp=.venv/.installed
-if [ ! -x .venv/bin/python ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "setup: building .venv from requirements.lock" >&2
+lock=requirements/dev.lock
+if [ ! -x .venv/bin/python ] || [ "$lock" -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "setup: building .venv from $lock" >&2
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check -r requirements.lock
+    .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r "$lock"
     .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
     touch "$stamp"
 fi

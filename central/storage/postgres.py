@@ -41,6 +41,7 @@ from central.storage.kiosk_config import (
     KioskRecord,
     config_from_row,
 )
+from central.storage.releases import ReleaseWrites
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row, numbered
 
 log = logging.getLogger(__name__)
@@ -360,7 +361,7 @@ def _numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _m: f"${next(numbered)}", sql)
 
 
-class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
+class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
 
     backend = "postgres"

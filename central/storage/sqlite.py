@@ -38,6 +38,7 @@ from central.storage.kiosk_config import (
     KioskRecord,
     config_from_row,
 )
+from central.storage.releases import ReleaseWrites
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ def _availability(row: Sequence[Any], now: datetime) -> Availability:
     )
 
 
-class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
+class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     """Central's state in one SQLite file (WAL mode)."""
 
     backend = "sqlite"

@@ -287,6 +287,7 @@ async def test_cs_admin_configures_watches_and_identifies(
             "STATE",
             "LAST_SEEN",
             "SOFTWARE",
+            "UPDATE",
             "CONFIG",
             "RUNNING",
             "OUTBOX",

@@ -30,6 +30,8 @@ THREATS = (
     "breaker abuse",
     "terminal injection",
     "code-like clutter in view",
+    "malicious update",
+    "stolen release key",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

@@ -39,7 +39,14 @@ TABLES = (
     "rate_buckets",  # 0004_security
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
-NEWEST_TABLES = (*TABLES, "rollout_flags", "audit_chain_head")
+NEWEST_TABLES = (
+    *TABLES,
+    "rollout_flags",
+    "audit_chain_head",
+    "releases",
+    "release_rollouts",
+    "kiosk_updates",
+)
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)
 # What a broken constraint raises from a Tx method (the stores pass these through).

@@ -29,6 +29,9 @@ TABLES = {
     "rollout_flags",
     "rate_buckets",
     "audit_chain_head",
+    "releases",
+    "release_rollouts",
+    "kiosk_updates",
 }
 
 
