@@ -71,7 +71,7 @@ async def apply(
     limits: security.Limits | None = None,
 ) -> Outcome:
     """Decide ``event`` (its code already verified into ``token``) and record it once."""
-    previous = await tx.find_verdict(event.event_id)
+    previous = await tx.find_verdict(event.kiosk_id, event.event_id)
     if previous is not None:
         # A redelivered event: same verdict, no effect.
         return Outcome(previous, encode(previous), replayed=True)

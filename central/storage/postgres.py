@@ -65,12 +65,19 @@ class PostgresTx:
         """The connection this transaction runs on."""
         return self._conn
 
-    async def find_verdict(self, event_id: str) -> Verdict | None:
+    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
         # Claim the event first: a redelivery racing on another instance waits here and
-        # then reads this transaction's verdict instead of deciding the event again.
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event_id)
+        # then reads this transaction's verdict instead of deciding the event again. Event
+        # ids are the kiosk's own, so the lock key is the pair ('/' is in neither id).
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            kiosk_id,
+            event_id,
+        )
         text = await self._conn.fetchval(
-            "SELECT verdict FROM scan_events WHERE event_id = $1", event_id
+            "SELECT verdict FROM scan_events WHERE kiosk_id = $1 AND event_id = $2",
+            kiosk_id,
+            event_id,
         )
         return None if text is None else Verdict.model_validate_json(text)
 
@@ -97,7 +104,7 @@ class PostgresTx:
         # The kiosk row lock serialises every decision about one kiosk's session.
         row = await self._conn.fetchrow(
             "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
-            " session_timeout_s FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
+            " session_timeout_s, return_point FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
             kiosk_id,
         )
         return None if row is None else KioskRow(*row)
@@ -372,6 +379,22 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
         self._dsn = dsn
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """The database itself failed (down, out of resources, shutting down), not one
+        event's data."""
+        return isinstance(
+            exc,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.InsufficientResourcesError
+            | asyncpg.OperatorInterventionError
+            | asyncpg.PostgresSystemError
+            | asyncpg.LockNotAvailableError
+            | StorageError
+            | OSError
+            | TimeoutError,
+        )
 
     def is_conflict(self, exc: BaseException) -> bool:
         """A constraint refused the write, or PostgreSQL broke a deadlock or conflict."""

@@ -153,10 +153,14 @@ async def test_broken_scans_are_answered_malformed_or_dropped_and_acked(
     batch = [
         # An event id to answer, but no code: the kiosk hears MALFORMED.
         Inbound(scan_topic, no_code, 1, 1),
-        # Not even JSON: nobody to answer, so it is dropped (and audited).
+        # Not even JSON: nobody to answer, so it is dropped (and counted).
         Inbound(scan_topic, b"{not json", 2, 1),
     ]
     await consumer.handle(batch)
+    # Nothing reached the database: refusals are counted in memory, and written as one
+    # aggregated row per kiosk when the window closes.
+    assert await query(library, "SELECT count(*) FROM scan_events") == [(0,)]
+    await consumer.flush_drops(everything=True)
     [verdict] = wire.verdicts(KIOSK_A)
     assert (verdict.event_id, verdict.reason, verdict.accepted) == (
         event_id,
@@ -165,9 +169,11 @@ async def test_broken_scans_are_answered_malformed_or_dropped_and_acked(
     )
     assert sorted(wire.acked) == [1, 2]
     dropped = await query(
-        library, "SELECT actor, reason FROM qr_audit_log WHERE action = 'scan.dropped'"
+        library, "SELECT actor, kiosk_id, detail FROM qr_audit_log WHERE action = 'scan.dropped'"
     )
-    assert dropped == [("system", Reason.MALFORMED.value)]
+    [(actor, kiosk_id, detail)] = dropped
+    assert (actor, kiosk_id) == ("system", KIOSK_A)
+    assert json.loads(detail) == {"counts": {"bad_fields": 1, "not_json": 1}, "total": 2}
 
 
 async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
