@@ -73,6 +73,7 @@ class Reason(StrEnum):
     LIMIT_REACHED = "LIMIT_REACHED"
     ITEM_UNAVAILABLE = "ITEM_UNAVAILABLE"
     NOT_CHECKED_OUT = "NOT_CHECKED_OUT"
+    WRONG_SHELF = "WRONG_SHELF"  # a return at a kiosk of another shelf (not a return point)
     NO_SESSION = "NO_SESSION"
     RATE_LIMITED = "RATE_LIMITED"
     KIOSK_BLOCKED = "KIOSK_BLOCKED"

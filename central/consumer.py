@@ -121,6 +121,7 @@ class Consumer:
         self._queues: dict[str, deque[Inbound]] = {}
         self._turns: deque[str] = deque()
         self._depth = 0
+        self._in_hand = 0  # the batch being decided (or retried)
         self._wake = asyncio.Event()
         # A kiosk may hold this many messages waiting; the excess is shed (its outbox sends
         # it again). An honest kiosk re-sending a few hundred queued returns fits.
@@ -162,19 +163,19 @@ class Consumer:
             self._drop(inbound, kiosk, Drop.SHED)
             return
         queue.append(inbound)
-        if self._depth == 0:
+        if self.depth == 0:
             self.progress = time.monotonic()
         self._depth += 1
         self._wake.set()
 
     @property
     def depth(self) -> int:
-        """Messages waiting to be decided."""
-        return self._depth
+        """Messages waiting to be decided (the batch in hand included)."""
+        return self._depth + self._in_hand
 
     def stalled_s(self) -> float:
         """How long messages have waited with no batch finished (0 when none wait)."""
-        return 0.0 if self._depth == 0 else time.monotonic() - self.progress
+        return 0.0 if self.depth == 0 else time.monotonic() - self.progress
 
     def _next_batch(self) -> list[Inbound]:
         """Up to ``batch_max`` messages, one kiosk at a time in turn, each to its share."""
@@ -209,11 +210,13 @@ class Consumer:
                     await self.flush_drops()
                     continue
             batch = self._next_batch()
+            self._in_hand = len(batch)
             delay = 0.1
             while True:
                 try:
                     await self.handle(batch)
                     self.heartbeat = self.progress = time.monotonic()
+                    self._in_hand = 0
                     break
                 except Exception:
                     # Only a systemic fault gets here (one event's own failure is isolated
