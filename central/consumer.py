@@ -412,7 +412,6 @@ class Consumer:
     def _retained(self, inbound: Inbound, kiosk: str) -> None:
         """A retained scan is never decided (it would be handed to every central that
         subscribes, for ever); it is counted and cleared from the broker."""
-        self.counts["retained"] += 1
         if kiosk != NO_KIOSK:
             # An empty retained message removes it; it comes back to us empty, and an
             # empty scan is ignored.
