@@ -7,6 +7,8 @@ kiosk hears its verdicts in order, and a message is acknowledged only once decid
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 
@@ -22,9 +24,11 @@ from broker.messages import (
     Verdict,
     encode,
 )
+from central.abuse import AbusePolicy
 from central.clock import FakeClock
 from central.consumer import Consumer
 from central.mqtt import Inbound
+from central.security import ALERT_AUTO_BLOCK
 from central.storage.base import CheckoutRow
 from central.storage.postgres import PostgresTx
 from central.storage.sqlite import SqliteStore, SqliteTx
@@ -35,6 +39,7 @@ from tests.unit.central.support import (
     GRACE,
     KIOSK_A,
     KIOSK_B,
+    RAKE,
     SAW,
     SHELF,
     AnyStore,
@@ -232,3 +237,104 @@ async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
     assert held == [(DRILL, ADA), (SAW, GRACE)]
     decided = await query(library, "SELECT count(*) FROM scan_events")
     assert decided == [(5,)]
+
+
+async def drain(consumer: Consumer) -> None:
+    """Run the consumer until nothing waits, then stop it."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while consumer.depth:  # noqa: ASYNC110 - depth is a counter, not an event
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_one_kiosks_backlog_does_not_delay_another_kiosks_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(library, signer, clock, wire, kiosk_share=8)
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    for message in inbound([code_scan(KIOSK_A, rake, now) for _ in range(500)]):
+        consumer.submit(message)
+    late_comer = code_scan(KIOSK_B, rake, now)
+    [message] = inbound([late_comer], first_mid=1000)
+    consumer.submit(message)
+    assert consumer.depth == 501
+    await drain(consumer)
+    order = [
+        Verdict.model_validate_json(payload).event_id
+        for topic, payload, _ in wire.published
+        if topic.endswith("/verdict")
+    ]
+    assert len(order) == 501
+    # KIOSK-B's one scan went into the first batch, behind at most KIOSK-A's share of it.
+    assert order.index(late_comer.event_id) <= 8
+    assert len(wire.acked) == 501
+
+
+async def test_a_kiosks_backlog_beyond_its_bound_is_shed_and_counted_never_an_outbox_resend(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    # An honest kiosk back from an outage re-sends a few hundred queued returns: all kept.
+    consumer = Consumer(library, signer, clock, wire)
+    resend = inbound([code_scan(KIOSK_A, rake, now, queued=True) for _ in range(300)])
+    for message in resend:
+        consumer.submit(message)
+    assert consumer.depth == 300
+    await drain(consumer)
+    assert len(wire.verdicts(KIOSK_A)) == 300
+    assert consumer.counts["shed"] == 0
+    # A kiosk holding more than its bound: the excess is acked and counted, not queued.
+    flooded = Consumer(library, signer, clock, wire, kiosk_backlog=100)
+    flood = inbound([code_scan(KIOSK_B, rake, now) for _ in range(150)], first_mid=1000)
+    for message in flood:
+        flooded.submit(message)
+    assert flooded.depth == 100
+    assert flooded.counts["shed"] == 50
+    await drain(flooded)
+    assert len(wire.verdicts(KIOSK_B)) == 100
+    await flooded.flush_drops(everything=True)
+    [detail] = await query(library, "SELECT detail FROM qr_audit_log WHERE action = 'scan.dropped'")
+    assert json.loads(detail[0]) == {"counts": {"shed": 50}, "total": 50}
+
+
+async def test_garbage_is_counted_in_memory_and_blocks_its_kiosk_with_one_alert(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(
+        library, signer, clock, wire, abuse_policy=AbusePolicy(block_after=10, answers_per_window=3)
+    )
+    garbage = [Inbound(topics.scan(KIOSK_A), b"{not json", mid, 1) for mid in range(1, 11)]
+    await consumer.handle(garbage)
+    # Blocked at the tenth; from then on its scans are dropped before any work.
+    consumer.submit(Inbound(topics.scan(KIOSK_A), b"{not json", 11, 1))
+    assert consumer.depth == 0
+    assert consumer.counts["blocked"] == 1
+    before = await query(library, "SELECT count(*) FROM qr_audit_log")
+    await consumer.flush_drops(everything=True)
+    after = await query(
+        library,
+        "SELECT action, reason, kiosk_id FROM qr_audit_log"
+        " WHERE action IN ('kiosk.block', 'security.alert', 'scan.dropped')"
+        " ORDER BY seq",
+    )
+    assert [(action, kiosk) for action, _, kiosk in after] == [
+        ("kiosk.block", KIOSK_A),
+        ("security.alert", KIOSK_A),
+        ("scan.dropped", KIOSK_A),
+    ]
+    assert after[1][1] == ALERT_AUTO_BLOCK
+    assert len(await query(library, "SELECT seq FROM qr_audit_log")) == before[0][0] + 3
+    [(blocked_until,)] = await query(
+        library, "SELECT blocked_until FROM kiosks WHERE kiosk_id = ?", KIOSK_A
+    )
+    assert blocked_until is not None
+    alerts = [payload for topic, payload, _ in wire.published if topic == topics.ALERTS]
+    assert len(alerts) == 1
+    assert sorted(wire.acked) == list(range(1, 12))
