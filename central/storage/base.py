@@ -370,7 +370,13 @@ class Store(Protocol):
         """Every enrolled kiosk, retired ones included, by id."""
 
     async def configure_kiosk(
-        self, kiosk_id: str, change: Change, now: datetime, actor: str
+        self,
+        kiosk_id: str,
+        change: Change,
+        now: datetime,
+        actor: str,
+        *,
+        return_point: bool | None = None,
     ) -> KioskConfig | None:
         """Apply ``change`` to a kiosk's configuration under its lock, bump its version and
         audit it; None if there is no such kiosk, StorageError if it is retired or the

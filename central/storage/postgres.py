@@ -577,9 +577,9 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites):
     async def kiosk_records(self) -> Sequence[KioskRecord]:
         rows = await self.pool.fetch(
             "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
+            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
         )
-        return [KioskRecord(config_from_row(r), r[5], r[6]) for r in rows]
+        return [KioskRecord(config_from_row(r), r[5], r[6], r[7]) for r in rows]
 
     async def audit_head(self) -> ChainHead:
         row = await self.pool.fetchrow(

@@ -688,10 +688,10 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites):
     async def kiosk_records(self) -> Sequence[KioskRecord]:
         async with self._read.execute(
             "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
+            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
         ) as cur:
             rows = await cur.fetchall()
-        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6])) for r in rows]
+        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6]), bool(r[7])) for r in rows]
 
     async def audit_head(self) -> ChainHead:
         async with self._read.execute(_HEAD_SQL) as cur:

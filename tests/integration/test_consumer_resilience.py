@@ -2,7 +2,8 @@
 
 Each test plays an attack found from outside: a poisoned scan time, a retained scan, an
 event that fails on its own inside the database, a stuck consumer behind a green /ready,
-another kiosk's event id, and one kiosk flooding garbage while honest kiosks walk up.
+another kiosk's event id, one kiosk flooding garbage while honest kiosks walk up, and a
+copied label shown at another shelf.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from broker.messages import Reason, SecurityAlert, Verdict, encode
 from central.security import ALERT_AUTO_BLOCK
 from central.settings import CentralSettings
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
+from tests.integration.test_admin_cli import Cli
 from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
@@ -438,3 +440,33 @@ async def test_a_kiosk_flooding_garbage_is_blocked_and_honest_verdicts_stay_prom
         flood_answers = [e for e in timings.reasons if e.startswith("flood")]
         assert 0 < len(flood_answers) <= 100
         assert datetime.now(UTC) < datetime.fromisoformat(shown["blocked_until"])
+
+
+# --- a copied label ----------------------------------------------------------------------
+
+
+async def test_a_copied_label_returns_nothing_away_from_its_shelf_but_a_return_point_takes_it(
+    central: RunningCentral, probe: Probe, cli: Cli
+) -> None:
+    await seed_library(central.admin)
+    drill = await label(central, "DRILL-01")  # lives on SHELF-A; KIOSK-B1 serves SHELF-B
+    probe.subscribe(topics.VERDICT_FILTER)
+    assert (await ask(probe, scan("KIOSK-A1", await new_pass(central)))).accepted
+    assert (await ask(probe, scan("KIOSK-A1", drill))).reason is Reason.CHECKED_OUT
+    # A photo of the drill's label shown at another shelf's kiosk returns nothing…
+    elsewhere = await ask(probe, scan("KIOSK-B1", drill))
+    assert (elsewhere.reason, elsewhere.accepted) == (Reason.WRONG_SHELF, False)
+    assert await held_by(central, "DRILL-01") == "checked_out"
+    # …until an admin makes that kiosk a return point (the front desk's, say).
+    made = await cli("kiosk", "config", "KIOSK-B1", "--return-point")
+    assert made.code == 0, made.err
+    shown = await cli("kiosk", "show", "KIOSK-B1")
+    assert "return_point" in shown.out
+    assert (await central.admin.get("/kiosks/KIOSK-B1")).json()["return_point"] is True
+    assert (await ask(probe, scan("KIOSK-B1", drill))).reason is Reason.RETURNED
+    audit = (await central.admin.get("/audit", params={"limit": 1000})).json()
+    [configured] = [row for row in audit if row["action"] == "kiosk.configure"]
+    assert configured["detail"]["changes"]["return_point"] == [False, True]
+    # A loan that short is marked for staff to look at.
+    [returned] = [row for row in audit if row["reason"] == "RETURNED"]
+    assert returned["detail"]["quick_return"] is True
