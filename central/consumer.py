@@ -398,7 +398,11 @@ class Consumer:
             job.refusal = exc
             return job
         if isinstance(job.event, CodeScan):
-            job.token = self._signer.verify(job.event.code, self._clock.now())
+            try:
+                job.token = self._signer.verify(job.event.code, self._clock.now())
+            except Exception:  # a code that breaks the verifier is refused, never fatal
+                log.exception("code from %s could not be verified", job.kiosk)
+                job.token = Reason.MALFORMED
         return job
 
     def _refuse(self, job: _Job, exc: ContractError) -> None:
@@ -512,7 +516,7 @@ class Consumer:
                 self.seen.pop(kiosk_id, None)
                 return
             status = parse_message(KioskStatus, inbound.payload)
-        except ContractError:
+        except Exception:  # ContractError, or anything else: a bad status never stops us
             self.counts["malformed.status"] += 1
             return
         if status.kiosk_id == kiosk_id:
