@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import prometheus_client
 from pydantic import TypeAdapter, ValidationError
 
 from broker import topics
@@ -131,6 +132,7 @@ class Consumer:
         self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
         self._unwritten: list[AuditEntry] = []  # aggregated drop rows a failed flush kept
         self.metrics = metrics or Metrics()
+        self._dropped: dict[str, prometheus_client.Counter] = {}
         self.counts: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
@@ -434,7 +436,10 @@ class Consumer:
         """Count a message that will not be decided, answer it if the budget allows, ack it."""
         if metered:
             self.counts[kind] += 1
-        self.metrics.dropped.labels(kind=kind).inc()
+        counter = self._dropped.get(kind)
+        if counter is None:  # the label lookup costs more than the rest of a drop
+            counter = self._dropped[kind] = self.metrics.dropped.labels(kind=kind)
+        counter.inc()
         if self.abuse.note(kiosk, kind) and answer is not None and kiosk != NO_KIOSK:
             event_id = _event_id_of(inbound.payload)
             if event_id is not None:
