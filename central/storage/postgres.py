@@ -1,7 +1,7 @@
 """The PostgreSQL backend (asyncpg): several central instances share one database.
 
 Each event is decided in its own short transaction that takes its locks in one fixed
-order — the event id (advisory lock), then the kiosk row, then the item row, then the
+order — the kiosk's event id (advisory lock), then the kiosk row, then the item row, then the
 member row — so two instances never wait on each other in a cycle, and the constraints
 (partial unique indexes, unique pass and event ids) refuse whatever a logic slip lets by.
 """
