@@ -5,7 +5,8 @@ here, never with a database row per message: a flood of ten thousand messages a 
 must cost central a few dictionary updates each, and the audit log one row per kiosk per
 window with the counts by kind. A kiosk whose bad messages in one window reach the
 threshold is blocked (``kiosks.blocked_until``, audited, a security alert), and while it
-is blocked its scans are dropped before any parsing or database work.
+is blocked its scans beyond a small budget per window are dropped before any parsing or
+database work.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class AbusePolicy:
     block_after: int = 50
     block_for: timedelta = timedelta(minutes=15)
     answers_per_window: int = 20
-    recheck_s: float = 5.0
+    hold_s: float = 60.0
 
 
 @dataclass(slots=True)
@@ -112,8 +113,25 @@ class AbuseCounter:
             return True
         return False
 
+    def admit(self, kiosk: str) -> bool:
+        """Whether a message from ``kiosk`` may be looked at; False: drop it unread.
+
+        A kiosk that is not held is always admitted. A held (blocked) one still gets its
+        window's answer budget through, so it hears why (``KIOSK_BLOCKED`` from the
+        database, which also notices an admin's unblock), and nothing more.
+        """
+        if not self.blocked(kiosk):
+            return True
+        window = self._windows.get(kiosk)
+        if window is None:
+            window = self._windows[kiosk] = _Window(self._now())
+        if window.answered < self.policy.answers_per_window:
+            window.answered += 1
+            return True
+        return False
+
     def blocked(self, kiosk: str) -> bool:
-        """Whether ``kiosk``'s scans are dropped without any work right now."""
+        """Whether ``kiosk`` is held: known to be blocked, its excess traffic dropped."""
         until = self._blocked.get(kiosk)
         if until is None:
             return False
@@ -127,7 +145,7 @@ class AbuseCounter:
         self._blocked[kiosk] = max(self._blocked.get(kiosk, 0.0), self._now() + seconds)
 
     def release(self, kiosk: str) -> None:
-        """Forget a local hold (an admin lifted the block)."""
+        """Forget a local hold (the database no longer blocks the kiosk)."""
         self._blocked.pop(kiosk, None)
 
     def counts(self, kiosk: str) -> dict[str, int]:
