@@ -14,7 +14,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +42,7 @@ from broker.messages import (
 from central import abuse, ledger
 from central.abuse import NO_KIOSK, AbuseCounter, AbusePolicy, Drop
 from central.clock import Clock
+from central.fairqueue import FairQueue
 from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
@@ -118,17 +119,12 @@ class Consumer:
         self._out = publisher
         self._batch_max = batch_max
         self._limits = limits
-        # One queue per kiosk, and the kiosks with something waiting, in turn order.
-        self._queues: dict[str, deque[Inbound]] = {}
-        self._turns: deque[str] = deque()
-        self._depth = 0
+        # One queue per kiosk. A kiosk may hold ``kiosk_backlog`` messages waiting (the
+        # excess is shed: its outbox sends it again; an honest kiosk re-sending a few
+        # hundred queued returns fits) and fill ``kiosk_share`` places of one batch.
+        self._waiting: FairQueue[Inbound] = FairQueue(kiosk_backlog, kiosk_share)
         self._in_hand = 0  # the batch being decided (or retried)
         self._wake = asyncio.Event()
-        # A kiosk may hold this many messages waiting; the excess is shed (its outbox sends
-        # it again). An honest kiosk re-sending a few hundred queued returns fits.
-        self._kiosk_backlog = kiosk_backlog
-        # ...and fill at most this many places of one batch, so batches stay short.
-        self._kiosk_share = kiosk_share
         self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
         self._unwritten: list[AuditEntry] = []  # aggregated drop rows a failed flush kept
         self.metrics = metrics or Metrics()
@@ -154,55 +150,29 @@ class Consumer:
             if inbound.retain:
                 self._retained(inbound, kiosk)
                 return
-            if self.abuse.blocked(kiosk):
-                self._drop(inbound, kiosk, Drop.BLOCKED, answer=Reason.KIOSK_BLOCKED)
+            if not self.abuse.admit(kiosk):
+                self._drop(inbound, kiosk, Drop.BLOCKED)
                 return
-        queue = self._queues.get(kiosk)
-        if queue is None:
-            queue = self._queues[kiosk] = deque()
-            self._turns.append(kiosk)
-        elif len(queue) >= self._kiosk_backlog:
-            self._drop(inbound, kiosk, Drop.SHED)
-            return
-        queue.append(inbound)
         if self.depth == 0:
             self.progress = time.monotonic()
-        self._depth += 1
+        if not self._waiting.put(kiosk, inbound):
+            self._drop(inbound, kiosk, Drop.SHED)
+            return
         self._wake.set()
 
     @property
     def depth(self) -> int:
         """Messages waiting to be decided (the batch in hand included)."""
-        return self._depth + self._in_hand
+        return len(self._waiting) + self._in_hand
 
     def stalled_s(self) -> float:
         """How long messages have waited with no batch finished (0 when none wait)."""
         return 0.0 if self.depth == 0 else time.monotonic() - self.progress
 
-    def _next_batch(self) -> list[Inbound]:
-        """Up to ``batch_max`` messages, one kiosk at a time in turn, each to its share."""
-        batch: list[Inbound] = []
-        taken: Counter[str] = Counter()
-        spent: list[str] = []
-        while self._turns and len(batch) < self._batch_max:
-            kiosk = self._turns.popleft()
-            queue = self._queues[kiosk]
-            batch.append(queue.popleft())
-            taken[kiosk] += 1
-            if not queue:
-                del self._queues[kiosk]
-            elif taken[kiosk] >= self._kiosk_share:
-                spent.append(kiosk)  # back in line after this batch
-            else:
-                self._turns.append(kiosk)
-        self._turns.extend(spent)
-        self._depth -= len(batch)
-        return batch
-
     async def run(self) -> None:
         """Decide batches forever; a failing database delays answers, it never drops scans."""
         while True:
-            if not self._turns:
+            if not self._waiting:
                 self._wake.clear()
                 try:
                     # Wake at least once a second so the heartbeat shows the loop is alive.
@@ -211,7 +181,7 @@ class Consumer:
                     self.heartbeat = time.monotonic()
                     await self.flush_drops()
                     continue
-            batch = self._next_batch()
+            batch = self._waiting.take(self._batch_max)
             self._in_hand = len(batch)
             delay = 0.1
             while True:
@@ -259,18 +229,25 @@ class Consumer:
                 self.counts["fault"] += 1
                 continue
             if isinstance(outcome, Outcome):
-                self._answer(outcome)
-                if log.isEnabledFor(logging.DEBUG):  # one line per scan: off on the hot path
-                    _log_verdict(job, outcome)
-                self.metrics.verdict(
-                    outcome.verdict.reason,
-                    replayed=outcome.replayed,
-                    seconds=time.monotonic() - job.inbound.received,
-                )
-                if outcome.verdict.reason is Reason.KIOSK_BLOCKED and not outcome.replayed:
-                    # Its next scans are refused from memory for a while, with no work.
-                    self.abuse.hold(job.kiosk, self.abuse.policy.recheck_s)
+                self._decided(job, outcome)
             self._out.ack(job.inbound)
+
+    def _decided(self, job: _Job, outcome: Outcome) -> None:
+        """Answer one decided event, measure it, and note what it says of its kiosk."""
+        self._answer(outcome)
+        if log.isEnabledFor(logging.DEBUG):  # one line per scan: off on the hot path
+            _log_verdict(job, outcome)
+        self.metrics.verdict(
+            outcome.verdict.reason,
+            replayed=outcome.replayed,
+            seconds=time.monotonic() - job.inbound.received,
+        )
+        if not outcome.replayed:
+            if outcome.verdict.reason is Reason.KIOSK_BLOCKED:
+                # Beyond its answer budget, its next scans are dropped unread.
+                self.abuse.hold(job.kiosk, self.abuse.policy.hold_s)
+            else:
+                self.abuse.release(job.kiosk)  # unblocked, here or elsewhere
 
     async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[_Result]:
         """One transaction for the batch (group commit), a savepoint per event."""
