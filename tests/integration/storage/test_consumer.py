@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
@@ -338,3 +339,30 @@ async def test_garbage_is_counted_in_memory_and_blocks_its_kiosk_with_one_alert(
     alerts = [payload for topic, payload, _ in wire.published if topic == topics.ALERTS]
     assert len(alerts) == 1
     assert sorted(wire.acked) == list(range(1, 12))
+
+
+async def test_a_kiosk_unblocked_anywhere_is_heard_in_full_at_its_next_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(
+        library, signer, clock, wire, abuse_policy=AbusePolicy(answers_per_window=5)
+    )
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    async with library.write() as tx:
+        await tx.set_blocked_until(KIOSK_A, now + timedelta(hours=1))
+    [blocked] = inbound([code_scan(KIOSK_A, rake, now)])
+    await consumer.handle([blocked])
+    assert reasons(wire.verdicts(KIOSK_A)) == [Reason.KIOSK_BLOCKED]
+    # Held now: beyond its small budget, its traffic would be dropped unread. An admin
+    # (on this instance or another) lifts the block in the database.
+    async with library.write() as tx:
+        await tx.set_blocked_until(KIOSK_A, None)
+    [first] = inbound([code_scan(KIOSK_A, rake, now)], first_mid=2)
+    consumer.submit(first)
+    await drain(consumer)
+    for message in inbound([code_scan(KIOSK_A, rake, now) for _ in range(30)], first_mid=3):
+        consumer.submit(message)
+    await drain(consumer)
+    assert reasons(wire.verdicts(KIOSK_A)) == [Reason.KIOSK_BLOCKED] + [Reason.NO_SESSION] * 31
+    assert consumer.counts["blocked"] == 0
