@@ -165,6 +165,9 @@ class AbuseCounter:
     def due(self, *, everything: bool = False) -> list[DropRow]:
         """Windows that have closed (or all of them), removed and returned as rows."""
         now = self._now()
+        # Holds that ended go too, so memory follows the kiosks heard from lately.
+        for kiosk in [k for k, until in self._blocked.items() if until <= now]:
+            del self._blocked[kiosk]
         rows = []
         for kiosk, window in list(self._windows.items()):
             age = now - window.started
