@@ -183,26 +183,32 @@ class Consumer:
                     continue
             batch = self._waiting.take(self._batch_max)
             self._in_hand = len(batch)
+            jobs = self._triage(batch)  # statuses and refusals: answered once, here
             delay = 0.1
             while True:
                 try:
-                    await self.handle(batch)
+                    await self._settle(jobs)
                     self.heartbeat = self.progress = time.monotonic()
                     self._in_hand = 0
                     break
                 except Exception:
                     # Only a systemic fault gets here (one event's own failure is isolated
-                    # in handle). Nothing in the batch was acknowledged, and a retry of
-                    # events that did commit reads their stored verdicts back: retrying is
-                    # always safe.
+                    # in _settle). No event left was acknowledged, and a retry of events
+                    # that did commit reads their stored verdicts back: retrying is always
+                    # safe.
                     self.counts["batch_retry"] += 1
-                    log.exception("batch of %s failed; retrying in %.1fs", len(batch), delay)
+                    log.exception("batch of %s failed; retrying in %.1fs", len(jobs), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
             await self.flush_drops()
 
     async def handle(self, batch: Sequence[Inbound]) -> None:
         """Decide one batch: parse, verify, one transaction, publish, then ack."""
+        await self._settle(self._triage(batch))
+
+    def _triage(self, batch: Sequence[Inbound]) -> list[_Job]:
+        """Take in statuses and refuse what breaks the contract (both acked at once); the
+        events to decide, parsed and verified."""
         jobs: list[_Job] = []
         for inbound in batch:
             if inbound.topic.endswith("/status"):
@@ -214,6 +220,10 @@ class Consumer:
                 self._refuse(job, job.refusal)
             else:
                 jobs.append(job)
+        return jobs
+
+    async def _settle(self, jobs: list[_Job]) -> None:
+        """Decide ``jobs`` in the database, answer each kiosk, then ack."""
         if not jobs:
             return
         now = self._clock.now()
