@@ -110,9 +110,8 @@ class Consumer:
         metrics: Metrics | None = None,
         limits: Limits | None = None,
         abuse_policy: AbusePolicy | None = None,
-        kiosk_backlog: int = 500,
+        kiosk_backlog: int = 2000,
         kiosk_share: int = 32,
-        capacity: int = 800,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -124,9 +123,6 @@ class Consumer:
         # excess is shed: its outbox sends it again; an honest kiosk re-sending a few
         # hundred queued returns fits) and fill ``kiosk_share`` places of one batch.
         self._waiting: FairQueue[Inbound] = FairQueue(kiosk_backlog, kiosk_share)
-        # All kiosks together hold at most this many unacknowledged, below the broker's
-        # max_inflight_messages (1000 in broker/mosquitto/*.conf).
-        self._capacity = capacity
         self._in_hand = 0  # the batch being decided (or retried)
         self._wake = asyncio.Event()
         self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
@@ -159,15 +155,6 @@ class Consumer:
                 return
         if self.depth == 0:
             self.progress = time.monotonic()
-        if self.depth >= self._capacity:
-            # Mosquitto 2.0.11 reorders a subscriber's messages once the subscriber holds
-            # its whole inflight window unacknowledged, so central never holds that many:
-            # the kiosk with the longest queue gives way (its outbox sends it again).
-            evicted = self._waiting.evict_for(kiosk)
-            if evicted is None:
-                self._drop(inbound, kiosk, Drop.SHED)
-                return
-            self._drop(evicted, _source(evicted.topic), Drop.SHED)
         if not self._waiting.put(kiosk, inbound):
             self._drop(inbound, kiosk, Drop.SHED)
             return

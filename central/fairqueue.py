@@ -33,22 +33,6 @@ class FairQueue(Generic[_T]):
         self._size += 1
         return True
 
-    def evict_for(self, source: str) -> _T | None:
-        """Make room for one more item from ``source``: remove and return the newest item
-        of the longest queue, if it is longer than ``source``'s own; None if ``source``'s
-        queue is (one of) the longest, whose new item should then be refused instead."""
-        own = len(self._queues.get(source, ()))
-        longest = max(self._queues, key=lambda s: len(self._queues[s]), default=None)
-        if longest is None or len(self._queues[longest]) <= own:
-            return None
-        queue = self._queues[longest]
-        item = queue.pop()  # its newest: the rest keep their order
-        self._size -= 1
-        if not queue:
-            del self._queues[longest]
-            self._turns.remove(longest)
-        return item
-
     def take(self, most: int) -> list[_T]:
         """Up to ``most`` items, one source at a time in turn, each to its share.
 

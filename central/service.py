@@ -122,7 +122,6 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             abuse_policy=settings.abuse(),
             kiosk_backlog=settings.kiosk_backlog,
             kiosk_share=settings.kiosk_share,
-            capacity=settings.consumer_capacity,
         )
         link.on_inbound = consumer.submit
         breaker = Breaker(

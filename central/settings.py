@@ -138,17 +138,10 @@ class CentralSettings(BaseSettings):
     )
     # --- the consumer's fairness and bad-traffic defences (central/consumer.py, abuse.py) ---
     kiosk_backlog: int = Field(
-        default=500,
+        default=2000,
         ge=1,
         description="Messages one kiosk may have waiting; the excess is shed and counted"
         " (its outbox sends them again).",
-    )
-    consumer_capacity: int = Field(
-        default=800,
-        ge=1,
-        description="Messages all kiosks together may have waiting unacknowledged; beyond"
-        " it the longest queue gives way. Keep it below the broker's max_inflight_messages:"
-        " Mosquitto 2.0.11 reorders a subscriber's messages once that window is full.",
     )
     kiosk_share: int = Field(
         default=32, ge=1, description="Most places one kiosk's messages take in one batch."

@@ -366,23 +366,3 @@ async def test_a_kiosk_unblocked_anywhere_is_heard_in_full_at_its_next_scan(
     await drain(consumer)
     assert reasons(wire.verdicts(KIOSK_A)) == [Reason.KIOSK_BLOCKED] + [Reason.NO_SESSION] * 31
     assert consumer.counts["blocked"] == 0
-
-
-async def test_at_capacity_the_noisiest_kiosk_gives_way_never_a_quiet_one(
-    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
-) -> None:
-    consumer = Consumer(library, signer, clock, wire, capacity=50)
-    rake = signer.label(RAKE, 1)
-    now = clock.now()
-    for message in inbound([code_scan(KIOSK_A, rake, now) for _ in range(80)]):
-        consumer.submit(message)
-    quiet = code_scan(KIOSK_B, rake, now)
-    [message] = inbound([quiet], first_mid=1000)
-    consumer.submit(message)
-    # Central never holds more than its capacity unacknowledged; the excess was KIOSK-A's.
-    assert consumer.depth == 50
-    assert consumer.counts["shed"] == 31
-    assert len(wire.acked) == 31
-    await drain(consumer)
-    assert [v.event_id for v in wire.verdicts(KIOSK_B)] == [quiet.event_id]
-    assert len(wire.verdicts(KIOSK_A)) == 49

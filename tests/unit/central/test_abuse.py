@@ -108,17 +108,3 @@ def test_a_sources_backlog_is_bounded() -> None:
     assert queue.put("B", 0)
     assert len(queue) == 4
     assert queue.take(10) == [0, 0, 1, 2]
-
-
-def test_when_full_the_longest_queue_gives_way_and_keeps_its_order() -> None:
-    queue: FairQueue[str] = FairQueue(backlog=1000, share=10)
-    for n in range(5):
-        queue.put("noisy", f"n{n}")
-    queue.put("quiet", "q0")
-    # Room for the quiet kiosk's next one: the noisy kiosk's newest goes.
-    assert queue.evict_for("quiet") == "n4"
-    assert queue.put("quiet", "q1")
-    # The noisy kiosk itself is the longest: its own new item is the one to refuse.
-    assert queue.evict_for("noisy") is None
-    assert queue.take(100) == ["n0", "q0", "n1", "q1", "n2", "n3"]
-    assert queue.evict_for("anyone") is None  # nothing to evict
