@@ -122,7 +122,7 @@ class Consumer:
         # One queue per kiosk. A kiosk may hold ``kiosk_backlog`` messages waiting (the
         # excess is shed: its outbox sends it again; an honest kiosk re-sending a few
         # hundred queued returns fits) and fill ``kiosk_share`` places of one batch.
-        self._waiting: FairQueue[Inbound] = FairQueue(kiosk_backlog, kiosk_share)
+        self._waiting: FairQueue[_Job] = FairQueue(kiosk_backlog, kiosk_share)
         self._in_hand = 0  # the batch being decided (or retried)
         self._wake = asyncio.Event()
         self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
@@ -141,21 +141,34 @@ class Consumer:
         self.progress = time.monotonic()
 
     def submit(self, inbound: Inbound) -> None:
-        """Queue one inbound message (called on the event loop for every message: cheap)."""
+        """Take in one message (called on the event loop for every message: cheap).
+
+        Statuses are taken in, and garbage refused, at once: only events to decide wait,
+        so a flood of garbage neither waits for batch places nor holds the broker's
+        inflight window (Mosquitto 2.0.11 reorders a subscriber's messages once that
+        window is full; fixed in 2.0.13, mosquitto#2306).
+        """
         kiosk = _source(inbound.topic)
-        if not inbound.topic.endswith("/status"):
-            if not inbound.payload:
-                self._drop(inbound, kiosk, Drop.EMPTY)
-                return
-            if inbound.retain:
-                self._retained(inbound, kiosk)
-                return
-            if not self.abuse.admit(kiosk):
-                self._drop(inbound, kiosk, Drop.BLOCKED)
-                return
+        if inbound.topic.endswith("/status"):
+            self._presence(inbound)
+            self._out.ack(inbound)
+            return
+        if not inbound.payload:
+            self._drop(inbound, kiosk, Drop.EMPTY)
+            return
+        if inbound.retain:
+            self._retained(inbound, kiosk)
+            return
+        if not self.abuse.admit(kiosk):
+            self._drop(inbound, kiosk, Drop.BLOCKED)
+            return
+        job = self._prepare(inbound)
+        if job.refusal is not None:
+            self._refuse(job, job.refusal)
+            return
         if self.depth == 0:
             self.progress = time.monotonic()
-        if not self._waiting.put(kiosk, inbound):
+        if not self._waiting.put(kiosk, job):
             self._drop(inbound, kiosk, Drop.SHED)
             return
         self._wake.set()
@@ -181,9 +194,8 @@ class Consumer:
                     self.heartbeat = time.monotonic()
                     await self.flush_drops()
                     continue
-            batch = self._waiting.take(self._batch_max)
-            self._in_hand = len(batch)
-            jobs = self._triage(batch)  # statuses and refusals: answered once, here
+            jobs = self._waiting.take(self._batch_max)
+            self._in_hand = len(jobs)
             delay = 0.1
             while True:
                 try:
@@ -203,7 +215,7 @@ class Consumer:
             await self.flush_drops()
 
     async def handle(self, batch: Sequence[Inbound]) -> None:
-        """Decide one batch: parse, verify, one transaction, publish, then ack."""
+        """Decide a batch of messages at once, as :meth:`run` does (tests drive this)."""
         await self._settle(self._triage(batch))
 
     def _triage(self, batch: Sequence[Inbound]) -> list[_Job]:
