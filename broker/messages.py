@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -18,13 +19,42 @@ from pydantic import (
     model_validator,
 )
 
-from broker.codes import MAX_CODE_LENGTH
+from broker.codes import ALPHANUMERIC, MAX_CODE_LENGTH
 from broker.errors import ContractError
 from broker.ids import EventId, ItemId, KioskId, MemberId, ShelfId
 
 PROTOCOL_VERSION = 1
 # Scan payloads are a few hundred bytes; anything near this is an attack or a bug.
 MAX_PAYLOAD_BYTES = 4096
+# Every time on the wire lies in this range once converted to UTC. A type check alone lets
+# through "0001-01-01T00:00:00+14:00", which is year 0 in UTC: converting it (to store
+# it, or to compare it with another time) raises OverflowError deep inside central.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _sane_time(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # pydantic reports only ValueError as a validation error
+        raise ValueError("time out of range") from None
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"time outside {EARLIEST.year}..{LATEST.year} (UTC)")
+    return utc
+
+
+# A timezone-aware time between EARLIEST and LATEST, handed on in UTC.
+WireTime = Annotated[AwareDatetime, AfterValidator(_sane_time)]
+
+
+def _qr_text(value: str) -> str:
+    if not ALPHANUMERIC.issuperset(value):
+        raise ValueError("code is not QR alphanumeric text")
+    return value
+
+
+# Printable ASCII only: these strings reach logs, the console and the audit log.
+_Printable = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]*$")]
 
 
 class Reason(StrEnum):
@@ -43,6 +73,7 @@ class Reason(StrEnum):
     LIMIT_REACHED = "LIMIT_REACHED"
     ITEM_UNAVAILABLE = "ITEM_UNAVAILABLE"
     NOT_CHECKED_OUT = "NOT_CHECKED_OUT"
+    WRONG_SHELF = "WRONG_SHELF"  # a return at a kiosk of another shelf (not a return point)
     NO_SESSION = "NO_SESSION"
     RATE_LIMITED = "RATE_LIMITED"
     KIOSK_BLOCKED = "KIOSK_BLOCKED"
@@ -78,8 +109,10 @@ class CodeScan(_Message):
     type: Literal["code"] = "code"
     event_id: EventId = Field(description="Minted by the kiosk; keys idempotency.")
     kiosk_id: KioskId = Field(description="Must match the kiosk in the topic.")
-    code: str = Field(max_length=MAX_CODE_LENGTH, description="Raw decoded QR text.")
-    scanned_at: AwareDatetime = Field(description="When the camera saw it (kiosk clock).")
+    code: Annotated[str, AfterValidator(_qr_text)] = Field(
+        max_length=MAX_CODE_LENGTH, description="Raw decoded QR text (QR alphanumeric)."
+    )
+    scanned_at: WireTime = Field(description="When the camera saw it (kiosk clock).")
     queued: bool = Field(default=False, description="Taken while offline, sent later.")
 
 
@@ -89,7 +122,7 @@ class SessionDone(_Message):
     type: Literal["done"] = "done"
     event_id: EventId
     kiosk_id: KioskId
-    scanned_at: AwareDatetime
+    scanned_at: WireTime
 
 
 KioskEvent = Annotated[CodeScan | SessionDone, Field(discriminator="type")]
@@ -107,9 +140,9 @@ class Verdict(_Message):
     item_name: str | None = Field(default=None, max_length=80)
     member_name: str | None = Field(default=None, max_length=80, description="Greeting only.")
     session_open: bool = Field(description="Whether a session is open at this kiosk now.")
-    session_expires_at: AwareDatetime | None = None
-    due_at: AwareDatetime | None = None
-    decided_at: AwareDatetime
+    session_expires_at: WireTime | None = None
+    due_at: WireTime | None = None
+    decided_at: WireTime
 
 
 class AvailabilityState(StrEnum):
@@ -128,9 +161,9 @@ class Availability(_Message):
     shelf_id: ShelfId
     name: str = Field(max_length=80)
     state: AvailabilityState
-    due_at: AwareDatetime | None = None
+    due_at: WireTime | None = None
     seq: int = Field(ge=0, description="Grows with every change, so stale copies lose.")
-    changed_at: AwareDatetime
+    changed_at: WireTime
 
 
 class KioskState(StrEnum):
@@ -203,11 +236,11 @@ class KioskStatus(_Message):
 
     kiosk_id: KioskId
     state: KioskState
-    software_version: str = Field(max_length=32)
+    software_version: _Printable = Field(max_length=32)
     config_version: int = Field(ge=0, description="The configuration the kiosk runs.")
     outbox_depth: int = Field(default=0, ge=0)
     camera_ok: bool = True
-    at: AwareDatetime
+    at: WireTime
     # The health figures below came after the first release: optional, so old kiosks'
     # retained statuses still parse.
     camera_fps: float | None = Field(
@@ -216,7 +249,7 @@ class KioskStatus(_Message):
     decode_ms: float | None = Field(
         default=None, ge=0, le=60_000, description="Median decode time of the recent frames."
     )
-    config_problem: str | None = Field(
+    config_problem: _Printable | None = Field(
         default=None, max_length=200, description="Why part of the configuration is not applied."
     )
     # Left out (None) while there are none, so a healthy kiosk's status encodes exactly as
@@ -310,7 +343,7 @@ class KioskCommand(_Message):
     """A one-off instruction to a kiosk (central → kiosk)."""
 
     command: Literal["identify"]
-    issued_at: AwareDatetime
+    issued_at: WireTime
 
 
 KioskOrder = Annotated[KioskCommand | UpdateOffer, Field(discriminator="command")]
@@ -324,7 +357,7 @@ class SecurityAlert(_Message):
     kiosk_id: KioskId | None = None
     member_id: MemberId | None = None
     detail: str = Field(max_length=500)
-    at: AwareDatetime
+    at: WireTime
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -46,12 +46,17 @@ class ConfigPatch(BaseModel):
     pins: PinConfig | None = Field(default=None, description="GPIO pins (BCM) to change.")
     camera: CameraConfig | None = Field(default=None, description="Camera settings to change.")
     feedback: FeedbackConfig | None = Field(default=None, description="Buzzer settings.")
+    return_point: bool | None = Field(
+        default=None,
+        description="Take returns of every shelf's items (a desk, a drop box); otherwise"
+        " only of its own shelf's. Central's setting: not sent to the kiosk.",
+    )
 
     @model_validator(mode="after")
     def _something_to_change(self) -> ConfigPatch:
         if not self.model_fields_set:
             raise ValueError("nothing to change")
-        for name in ("shelf_id", "session_timeout_s"):
+        for name in ("shelf_id", "session_timeout_s", "return_point"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be cleared")
         return self
@@ -79,6 +84,7 @@ class KioskView(BaseModel):
     blocked_until: datetime | None
     blocked: bool
     retired: bool
+    return_point: bool = Field(description="Takes returns of every shelf's items.")
 
 
 class KioskDetail(KioskView):
@@ -146,6 +152,7 @@ def fleet_router(
             blocked_until=record.blocked_until,
             blocked=record.blocked_until is not None and record.blocked_until > now,
             retired=record.retired,
+            return_point=record.return_point,
             config=config,
         )
 
@@ -171,7 +178,11 @@ def fleet_router(
     async def configure(kiosk_id: str, patch: ConfigPatch) -> KioskConfig:
         try:
             config = await store.configure_kiosk(
-                kiosk_id, lambda current: patched(current, patch), clock.now(), actor
+                kiosk_id,
+                lambda current: patched(current, patch),
+                clock.now(),
+                actor,
+                return_point=patch.return_point,
             )
         except ValidationError as exc:
             # The change is fine alone but not with what is already set (two devices on

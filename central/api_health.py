@@ -1,4 +1,4 @@
-"""Readiness for load balancers and operators: database, broker and backlog, with reasons."""
+"""Readiness for load balancers and operators: database, broker, backlog, a stalled consumer."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ def router(
     *,
     max_queue: int,
     db_timeout_s: float,
+    stalled_s: Callable[[], float] = lambda: 0.0,
+    max_stall_s: float = 10.0,
 ) -> APIRouter:
     """``GET /ready``: 200 when this instance can decide scans, else 503 saying why.
 
@@ -48,6 +50,16 @@ def router(
         checks["queue_depth"] = depth
         if depth > max_queue:
             problems.append(f"queue: {depth} scans waiting (more than {max_queue})")
+        # A consumer stuck on one batch (a retried fault, a locked database) with scans
+        # waiting is not deciding, however short its queue and however well the database
+        # answers a ping.
+        stalled = stalled_s()
+        checks["consumer_stalled_s"] = round(stalled, 1)
+        if stalled > max_stall_s:
+            problems.append(
+                f"consumer: {depth} scans waiting, none decided for {stalled:.0f} s"
+                f" (more than {max_stall_s:g})"
+            )
         body = {"ready": not problems, "checks": checks, "problems": problems}
         return JSONResponse(body, status_code=200 if not problems else 503)
 

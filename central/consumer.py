@@ -1,4 +1,12 @@
-"""Turns the scan stream into verdicts: batches of events, one transaction per batch."""
+"""Turns the scan stream into verdicts: fair batches of events, one transaction per batch.
+
+Messages wait in one queue per kiosk, and batches are drawn from those queues in turn, so
+a kiosk sending thousands of messages delays no other kiosk by more than its share of one
+batch. Garbage is refused before any database work and counted in memory
+(:mod:`central.abuse`); an event whose decision fails on its own is answered ``MALFORMED``
+and dead-lettered, never retried forever; only a database that fails as a whole makes the
+consumer wait and retry, dropping nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +15,34 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import prometheus_client
+from pydantic import TypeAdapter, ValidationError
+
 from broker import topics
 from broker.errors import ContractError
+from broker.ids import EventId, is_id
 from broker.messages import (
+    MAX_PAYLOAD_BYTES,
     CodeScan,
     KioskState,
     KioskStatus,
     Reason,
+    SecurityAlert,
     SessionDone,
     Verdict,
     encode,
     parse_event,
     parse_message,
 )
-from central import ledger
+from central import abuse, ledger
+from central.abuse import NO_KIOSK, AbuseCounter, AbusePolicy, Drop
 from central.clock import Clock
+from central.fairqueue import FairQueue
 from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
@@ -35,6 +51,8 @@ from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import Token, TokenSigner, fingerprint
 
 log = logging.getLogger(__name__)
+
+_EVENT_ID: TypeAdapter[str] = TypeAdapter(EventId)
 
 
 class Publisher(Protocol):
@@ -50,13 +68,36 @@ class Publisher(Protocol):
 @dataclass(slots=True)
 class _Job:
     inbound: Inbound
+    kiosk: str  # the topic's kiosk level (NO_KIOSK if it names none)
     event: CodeScan | SessionDone | None = None
     token: Token | Reason | None = None
     refusal: ContractError | None = None
 
 
+class _DeadLetter:
+    """What deciding an event that failed on its own gives: answered already, to be acked."""
+
+
+_DEAD = _DeadLetter()
+_Result = Outcome | _DeadLetter | None
+
+
+def _source(topic: str) -> str:
+    """The kiosk a message came from, as its topic says (cheap: no full parse)."""
+    parts = topic.split("/", 4)
+    return parts[3] if len(parts) == 5 and is_id(parts[3]) else NO_KIOSK
+
+
+def _flat(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _flat(inner)
+    else:
+        yield exc
+
+
 class Consumer:
-    """Decides scans in batches and answers each kiosk."""
+    """Decides scans in fair batches and answers each kiosk."""
 
     def __init__(
         self,
@@ -68,6 +109,9 @@ class Consumer:
         batch_max: int = 256,
         metrics: Metrics | None = None,
         limits: Limits | None = None,
+        abuse_policy: AbusePolicy | None = None,
+        kiosk_backlog: int = 2000,
+        kiosk_share: int = 32,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -75,8 +119,16 @@ class Consumer:
         self._out = publisher
         self._batch_max = batch_max
         self._limits = limits
-        self._queue: asyncio.Queue[Inbound] = asyncio.Queue()
+        # One queue per kiosk. A kiosk may hold ``kiosk_backlog`` messages waiting (the
+        # excess is shed: its outbox sends it again; an honest kiosk re-sending a few
+        # hundred queued returns fits) and fill ``kiosk_share`` places of one batch.
+        self._waiting: FairQueue[_Job] = FairQueue(kiosk_backlog, kiosk_share)
+        self._in_hand = 0  # the batch being decided (or retried)
+        self._wake = asyncio.Event()
+        self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
+        self._unwritten: list[AuditEntry] = []  # aggregated drop rows a failed flush kept
         self.metrics = metrics or Metrics()
+        self._dropped: dict[str, prometheus_client.Counter] = {}
         self.counts: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
@@ -84,51 +136,106 @@ class Consumer:
         # When the consumer last proved it was deciding (or idle and waiting): the
         # systemd watchdog is fed only while this is fresh.
         self.heartbeat = time.monotonic()
+        # When a batch last finished, or the queue last went from empty to not: /ready
+        # reports a consumer that has not moved for a while with scans waiting.
+        self.progress = time.monotonic()
 
     def submit(self, inbound: Inbound) -> None:
-        """Queue one inbound message (called on the event loop)."""
-        self._queue.put_nowait(inbound)
+        """Take in one message (called on the event loop for every message: cheap).
+
+        Statuses are taken in, and garbage refused, at once: only events to decide wait,
+        so a flood of garbage neither waits for batch places nor holds the broker's
+        inflight window (Mosquitto 2.0.11 reorders a subscriber's messages once that
+        window is full; fixed in 2.0.13, mosquitto#2306).
+        """
+        kiosk = _source(inbound.topic)
+        if inbound.topic.endswith("/status"):
+            self._presence(inbound)
+            self._out.ack(inbound)
+            return
+        if not inbound.payload:
+            self._drop(inbound, kiosk, Drop.EMPTY)
+            return
+        if inbound.retain:
+            self._retained(inbound, kiosk)
+            return
+        if not self.abuse.admit(kiosk):
+            self._drop(inbound, kiosk, Drop.BLOCKED)
+            return
+        job = self._prepare(inbound)
+        if job.refusal is not None:
+            self._refuse(job, job.refusal)
+            return
+        if self.depth == 0:
+            self.progress = time.monotonic()
+        if not self._waiting.put(kiosk, job):
+            self._drop(inbound, kiosk, Drop.SHED)
+            return
+        self._wake.set()
 
     @property
     def depth(self) -> int:
-        """Messages waiting to be decided."""
-        return self._queue.qsize()
+        """Messages waiting to be decided (the batch in hand included)."""
+        return len(self._waiting) + self._in_hand
+
+    def stalled_s(self) -> float:
+        """How long messages have waited with no batch finished (0 when none wait)."""
+        return 0.0 if self.depth == 0 else time.monotonic() - self.progress
 
     async def run(self) -> None:
         """Decide batches forever; a failing database delays answers, it never drops scans."""
         while True:
-            try:
-                # Wake at least once a second so the heartbeat shows the loop is alive.
-                first = await asyncio.wait_for(self._queue.get(), timeout=1.0)
-            except TimeoutError:
-                self.heartbeat = time.monotonic()
-                continue
-            batch = [first]
-            while len(batch) < self._batch_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self._waiting:
+                self._wake.clear()
+                try:
+                    # Wake at least once a second so the heartbeat shows the loop is alive.
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+                except TimeoutError:
+                    self.heartbeat = time.monotonic()
+                    await self.flush_drops()
+                    continue
+            jobs = self._waiting.take(self._batch_max)
+            self._in_hand = len(jobs)
             delay = 0.1
             while True:
                 try:
-                    await self.handle(batch)
-                    self.heartbeat = time.monotonic()
+                    await self._settle(jobs)
+                    self.heartbeat = self.progress = time.monotonic()
+                    self._in_hand = 0
                     break
                 except Exception:
-                    # Nothing in the batch was acknowledged, and a retry of events that did
-                    # commit just reads their stored verdicts back: retrying is always safe.
+                    # Only a systemic fault gets here (one event's own failure is isolated
+                    # in _settle). No event left was acknowledged, and a retry of events
+                    # that did commit reads their stored verdicts back: retrying is always
+                    # safe.
                     self.counts["batch_retry"] += 1
-                    log.exception("batch of %s failed; retrying in %.1fs", len(batch), delay)
+                    log.exception("batch of %s failed; retrying in %.1fs", len(jobs), delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+            await self.flush_drops()
 
     async def handle(self, batch: Sequence[Inbound]) -> None:
-        """Decide one batch: parse, verify, one transaction, publish, then ack."""
+        """Decide a batch of messages at once, as :meth:`run` does (tests drive this)."""
+        await self._settle(self._triage(batch))
+
+    def _triage(self, batch: Sequence[Inbound]) -> list[_Job]:
+        """Take in statuses and refuse what breaks the contract (both acked at once); the
+        events to decide, parsed and verified."""
         jobs: list[_Job] = []
         for inbound in batch:
             if inbound.topic.endswith("/status"):
                 self._presence(inbound)
                 self._out.ack(inbound)
+                continue
+            job = self._prepare(inbound)
+            if job.refusal is not None:
+                self._refuse(job, job.refusal)
             else:
-                jobs.append(self._prepare(inbound))
+                jobs.append(job)
+        return jobs
+
+    async def _settle(self, jobs: list[_Job]) -> None:
+        """Decide ``jobs`` in the database, answer each kiosk, then ack."""
         if not jobs:
             return
         now = self._clock.now()
@@ -138,27 +245,37 @@ class Consumer:
             else:
                 outcomes = await self._decide_apart(jobs, now)
         for job, outcome in zip(jobs, outcomes, strict=True):
-            if outcome is not None:
-                self._answer(outcome)
-                if log.isEnabledFor(logging.DEBUG):  # one line per scan: off on the hot path
-                    _log_verdict(job, outcome)
-                self.metrics.verdict(
-                    outcome.verdict.reason,
-                    replayed=outcome.replayed,
-                    seconds=time.monotonic() - job.inbound.received,
-                )
-            elif job.event is not None:
-                # Decided nothing through a fault: leave it unacked so the broker hands it
-                # out again after a reconnect, rather than answer wrongly.
+            if outcome is None:
+                # Decided nothing through repeated conflicts: leave it unacked so the broker
+                # hands it out again after a reconnect, rather than answer wrongly.
                 self.counts["fault"] += 1
                 continue
+            if isinstance(outcome, Outcome):
+                self._decided(job, outcome)
             self._out.ack(job.inbound)
 
-    async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
+    def _decided(self, job: _Job, outcome: Outcome) -> None:
+        """Answer one decided event, measure it, and note what it says of its kiosk."""
+        self._answer(outcome)
+        if log.isEnabledFor(logging.DEBUG):  # one line per scan: off on the hot path
+            _log_verdict(job, outcome)
+        self.metrics.verdict(
+            outcome.verdict.reason,
+            replayed=outcome.replayed,
+            seconds=time.monotonic() - job.inbound.received,
+        )
+        if not outcome.replayed:
+            if outcome.verdict.reason is Reason.KIOSK_BLOCKED:
+                # Beyond its answer budget, its next scans are dropped unread.
+                self.abuse.hold(job.kiosk, self.abuse.policy.hold_s)
+            else:
+                self.abuse.release(job.kiosk)  # unblocked, here or elsewhere
+
+    async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[_Result]:
         """One transaction for the batch (group commit), a savepoint per event."""
 
-        async def batch(tx: Tx) -> list[Outcome | None]:
-            outcomes: list[Outcome | None] = []
+        async def batch(tx: Tx) -> list[_Result]:
+            outcomes: list[_Result] = []
             for job in jobs:
                 for attempt in (1, 2):
                     try:
@@ -167,29 +284,46 @@ class Consumer:
                         break
                     except Exception as exc:
                         if not self._store.is_conflict(exc):
-                            raise  # the database itself failed: retry the batch
+                            raise  # one event's fault, or the database's: sorted out below
                         self._conflict(job, attempt)
                 else:
                     outcomes.append(None)
             return outcomes
 
-        return await self._store.run_write(batch)
+        try:
+            return await self._store.run_write(batch)
+        except Exception as exc:
+            if await self._systemic(exc):
+                raise
+        # One event failed in a way its savepoint could not contain (or the batch's commit
+        # did): decide each alone, so only the event that fails alone is dead-lettered.
+        self.counts["batch_split"] += 1
+        return [await self._decide_isolated(job, now) for job in jobs]
 
-    async def _decide_apart(self, jobs: list[_Job], now: datetime) -> list[Outcome | None]:
+    async def _decide_apart(self, jobs: list[_Job], now: datetime) -> list[_Result]:
         """A short transaction per event; kiosks in parallel, each kiosk's events in order."""
-        outcomes: dict[int, Outcome | None] = {}
+        outcomes: dict[int, _Result] = {}
         by_kiosk: dict[str, list[int]] = {}
         for index, job in enumerate(jobs):
             by_kiosk.setdefault(job.inbound.topic, []).append(index)
 
         async def one_kiosk(indexes: list[int]) -> None:
             for index in indexes:
-                outcomes[index] = await self._decide_alone(jobs[index], now)
+                outcomes[index] = await self._decide_isolated(jobs[index], now)
 
         async with asyncio.TaskGroup() as group:
             for indexes in by_kiosk.values():
                 group.create_task(one_kiosk(indexes))
         return [outcomes[index] for index in range(len(jobs))]
+
+    async def _decide_isolated(self, job: _Job, now: datetime) -> _Result:
+        """Decide one event in its own transaction; if it fails on its own, dead-letter it."""
+        try:
+            return await self._decide_alone(job, now)
+        except Exception as exc:
+            if await self._systemic(exc):
+                raise
+            return self._dead_letter(job, exc)
 
     async def _decide_alone(self, job: _Job, now: datetime) -> Outcome | None:
         for attempt in (1, 2, 3):
@@ -201,6 +335,38 @@ class Consumer:
                     raise
                 self._conflict(job, attempt)
         return None
+
+    async def _systemic(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the database failing as a whole (wait and retry, drop nothing)
+        rather than one event failing on its own."""
+        if any(self._store.is_unavailable(inner) for inner in _flat(exc)):
+            return True
+        try:
+            async with asyncio.timeout(2.0):
+                await self._store.ping()
+        except Exception:  # a database that cannot answer a ping is the fault, not the event
+            return True
+        return False
+
+    def _dead_letter(self, job: _Job, exc: BaseException) -> _DeadLetter:
+        """Answer an event that failed on its own ``MALFORMED`` and count it: retried, it
+        would fail again and hold up everything behind it."""
+        event = job.event
+        assert event is not None  # only parsed events reach a decision
+        self.counts["dead_letter"] += 1
+        self.metrics.dropped.labels(kind=Drop.POISON.value).inc()
+        self.abuse.note(job.kiosk, Drop.POISON)
+        log.error(
+            "event %s from %s failed on its own (%s); answered MALFORMED",
+            event.event_id,
+            event.kiosk_id,
+            type(exc).__name__,
+            exc_info=exc,
+            extra={"event_id": event.event_id, "kiosk_id": event.kiosk_id},
+        )
+        verdict = self._refusal(event.event_id, event.kiosk_id, Reason.MALFORMED)
+        self._out.publish(topics.verdict(event.kiosk_id), encode(verdict))
+        return _DEAD
 
     def _conflict(self, job: _Job, attempt: int) -> None:
         # A constraint refused a write the rules allowed, or the database broke a deadlock:
@@ -218,21 +384,11 @@ class Consumer:
         )
 
     async def _decide(self, tx: Tx, job: _Job, now: datetime) -> Outcome | None:
-        if job.event is None:
-            await tx.audit(
-                AuditEntry(
-                    at=now,
-                    actor="system",
-                    action="scan.dropped",
-                    reason=Reason.MALFORMED,
-                    detail={"topic": job.inbound.topic[:128], "why": str(job.refusal)[:200]},
-                )
-            )
-            return None
+        assert job.event is not None  # refused messages never reach the database
         return await ledger.apply(tx, job.event, job.token, now, self._limits)
 
     def _prepare(self, inbound: Inbound) -> _Job:
-        job = _Job(inbound)
+        job = _Job(inbound, _source(inbound.topic))
         try:
             kiosk_id = topics.kiosk_of(inbound.topic)
             job.event = parse_event(kiosk_id, inbound.payload)
@@ -240,28 +396,101 @@ class Consumer:
             if not isinstance(exc, ContractError):
                 log.exception("unexpected parse failure on %s", inbound.topic[:128])
                 exc = ContractError("bad_fields", type(exc).__name__)
-            self.counts[f"malformed.{exc.reason}"] += 1
-            self.metrics.dropped.labels(kind=exc.reason).inc()
             job.refusal = exc
-            job.event = self._salvage(inbound, exc)
-            job.token = Reason.MALFORMED
             return job
         if isinstance(job.event, CodeScan):
-            job.token = self._signer.verify(job.event.code, self._clock.now())
+            try:
+                job.token = self._signer.verify(job.event.code, self._clock.now())
+            except Exception:  # a code that breaks the verifier is refused, never fatal
+                log.exception("code from %s could not be verified", job.kiosk)
+                job.token = Reason.MALFORMED
         return job
 
-    def _salvage(self, inbound: Inbound, exc: ContractError) -> CodeScan | None:
-        """Keep enough of a broken scan to answer MALFORMED to the kiosk that sent it."""
-        if exc.reason == "kiosk_mismatch":
-            return None  # never answer on behalf of another kiosk
+    def _refuse(self, job: _Job, exc: ContractError) -> None:
+        """A message that breaks the contract: counted, answered MALFORMED from memory
+        (while the kiosk's answer budget lasts), acked; never a database row of its own."""
+        self.counts[f"malformed.{exc.reason}"] += 1
+        # kiosk_mismatch: never answer on behalf of another kiosk.
+        answer = None if exc.reason == "kiosk_mismatch" else Reason.MALFORMED
+        self._drop(job.inbound, job.kiosk, exc.reason, answer=answer, metered=False)
+
+    def _retained(self, inbound: Inbound, kiosk: str) -> None:
+        """A retained scan is never decided (it would be handed to every central that
+        subscribes, for ever); it is counted and cleared from the broker."""
+        if kiosk != NO_KIOSK:
+            # An empty retained message removes it; it comes back to us empty, and an
+            # empty scan is ignored.
+            self._out.publish(topics.scan(kiosk), b"", retain=True)
+        self._drop(inbound, kiosk, Drop.RETAINED, answer=Reason.MALFORMED)
+
+    def _drop(
+        self,
+        inbound: Inbound,
+        kiosk: str,
+        kind: str,
+        *,
+        answer: Reason | None = None,
+        metered: bool = True,
+    ) -> None:
+        """Count a message that will not be decided, answer it if the budget allows, ack it."""
+        if metered:
+            self.counts[kind] += 1
+        counter = self._dropped.get(kind)
+        if counter is None:  # the label lookup costs more than the rest of a drop
+            counter = self._dropped[kind] = self.metrics.dropped.labels(kind=kind)
+        counter.inc()
+        if self.abuse.note(kiosk, kind) and answer is not None and kiosk != NO_KIOSK:
+            event_id = _event_id_of(inbound.payload)
+            if event_id is not None:
+                verdict = self._refusal(event_id, kiosk, answer)
+                self._out.publish(topics.verdict(kiosk), encode(verdict))
+        self._out.ack(inbound)
+
+    def _refusal(self, event_id: str, kiosk_id: str, reason: Reason) -> Verdict:
+        """A verdict made in memory, for a message the database never sees."""
+        return Verdict(
+            event_id=event_id,
+            kiosk_id=kiosk_id,
+            reason=reason,
+            accepted=False,
+            session_open=False,
+            decided_at=self._clock.now(),
+        )
+
+    async def flush_drops(self, *, everything: bool = False) -> None:
+        """Write the closed windows' aggregated ``scan.dropped`` rows and any new blocks.
+
+        A failure keeps them for the next try; it never stops the consumer.
+        """
+        blocks = self.abuse.take_blocks()
+        rows = self.abuse.due(everything=everything)
+        if not (blocks or rows or self._unwritten):
+            return
+        now = self._clock.now()
+        entries = self._unwritten + [row.entry(now) for row in rows]
+        alerts: list[SecurityAlert] = []
         try:
-            kiosk_id = topics.kiosk_of(inbound.topic)
-            data = json.loads(inbound.payload)
-            return CodeScan(
-                event_id=data["event_id"], kiosk_id=kiosk_id, code="", scanned_at=self._clock.now()
+            async with self._store.write() as tx:
+                for kiosk_id in blocks:
+                    counts = self.abuse.counts(kiosk_id)
+                    alert = await abuse.block(tx, kiosk_id, counts, self.abuse.policy, now)
+                    if alert is not None:
+                        alerts.append(alert)
+                for entry in entries:
+                    await tx.audit(entry)
+        except Exception:
+            log.warning(
+                "could not write %s dropped-message rows; kept", len(entries), exc_info=True
             )
-        except Exception:  # any shape of garbage just means "drop it"
-            return None
+            # Bounded: one row per kiosk per window, and the oldest go first.
+            self._unwritten = entries[-10_000:]
+            self.abuse.requeue_blocks(blocks)
+            return
+        self._unwritten = []
+        for alert in alerts:
+            self.metrics.security_alerts.labels(kind=alert.kind).inc()
+            self._out.publish(topics.ALERTS, encode(alert))
+            log.warning("security alert %s at kiosk %s", alert.kind, alert.kiosk_id)
 
     def _answer(self, outcome: Outcome) -> None:
         verdict = outcome.verdict
@@ -291,7 +520,7 @@ class Consumer:
                 self.seen.pop(kiosk_id, None)
                 return
             status = parse_message(KioskStatus, inbound.payload)
-        except ContractError:
+        except Exception:  # ContractError, or anything else: a bad status never stops us
             self.counts["malformed.status"] += 1
             return
         if status.kiosk_id == kiosk_id:
@@ -320,3 +549,14 @@ def _log_verdict(job: _Job, outcome: Outcome) -> None:
             "code": fingerprint(code) if code else None,  # never the code itself
         },
     )
+
+
+def _event_id_of(payload: bytes) -> str | None:
+    """The event id of a refused scan, if it has a valid one (to answer it by)."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = json.loads(payload)
+        return _EVENT_ID.validate_python(data["event_id"]) if isinstance(data, dict) else None
+    except (ValueError, KeyError, TypeError, RecursionError, ValidationError):
+        return None

@@ -21,7 +21,15 @@ from broker.messages import (
     encode,
 )
 from central import rollout, security
-from central.storage.base import AuditEntry, PassUse, SessionRow, Tx
+from central.storage.base import (
+    AuditEntry,
+    CheckoutRow,
+    ItemRow,
+    KioskRow,
+    PassUse,
+    SessionRow,
+    Tx,
+)
 from central.tokens import Label, Pass, Token, fingerprint
 
 # A scan that reaches central this long after it happened is history: the member who made
@@ -30,6 +38,10 @@ from central.tokens import Label, Pass, Token, fingerprint
 LATE_AFTER = timedelta(seconds=60)
 # Kiosk clocks drift, but not by this much: a scan from the future is a forgery or a bug.
 FUTURE_SKEW = timedelta(minutes=5)
+
+# A loan returned this soon is worth a look: the member may have walked off with the item
+# after someone returned it with a copy of its label (see docs/security.md).
+QUICK_RETURN = timedelta(minutes=5)
 
 _PASS_REFUSALS = {
     PassUse.ALREADY_USED: Reason.ALREADY_USED,
@@ -61,6 +73,7 @@ class _Draft:
     session: SessionRow | None = None
     due_at: datetime | None = None
     changed: list[Availability] = field(default_factory=list)
+    loan_s: float | None = None  # how long the loan a return closed lasted
 
 
 async def apply(
@@ -71,7 +84,7 @@ async def apply(
     limits: security.Limits | None = None,
 ) -> Outcome:
     """Decide ``event`` (its code already verified into ``token``) and record it once."""
-    previous = await tx.find_verdict(event.event_id)
+    previous = await tx.find_verdict(event.kiosk_id, event.event_id)
     if previous is not None:
         # A redelivered event: same verdict, no effect.
         return Outcome(previous, encode(previous), replayed=True)
@@ -105,7 +118,7 @@ async def apply(
             member_id=draft.member_id,
             item_id=draft.item_id,
             event_id=event.event_id,
-            detail={"code": code_hash} if code_hash else {},
+            detail=_detail(code_hash, draft.loan_s),
         )
     )
     alerts = []
@@ -152,7 +165,9 @@ async def _decide(
             return _Draft(Reason.EXPIRED, member_id=token.member_id, session=session)
         return await _open_session(tx, event, token, now, idle, session)
     if isinstance(token, Label):
-        return await _label(tx, event, token, now, idle, session, return_only=event.queued or late)
+        return await _label(
+            tx, event, token, now, idle, session, kiosk, return_only=event.queued or late
+        )
     # Enrolment codes are claimed over HTTPS, never through the scan stream.
     return _Draft(Reason.UNKNOWN_CODE, session=session)
 
@@ -190,6 +205,7 @@ async def _label(
     now: datetime,
     idle: timedelta,
     session: SessionRow | None,
+    kiosk: KioskRow,
     *,
     return_only: bool,
 ) -> _Draft:
@@ -206,15 +222,19 @@ async def _label(
             # Nothing to return: the member most likely wanted it and has no session.
             base.reason = Reason.NOT_CHECKED_OUT if return_only else Reason.NO_SESSION
             return base
-        # A queued or late return happened when the member scanned it, not when we heard.
-        returned_at = now
-        if return_only:
-            returned_at = min(now, max(open_checkout.checked_out_at, event.scanned_at))
+        refused = return_refusal(kiosk, item, open_checkout, event.scanned_at, now, return_only)
+        if refused is not None:
+            base.reason = refused
+            return base
+        # A queued or late return happened when the member scanned it, not when we heard;
+        # a live one is dated by our clock, so a kiosk's skewed clock refuses no one.
+        returned_at = min(now, event.scanned_at) if return_only else now
         await tx.close_checkout(
             open_checkout.checkout_id, returned_at, event.event_id, event.kiosk_id
         )
         base.reason = Reason.RETURNED
         base.member_id = open_checkout.member_id
+        base.loan_s = (returned_at - open_checkout.checked_out_at).total_seconds()
         base.changed.append(await tx.availability(item.item_id, now, bump=True))
         return base
     base.member_id = session.member_id
@@ -245,3 +265,35 @@ async def _label(
     base.member_name = member.name
     base.changed.append(await tx.availability(item.item_id, now, bump=True))
     return base
+
+
+def return_refusal(
+    kiosk: KioskRow,
+    item: ItemRow,
+    checkout: CheckoutRow,
+    scanned_at: datetime,
+    now: datetime,
+    stamped: bool,
+) -> Reason | None:
+    """Why a return scan may not close ``checkout`` (None: it may).
+
+    A kiosk takes returns of its own shelf's items, or of every item if it is a return
+    point: a photographed label cannot return an item from any kiosk in town. A queued or
+    late return (``stamped``: dated by the kiosk) must not predate the loan it would
+    close: it belongs to an earlier loan, already closed.
+    """
+    if not kiosk.return_point and kiosk.shelf_id != item.shelf_id:
+        return Reason.WRONG_SHELF
+    if stamped and scanned_at < checkout.checked_out_at:
+        return Reason.NOT_CHECKED_OUT
+    return None
+
+
+def _detail(code_hash: str | None, loan_s: float | None) -> dict[str, object]:
+    detail: dict[str, object] = {"code": code_hash} if code_hash else {}
+    if loan_s is not None:
+        detail["loan_s"] = round(loan_s)
+        if loan_s < QUICK_RETURN.total_seconds():
+            # Staff filter the audit for these (GET /audit, cs-admin audit export).
+            detail["quick_return"] = True
+    return detail

@@ -132,6 +132,9 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             link,
             batch_max=settings.batch_max,
             limits=settings.limits(),
+            abuse_policy=settings.abuse(),
+            kiosk_backlog=settings.kiosk_backlog,
+            kiosk_share=settings.kiosk_share,
         )
         link.on_inbound = consumer.submit
         breaker = Breaker(
@@ -166,6 +169,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                     lambda: consumer.depth,
                     max_queue=settings.ready_max_queue,
                     db_timeout_s=settings.ready_db_timeout_s,
+                    stalled_s=consumer.stalled_s,
+                    max_stall_s=settings.ready_max_stall_s,
                 ),
             ],
             keys=keys,

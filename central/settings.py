@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.release import public_key
+from central.abuse import AbusePolicy
 from central.security import Limits
 
 SESSION_EXPIRY_S = 10
@@ -169,6 +170,40 @@ class CentralSettings(BaseSettings):
     breaker_every_s: float = Field(
         default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
     )
+    # --- the consumer's fairness and bad-traffic defences (central/consumer.py, abuse.py) ---
+    kiosk_backlog: int = Field(
+        default=2000,
+        ge=1,
+        description="Messages one kiosk may have waiting; the excess is shed and counted"
+        " (its outbox sends them again).",
+    )
+    kiosk_share: int = Field(
+        default=32, ge=1, description="Most places one kiosk's messages take in one batch."
+    )
+    garbage_window_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Window over which a kiosk's dropped messages are counted and audited"
+        " (one scan.dropped row per kiosk per window).",
+    )
+    garbage_block_after: int = Field(
+        default=50,
+        ge=0,
+        description="Malformed, retained or poisoned messages from one kiosk in one window"
+        " that block it for block_for_s (0: never).",
+    )
+    garbage_answers: int = Field(
+        default=20,
+        ge=0,
+        description="Refusals answered from memory per kiosk per window; the rest dropped.",
+    )
+    ready_max_stall_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="/ready says not ready when scans wait and no batch finished this long.",
+    )
+
     ready_max_queue: int = Field(
         default=10_000, ge=1, description="Scans waiting above which /ready says not ready."
     )
@@ -217,6 +252,15 @@ class CentralSettings(BaseSettings):
     def keys_path(self) -> Path:
         """The key ring file in use."""
         return self.keys_file or self.data_dir / "keys.json"
+
+    def abuse(self) -> AbusePolicy:
+        """How the consumer counts, answers and blocks a kiosk's bad traffic."""
+        return AbusePolicy(
+            window_s=self.garbage_window_s,
+            block_after=self.garbage_block_after,
+            block_for=timedelta(seconds=self.block_for_s),
+            answers_per_window=self.garbage_answers,
+        )
 
     def limits(self) -> Limits:
         """The rate limits and automatic block these settings ask for."""

@@ -41,6 +41,7 @@ class Signal(StrEnum):
     REFUSED_USED = "refused-pass-used"
     REFUSED_MEMBER = "refused-member"
     REFUSED_ITEM = "refused-item"
+    REFUSED_SHELF = "refused-wrong-shelf"
     REFUSED_NO_SESSION = "refused-no-session"
     REFUSED_OFFLINE = "refused-offline"
     REFUSED_DISABLED = "refused-checkout-off"
@@ -117,6 +118,11 @@ PATTERNS: dict[Signal, Pattern] = {
             "red beep then amber: item not available",
         ),
         Pattern(
+            Signal.REFUSED_SHELF,
+            (Step(R, True, 0.2), Step(CYAN, False, 0.4)),
+            "red beep then cyan: return it at its own shelf or the desk",
+        ),
+        Pattern(
             Signal.REFUSED_NO_SESSION,
             (
                 Step(B, True, 0.2),
@@ -163,6 +169,7 @@ SIGNAL_FOR_REASON: dict[Reason, Signal] = {
     Reason.LIMIT_REACHED: Signal.REFUSED_MEMBER,
     Reason.ITEM_UNAVAILABLE: Signal.REFUSED_ITEM,
     Reason.NOT_CHECKED_OUT: Signal.REFUSED_ITEM,
+    Reason.WRONG_SHELF: Signal.REFUSED_SHELF,
     Reason.NO_SESSION: Signal.REFUSED_NO_SESSION,
     Reason.RATE_LIMITED: Signal.REFUSED_ABUSE,
     Reason.KIOSK_BLOCKED: Signal.REFUSED_ABUSE,

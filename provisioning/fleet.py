@@ -96,6 +96,8 @@ def cmd_show(args: argparse.Namespace) -> None:
     rows.insert(0, {"field": "kiosk_id", "value": kiosk["kiosk_id"]})
     if kiosk.get("config_problem"):
         rows.append({"field": "config_problem", "value": kiosk["config_problem"]})
+    if kiosk.get("return_point"):
+        rows.append({"field": "return_point", "value": "yes (any shelf's returns)"})
     rows += [r for r in _settings(kiosk["config"]) if r["field"].split(".")[0] in _GROUPS]
     print(_table(rows, ["field", "value"]))
 
@@ -142,6 +144,8 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
         body["camera"] = camera
     if args.sound is not None:
         body["feedback"] = {"sound": args.sound}
+    if args.return_point is not None:
+        body["return_point"] = args.return_point
     for name in args.reset:
         group, _, field = name.partition(".")
         if field:
@@ -201,6 +205,12 @@ def register_kiosk(sub: Any) -> None:
     p.add_argument("--camera-focus", type=float, help="fixed focus in dioptres (Pi camera 3)")
     p.add_argument(
         "--sound", choices=_SOUNDS, help="when the buzzer sounds: all, refusals only, or off"
+    )
+    p.add_argument(
+        "--return-point",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="take returns of every shelf's items (a desk, a drop box), or only its own shelf's",
     )
     p.add_argument(
         "--reset",

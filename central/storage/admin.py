@@ -308,13 +308,20 @@ class AdminWrites:
         )
 
     async def configure_kiosk(
-        self, kiosk_id: str, change: Change, now: datetime, actor: str
+        self,
+        kiosk_id: str,
+        change: Change,
+        now: datetime,
+        actor: str,
+        *,
+        return_point: bool | None = None,
     ) -> KioskConfig | None:
-        """Apply ``change`` under the kiosk's row lock, bump its version, audit before/after."""
+        """Apply ``change`` (and ``return_point``, central's own setting) under the kiosk's
+        row lock, bump its version, audit before/after."""
         async with self._admin_tx() as atx:
             rows = await atx.fetch(
                 "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config,"
-                " retired FROM kiosks WHERE kiosk_id = ?",
+                " retired, return_point FROM kiosks WHERE kiosk_id = ?",
                 (kiosk_id,),
                 lock=True,
             )
@@ -337,7 +344,14 @@ class AdminWrites:
                     kiosk_id,
                 ),
             )
-            await atx.tx.audit(configured(old, new, now, actor))
+            audited = configured(old, new, now, actor)
+            if return_point is not None and bool(rows[0][6]) != return_point:
+                await atx.run(
+                    "UPDATE kiosks SET return_point = ? WHERE kiosk_id = ?",
+                    (return_point, kiosk_id),
+                )
+                audited.detail["changes"]["return_point"] = [bool(rows[0][6]), return_point]
+            await atx.tx.audit(audited)
         return new
 
 

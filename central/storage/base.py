@@ -33,6 +33,7 @@ class KioskRow:
     blocked_until: datetime | None
     config_version: int
     session_timeout_s: float
+    return_point: bool = False  # takes returns of every shelf's items, not only its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +142,11 @@ def refusal(entry: AuditEntry, *, duplicate: bool) -> str:
 class Tx(Protocol):
     """One write transaction: its locks are taken when it begins."""
 
-    async def find_verdict(self, event_id: str) -> Verdict | None:
-        """The verdict already given to ``event_id``, if any."""
+    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
+        """The verdict already given to ``kiosk_id``'s event ``event_id``, if any.
+
+        Event ids are minted by kiosks: they are unique per kiosk, not across the fleet.
+        """
 
     async def save_verdict(
         self,
@@ -240,6 +244,10 @@ class Store(Protocol):
 
     def is_conflict(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a refused write or a broken deadlock, worth one more try."""
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database cannot be used now (retry later, drop nothing),
+        rather than that one event's data failed."""
 
     async def close(self) -> None:
         """Release the connection(s)."""
@@ -362,7 +370,13 @@ class Store(Protocol):
         """Every enrolled kiosk, retired ones included, by id."""
 
     async def configure_kiosk(
-        self, kiosk_id: str, change: Change, now: datetime, actor: str
+        self,
+        kiosk_id: str,
+        change: Change,
+        now: datetime,
+        actor: str,
+        *,
+        return_point: bool | None = None,
     ) -> KioskConfig | None:
         """Apply ``change`` to a kiosk's configuration under its lock, bump its version and
         audit it; None if there is no such kiosk, StorageError if it is retired or the

@@ -24,6 +24,7 @@ class KioskRecord:
     config: KioskConfig
     retired: bool
     blocked_until: datetime | None
+    return_point: bool = False  # takes returns of every shelf's items (central only)
 
 
 def config_from_row(row: Sequence[Any]) -> KioskConfig:

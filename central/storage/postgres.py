@@ -1,7 +1,7 @@
 """The PostgreSQL backend (asyncpg): several central instances share one database.
 
 Each event is decided in its own short transaction that takes its locks in one fixed
-order — the event id (advisory lock), then the kiosk row, then the item row, then the
+order — the kiosk's event id (advisory lock), then the kiosk row, then the item row, then the
 member row — so two instances never wait on each other in a cycle, and the constraints
 (partial unique indexes, unique pass and event ids) refuse whatever a logic slip lets by.
 """
@@ -66,12 +66,19 @@ class PostgresTx:
         """The connection this transaction runs on."""
         return self._conn
 
-    async def find_verdict(self, event_id: str) -> Verdict | None:
+    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
         # Claim the event first: a redelivery racing on another instance waits here and
-        # then reads this transaction's verdict instead of deciding the event again.
-        await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event_id)
+        # then reads this transaction's verdict instead of deciding the event again. Event
+        # ids are the kiosk's own, so the lock key is the pair ('/' is in neither id).
+        await self._conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            kiosk_id,
+            event_id,
+        )
         text = await self._conn.fetchval(
-            "SELECT verdict FROM scan_events WHERE event_id = $1", event_id
+            "SELECT verdict FROM scan_events WHERE kiosk_id = $1 AND event_id = $2",
+            kiosk_id,
+            event_id,
         )
         return None if text is None else Verdict.model_validate_json(text)
 
@@ -98,7 +105,7 @@ class PostgresTx:
         # The kiosk row lock serialises every decision about one kiosk's session.
         row = await self._conn.fetchrow(
             "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
-            " session_timeout_s FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
+            " session_timeout_s, return_point FROM kiosks WHERE kiosk_id = $1 FOR UPDATE",
             kiosk_id,
         )
         return None if row is None else KioskRow(*row)
@@ -374,6 +381,22 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
         self._sizes = (min_size, max_size)
         self._pool: asyncpg.Pool | None = None
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """The database itself failed (down, out of resources, shutting down), not one
+        event's data."""
+        return isinstance(
+            exc,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.InsufficientResourcesError
+            | asyncpg.OperatorInterventionError
+            | asyncpg.PostgresSystemError
+            | asyncpg.LockNotAvailableError
+            | StorageError
+            | OSError
+            | TimeoutError,
+        )
+
     def is_conflict(self, exc: BaseException) -> bool:
         """A constraint refused the write, or PostgreSQL broke a deadlock or conflict."""
         return isinstance(
@@ -562,9 +585,9 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     async def kiosk_records(self) -> Sequence[KioskRecord]:
         rows = await self.pool.fetch(
             "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
+            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
         )
-        return [KioskRecord(config_from_row(r), r[5], r[6]) for r in rows]
+        return [KioskRecord(config_from_row(r), r[5], r[6], r[7]) for r in rows]
 
     async def audit_head(self) -> ChainHead:
         row = await self.pool.fetchrow(

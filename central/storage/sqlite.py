@@ -62,6 +62,11 @@ def _opt(text: str | None) -> datetime | None:
     return None if text is None else from_db(text)
 
 
+# SQLite result codes (the low byte) that say the database cannot be used right now:
+# BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_UNAVAILABLE = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26})
+
+
 class _Done(NamedTuple):
     rowcount: int
     lastrowid: int | None
@@ -86,8 +91,12 @@ class SqliteTx:
         cur = await self._db.execute(sql, args)
         return _Done(cur.rowcount, cur.lastrowid)
 
-    async def find_verdict(self, event_id: str) -> Verdict | None:
-        row = await self._one("SELECT verdict FROM scan_events WHERE event_id = ?", event_id)
+    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
+        row = await self._one(
+            "SELECT verdict FROM scan_events WHERE kiosk_id = ? AND event_id = ?",
+            kiosk_id,
+            event_id,
+        )
         return None if row is None else Verdict.model_validate_json(row[0])
 
     async def save_verdict(
@@ -114,12 +123,12 @@ class SqliteTx:
     async def kiosk(self, kiosk_id: str) -> KioskRow | None:
         row = await self._one(
             "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
-            " session_timeout_s FROM kiosks WHERE kiosk_id = ?",
+            " session_timeout_s, return_point FROM kiosks WHERE kiosk_id = ?",
             kiosk_id,
         )
         if row is None:
             return None
-        return KioskRow(row[0], row[1], bool(row[2]), _opt(row[3]), row[4], row[5])
+        return KioskRow(row[0], row[1], bool(row[2]), _opt(row[3]), row[4], row[5], bool(row[6]))
 
     async def member(self, member_id: str) -> MemberRow | None:
         row = await self._one(
@@ -424,6 +433,15 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
         """A constraint refused the write (SQLite never deadlocks under BEGIN IMMEDIATE)."""
         return isinstance(exc, sqlite3.IntegrityError)
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """The database itself failed (locked, full, gone), not one event's data."""
+        if isinstance(exc, sqlite3.Error):
+            code = getattr(exc, "sqlite_errorcode", None)
+            # A closed connection or a failing file is systemic; SQLITE_ERROR from a
+            # statement (a bad value, say) belongs to the event that made it.
+            return code is None or (code & 0xFF) in _UNAVAILABLE
+        return isinstance(exc, StorageError | OSError | TimeoutError)
+
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self._path, isolation_level=None)
         await db.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
@@ -684,10 +702,10 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     async def kiosk_records(self) -> Sequence[KioskRecord]:
         async with self._read.execute(
             "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until FROM kiosks ORDER BY kiosk_id"
+            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
         ) as cur:
             rows = await cur.fetchall()
-        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6])) for r in rows]
+        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6]), bool(r[7])) for r in rows]
 
     async def audit_head(self) -> ChainHead:
         async with self._read.execute(_HEAD_SQL) as cur:

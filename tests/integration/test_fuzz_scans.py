@@ -3,7 +3,8 @@
 Hypothesis draws the payloads (oversized, not JSON, wrong types, unknown protocol versions,
 a payload speaking for another kiosk, QR text of any bytes and length, times far in the
 past or future, deep nesting, unknown fields, broken topics). Every one must be refused
-with a verdict that accepts nothing, or dropped, counted and audited; every honest scan
+with a verdict that accepts nothing, or dropped and counted (audited as aggregated rows,
+the hostile kiosk blocked on the way); every honest scan
 between them must get exactly the verdict it would get on a quiet day; and central must
 be healthy at the end.
 """
@@ -309,17 +310,17 @@ async def test_hostile_payloads_by_the_ten_thousand_are_refused_and_honest_scans
             verdicts[verdict.event_id] = (message.topic, verdict)
         raise AssertionError("verdicts kept coming for 90 s")
 
-    # Collect verdicts until central has decided everything: every honest verdict in,
-    # and every hostile payload either answered or audited as dropped.
+    # Collect verdicts until central has decided everything: every honest verdict in, the
+    # queue empty, and the dropped messages' aggregated audit rows written.
     deadline = time.monotonic() + 120
     while True:
         await asyncio.to_thread(collect_until_settled)
         audit = await scan_audit_counts(central)
-        answered = sum(1 for event_id in hostile_ids if event_id in verdicts)
         honest_done = all(event_id in verdicts for event_id, _ in honest)
-        if honest_done and answered + audit["scan.dropped"] == count:
+        depth = (await admin.get("/stats")).json()["queue_depth"]
+        if honest_done and depth == 0 and audit["scan.dropped"] > 0:
             break
-        assert time.monotonic() < deadline, (answered, audit["scan.dropped"], honest_done)
+        assert time.monotonic() < deadline, (audit["scan.dropped"], honest_done, depth)
 
     # Every honest scan got exactly its verdict, in the honest kiosk's own topic.
     for event_id, reason in honest:
@@ -335,25 +336,24 @@ async def test_hostile_payloads_by_the_ten_thousand_are_refused_and_honest_scans
         assert not verdict.accepted, (item, verdict)
         assert topic == topics.verdict(item.kiosk), (item, topic)
         if item.kind in BROKEN:
-            expected = Reason.MALFORMED if item.kiosk == HOSTILE_KIOSK else Reason.KIOSK_BLOCKED
-            assert verdict.reason is expected, (item, verdict)
+            # Refused from memory (MALFORMED), or dropped early from a blocked kiosk.
+            assert verdict.reason in {Reason.MALFORMED, Reason.KIOSK_BLOCKED}, (item, verdict)
     assert kinds_answered["mismatch"] == 0  # never answered on behalf of another kiosk
     assert kinds_answered["bad_topic"] == 0
 
-    # Every payload that could not be parsed was counted, the same in /stats and metrics.
-    stats = (await admin.get("/stats")).json()["counts"]
-    malformed = sum(n for key, n in stats.items() if key.startswith("malformed."))
+    # Every hostile payload was either decided (and audited like any scan) or dropped and
+    # counted; dropped ones cost an aggregated audit row per kiosk per window, not one each.
     metrics = await scrape(admin)
     dropped_metric = sum(v for (name, _), v in metrics.items() if name == "qr_scans_dropped_total")
-    assert dropped_metric == malformed
-    assert malformed >= audit["scan.dropped"] > 0
-    assert stats.get("fault", 0) == 0
-    assert stats.get("conflict", 0) == 0
-    # Every answered event (hostile or honest) has its audit row too.
-    answered_rows = sum(
+    decided_rows = sum(
         n for action, n in audit.items() if action.startswith("scan.") and action != "scan.dropped"
     )
-    assert answered_rows == answered + len(honest)
+    assert dropped_metric + decided_rows - len(honest) == count
+    assert 0 < audit["scan.dropped"] < count / 100
+    stats = (await admin.get("/stats")).json()["counts"]
+    assert stats.get("fault", 0) == 0
+    assert stats.get("conflict", 0) == 0
+    assert stats.get("dead_letter", 0) == 0  # the contract refused everything it had to
     health = await admin.get("/health")
     assert (health.status_code, health.json()["status"]) == (200, "ok")
     print(f"{count} hostile + {len(honest)} honest in {time.monotonic() - started:.1f} s")

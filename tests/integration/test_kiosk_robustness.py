@@ -88,6 +88,9 @@ async def test_kill_9_between_scan_and_verdict_delivers_once_and_shows_it(
     settings = central_settings(tmp_path, broker)
     async with start_central(settings) as central:
         drill = await checked_out_drill(central, probe)
+        # The drill's shelf is SHELF-A; KIOSK-B1 is the desk's, which takes any returns.
+        desk = await central.admin.patch("/kiosks/KIOSK-B1/config", json={"return_point": True})
+        assert desk.status_code == 200, desk.text
     # Central is down: the kiosk's scan gets no verdict and waits in its outbox.
     label_png = tmp_path / "drill.png"
     segno.make_qr(drill, error="m").save(str(label_png), scale=5, border=4)

@@ -124,6 +124,9 @@ async def test_item_in_maintenance_is_refused_at_checkout_but_can_be_returned(
     edited = await central.admin.patch("/items/DRILL-01", json={"state": "maintenance"})
     assert edited.status_code == 200, edited.text
     probe.subscribe(topics.verdict("KIOSK-B1"))
+    # KIOSK-A1 is busy with another member; the front desk's kiosk takes any shelf's returns.
+    desk = await central.admin.patch("/kiosks/KIOSK-B1/config", json={"return_point": True})
+    assert desk.status_code == 200, desk.text
     returned = await ask(probe, scan("KIOSK-B1", drill))
     assert returned.reason is Reason.RETURNED
 

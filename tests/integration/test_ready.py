@@ -36,7 +36,12 @@ async def test_ready_says_the_broker_is_down_and_recovers_when_it_is_back(
         assert ready.status_code == 200, ready.text
         assert ready.json() == {
             "ready": True,
-            "checks": {"database": "ok", "broker": "connected", "queue_depth": 0},
+            "checks": {
+                "database": "ok",
+                "broker": "connected",
+                "queue_depth": 0,
+                "consumer_stalled_s": 0.0,
+            },
             "problems": [],
         }
 

@@ -225,6 +225,9 @@ async def test_incident_3_overload_sheds_checkouts_and_keeps_returns(
         refused = await ask(probe, scan("KIOSK-A1", await code(admin, "/members/M-1002/passes")))
         assert refused.reason is Reason.FEATURE_DISABLED
         drill = await code(admin, "/items/DRILL-01/label")
+        # The drill's shelf is SHELF-A; KIOSK-B1 is the desk's, which takes any returns.
+        desk = await admin.patch("/kiosks/KIOSK-B1/config", json={"return_point": True})
+        assert desk.status_code == 200, desk.text
         assert (await ask(probe, scan("KIOSK-B1", drill))).reason is Reason.RETURNED
         await op.run(lines[-1])
         assert await checkout(admin, probe) is Reason.CHECKED_OUT

@@ -32,6 +32,10 @@ THREATS = (
     "code-like clutter in view",
     "malicious update",
     "stolen release key",
+    "poison message",
+    "flood",
+    "event-id collision",
+    "backdated return",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
@@ -76,7 +80,8 @@ def collected(files: set[str]) -> set[str]:
 def test_every_threat_has_a_row_with_a_test_or_a_todo() -> None:
     rows = table()
     for threat in THREATS:
-        matches = [cell for name, cell in rows.items() if name.startswith(threat)]
+        # The name, alone or followed by its description ("flood" is not "flooding").
+        matches = [cell for name, cell in rows.items() if name.split(" (")[0] == threat]
         assert len(matches) == 1, f"no single row for {threat!r}"
         assert NODE.search(matches[0]) or "TODO(lead)" in matches[0], threat
 

@@ -34,6 +34,7 @@ from tests.unit.central.support import (
     query,
 )
 
+CHAINED = 6  # the migration that made the audit log a hash chain
 _SQLITE_GUARDS = (
     "CREATE TRIGGER qr_audit_log_no_update BEFORE UPDATE ON qr_audit_log"
     " BEGIN SELECT RAISE(ABORT, 'qr_audit_log is append-only'); END",
@@ -300,7 +301,8 @@ async def test_the_append_only_guard_lets_sealing_write_the_chain_columns_once_o
 async def test_going_down_from_the_chain_restores_the_plain_append_only_guard(
     library: AnyStore, clock: FakeClock
 ) -> None:
-    assert await library.migrate(target=NEWEST - 1) == NEWEST - 1
+    # Step 6 made the chain; go to the step before it.
+    assert await library.migrate(target=CHAINED - 1) == CHAINED - 1
     await execute(
         library,
         "INSERT INTO qr_audit_log (at, actor, action) VALUES (?, 'system', 'v1')",

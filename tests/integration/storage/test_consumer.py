@@ -7,8 +7,11 @@ kiosk hears its verdicts in order, and a message is acknowledged only once decid
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 
@@ -22,9 +25,11 @@ from broker.messages import (
     Verdict,
     encode,
 )
+from central.abuse import AbusePolicy
 from central.clock import FakeClock
 from central.consumer import Consumer
 from central.mqtt import Inbound
+from central.security import ALERT_AUTO_BLOCK
 from central.storage.base import CheckoutRow
 from central.storage.postgres import PostgresTx
 from central.storage.sqlite import SqliteStore, SqliteTx
@@ -35,6 +40,7 @@ from tests.unit.central.support import (
     GRACE,
     KIOSK_A,
     KIOSK_B,
+    RAKE,
     SAW,
     SHELF,
     AnyStore,
@@ -153,10 +159,14 @@ async def test_broken_scans_are_answered_malformed_or_dropped_and_acked(
     batch = [
         # An event id to answer, but no code: the kiosk hears MALFORMED.
         Inbound(scan_topic, no_code, 1, 1),
-        # Not even JSON: nobody to answer, so it is dropped (and audited).
+        # Not even JSON: nobody to answer, so it is dropped (and counted).
         Inbound(scan_topic, b"{not json", 2, 1),
     ]
     await consumer.handle(batch)
+    # Nothing reached the database: refusals are counted in memory, and written as one
+    # aggregated row per kiosk when the window closes.
+    assert await query(library, "SELECT count(*) FROM scan_events") == [(0,)]
+    await consumer.flush_drops(everything=True)
     [verdict] = wire.verdicts(KIOSK_A)
     assert (verdict.event_id, verdict.reason, verdict.accepted) == (
         event_id,
@@ -165,9 +175,11 @@ async def test_broken_scans_are_answered_malformed_or_dropped_and_acked(
     )
     assert sorted(wire.acked) == [1, 2]
     dropped = await query(
-        library, "SELECT actor, reason FROM qr_audit_log WHERE action = 'scan.dropped'"
+        library, "SELECT actor, kiosk_id, detail FROM qr_audit_log WHERE action = 'scan.dropped'"
     )
-    assert dropped == [("system", Reason.MALFORMED.value)]
+    [(actor, kiosk_id, detail)] = dropped
+    assert (actor, kiosk_id) == ("system", KIOSK_A)
+    assert json.loads(detail) == {"counts": {"bad_fields": 1, "not_json": 1}, "total": 2}
 
 
 async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
@@ -226,3 +238,131 @@ async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
     assert held == [(DRILL, ADA), (SAW, GRACE)]
     decided = await query(library, "SELECT count(*) FROM scan_events")
     assert decided == [(5,)]
+
+
+async def drain(consumer: Consumer) -> None:
+    """Run the consumer until nothing waits, then stop it."""
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(60):
+            while consumer.depth:  # noqa: ASYNC110 - depth is a counter, not an event
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_one_kiosks_backlog_does_not_delay_another_kiosks_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(library, signer, clock, wire, kiosk_share=8)
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    for message in inbound([code_scan(KIOSK_A, rake, now) for _ in range(500)]):
+        consumer.submit(message)
+    late_comer = code_scan(KIOSK_B, rake, now)
+    [message] = inbound([late_comer], first_mid=1000)
+    consumer.submit(message)
+    assert consumer.depth == 501
+    await drain(consumer)
+    order = [
+        Verdict.model_validate_json(payload).event_id
+        for topic, payload, _ in wire.published
+        if topic.endswith("/verdict")
+    ]
+    assert len(order) == 501
+    # KIOSK-B's one scan went into the first batch, behind at most KIOSK-A's share of it.
+    assert order.index(late_comer.event_id) <= 8
+    assert len(wire.acked) == 501
+
+
+async def test_a_kiosks_backlog_beyond_its_bound_is_shed_and_counted_never_an_outbox_resend(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    # An honest kiosk back from an outage re-sends a few hundred queued returns: all kept.
+    consumer = Consumer(library, signer, clock, wire)
+    resend = inbound([code_scan(KIOSK_A, rake, now, queued=True) for _ in range(300)])
+    for message in resend:
+        consumer.submit(message)
+    assert consumer.depth == 300
+    await drain(consumer)
+    assert len(wire.verdicts(KIOSK_A)) == 300
+    assert consumer.counts["shed"] == 0
+    # A kiosk holding more than its bound: the excess is acked and counted, not queued.
+    flooded = Consumer(library, signer, clock, wire, kiosk_backlog=100)
+    flood = inbound([code_scan(KIOSK_B, rake, now) for _ in range(150)], first_mid=1000)
+    for message in flood:
+        flooded.submit(message)
+    assert flooded.depth == 100
+    assert flooded.counts["shed"] == 50
+    await drain(flooded)
+    assert len(wire.verdicts(KIOSK_B)) == 100
+    await flooded.flush_drops(everything=True)
+    [detail] = await query(library, "SELECT detail FROM qr_audit_log WHERE action = 'scan.dropped'")
+    assert json.loads(detail[0]) == {"counts": {"shed": 50}, "total": 50}
+
+
+async def test_garbage_is_counted_in_memory_and_blocks_its_kiosk_with_one_alert(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(
+        library, signer, clock, wire, abuse_policy=AbusePolicy(block_after=10, answers_per_window=3)
+    )
+    garbage = [Inbound(topics.scan(KIOSK_A), b"{not json", mid, 1) for mid in range(1, 11)]
+    await consumer.handle(garbage)
+    # Blocked at the tenth; from then on its scans are dropped before any work.
+    consumer.submit(Inbound(topics.scan(KIOSK_A), b"{not json", 11, 1))
+    assert consumer.depth == 0
+    assert consumer.counts["blocked"] == 1
+    before = await query(library, "SELECT count(*) FROM qr_audit_log")
+    await consumer.flush_drops(everything=True)
+    after = await query(
+        library,
+        "SELECT action, reason, kiosk_id FROM qr_audit_log"
+        " WHERE action IN ('kiosk.block', 'security.alert', 'scan.dropped')"
+        " ORDER BY seq",
+    )
+    assert [(action, kiosk) for action, _, kiosk in after] == [
+        ("kiosk.block", KIOSK_A),
+        ("security.alert", KIOSK_A),
+        ("scan.dropped", KIOSK_A),
+    ]
+    assert after[1][1] == ALERT_AUTO_BLOCK
+    assert len(await query(library, "SELECT seq FROM qr_audit_log")) == before[0][0] + 3
+    [(blocked_until,)] = await query(
+        library, "SELECT blocked_until FROM kiosks WHERE kiosk_id = ?", KIOSK_A
+    )
+    assert blocked_until is not None
+    alerts = [payload for topic, payload, _ in wire.published if topic == topics.ALERTS]
+    assert len(alerts) == 1
+    assert sorted(wire.acked) == list(range(1, 12))
+
+
+async def test_a_kiosk_unblocked_anywhere_is_heard_in_full_at_its_next_scan(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(
+        library, signer, clock, wire, abuse_policy=AbusePolicy(answers_per_window=5)
+    )
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    async with library.write() as tx:
+        await tx.set_blocked_until(KIOSK_A, now + timedelta(hours=1))
+    [blocked] = inbound([code_scan(KIOSK_A, rake, now)])
+    await consumer.handle([blocked])
+    assert reasons(wire.verdicts(KIOSK_A)) == [Reason.KIOSK_BLOCKED]
+    # Held now: beyond its small budget, its traffic would be dropped unread. An admin
+    # (on this instance or another) lifts the block in the database.
+    async with library.write() as tx:
+        await tx.set_blocked_until(KIOSK_A, None)
+    [first] = inbound([code_scan(KIOSK_A, rake, now)], first_mid=2)
+    consumer.submit(first)
+    await drain(consumer)
+    for message in inbound([code_scan(KIOSK_A, rake, now) for _ in range(30)], first_mid=3):
+        consumer.submit(message)
+    await drain(consumer)
+    assert reasons(wire.verdicts(KIOSK_A)) == [Reason.KIOSK_BLOCKED] + [Reason.NO_SESSION] * 31
+    assert consumer.counts["blocked"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -377,21 +378,88 @@ async def test_a_queued_return_is_dated_when_it_was_scanned(desk: Desk) -> None:
     assert (await desk.states())[DRILL] is AvailabilityState.AVAILABLE
 
 
-async def test_a_queued_return_is_dated_within_the_loan(desk: Desk) -> None:
+async def test_a_queued_return_is_dated_no_later_than_central_hears_of_it(desk: Desk) -> None:
     await desk.open_session(ADA)
-    checked_out_at = desk.clock.now()
-    await desk.check_out(DRILL)
     await desk.check_out(SAW)
     await desk.done()
     desk.clock.advance(600)
-    # A kiosk clock running slow cannot date a return before its checkout…
-    early = checked_out_at - timedelta(days=1)
-    assert (await desk.scan(desk.label(DRILL), queued=True, scanned_at=early)).verdict.accepted
-    # …nor one running (a little) fast after the moment central hears of it.
+    # A kiosk clock running (a little) fast cannot date a return after central hears of it.
     late = desk.clock.now() + timedelta(minutes=4)
     assert (await desk.scan(desk.label(SAW), queued=True, scanned_at=late)).verdict.accepted
-    rows = dict(await query(desk.store, "SELECT item_id, returned_at FROM checkouts"))
-    assert rows == {DRILL: checked_out_at, SAW: desk.clock.now()}
+    assert await query(desk.store, "SELECT returned_at FROM checkouts") == [(desk.clock.now(),)]
+
+
+@pytest.mark.parametrize("queued", [True, False])
+async def test_a_return_stamped_before_the_checkout_began_never_closes_it(
+    desk: Desk, queued: bool
+) -> None:
+    await desk.open_session(ADA)
+    checked_out_at = desk.clock.now()
+    await desk.check_out(DRILL)
+    await desk.done()
+    desk.clock.advance(600)
+    # A return queued (or re-sent late) from before this loan began belongs to an earlier
+    # loan: it must not end Ada's, let alone record it as lasting no time at all.
+    before = checked_out_at - timedelta(minutes=5)
+    outcome = await desk.scan(desk.label(DRILL), queued=queued, scanned_at=before)
+    assert (outcome.verdict.reason, outcome.verdict.accepted) == (Reason.NOT_CHECKED_OUT, False)
+    assert outcome.changed == []
+    assert await desk.holders() == {DRILL: ADA}
+
+
+async def test_a_live_return_is_dated_by_centrals_clock_whatever_the_kiosks_says(
+    desk: Desk,
+) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    desk.clock.advance(30)
+    # The kiosk's clock is 50 s slow: its stamp predates the checkout, but the scan is live
+    # (not queued, not late), so it is the return it looks like, dated now.
+    skewed = desk.clock.now() - timedelta(seconds=50)
+    verdict = (await desk.scan(desk.label(DRILL), scanned_at=skewed)).verdict
+    assert verdict.reason is Reason.RETURNED
+    assert await query(desk.store, "SELECT returned_at FROM checkouts") == [(desk.clock.now(),)]
+
+
+async def test_a_return_at_another_shelfs_kiosk_is_refused_unless_it_is_a_return_point(
+    desk: Desk,
+) -> None:
+    now = desk.clock.now()
+    await desk.store.add_shelf("SHELF-G", "Garden", now, "admin:test")
+    await desk.store.add_kiosk("KIOSK-G", "SHELF-G", now, "admin:test")
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    # Someone with a photo of the drill's label, at a kiosk of another shelf.
+    elsewhere = (await desk.scan(desk.label(DRILL), "KIOSK-G")).verdict
+    assert (elsewhere.reason, elsewhere.accepted) == (Reason.WRONG_SHELF, False)
+    assert await desk.holders() == {DRILL: ADA}
+    # The front desk's kiosk is a return point: it takes any shelf's items.
+    await execute(
+        desk.store, "UPDATE kiosks SET return_point = ? WHERE kiosk_id = ?", True, "KIOSK-G"
+    )
+    assert (await desk.scan(desk.label(DRILL), "KIOSK-G")).verdict.reason is Reason.RETURNED
+
+
+async def test_a_quick_return_is_marked_in_the_audit_for_staff(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.check_out(SAW)
+    await desk.done()
+    desk.clock.advance(60)
+    await desk.scan(desk.label(DRILL))
+    desk.clock.advance(3600)
+    await desk.scan(desk.label(SAW))
+    rows = await query(
+        desk.store,
+        "SELECT item_id, detail FROM qr_audit_log WHERE reason = 'RETURNED' ORDER BY seq",
+    )
+    details = {item: json.loads(detail) for item, detail in rows}
+    assert details[DRILL]["loan_s"] == 60
+    assert details[DRILL]["quick_return"] is True
+    assert details[SAW]["loan_s"] == 3660
+    assert "quick_return" not in details[SAW]
 
 
 async def test_a_queued_return_ignores_an_open_session(desk: Desk) -> None:

@@ -30,6 +30,7 @@ from tests.unit.central.support import (
     DRILL,
     GRACE,
     KIOSK_A,
+    KIOSK_B,
     AnyStore,
     code_scan,
     decide,
@@ -222,3 +223,27 @@ async def test_sqlite_instances_starting_together_on_a_new_file_all_migrate(
             for store in stores:
                 await store.close()
         assert versions == [NEWEST] * 4
+
+
+async def test_per_kiosk_event_ids_survive_the_rollback_of_step_7(
+    store: AnyStore, clock: FakeClock, signer: TokenSigner
+) -> None:
+    # Two kiosks minted the same event id; both were decided, each its own scan.
+    now = clock.now()
+    await seed(store, now)
+    _, code = await issue_pass(store, signer, ADA, now)
+    shared = "0123456789abcdef"
+    first = code_scan(KIOSK_A, code, now).model_copy(update={"event_id": shared})
+    second = code_scan(KIOSK_B, signer.label(DRILL, 1), now).model_copy(update={"event_id": shared})
+    assert (await decide(store, signer, first, now)).verdict.reason is Reason.SESSION_OPENED
+    assert (await decide(store, signer, second, now)).verdict.reason is Reason.NO_SESSION
+    assert await query(store, "SELECT count(*) FROM scan_events") == [(2,)]
+
+    # The old schema holds one verdict per event id: the first decided is kept, and
+    # nothing else is lost.
+    assert await store.migrate(target=6) == 6
+    assert await query(store, "SELECT kiosk_id FROM scan_events") == [(KIOSK_A,)]
+    assert await query(store, "SELECT count(*) FROM sessions") == [(1,)]
+    assert await store.migrate() == NEWEST
+    again = await decide(store, signer, first, now)
+    assert (again.replayed, again.verdict.reason) == (True, Reason.SESSION_OPENED)

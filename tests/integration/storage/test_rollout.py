@@ -71,6 +71,7 @@ async def test_off_lets_queued_and_late_returns_through(desk: Desk) -> None:
     await desk.check_out(DRILL)
     await desk.check_out(SAW)
     await desk.done()
+    desk.clock.advance(600)  # the returns happen after the checkouts began
     # Someone else is mid-session at the kiosk whose outbox now sends Ada's returns.
     await desk.open_session(GRACE)
     await set_flag(desk, FlagSetting(FlagMode.OFF))

@@ -289,12 +289,12 @@ async def test_a_verdict_is_saved_once_per_event(library: AnyStore, clock: FakeC
     now = clock.now()
     first = verdict("evt-00000001", now)
     async with library.write() as tx:
-        assert await tx.find_verdict(first.event_id) is None
+        assert await tx.find_verdict(first.kiosk_id, first.event_id) is None
         await tx.save_verdict(first, "abc", now)
     async with library.write() as tx:
         async with conflict(library, tx):
             await tx.save_verdict(verdict(first.event_id, now, Reason.CHECKED_OUT), None, now)
-        assert await tx.find_verdict(first.event_id) == first
+        assert await tx.find_verdict(first.kiosk_id, first.event_id) == first
 
 
 async def save_in_savepoint(

@@ -253,6 +253,35 @@ def test_a_naive_scan_time_is_refused(build: Callable[..., dict[str, Any]]) -> N
     assert refusal(as_bytes(build(scanned_at="2026-01-05T09:00:00"))) == "bad_fields"
 
 
+@pytest.mark.parametrize("build", [code_scan, session_done])
+@pytest.mark.parametrize(
+    "at",
+    [
+        "0001-01-01T00:00:00+14:00",  # year 0 in UTC: converting it overflows
+        "9999-12-31T23:59:59-14:00",  # year 10000 in UTC
+        "0001-01-01T00:00:00Z",
+        "1999-12-31T23:59:59Z",
+        "2100-01-01T00:00:00Z",
+        "2099-12-31T23:00:00-01:00",
+    ],
+)
+def test_a_scan_time_outside_the_sane_range_is_refused(
+    build: Callable[..., dict[str, Any]], at: str
+) -> None:
+    assert refusal(as_bytes(build(scanned_at=at))) == "bad_fields"
+
+
+def test_a_scan_time_in_range_is_handed_on_in_utc() -> None:
+    event = parse_event(KIOSK, as_bytes(session_done(scanned_at="2026-01-05T09:00:00+14:00")))
+    assert event.scanned_at == datetime(2026, 1, 4, 19, 0, tzinfo=UTC)
+    assert event.scanned_at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("code", ["cs1.l.lower", "CS1\x00", "CS1.L.\u00c4", "CS1\nL", "CS1#L"])
+def test_a_code_outside_qr_alphanumeric_text_is_refused(code: str) -> None:
+    assert refusal(as_bytes(code_scan(code=code))) == "bad_fields"
+
+
 def test_a_code_longer_than_the_maximum_is_refused() -> None:
     assert refusal(as_bytes(code_scan(code="A" * (MAX_CODE_LENGTH + 1)))) == "bad_fields"
 
