@@ -25,6 +25,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,44 @@ def disable_client(username: str) -> dict[str, Any]:
 def enable_client(username: str) -> dict[str, Any]:
     """Let a disabled user log in again."""
     return {"command": "enableClient", "username": username}
+
+
+# A kiosk central shut out for a while carries its deadline in the broker itself (the
+# client's text description), so whichever instance reconciles next lets it back in,
+# even if the instance that shut it out has died since. A user an operator disabled by
+# hand carries no such note and is never re-enabled by central.
+QUARANTINE_NOTE = "quarantined by central until "
+
+
+def quarantine_client(username: str, until: datetime) -> list[dict[str, Any]]:
+    """Shut a kiosk's login out until ``until`` (dropping its connection at once)."""
+    return [
+        {
+            "command": "modifyClient",
+            "username": username,
+            "textdescription": f"{QUARANTINE_NOTE}{until.isoformat()}",
+        },
+        disable_client(username),
+    ]
+
+
+def release_client(username: str) -> list[dict[str, Any]]:
+    """Let a quarantined kiosk log in again and clear its note."""
+    return [
+        enable_client(username),
+        {"command": "modifyClient", "username": username, "textdescription": ""},
+    ]
+
+
+def quarantined_until(client: dict[str, Any]) -> datetime | None:
+    """When central's quarantine of a listed client ends; None if central set none."""
+    note = str(client.get("textdescription") or "")
+    if not client.get("disabled") or not note.startswith(QUARANTINE_NOTE):
+        return None
+    try:
+        return datetime.fromisoformat(note.removeprefix(QUARANTINE_NOTE))
+    except ValueError:
+        return None
 
 
 def create_role(name: str, acls: list[dict[str, Any]]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,16 @@ class BrokerAccounts:
     where the broker's plugin file lives, written from the database only if missing.
     """
 
-    def __init__(self, store: FleetWrites, *, control: bool, seed: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: FleetWrites,
+        *,
+        control: bool,
+        seed: Path | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._store = store
+        self._now = now
         self._control_on = control
         self._seed = seed
         self._control: DynsecControl | None = None
@@ -149,6 +157,9 @@ class BrokerAccounts:
                     log.error("broker has no user %s: re-enrol it", username)
                 continue
             self._reported_missing.discard(username)
+            until = auth.quarantined_until(client)
+            if until is not None and until <= self._now():
+                out += auth.release_client(username)  # its quarantine is over
             if password is not None:
                 out.append(auth.set_password(username, password))  # drops the old login
             held = [str(r.get("rolename")) for r in client.get("roles", [])]
@@ -164,6 +175,20 @@ class BrokerAccounts:
         password and role stay, so :meth:`enable` lets it straight back. Whether the
         broker did it."""
         return await self._one(auth.disable_client(username))
+
+    async def quarantine(self, username: str, until: datetime) -> bool:
+        """Shut a flooding kiosk out at the broker until ``until``; the next
+        reconciliation after that, on any instance, lets it back in. Whether the broker
+        did it."""
+        if not self.managed or self._control is None:
+            return False
+        answers = await self._control.run(auth.quarantine_client(username, until))
+        for answer in answers:
+            if "error" in answer:
+                log.warning("broker refused %s: %s", answer.get("command"), answer["error"])
+                return False
+        log.warning("kiosk %s shut out at the broker until %s", username, until.isoformat())
+        return True
 
     async def enable(self, username: str) -> bool:
         """Let a disabled kiosk log in again. Whether the broker did it."""

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sdnotify
 import uvicorn
@@ -103,6 +103,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         store,
         control=settings.broker_control,
         seed=settings.broker_auth_dir / DYNSEC_FILE if settings.broker_auth_dir else None,
+        now=deps.clock.now,
     )
     try:
         # The broker must know this instance's own user before it tries to connect.
@@ -137,6 +138,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             kiosk_share=settings.kiosk_share,
         )
         link.on_inbound = consumer.submit
+        if accounts.managed:
+            consumer.on_blocked = _shut_out_at_the_broker(accounts)
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
@@ -220,6 +223,19 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         await store.close()
         if data_lock is not None:
             data_lock.close()
+
+
+def _shut_out_at_the_broker(accounts: BrokerAccounts) -> Callable[[str, datetime], None]:
+    """A flooding kiosk's block, applied at the broker too: its flood stops at the source."""
+    pending: set[asyncio.Task[bool]] = set()
+
+    def shut_out(kiosk_id: str, until: datetime) -> None:
+        # Kept until done: the loop holds only a weak reference to a task.
+        task = asyncio.create_task(accounts.quarantine(kiosk_id, until))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    return shut_out
 
 
 def _enrolled(store: SqliteStore | PostgresStore) -> Callable[[], Awaitable[list[str]]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,3 +174,42 @@ async def test_an_enrolment_wave_bigger_than_one_packet_reaches_the_broker(
         client.close()
         assert rc == 0, kiosk_id
     assert not await managed.accounts.sync()
+
+
+async def test_a_quarantined_kiosk_is_kept_out_until_its_deadline_by_any_instance(
+    managed: Managed,
+) -> None:
+    fleet = managed.fleet
+    clock = [NOW]
+    # Another instance, on the same clock: the one that lets the kiosk back in need not be
+    # the one that shut it out (that one may have died since).
+    other = BrokerAccounts(managed.store, control=True, now=lambda: clock[0])
+    control = DynsecControl(managed.link.publish, managed.link.connected)
+    other.attach(control)
+    managed.link.on_control = control.feed
+    kiosk, rc = await asyncio.to_thread(_login, fleet, "KIOSK-A1")
+    try:
+        assert rc == 0
+        assert await other.quarantine("KIOSK-A1", NOW + timedelta(minutes=15))
+        assert await asyncio.to_thread(kiosk.disconnected.wait, 5.0), "it stayed connected"
+        # Before the deadline a reconciliation keeps it out.
+        clock[0] = NOW + timedelta(minutes=14)
+        await other.sync()
+        again, rc = await asyncio.to_thread(_login, fleet, "KIOSK-A1")
+        again.close()
+        assert rc == NOT_AUTHORISED
+        # After it, the next reconciliation lets it back in.
+        clock[0] = NOW + timedelta(minutes=16)
+        assert await other.sync()
+        back, rc = await asyncio.to_thread(_login, fleet, "KIOSK-A1")
+        back.close()
+        assert rc == 0
+        # A kiosk an operator disabled by hand carries no deadline: central never lets it in.
+        assert await other.disable("KIOSK-B1")
+        clock[0] = NOW + timedelta(days=30)
+        await other.sync()
+        held, rc = await asyncio.to_thread(_login, fleet, "KIOSK-B1")
+        held.close()
+        assert rc == NOT_AUTHORISED
+    finally:
+        kiosk.close()
