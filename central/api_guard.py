@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 # Imports carry up to 20,000 rows of a few dozen bytes each.
 MAX_IMPORT_BODY = 8 * 1024 * 1024
+# A kiosk release: the project's wheel (a few hundred KiB) base64-encoded in JSON, with room.
+MAX_RELEASE_BODY = 12 * 1024 * 1024
 
 
 class HttpRefusal(StrEnum):
@@ -40,8 +42,10 @@ class HttpRefusal(StrEnum):
 
 
 def body_limit_for(path: str) -> int:
-    """The largest body accepted on ``path``: imports get more, everything else little."""
-    return MAX_IMPORT_BODY if path.endswith("/import") else MAX_BODY
+    """The largest body accepted on ``path``: imports and releases get more, the rest little."""
+    if path.endswith("/import"):
+        return MAX_IMPORT_BODY
+    return MAX_RELEASE_BODY if path.rstrip("/") == "/releases" else MAX_BODY
 
 
 class RefusalCounter:

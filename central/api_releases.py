@@ -31,7 +31,8 @@ from central.storage.releases import (
 log = logging.getLogger(__name__)
 
 _ACTOR = r"^[A-Za-z0-9._@-]{1,64}$"
-_MAX_ARTIFACT = 64 * 1024 * 1024
+# Kept under the body limit of `/releases` (central/api_guard.py) once base64-encoded.
+_MAX_ARTIFACT = 8 * 1024 * 1024
 
 
 class _In(BaseModel):
