@@ -18,6 +18,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from typing import cast
 
 from bench import raw_mqtt
 
@@ -35,13 +36,13 @@ class _Wire(asyncio.Protocol):
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
+        # uvloop's transports are not asyncio.Transport subclasses, but they are one.
+        self.transport = cast("asyncio.Transport", transport)
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(self.client.connect_packet)
+        self.transport.write(self.client.connect_packet)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
