@@ -42,7 +42,7 @@ class _Wire(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.transport.write(self.client.connect_packet)
+        self.client.attach(self)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -113,7 +113,6 @@ class LeanClient:
                     _transport, wire = await loop.create_connection(
                         lambda: _Wire(self), self._host, self._port
                     )
-                    self._wire = wire
                     await wire.lost
                 except OSError:
                     pass
@@ -132,6 +131,12 @@ class LeanClient:
             self._wire.transport.abort()
 
     # -- from the wire ----------------------------------------------------------------------
+
+    def attach(self, wire: _Wire) -> None:
+        # Here, not after create_connection returns: uvloop may hand over the CONNACK
+        # (and on_up's subscriptions must go out on this wire) before that await resumes.
+        self._wire = wire
+        self._write(wire, self.connect_packet)
 
     def packet(self, wire: _Wire, packet: raw_mqtt.Packet) -> None:
         if packet.kind == raw_mqtt.PUBLISH:
