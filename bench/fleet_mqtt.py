@@ -22,6 +22,10 @@ from typing import cast
 
 from bench import raw_mqtt
 
+# As paho's connect timeout: a SYN lost to a full listen backlog in a storm is retried by
+# the kernel only after 1, 3, 7, 15 s...; giving up and backing off is what paho does.
+CONNECT_TIMEOUT_S = 5.0
+
 # (topic, payload, retained) of one received PUBLISH.
 OnMessage = Callable[[str, bytes, bool], None]
 
@@ -33,7 +37,9 @@ class _Wire(asyncio.Protocol):
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()  # CONNACK, or the end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are one.
@@ -50,8 +56,9 @@ class _Wire(asyncio.Protocol):
             self.client.packet(self, packet)
 
     def connection_lost(self, _exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
+        for waiter in (self.lost, self.ready):
+            if not waiter.done():
+                waiter.set_result(None)
         self.client.gone(self)
 
 
@@ -110,12 +117,14 @@ class LeanClient:
                 )
                 connects = self.connects
                 try:
-                    _transport, wire = await loop.create_connection(
-                        lambda: _Wire(self), self._host, self._port
-                    )
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        _transport, wire = await loop.create_connection(
+                            lambda: _Wire(self), self._host, self._port
+                        )
+                        await wire.ready
                     await wire.lost
-                except OSError:
-                    pass
+                except (OSError, TimeoutError):
+                    self.close()
                 if self.connects > connects:
                     delay = self._backoff[0]  # it was up: start the backoff again
                 # Full jitter, as broker/transport.py: a fleet dropped at once comes back
@@ -154,6 +163,8 @@ class LeanClient:
             self.session_present = raw_mqtt.session_present(packet)
             self.connects += 1
             self.up = True
+            if not wire.ready.done():
+                wire.ready.set_result(None)
             if self.on_up is not None:
                 self.on_up()
         elif packet.kind == raw_mqtt.DISCONNECT and wire.transport is not None:
