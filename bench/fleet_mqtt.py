@@ -22,9 +22,8 @@ from typing import cast
 
 from bench import raw_mqtt
 
-# As paho's connect timeout (the TCP connect only, not the CONNACK): a SYN lost to a full
-# listen backlog in a storm is retried by the kernel only after 1, 3, 7, 15 s...; giving
-# up and backing off is what paho does.
+# As paho's connect timeout: a SYN lost to a full listen backlog in a storm is retried by
+# the kernel only after 1, 3, 7, 15 s...; giving up and backing off is what paho does.
 CONNECT_TIMEOUT_S = 5.0
 
 # (topic, payload, retained) of one received PUBLISH.
@@ -40,6 +39,7 @@ class _Wire(asyncio.Protocol):
         self.buffer = bytearray()
         loop = asyncio.get_running_loop()
         self.lost: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()  # CONNACK, or the end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they are one.
@@ -56,8 +56,9 @@ class _Wire(asyncio.Protocol):
             self.client.packet(self, packet)
 
     def connection_lost(self, _exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
+        for waiter in (self.lost, self.ready):
+            if not waiter.done():
+                waiter.set_result(None)
         self.client.gone(self)
 
 
@@ -120,6 +121,7 @@ class LeanClient:
                         _transport, wire = await loop.create_connection(
                             lambda: _Wire(self), self._host, self._port
                         )
+                        await wire.ready
                     await wire.lost
                 except (OSError, TimeoutError):
                     self.close()
@@ -161,6 +163,8 @@ class LeanClient:
             self.session_present = raw_mqtt.session_present(packet)
             self.connects += 1
             self.up = True
+            if not wire.ready.done():
+                wire.ready.set_result(None)
             if self.on_up is not None:
                 self.on_up()
         elif packet.kind == raw_mqtt.DISCONNECT and wire.transport is not None:
