@@ -26,7 +26,10 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from typing import Any
 
-import uvloop
+try:
+    import uvloop
+except ImportError:  # a venv built before uvloop was pinned: asyncio's loop, slower
+    uvloop = None  # type: ignore[assignment]
 
 from bench.fleet_mqtt import LeanClient
 from broker import topics
@@ -469,8 +472,8 @@ def worker_main(plan: WorkerPlan, reports: Queue[Any], commands: Queue[Any]) -> 
         await Worker(plan, reports, commands).run()
 
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        if plan.client == "paho":
-            asyncio.run(main())  # as measured before: paho's sockets on asyncio's loop
+        if plan.client == "paho" or uvloop is None:
+            asyncio.run(main())  # paho as measured before: its sockets on asyncio's loop
         else:
             # libuv's loop takes a socket's bytes to the protocol in a few microseconds;
             # asyncio's selector loop spends more per ready socket than the MQTT parsing.
