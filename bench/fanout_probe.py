@@ -27,6 +27,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench import raw_mqtt
 from bench.fleet import BROKER_EXTRA, broker_dir
 from bench.fleet_worker import raise_fd_limit
 from broker import topics
@@ -34,32 +35,6 @@ from broker.local import LocalBroker
 from broker.messages import Availability, AvailabilityState, encode
 
 SHELF, ITEM = "SHELF-PROBE", "ITEM-PROBE"
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
-
-
-def connect_packet(client_id: str) -> bytes:
-    # MQTT 5 CONNECT: clean start, keepalive 600 s (the probe's run is shorter), no props.
-    body = _utf8("MQTT") + bytes([5, 0x02]) + (600).to_bytes(2, "big") + b"\x00"
-    body += _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
-def subscribe_packet(topic: str) -> bytes:
-    body = (1).to_bytes(2, "big") + b"\x00" + _utf8(topic) + b"\x00"  # QoS 0
-    return b"\x82" + _varint(len(body)) + body
 
 
 class Receivers:
@@ -72,8 +47,9 @@ class Receivers:
         for k in range(n):
             sock = socket.create_connection(("127.0.0.1", port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(connect_packet(f"probe-{k}"))
-            sock.sendall(subscribe_packet(topics.availability(SHELF, ITEM)))
+            # Clean start, keepalive 600 s (the probe's run is shorter), QoS 0.
+            sock.sendall(raw_mqtt.connect(f"probe-{k}", keepalive=600))
+            sock.sendall(raw_mqtt.subscribe(topics.availability(SHELF, ITEM)))
             sock.setblocking(False)
             self.buffers[sock.fileno()] = bytearray()
             self.selector.register(sock, selectors.EVENT_READ)
@@ -89,21 +65,9 @@ class Receivers:
                     continue
                 buf = self.buffers[sock.fileno()]
                 buf += data
-                while len(buf) >= 2:
-                    length, shift, i = 0, 0, 1
-                    while i < len(buf):
-                        length |= (buf[i] & 0x7F) << shift
-                        shift += 7
-                        i += 1
-                        if not buf[i - 1] & 0x80:
-                            break
-                    else:
-                        break
-                    if len(buf) < i + length:
-                        break
-                    if buf[0] >> 4 == 3:  # PUBLISH
-                        self.arrivals.append(now)
-                    del buf[: i + length]
+                self.arrivals.extend(
+                    now for packet in raw_mqtt.split(buf) if packet.kind == raw_mqtt.PUBLISH
+                )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -161,6 +161,7 @@ class Fleet:
         walkups_per_s: float,
         seed_value: int = 1,
         credentials: dict[str, tuple[str, str]] | None = None,
+        client: str = "raw",
     ) -> None:
         self.size = len(seeded.kiosks)
         self.per_shelf = Counter(shelf for _k, shelf in seeded.kiosks)
@@ -185,6 +186,7 @@ class Fleet:
                 walkups_per_s=walkups_per_s / procs,
                 seed=seed_value * 1000 + n,
                 credentials={k: v for k, v in (credentials or {}).items() if k in dict(kiosks)},
+                client=client,
             )
             commands: Queue[Any] = ctx.Queue()
             self.commands.append(commands)
@@ -503,6 +505,7 @@ async def play(run: Run) -> None:  # noqa: PLR0915 - one scenario, read top to b
             procs=args.procs,
             walkups_per_s=args.walkups,
             credentials=read_credentials(args.credentials),
+            client=args.client,
         ).start()
         t = time.time()
         ramp = await fleet.until(fleet.all_back, since=t, within=args.kiosks / 100 + 60)
@@ -668,6 +671,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--faults", default="", help=f"comma list of <seconds|end>:<{'|'.join(FAULTS)}>"
     )
     parser.add_argument("--credentials", type=Path, help="kiosk_id,username,password lines")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "paho"],
+        default="raw",
+        help="each simulated kiosk's MQTT client: raw packets (bench/fleet_mqtt.py, lean)"
+        " or paho via broker/transport.py LoopClient (what real kiosks run; ~10x the CPU)",
+    )
     parser.add_argument(
         "--defences",
         action="store_true",

@@ -1,7 +1,9 @@
 """One process of the fleet simulator: thousands of simulated kiosks on one event loop.
 
-Each kiosk is a ``broker.transport.LoopClient`` (no thread per client) that behaves as
-``kiosk/mqtt.py`` and ``kiosk/core.py`` do on the wire: its own persistent session, a
+Each kiosk is a ``bench.fleet_mqtt.LeanClient`` (raw MQTT 5 packets, one asyncio protocol
+per kiosk; ``--client paho`` plays each with ``broker.transport.LoopClient``, the transport
+real kiosks use, at about ten times the CPU per message) that behaves as ``kiosk/mqtt.py``
+and ``kiosk/core.py`` do on the wire: its own persistent session, a
 retained ``online`` status with a last will ``offline``, its verdict/config/command topics
 and its shelf's availability, an outbox of unanswered events re-sent on every connect and
 every 5 s. Members walk up at a steady rate with real signed codes. The process reports to
@@ -24,8 +26,12 @@ from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from typing import Any
 
-import paho.mqtt.client as paho
+try:
+    import uvloop
+except ImportError:  # a venv built before uvloop was pinned: asyncio's loop, slower
+    uvloop = None  # type: ignore[assignment]
 
+from bench.fleet_mqtt import LeanClient
 from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
@@ -62,8 +68,11 @@ class WorkerPlan:
     walkups_per_s: float
     seed: int
     credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
-    connects_per_s: float = 2000.0
+    # Cold start only, per process: faster overflows the broker's accept queue (see
+    # bench/fleet_mqtt.py CONNECT_TIMEOUT_S) and the fleet starts with reconnects.
+    connects_per_s: float = 1000.0
     keepalive_s: int = 10
+    client: str = "raw"  # "raw": bench.fleet_mqtt.LeanClient; "paho": LoopClient
 
 
 def raise_fd_limit() -> int:
@@ -92,28 +101,41 @@ class SimKiosk:
         self.kiosk_id = kiosk_id
         self.shelf_id = shelf_id
         user, password = worker.plan.credentials.get(kiosk_id, (None, None))
-        self.mqtt = LoopClient(
-            f"kiosk-{kiosk_id}",
-            "127.0.0.1",
-            worker.plan.port,
-            username=user,
-            password=password,
-            keepalive=worker.plan.keepalive_s,
-            session_expiry_s=3600,
-            backoff=(0.5, 8.0),
-        )
+        self.mqtt: LeanClient | LoopClient
+        if worker.plan.client == "paho":
+            self.mqtt = LoopClient(
+                f"kiosk-{kiosk_id}",
+                "127.0.0.1",
+                worker.plan.port,
+                username=user,
+                password=password,
+                keepalive=worker.plan.keepalive_s,
+                session_expiry_s=3600,
+                backoff=(0.5, 8.0),
+            )
+            self.mqtt.on_message = lambda m: self._message(
+                m.topic, bytes(m.payload), bool(m.retain)
+            )
+        else:
+            self.mqtt = LeanClient(
+                f"kiosk-{kiosk_id}",
+                "127.0.0.1",
+                worker.plan.port,
+                username=user,
+                password=password,
+                keepalive=worker.plan.keepalive_s,
+                session_expiry_s=3600,
+                backoff=(0.5, 8.0),
+            )
+            self.mqtt.on_message = self._message
         self.mqtt.on_up = self._up
         self.mqtt.on_down = self._down
-        self.mqtt.on_message = self._message
+        self.online = False
         self.outbox: dict[str, Pending] = {}
         self.availability: dict[str, tuple[int, AvailabilityState]] = {}
         self.unsynced: set[str] = set(worker.plan.shelf_labels[shelf_id])
         self.busy = False
         self.config_seen = False
-
-    @property
-    def online(self) -> bool:
-        return self.mqtt.up.is_set()
 
     def _status(self, state: KioskState) -> bytes:
         return encode(
@@ -134,6 +156,7 @@ class SimKiosk:
     # -- wire -----------------------------------------------------------------------------
 
     def _up(self) -> None:
+        self.online = True
         self.worker.connects += 1
         self.unsynced = set(self.worker.plan.shelf_labels[self.shelf_id])
         for topic in (
@@ -151,6 +174,7 @@ class SimKiosk:
             self.publish(pending, now)
 
     def _down(self) -> None:
+        self.online = False
         self.worker.drops += 1
 
     def publish(self, pending: Pending, now: float) -> None:
@@ -159,13 +183,12 @@ class SimKiosk:
         pending.last_sent = now
         self.mqtt.publish(topics.scan(self.kiosk_id), pending.payload, qos=1)
 
-    def _message(self, msg: paho.MQTTMessage) -> None:
-        topic = msg.topic
+    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
         try:
             if topic.endswith("/availability"):
-                self._availability(bytes(msg.payload), retained=bool(msg.retain))
+                self._availability(payload, retained=retained)
             elif topic.endswith("/verdict"):
-                self._verdict(parse_message(Verdict, bytes(msg.payload)))
+                self._verdict(parse_message(Verdict, payload))
             elif topic.endswith("/config"):
                 self.config_seen = True
         except ContractError:
@@ -285,10 +308,10 @@ class Worker:
     # -- running --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        # LoopClient connects in a worker thread (a blocked connect must not stall the
-        # loop); during a reconnect storm thousands wait at once, so give them room.
-        loop.set_default_executor(ThreadPoolExecutor(max_workers=64))
+        if self.plan.client == "paho":
+            # LoopClient connects in a worker thread (a blocked connect must not stall the
+            # loop); during a reconnect storm thousands wait at once, so give them room.
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=64))
         async with asyncio.TaskGroup() as group:
             for kiosk_id, shelf_id in self.plan.kiosks:
                 kiosk = SimKiosk(self, kiosk_id, shelf_id)
@@ -299,6 +322,8 @@ class Worker:
             group.create_task(self._walkups(), name="walkups")
             group.create_task(self._resender(), name="resender")
             group.create_task(self._reporter(), name="reporter")
+            if self.plan.client != "paho":
+                group.create_task(self._pinger(), name="pinger")
             await self._obey()
             raise asyncio.CancelledError  # leave the TaskGroup: every kiosk stops
 
@@ -360,6 +385,15 @@ class Worker:
         while True:
             await asyncio.sleep(REPORT_EVERY_S)
             self.reports.put(("snapshot", self.plan.index, self.snapshot()))
+
+    async def _pinger(self) -> None:
+        # LoopClient pings from a timer per client; one sweep a second does it for all.
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for kiosk in self.kiosks:
+                if isinstance(kiosk.mqtt, LeanClient):
+                    kiosk.mqtt.ping_if_idle(now)
 
     async def _resender(self) -> None:
         # As kiosk/core.py's ticker: an unanswered event goes out again every 5 s.
@@ -438,4 +472,9 @@ def worker_main(plan: WorkerPlan, reports: Queue[Any], commands: Queue[Any]) -> 
         await Worker(plan, reports, commands).run()
 
     with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
-        asyncio.run(main())
+        if plan.client == "paho" or uvloop is None:
+            asyncio.run(main())  # paho as measured before: its sockets on asyncio's loop
+        else:
+            # libuv's loop takes a socket's bytes to the protocol in a few microseconds;
+            # asyncio's selector loop spends more per ready socket than the MQTT parsing.
+            uvloop.run(main())

@@ -3,7 +3,7 @@
 A benchmark that floods the broker, or holds thousands of idle connections, needs a
 client whose cost per message is a few byte concatenations; paho spends tens of
 microseconds of Python per message. Only what such tools send and read is here: CONNECT,
-PUBLISH, SUBSCRIBE, and splitting a byte stream into packets.
+PUBLISH, SUBSCRIBE, PUBACK, PINGREQ, and splitting a byte stream into packets.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ CONNACK = 2
 PUBLISH = 3
 PUBACK = 4
 SUBACK = 9
+PINGRESP = 13
 DISCONNECT = 14
+
+PINGREQ = b"\xc0\x00"
+
+_SESSION_EXPIRY = 0x11  # CONNECT property: seconds the broker keeps the session
 
 _RECEIVE_MAXIMUM = 0x21  # CONNACK property: QoS 1 publishes the broker takes unacknowledged
 _USER_PROPERTY = 0x26
@@ -39,12 +44,34 @@ def utf8(text: str) -> bytes:
 
 
 def connect(
-    client_id: str, *, username: str | None = None, password: str | None = None, keepalive: int = 60
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    keepalive: int = 60,
+    clean_start: bool = True,
+    session_expiry_s: int = 0,
+    will: tuple[str, bytes] | None = None,
 ) -> bytes:
-    """CONNECT with clean start and no properties."""
-    flags = 0x02 | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
-    body = utf8("MQTT") + bytes([5, flags]) + keepalive.to_bytes(2, "big") + b"\x00"
-    body += utf8(client_id)
+    """CONNECT; by default with clean start and no properties.
+
+    ``session_expiry_s`` > 0 asks the broker to keep the session; ``will`` is a retained
+    QoS 1 last will (topic, payload), as kiosks leave their ``offline`` status.
+    """
+    flags = (
+        (0x02 if clean_start else 0)
+        | (0x80 if username is not None else 0)
+        | (0x40 if password is not None else 0)
+        | (0x04 | 0x08 | 0x20 if will is not None else 0)  # will, QoS 1, retained
+    )
+    props = (
+        bytes([_SESSION_EXPIRY]) + session_expiry_s.to_bytes(4, "big") if session_expiry_s else b""
+    )
+    body = utf8("MQTT") + bytes([5, flags]) + keepalive.to_bytes(2, "big")
+    body += varint(len(props)) + props + utf8(client_id)
+    if will is not None:
+        topic, payload = will
+        body += b"\x00" + utf8(topic) + len(payload).to_bytes(2, "big") + payload
     if username is not None:
         body += utf8(username)
     if password is not None:
@@ -52,10 +79,17 @@ def connect(
     return b"\x10" + varint(len(body)) + body
 
 
-def publish(topic: bytes, payload: bytes, *, qos: int = 0, packet_id: int = 0) -> bytes:
+def publish(
+    topic: bytes, payload: bytes, *, qos: int = 0, packet_id: int = 0, retain: bool = False
+) -> bytes:
     """PUBLISH of ``payload`` to an already length-prefixed ``topic`` (see :func:`utf8`)."""
     body = topic + (packet_id.to_bytes(2, "big") if qos else b"") + b"\x00" + payload
-    return bytes([0x30 | qos << 1]) + varint(len(body)) + body
+    return bytes([0x30 | qos << 1 | retain]) + varint(len(body)) + body
+
+
+def puback(packet_id: bytes) -> bytes:
+    """PUBACK (success, no properties) for a received QoS 1 PUBLISH's two id bytes."""
+    return b"\x40\x02" + packet_id
 
 
 def subscribe(topic: str, *, qos: int = 0, packet_id: int = 1) -> bytes:
@@ -104,6 +138,11 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
             return value, at
 
 
+def session_present(packet: Packet) -> bool:
+    """Whether a CONNACK says the broker kept our session."""
+    return bool(packet.body[0] & 0x01)
+
+
 def connack(packet: Packet) -> tuple[int, int]:
     """(reason code, receive maximum) of a CONNACK; 65,535 when the broker names none."""
     body = packet.body
@@ -134,9 +173,17 @@ def puback_reason(packet: Packet) -> int:
 
 def publish_payload(packet: Packet) -> bytes:
     """The application payload of a PUBLISH."""
+    return publish_parts(packet)[0][1]
+
+
+def publish_parts(packet: Packet) -> tuple[tuple[bytes, bytes], bytes]:
+    """((topic, payload), packet id) of a PUBLISH; the id is empty at QoS 0."""
     body = packet.body
     at = 2 + int.from_bytes(body[:2], "big")
+    topic = body[2:at]
+    packet_id = b""
     if (packet.flags >> 1) & 0x03:
-        at += 2  # packet id
+        packet_id = body[at : at + 2]
+        at += 2
     props, at = _read_varint(body, at)
-    return body[at + props :]
+    return (topic, body[at + props :]), packet_id

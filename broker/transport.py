@@ -106,6 +106,8 @@ class LoopClient:
         self.on_down: Callable[[], None] | None = None
         self.on_message: Callable[[paho.MQTTMessage], None] | None = None
         self.connects = 0
+        # Whether the broker still had our session at the last CONNACK (MQTT 5 3.2.2.1.1).
+        self.session_present = False
 
     # -- socket plumbing (paho calls these; connect may call them from a worker thread) ----
 
@@ -146,11 +148,17 @@ class LoopClient:
     # -- MQTT callbacks, all on the loop ----------------------------------------------------
 
     def _connected(
-        self, _c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: Properties | None
+        self,
+        _c: paho.Client,
+        _u: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
     ) -> None:
         if reason.is_failure:
             log.warning("broker refused %s: %s", self.client_id, reason)
             return
+        self.session_present = flags.session_present
         self.connects += 1
         self.up.set()
         if self.on_up is not None:

@@ -17,6 +17,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from broker import auth, topics
 from broker.transport import LoopClient, TlsFiles
+from central.republish import Republish, after_connect
 from central.settings import MQTT_KEEPALIVE_S, SESSION_EXPIRY_S
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class CentralLink:
             backoff=(0.2, 5.0),
             tls=tls,
         )
+        self._keepalive_s = keepalive_s
         self._mqtt.on_up = self._connected
         self._mqtt.on_down = self._disconnected
         self._mqtt.on_message = self._message
@@ -71,12 +73,16 @@ class CentralLink:
         # The broker's answers to account commands (central/dynsec.py), when asked for.
         self._control_responses = control_responses
         self.on_control: Callable[[bytes], None] = lambda _payload: None
-        # Called after every (re)connect, e.g. to publish retained state again.
-        self.on_connect: Callable[[], None] | None = None
+        # Called after every (re)connect with what the broker may lack, to publish it again.
+        self.on_connect: Callable[[Republish], None] | None = None
         # Which retained topic was last published when: a snapshot read before a newer
         # publish must not overwrite it (see retained_since).
         self._retained: dict[str, int] = {}
         self._publishes = 0
+        # The same, in monotonic seconds: what a broker that restored an older save lacks.
+        self._retained_at: dict[str, float] = {}
+        self._down_since: float | None = None
+        self._connects = 0
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
@@ -96,6 +102,7 @@ class CentralLink:
         if retain:
             self._publishes += 1
             self._retained[topic] = self._publishes
+            self._retained_at[topic] = time.monotonic()
         self._mqtt.publish(topic, payload, qos=qos, retain=retain)
 
     def mark(self) -> int:
@@ -122,11 +129,25 @@ class CentralLink:
         self._mqtt.subscribe(topics.STATUS_FILTER, qos=1)
         if self._control_responses:
             self._mqtt.subscribe(auth.CONTROL_RESPONSE, qos=1)
-        log.info("central connected as %s", self._mqtt.client_id)
+        self._connects += 1
+        scope = after_connect(
+            first=self._connects == 1,
+            session_present=self._mqtt.session_present,
+            published=self._retained_at,
+            down_since=self._down_since,
+            keepalive_s=self._keepalive_s,
+        )
+        log.info(
+            "central connected as %s (session present: %s; republishing %s)",
+            self._mqtt.client_id,
+            self._mqtt.session_present,
+            "everything" if scope.everything else f"{len(scope.topics)} retained topics",
+        )
         if self.on_connect is not None:
-            self.on_connect()
+            self.on_connect(scope)
 
     def _disconnected(self) -> None:
+        self._down_since = time.monotonic()
         log.warning("central lost the broker")
 
     def _message(self, msg: paho.MQTTMessage) -> None:

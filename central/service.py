@@ -34,6 +34,7 @@ from central.errors import CentralError, ConfigError
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
+from central.republish import EVERYTHING, Republish
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
@@ -200,10 +201,13 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             )
         )
         async with asyncio.TaskGroup() as group:
-            # Retained state is what a rebooted kiosk sees first: publish it all on every
-            # (re)connect, so a broker that lost its retained store is whole again.
-            def rebroadcast() -> None:
-                group.create_task(_broadcast_state(store, link, deps.clock), name="broadcast")
+            # Retained state is what a rebooted kiosk sees first: after a (re)connect,
+            # publish again what the broker may have lost (central/republish.py says what).
+            def rebroadcast(scope: Republish) -> None:
+                if not scope.nothing:
+                    group.create_task(
+                        _broadcast_state(store, link, deps.clock, scope), name="broadcast"
+                    )
 
             link.on_connect = rebroadcast
             group.create_task(link.run(), name="mqtt")
@@ -258,18 +262,21 @@ async def _serve_api(server: uvicorn.Server) -> None:
         raise
 
 
-async def _broadcast_state(store: Store, link: CentralLink, clock: Clock) -> None:
-    # Retained state is what a rebooted kiosk sees first; publish it all at start so a
-    # wiped broker is whole again. A checkout decided while the snapshot is read publishes
-    # its newer copy first; the snapshot's older copy of that topic is then skipped.
+async def _broadcast_state(
+    store: Store, link: CentralLink, clock: Clock, scope: Republish = EVERYTHING
+) -> None:
+    # Retained state is what a rebooted kiosk sees first; publish what ``scope`` says the
+    # broker may lack (all of it at start, so a wiped broker is whole again). A checkout
+    # decided while the snapshot is read publishes its newer copy first; the snapshot's
+    # older copy of that topic is then skipped.
     mark = link.mark()
     for config in await rollout.kiosk_configs(store):
         topic = topics.config(config.kiosk_id)
-        if not link.retained_since(topic, mark):
+        if scope.covers(topic) and not link.retained_since(topic, mark):
             link.publish(topic, encode(config), retain=True)
     for availability in await store.all_availability(clock.now()):
         topic = topics.availability(availability.shelf_id, availability.item_id)
-        if not link.retained_since(topic, mark):
+        if scope.covers(topic) and not link.retained_since(topic, mark):
             link.publish(topic, encode(availability), retain=True)
 
 

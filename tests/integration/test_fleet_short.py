@@ -1,9 +1,12 @@
-"""A few hundred simulated kiosks through a broker restart: nothing lost, nothing doubled."""
+"""Short runs of the fleet benches: a few hundred kiosks through a broker restart, a fan-out."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bench.fanout_probe import _play
 from bench.fleet import Run, parse_args, play
 
 KIOSKS = 300
@@ -48,3 +51,11 @@ async def test_fleet_rides_out_a_broker_restart() -> None:
     # Availability changes reached every kiosk of their shelf while nothing failed.
     assert s["fanout_changes"] > 0
     assert s["fanout_changes_short"] == 0
+
+
+def test_fanout_probe_reaches_every_receiver(tmp_path: Path) -> None:
+    # The broker-only fan-out bench (bench/fanout_probe.py), short: 300 bare receivers,
+    # 3 availability changes; each change reaches all of them and is timed.
+    to_all, first = _play(tmp_path, 300, 3, 0.5)
+    assert len(to_all) == len(first) == 3
+    assert all(0 < a <= b for a, b in zip(first, to_all, strict=True))
