@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from broker import topics
 from broker.errors import ContractError
@@ -32,7 +32,8 @@ from central.metrics import Metrics
 from central.mqtt import Inbound
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
-from central.tokens import Token, TokenSigner, fingerprint
+from central.tokens import DevicePass, Token, TokenSigner, fingerprint
+from central.web.store import MembersData, SqlHooks
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class Consumer:
         # When the consumer last proved it was deciding (or idle and waiting): the
         # systemd watchdog is fed only while this is fresh.
         self.heartbeat = time.monotonic()
+        # Rotating phone passes get their single-use row inside the scan's transaction.
+        self._devices = MembersData(cast(SqlHooks, store))
 
     def submit(self, inbound: Inbound) -> None:
         """Queue one inbound message (called on the event loop)."""
@@ -229,6 +232,8 @@ class Consumer:
                 )
             )
             return None
+        if isinstance(job.token, DevicePass):
+            await self._devices.materialise(tx, job.token, now)
         return await ledger.apply(tx, job.event, job.token, now, self._limits)
 
     def _prepare(self, inbound: Inbound) -> _Job:

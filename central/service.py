@@ -38,6 +38,11 @@ from central.storage.base import Store
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
+from central.web import app as members_app
+from central.web import invite_api
+from central.web.live import Hub, Tee
+from central.web.mail import Mailer
+from central.web.store import MembersData
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +128,22 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         control = DynsecControl(link.publish, link.connected)
         link.on_control = control.feed
         accounts.attach(control)
+        # The members' app's live catalogue hears every availability change the consumer sends.
+        hub = Hub()
         consumer = Consumer(
             store,
             signer,
             deps.clock,
-            link,
+            Tee(link, hub),
             batch_max=settings.batch_max,
             limits=settings.limits(),
         )
         link.on_inbound = consumer.submit
+        mailer = (
+            Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
+            if settings.members_app
+            else None
+        )
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
@@ -150,7 +162,10 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 settings.broker_public_port,
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
-            routers=[api_rollout.router(store, deps.clock, link, consumer.metrics, breaker)],
+            routers=[
+                api_rollout.router(store, deps.clock, link, consumer.metrics, breaker),
+                invite_api.router(MembersData(store), deps.clock, mailer, settings.members_origin),
+            ],
             open_routers=[
                 api_health.router(
                     store,
@@ -174,7 +189,11 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 ssl_keyfile=settings.admin_tls_key,
             )
         )
+        members = _members_server(settings, store, signer, deps.clock, hub, mailer)
         async with asyncio.TaskGroup() as group:
+            if members is not None:
+                group.create_task(_serve_api(members), name="members-app")
+
             # Retained state is what a rebooted kiosk sees first: publish it all on every
             # (re)connect, so a broker that lost its retained store is whole again.
             def rebroadcast() -> None:
@@ -197,6 +216,41 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         await store.close()
         if data_lock is not None:
             data_lock.close()
+
+
+def _members_server(
+    settings: CentralSettings,
+    store: SqliteStore | PostgresStore,
+    signer: TokenSigner,
+    clock: Clock,
+    hub: Hub,
+    mailer: Mailer | None,
+) -> _QuietServer | None:
+    """The members' app on its own port (HTTPS when given a certificate), if switched on."""
+    if not settings.members_app:
+        return None
+    app = members_app.create_app(
+        store,
+        signer,
+        clock,
+        hub,
+        origin=settings.members_origin,
+        mailer=mailer,
+        # Plain HTTP only for a development origin on localhost (a secure context anyway).
+        secure_cookies=settings.members_origin.startswith("https://"),
+    )
+    return _QuietServer(
+        uvicorn.Config(
+            app,
+            host=settings.members_host,
+            port=settings.members_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=settings.members_tls_cert,
+            ssl_keyfile=settings.members_tls_key,
+        )
+    )
 
 
 async def _serve_api(server: uvicorn.Server) -> None:

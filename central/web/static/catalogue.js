@@ -1,0 +1,16 @@
+// The catalogue updates itself from central's availability events (server-sent events).
+"use strict";
+(function () {
+  var labels = JSON.parse(document.getElementById("labels").innerHTML);
+  var source = new EventSource("/events");
+  source.addEventListener("availability", function (event) {
+    var change = JSON.parse(event.data);
+    var row = document.querySelector('[data-item="' + CSS.escape(change.item_id) + '"] .state');
+    if (!row) return;
+    var text = labels[change.state] || change.state;
+    if (change.due_at) text += " " + labels.until + " " + new Date(change.due_at).toDateString();
+    row.textContent = text;
+    row.dataset.state = change.state;
+    row.className = "state state-" + change.state;
+  });
+})();
