@@ -48,7 +48,7 @@ def router(
 ) -> APIRouter:
     """The sign-in endpoints of the members' app."""
     routes = APIRouter()
-    per_client = Buckets(per_min=10, burst=5)
+    per_client = Buckets(per_min=20, burst=10)
     per_email = Buckets(per_min=2, burst=3)
     rp_id = urlsplit(auth.origin).hostname or "localhost"
 
