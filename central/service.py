@@ -249,6 +249,8 @@ def _members_server(
             access_log=False,
             ssl_certfile=settings.members_tls_cert,
             ssl_keyfile=settings.members_tls_key,
+            # Live catalogue streams never end by themselves: do not wait on them to stop.
+            timeout_graceful_shutdown=1,
         )
     )
 

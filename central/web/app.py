@@ -53,7 +53,7 @@ def create_app(
         # Pages hold a pass: no framing, no sniffing, scripts only from here.
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # "no-referrer" makes Origin null
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'"
         )

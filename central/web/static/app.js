@@ -2,11 +2,13 @@
 "use strict";
 window.cs = {
   csrf: function () { return document.querySelector('meta[name="csrf"]').content; },
-  post: function (url, body) {
+  // Sign-in posts carry the pre-sign-in token (double submit), other writes the session's.
+  post: function (url, body, pre) {
+    var token = pre ? document.querySelector('meta[name="csrf-pre"]').content : window.cs.csrf();
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": window.cs.csrf() },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   },

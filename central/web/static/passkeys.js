@@ -16,7 +16,7 @@
   function said(id, text) { var el = document.getElementById(id); if (el) el.textContent = text; }
 
   async function signIn() {
-    var options = await (await window.cs.post("/signin/passkey/options")).json();
+    var options = await (await window.cs.post("/signin/passkey/options", undefined, true)).json();
     var credential = await navigator.credentials.get({ publicKey: {
       challenge: toBytes(options.challenge), rpId: options.rpId, timeout: options.timeout,
       userVerification: options.userVerification, allowCredentials: [],
@@ -30,7 +30,7 @@
         userHandle: credential.response.userHandle ? toText(credential.response.userHandle) : null,
       },
       clientExtensionResults: {},
-    } });
+    } }, true);
     if (answer.ok) { window.location = (await answer.json()).next; }
     else { said("signin-error", (await answer.json()).detail.reason); }
   }
