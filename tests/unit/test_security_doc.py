@@ -30,6 +30,11 @@ THREATS = (
     "breaker abuse",
     "terminal injection",
     "code-like clutter in view",
+    "phone pass screenshot",
+    "lost or stolen phone",
+    "members' app sign-in abuse",
+    "cross-site request forgery on the members' app",
+    "one member reading another's loans",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
