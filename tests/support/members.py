@@ -31,7 +31,9 @@ class Inbox:
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        body = message_from_bytes(bytes(envelope.content or b"")).get_payload(decode=True)
+        content = envelope.content or b""
+        raw = content if isinstance(content, bytes) else content.encode()
+        body = message_from_bytes(raw).get_payload(decode=True)
         assert isinstance(body, bytes)
         with self._arrived:
             for to in envelope.rcpt_tos:
