@@ -7,18 +7,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.clock import Clock
 from central.web.mail import Mailer
-from central.web.signin import send_link
+from central.web.signin import mint_link, send_link
 from central.web.store import MembersData
 
 _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
 
 
 class InviteIn(BaseModel):
-    """Where to send a member's invitation (their sign-in address from now on)."""
+    """A member's invitation: e-mailed to ``email`` (their sign-in address from now on), or,
+    without one, handed back to staff as a link to give the member (a card, the demo)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(pattern=_EMAIL, max_length=254)
+    email: str | None = Field(default=None, pattern=_EMAIL, max_length=254)
 
 
 def router(data: MembersData, clock: Clock, mailer: Mailer | None, origin: str) -> APIRouter:
@@ -31,6 +32,9 @@ def router(data: MembersData, clock: Clock, mailer: Mailer | None, origin: str) 
             raise HTTPException(404, detail={"reason": "UNKNOWN_MEMBER"})
         if mailer is None:
             raise HTTPException(409, detail={"reason": "MEMBERS_APP_OFF"})
+        if body.email is None:
+            link = await mint_link(data, origin, clock, member_id)
+            return {"member_id": member_id, "status": "link", "link": link}
         email = body.email.strip().lower()
         await data.set_email(member_id, email)
         await send_link(data, mailer, origin, clock, member_id, email)

@@ -188,14 +188,20 @@ async def send_link(
     data: MembersData, mailer: Mailer, origin: str, clock: Clock, member_id: str, email: str
 ) -> None:
     """E-mail ``member_id`` a one-time sign-in link (also how staff invite a member)."""
-    token = new_secret()
-    await data.add_ticket(digest(token), "link", member_id, clock.now() + LINK_TTL)
+    link = await mint_link(data, origin, clock, member_id)
     await mailer.send(
         email,
         "Your CommunityShare sign-in link",
         f"Open this link on your phone to sign in (valid {int(LINK_TTL.total_seconds()) // 60}"
-        f" minutes, once):\n\n{origin}/signin/link/{token}\n",
+        f" minutes, once):\n\n{link}\n",
     )
+
+
+async def mint_link(data: MembersData, origin: str, clock: Clock, member_id: str) -> str:
+    """A fresh one-time sign-in link for ``member_id`` (only its hash is stored)."""
+    token = new_secret()
+    await data.add_ticket(digest(token), "link", member_id, clock.now() + LINK_TTL)
+    return f"{origin}/signin/link/{token}"
 
 
 async def _spend(

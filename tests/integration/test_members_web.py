@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from broker.messages import CodeScan, Reason
 from central.clock import FakeClock
 from central.tokens import STEP_S, device_mac
 from tests.conftest import RunningCentral
+from tests.integration.test_admin_cli import run_cli, token_file_of, url_of
 from tests.support.authenticator import SoftPasskey
 from tests.support.members import Inbox, csrf_of, members_central, signed_in, smtp_server
 from tests.support.probe import Probe
@@ -239,3 +241,26 @@ def _b36(n: int) -> str:
         out = digits[r] + out
         if n == 0:
             return out
+
+
+async def test_staff_invite_a_member_with_cs_admin(
+    app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--url", url_of(app.central), "--token-file", str(token_file_of(app.central))]
+    mailed = await run_cli(capsys, [*base, "member", "invite", "M-1002", "--email", "g@ex.org"])
+    assert mailed.code == 0, mailed.err
+    assert "sent" in mailed.out
+    client = httpx.AsyncClient(timeout=10)
+    assert (await client.get(app.inbox.link_for("g@ex.org"))).status_code == 303
+    assert "Grace" in (await client.get(f"{app.origin}/pass")).text
+    # Without an address the link is printed, for staff to hand over (a card, a screen).
+    printed = await run_cli(capsys, [*base, "--json", "member", "invite", "M-1001"])
+    assert printed.code == 0, printed.err
+    link = json.loads(printed.out)["link"]
+    other = httpx.AsyncClient(timeout=10)
+    assert (await other.get(link)).status_code == 303
+    assert "Ada" in (await other.get(f"{app.origin}/pass")).text
+    unknown = await run_cli(capsys, [*base, "member", "invite", "M-9999"])
+    assert unknown.code != 0
+    await client.aclose()
+    await other.aclose()
