@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from central.clock import Clock
 from central.tokens import STEP_S, TokenSigner, new_id
-from central.web import i18n, signin
+from central.web import i18n, signin, words
 from central.web.auth import PRE_COOKIE, Auth, Cookies
 from central.web.live import Hub
 from central.web.mail import Mailer
@@ -40,6 +40,7 @@ def create_app(
 ) -> FastAPI:
     """The members' app for one central instance."""
     data = MembersData(store)
+    hub.resolve = data.session_member
     auth = Auth(data, clock, Cookies(secure=secure_cookies), origin)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.data = data
@@ -153,6 +154,14 @@ def create_app(
     async def events() -> StreamingResponse:
         return StreamingResponse(_stream(hub), media_type="text/event-stream")
 
+    @app.get("/events/me")
+    async def my_events(request: Request) -> StreamingResponse:
+        session = await auth.require(request)
+        texts = i18n.catalogue(i18n.pick(request))
+        return StreamingResponse(
+            _verdicts(hub, session.member_id, texts), media_type="text/event-stream"
+        )
+
     @app.get("/sw.js")
     async def service_worker() -> Response:
         # Served from the root so its scope covers /pass.
@@ -165,6 +174,19 @@ def create_app(
         )
 
     return app
+
+
+async def _verdicts(hub: Hub, member_id: str, texts: dict[str, str]) -> AsyncIterator[bytes]:
+    async with hub.follow(member_id) as queue:
+        yield b": live\n\n"
+        while True:
+            try:
+                verdict = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            payload = {"reason": verdict.reason.value, "text": words.say(verdict, texts)}
+            yield f"event: verdict\ndata: {json.dumps(payload)}\n\n".encode()
 
 
 async def _stream(hub: Hub) -> AsyncIterator[bytes]:

@@ -1,22 +1,27 @@
-"""Live availability for the catalogue: central's own availability events fanned out to pages.
+"""Live pages: central's own availability changes and kiosk verdicts fanned out to browsers.
 
-The consumer publishes every change to the broker; :class:`Tee` hands a copy to the
-:class:`Hub`, which keeps a bounded queue per connected page (a slow page loses old
-updates, never slows the consumer).
+The consumer publishes every change and verdict to the broker; :class:`Tee` hands a copy
+to the :class:`Hub`, which keeps a bounded queue per connected page (a slow page loses old
+updates, never slows the consumer). Verdicts go only to the member whose session they
+belong to, and cost nothing while no member has a page open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from broker import topics
-from broker.messages import Availability, parse_message
+from broker.messages import Availability, Reason, Verdict, parse_message
 from central.consumer import Publisher
 from central.mqtt import Inbound
 
 _QUEUE = 64
+
+
+# The member whose session a kiosk's latest verdict belongs to (a database read).
+Resolver = Callable[[str], Awaitable[str | None]]
 
 
 class Hub:
@@ -24,6 +29,40 @@ class Hub:
 
     def __init__(self) -> None:
         self._queues: set[asyncio.Queue[Availability]] = set()
+        self._members: dict[str, set[asyncio.Queue[Verdict]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.resolve: Resolver | None = None
+
+    def verdict(self, verdict: Verdict) -> None:
+        """Offer a kiosk's verdict to the member of that kiosk's session, if they are here."""
+        if not self._members or self.resolve is None:
+            return
+        if not (verdict.session_open or verdict.reason is Reason.SESSION_CLOSED):
+            return  # no session: nobody's phone to tell
+        task = asyncio.get_running_loop().create_task(self._route(self.resolve, verdict))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, resolve: Resolver, verdict: Verdict) -> None:
+        member_id = await resolve(verdict.kiosk_id)
+        for queue in self._members.get(member_id or "", ()):
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(verdict)
+
+    @contextlib.asynccontextmanager
+    async def follow(self, member_id: str) -> AsyncIterator[asyncio.Queue[Verdict]]:
+        """A queue of the verdicts for ``member_id``'s sessions, while the block runs."""
+        queue: asyncio.Queue[Verdict] = asyncio.Queue(_QUEUE)
+        self._members.setdefault(member_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            mine = self._members.get(member_id, set())
+            mine.discard(queue)
+            if not mine:
+                self._members.pop(member_id, None)
 
     @property
     def clients(self) -> int:
@@ -59,8 +98,12 @@ class Tee:
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """Publish through the link; copy availability to the hub."""
         self._inner.publish(topic, payload, retain=retain, qos=qos)
-        if topic.startswith(topics.ROOT) and topic.endswith("/availability"):
+        if not topic.startswith(topics.ROOT):
+            return
+        if topic.endswith("/availability"):
             self._hub.publish(parse_message(Availability, payload))
+        elif topic.endswith("/verdict"):
+            self._hub.verdict(parse_message(Verdict, payload))
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge through the link."""

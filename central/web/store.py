@@ -287,6 +287,14 @@ class MembersData:
         rows = await self._s._read_all("SELECT shelf_id, name FROM shelves ORDER BY name", ())
         return [(str(r[0]), str(r[1])) for r in rows]
 
+    async def session_member(self, kiosk_id: str) -> str | None:
+        """The member of the newest session at ``kiosk_id`` (open or just closed)."""
+        row = await self._s._read_one(
+            "SELECT member_id FROM sessions WHERE kiosk_id = ? ORDER BY session_id DESC LIMIT 1",
+            (kiosk_id,),
+        )
+        return None if row is None else str(row[0])
+
     async def member_name(self, member_id: str) -> str | None:
         """A member's name, or None."""
         row = await self._s._read_one("SELECT name FROM members WHERE member_id = ?", (member_id,))

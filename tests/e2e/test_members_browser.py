@@ -164,6 +164,8 @@ async def walk(
     await kiosk.step_away()
     await kiosk.show(saw, Signal.CHECKED_OUT)
     await kiosk.step_away()
+    # The phone, still on My pass, says in words what the kiosk answered.
+    await page.wait_for_selector("#after-scan:has-text('Jigsaw checked out, due')")
 
     # The catalogue tab flips without a reload; My loans lists the jigsaw.
     await catalogue.wait_for_selector(

@@ -72,5 +72,11 @@
     if (document.visibilityState === "visible") stayAwake();
   });
   stayAwake();
+  // What the kiosk answered, in words, while a session is open there.
+  if ("EventSource" in window) {
+    new EventSource("/events/me").addEventListener("verdict", function (event) {
+      document.getElementById("after-scan").textContent = JSON.parse(event.data).text;
+    });
+  }
   run().catch(function (e) { box.textContent = String(e); });
 })();
