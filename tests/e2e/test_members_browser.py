@@ -7,7 +7,6 @@ screenshots, so what is tested is what a phone screen shows.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 from collections.abc import AsyncIterator
@@ -144,10 +143,11 @@ async def walk(
     await catalogue.goto(f"{origin}/")
     jigsaw = catalogue.locator('[data-item="SAW-01"] .state')
     assert await jigsaw.get_attribute("data-state") == "available"
-    await asyncio.sleep(0.3)  # the event stream connects
+    await catalogue.wait_for_selector("body[data-live]", state="attached")
 
     # My pass, as the phone shows it.
     await page.wait_for_selector("#pass canvas")
+    await page.wait_for_selector("body[data-live]", state="attached")
     shown = await page.get_attribute("#pass", "data-code")
     assert shown is not None
     await page.screenshot(path=str(shots / "pass.png"))

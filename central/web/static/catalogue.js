@@ -3,6 +3,8 @@
 (function () {
   var labels = JSON.parse(document.getElementById("labels").innerHTML);
   var source = new EventSource("/events");
+  // Marks the page live (tests and assistive tech can tell updates will come).
+  source.addEventListener("open", function () { document.body.dataset.live = "1"; });
   source.addEventListener("availability", function (event) {
     var change = JSON.parse(event.data);
     var row = document.querySelector('[data-item="' + CSS.escape(change.item_id) + '"] .state');

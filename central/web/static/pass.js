@@ -74,7 +74,9 @@
   stayAwake();
   // What the kiosk answered, in words, while a session is open there.
   if ("EventSource" in window) {
-    new EventSource("/events/me").addEventListener("verdict", function (event) {
+    var said = new EventSource("/events/me");
+    said.addEventListener("open", function () { document.body.dataset.live = "1"; });
+    said.addEventListener("verdict", function (event) {
       document.getElementById("after-scan").textContent = JSON.parse(event.data).text;
     });
   }
