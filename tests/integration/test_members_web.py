@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -14,10 +15,11 @@ import httpx
 import pytest
 
 from broker import topics
-from broker.local import LocalBroker
+from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Reason
 from central.clock import FakeClock
 from central.tokens import STEP_S, device_mac
+from provisioning import pki
 from tests.conftest import RunningCentral
 from tests.integration.test_admin_cli import run_cli, token_file_of, url_of
 from tests.support.authenticator import SoftPasskey
@@ -264,3 +266,43 @@ async def test_staff_invite_a_member_with_cs_admin(
     assert unknown.code != 0
     await client.aclose()
     await other.aclose()
+
+
+async def test_served_over_https_the_cookies_are_secure_httponly_samesite(
+    tmp_path: Path, broker: LocalBroker, smtp: tuple[Inbox, int]
+) -> None:
+    ca_dir, tls_dir = tmp_path / "ca", tmp_path / "tls"
+    pki.init_ca(ca_dir)
+    pki.issue_server(ca_dir, tls_dir, ["localhost", "127.0.0.1"])
+    port = free_port()
+    async with (
+        members_central(
+            "sqlite",
+            tmp_path,
+            broker,
+            smtp[1],
+            members_port=port,
+            members_origin=f"https://localhost:{port}",
+            members_tls_cert=tls_dir / pki.SERVER_CERT,
+            members_tls_key=tls_dir / pki.SERVER_KEY,
+        ) as (central, origin),
+        httpx.AsyncClient(
+            base_url=origin, verify=ssl.create_default_context(cafile=str(tls_dir / pki.CA_CERT))
+        ) as client,
+    ):
+        assert origin.startswith("https://")
+        page = await client.get("/signin")
+        cookie = page.headers["set-cookie"].lower()
+        assert "secure" in cookie
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        invited = await central.admin.post("/members/M-1001/invite", json={})
+        signed = await client.get(invited.json()["link"].removeprefix(origin))
+        session = signed.headers["set-cookie"].lower()
+        assert session.startswith("cs_member=")
+        assert {"secure", "httponly", "samesite=strict"} <= {
+            part.strip() for part in session.split(";")
+        }
+        # Plain HTTP to the same port is not served.
+        with pytest.raises(httpx.HTTPError):
+            await httpx.AsyncClient().get(f"http://localhost:{port}/signin")

@@ -76,18 +76,16 @@ async def members_central(
 ) -> AsyncIterator[tuple[RunningCentral, str]]:
     """Central with the members' app on, its library seeded; yields it and the app's URL."""
     port = free_port()
-    origin = f"http://localhost:{port}"
+    settings_of = {
+        "members_app": True,
+        "members_port": port,
+        "members_origin": f"http://localhost:{port}",
+        "smtp_port": smtp_port,
+        **extra,
+    }
+    origin = str(settings_of["members_origin"])
     async with (
-        backend_settings(
-            backend,
-            tmp_path,
-            broker,
-            members_app=True,
-            members_port=port,
-            members_origin=origin,
-            smtp_port=smtp_port,
-            **extra,
-        ) as settings,
+        backend_settings(backend, tmp_path, broker, **settings_of) as settings,
         start_central(settings, clock) as central,
     ):
         await seed_library(central.admin)
