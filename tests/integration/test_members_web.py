@@ -306,3 +306,21 @@ async def test_served_over_https_the_cookies_are_secure_httponly_samesite(
         # Plain HTTP to the same port is not served.
         with pytest.raises(httpx.HTTPError):
             await httpx.AsyncClient().get(f"http://localhost:{port}/signin")
+
+
+async def test_pages_speak_english_or_french_and_label_their_controls(app: App) -> None:
+    client = httpx.AsyncClient(base_url=app.origin, timeout=10)
+    english = (await client.get("/")).text
+    french = (await client.get("/", headers={"Accept-Language": "fr-FR,fr;q=0.9"})).text
+    assert '<html lang="en">' in english
+    assert "Search by name" in english
+    assert '<html lang="fr">' in french
+    assert "Rechercher par nom" in french
+    assert "Disponible" in french
+    assert "Catalogue" in (await client.get("/", params={"lang": "en"})).text
+    # Every form control has a label naming it, for screen readers.
+    for page in (english, (await client.get("/signin")).text):
+        for control in ("q", "shelf", "email"):
+            if f'id="{control}"' in page:
+                assert f'<label for="{control}">' in page
+    await client.aclose()
