@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from central.clock import Clock
 from central.tokens import STEP_S, TokenSigner, new_id
 from central.web import i18n, signin, words
 from central.web.auth import PRE_COOKIE, Auth, Cookies
-from central.web.live import Hub
+from central.web.live import Hub, sse_frame
 from central.web.mail import Mailer
 from central.web.refusals import WebRefusal, refuse
 from central.web.store import MembersData, SqlHooks
@@ -186,7 +185,7 @@ async def _verdicts(hub: Hub, member_id: str, texts: dict[str, str]) -> AsyncIte
                 yield b": keep-alive\n\n"
                 continue
             payload = {"reason": verdict.reason.value, "text": words.say(verdict, texts)}
-            yield f"event: verdict\ndata: {json.dumps(payload)}\n\n".encode()
+            yield sse_frame("verdict", payload)
 
 
 async def _stream(hub: Hub) -> AsyncIterator[bytes]:
@@ -194,13 +193,6 @@ async def _stream(hub: Hub) -> AsyncIterator[bytes]:
         yield b": live\n\n"
         while True:
             try:
-                change = await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
+                yield await asyncio.wait_for(queue.get(), _KEEPALIVE_S)
             except TimeoutError:
                 yield b": keep-alive\n\n"
-                continue
-            payload = {
-                "item_id": change.item_id,
-                "state": change.state.value,
-                "due_at": change.due_at.isoformat() if change.due_at else None,
-            }
-            yield f"event: availability\ndata: {json.dumps(payload)}\n\n".encode()

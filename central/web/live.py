@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from broker import topics
 from broker.messages import Availability, Reason, Verdict, parse_message
@@ -28,7 +29,7 @@ class Hub:
     """Fans availability changes out to every connected catalogue page."""
 
     def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[Availability]] = set()
+        self._queues: set[asyncio.Queue[bytes]] = set()
         self._members: dict[str, set[asyncio.Queue[Verdict]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.resolve: Resolver | None = None
@@ -71,21 +72,38 @@ class Hub:
 
     def publish(self, change: Availability) -> None:
         """Offer one change to every page (dropping a slow page's oldest update)."""
+        if not self._queues:
+            return
+        # Encoded once for every page: the fan-out costs a queue put per page.
+        frame = sse_frame(
+            "availability",
+            {
+                "item_id": change.item_id,
+                "state": change.state.value,
+                "due_at": change.due_at.isoformat() if change.due_at else None,
+                "changed_at": change.changed_at.isoformat(),
+            },
+        )
         for queue in self._queues:
             if queue.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
-            queue.put_nowait(change)
+            queue.put_nowait(frame)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Availability]]:
-        """A queue of changes for one page, for as long as the block runs."""
-        queue: asyncio.Queue[Availability] = asyncio.Queue(_QUEUE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[bytes]]:
+        """A queue of encoded changes for one page, for as long as the block runs."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(_QUEUE)
         self._queues.add(queue)
         try:
             yield queue
         finally:
             self._queues.discard(queue)
+
+
+def sse_frame(event: str, data: Mapping[str, object]) -> bytes:
+    """One server-sent event."""
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 class Tee:
