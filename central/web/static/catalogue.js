@@ -6,7 +6,9 @@
   // Marks the page live (tests and assistive tech can tell updates will come).
   source.addEventListener("open", function () { document.body.dataset.live = "1"; });
   source.addEventListener("availability", function (event) {
-    var change = JSON.parse(event.data);
+    JSON.parse(event.data).changes.forEach(show);
+  });
+  function show(change) {
     var row = document.querySelector('[data-item="' + CSS.escape(change.item_id) + '"] .state');
     if (!row) return;
     var text = labels[change.state] || change.state;
@@ -14,5 +16,5 @@
     row.textContent = text;
     row.dataset.state = change.state;
     row.className = "state state-" + change.state;
-  });
+  }
 })();
