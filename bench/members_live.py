@@ -19,6 +19,8 @@ import asyncio
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -57,9 +59,20 @@ class Pages:
                     return
 
 
+@dataclass
+class Measured:
+    """What one run saw."""
+
+    connected: int
+    deliveries: int
+    delay_ms: dict[str, float]
+    page_ms: dict[str, float]
+    scans: tuple[int, float]
+
+
 async def measure(
-    origin: str, clients: int, run_scans: object, page_every: float
-) -> dict[str, object]:
+    origin: str, clients: int, run_scans: Callable[[], tuple[int, float]], page_every: float
+) -> Measured:
     pages = Pages()
     stop = asyncio.Event()
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
@@ -71,7 +84,7 @@ async def measure(
         deadline = time.monotonic() + 60
         while pages.connected < clients and time.monotonic() < deadline:  # noqa: ASYNC110 - a count, not an event
             await asyncio.sleep(0.1)
-        scans = asyncio.create_task(asyncio.to_thread(run_scans))  # type: ignore[arg-type]
+        scans = asyncio.create_task(asyncio.to_thread(run_scans))
         page_times: list[float] = []
         async with httpx.AsyncClient(base_url=origin, timeout=30) as browser:
             while not scans.done():
@@ -85,13 +98,13 @@ async def measure(
         for stream in streams:
             stream.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
-    return {
-        "connected": pages.connected,
-        "deliveries": pages.events,
-        "delay_ms": percentiles(pages.delays),
-        "page_ms": percentiles(page_times),
-        "scans": scanned,
-    }
+    return Measured(
+        pages.connected,
+        pages.events,
+        percentiles(pages.delays),
+        percentiles(page_times),
+        scanned,
+    )
 
 
 async def _until_up(client: httpx.AsyncClient) -> None:
@@ -145,13 +158,13 @@ def main() -> int:
         player.close()
         stats = player.stats
         verdict = [stats.received[e] - stats.sent[e] for e in stats.received if e in stats.sent]
-        scans, elapsed = result["scans"]  # type: ignore[misc]
-        print(f"clients connected: {result['connected']} of {args.clients}")
+        scans, elapsed = result.scans
+        print(f"clients connected: {result.connected} of {args.clients}")
         print(f"scans offered: {scans} in {elapsed:.1f} s ({scans / elapsed:.0f}/s)")
         print(f"verdicts: {len(stats.received)}, scan->verdict ms {percentiles(verdict)}")
-        print(f"page deliveries: {result['deliveries']}")
-        print(f"availability change -> page ms: {result['delay_ms']}")
-        print(f"catalogue page time ms: {result['page_ms']}")
+        print(f"page deliveries: {result.deliveries}")
+        print(f"availability change -> page ms: {result.delay_ms}")
+        print(f"catalogue page time ms: {result.page_ms}")
     finally:
         if process is not None:
             process.stop()

@@ -47,7 +47,11 @@ def main() -> int:
     png = args.shot.read_bytes()
     truth = [t for t in ZxingDecoder().decode(phone_frame(png)) if t.startswith("CS1.D.")]
     assert truth, "no pass code in the screenshot"
-    decoders = {"zxing-cpp": ZxingDecoder(), "zbar": ZbarDecoder(), "pipeline": ScanPipeline()}
+    decoders: dict[str, ZxingDecoder | ZbarDecoder | ScanPipeline] = {
+        "zxing-cpp": ZxingDecoder(),
+        "zbar": ZbarDecoder(),
+        "pipeline": ScanPipeline(),
+    }
     print(f"code: {len(truth[0])} characters, alphanumeric mode")
     print("| screen height px | brightness | " + " | ".join(decoders) + " |")
     print("|---|---|" + "---|" * len(decoders))
