@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
-from broker import topics
 from broker.messages import Availability, Reason, Verdict, parse_message
 from central.consumer import Publisher
 from central.mqtt import Inbound
+
+log = logging.getLogger(__name__)
 
 _QUEUE = 64
 COALESCE_S = 0.25  # pages hear about availability at most this often
@@ -70,8 +72,13 @@ class Hub:
 
     @property
     def clients(self) -> int:
-        """Pages connected now."""
+        """Catalogue pages connected now."""
         return len(self._queues)
+
+    @property
+    def followers(self) -> int:
+        """Members with a page following their kiosk sessions now."""
+        return len(self._members)
 
     def publish(self, change: Availability) -> None:
         """Note one change; pages get every change of the last ``COALESCE_S`` in one event.
@@ -126,12 +133,15 @@ class Tee:
     def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
         """Publish through the link; copy availability to the hub."""
         self._inner.publish(topic, payload, retain=retain, qos=qos)
-        if not topic.startswith(topics.ROOT):
-            return
-        if topic.endswith("/availability"):
-            self._hub.publish(parse_message(Availability, payload))
-        elif topic.endswith("/verdict"):
-            self._hub.verdict(parse_message(Verdict, payload))
+        # On the consumer's hot path: parse only what some open page will use, and never
+        # let a page's trouble reach the scan stream.
+        try:
+            if topic.endswith("/availability") and self._hub.clients:
+                self._hub.publish(parse_message(Availability, payload))
+            elif topic.endswith("/verdict") and self._hub.followers:
+                self._hub.verdict(parse_message(Verdict, payload))
+        except Exception:
+            log.exception("live pages missed an update on %s", topic[:128])
 
     def ack(self, message: Inbound) -> None:
         """Acknowledge through the link."""
