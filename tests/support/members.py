@@ -6,6 +6,7 @@ import contextlib
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,18 @@ def csrf_of(page: str) -> str:
     found = re.search(r'<meta name="csrf" content="([^"]+)"', page)
     assert found is not None
     return found.group(1)
+
+
+class ShiftedClock:
+    """Real time plus an offset tests move by hand: a browser's clock keeps running."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        """The real time, shifted."""
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self._offset += timedelta(seconds=seconds)
