@@ -39,3 +39,6 @@ CREATE TABLE member_devices (
     revoked_at TEXT
 );
 CREATE INDEX member_devices_by_member ON member_devices (member_id);
+
+-- "Whose session is this verdict?" for the phone's after-scan line: the newest per kiosk.
+CREATE INDEX sessions_newest_by_kiosk ON sessions (kiosk_id, session_id);
