@@ -6,6 +6,7 @@ not the key. All codes stay in QR alphanumeric mode: upper-case, digits and ``.-
     CS1.L.<kid>.<item>.<label version>.<mac>              item label
     CS1.P.<kid>.<pass id>.<member>.<expiry b36>.<mac>     member pass (single use)
     CS1.E.<kid>.<claim id>.<shelf>.<expiry b36>.<mac>     kiosk enrolment (single use)
+    CS1.D.<kid>.<member>.<device>.<step b36>.<mac>        rotating pass from a member's phone
 """
 
 from enum import StrEnum
@@ -21,9 +22,14 @@ class CodeKind(StrEnum):
     LABEL = "L"
     PASS = "P"  # noqa: S105 - a code kind, not a password
     ENROL = "E"
+    DEVICE_PASS = "D"  # noqa: S105 - a code kind, not a password
 
 
-_FIELDS = {CodeKind.LABEL: 6, CodeKind.PASS: 7, CodeKind.ENROL: 7}
+# Kinds a kiosk treats as a member pass (both open a checkout session).
+PASS_KINDS = frozenset({CodeKind.PASS, CodeKind.DEVICE_PASS})
+
+
+_FIELDS = {CodeKind.LABEL: 6, CodeKind.PASS: 7, CodeKind.ENROL: 7, CodeKind.DEVICE_PASS: 7}
 
 
 def classify_code(text: str) -> CodeKind | None:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 import prometheus_client
 from pydantic import TypeAdapter, ValidationError
@@ -48,7 +48,8 @@ from central.metrics import Metrics
 from central.mqtt import Inbound
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
-from central.tokens import Token, TokenSigner, fingerprint
+from central.tokens import DevicePass, Token, TokenSigner, fingerprint
+from central.web.store import MembersData, SqlHooks
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class Consumer:
         # When a batch last finished, or the queue last went from empty to not: /ready
         # reports a consumer that has not moved for a while with scans waiting.
         self.progress = time.monotonic()
+        # Rotating phone passes get their single-use row inside the scan's transaction.
+        self._devices = MembersData(cast(SqlHooks, store))
 
     def submit(self, inbound: Inbound) -> None:
         """Take in one message (called on the event loop for every message: cheap).
@@ -389,6 +392,8 @@ class Consumer:
 
     async def _decide(self, tx: Tx, job: _Job, now: datetime) -> Outcome | None:
         assert job.event is not None  # refused messages never reach the database
+        if isinstance(job.token, DevicePass):
+            await self._devices.materialise(tx, job.token, now)
         return await ledger.apply(tx, job.event, job.token, now, self._limits)
 
     def _prepare(self, inbound: Inbound) -> _Job:

@@ -41,6 +41,11 @@ from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
 from central.updates import UpdateEngine
+from central.web import app as members_app
+from central.web import invite_api
+from central.web.live import Hub, Tee
+from central.web.mail import Mailer
+from central.web.store import MembersData
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +85,7 @@ async def open_store(settings: CentralSettings) -> SqliteStore | PostgresStore:
     return store
 
 
-async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
+async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # noqa: PLR0915 - assembles all of central
     """Run one central instance until cancelled."""
     deps = deps or Deps()
     # systemd's notify protocol; every call is a no-op when systemd did not start us.
@@ -127,11 +132,13 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         control = DynsecControl(link.publish, link.connected)
         link.on_control = control.feed
         accounts.attach(control)
+        # The members' app's live catalogue hears every availability change the consumer sends.
+        hub = Hub()
         consumer = Consumer(
             store,
             signer,
             deps.clock,
-            link,
+            Tee(link, hub),
             batch_max=settings.batch_max,
             limits=settings.limits(),
             abuse_policy=settings.abuse(),
@@ -141,6 +148,11 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
         link.on_inbound = consumer.submit
         if accounts.managed:
             consumer.on_blocked = _shut_out_at_the_broker(accounts)
+        mailer = (
+            Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from)
+            if settings.members_app
+            else None
+        )
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
@@ -164,6 +176,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 api_releases.router(
                     store, deps.clock, [public_key(k) for k in settings.release_keys]
                 ),
+                invite_api.router(MembersData(store), deps.clock, mailer, settings.members_origin),
             ],
             open_routers=[
                 api_releases.downloads(store),
@@ -200,7 +213,11 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 ssl_keyfile=settings.admin_tls_key,
             )
         )
+        members = _members_server(settings, store, signer, deps.clock, hub, mailer)
         async with asyncio.TaskGroup() as group:
+            if members is not None:
+                group.create_task(_serve_api(members), name="members-app")
+
             # Retained state is what a rebooted kiosk sees first: after a (re)connect,
             # publish again what the broker may have lost (central/republish.py says what).
             def rebroadcast(scope: Republish) -> None:
@@ -249,6 +266,43 @@ def _enrolled(store: SqliteStore | PostgresStore) -> Callable[[], Awaitable[list
         return [r.config.kiosk_id for r in await store.kiosk_records() if not r.retired]
 
     return kiosks
+
+
+def _members_server(
+    settings: CentralSettings,
+    store: SqliteStore | PostgresStore,
+    signer: TokenSigner,
+    clock: Clock,
+    hub: Hub,
+    mailer: Mailer | None,
+) -> _QuietServer | None:
+    """The members' app on its own port (HTTPS when given a certificate), if switched on."""
+    if not settings.members_app:
+        return None
+    app = members_app.create_app(
+        store,
+        signer,
+        clock,
+        hub,
+        origin=settings.members_origin,
+        mailer=mailer,
+        # Plain HTTP only for a development origin on localhost (a secure context anyway).
+        secure_cookies=settings.members_origin.startswith("https://"),
+    )
+    return _QuietServer(
+        uvicorn.Config(
+            app,
+            host=settings.members_host,
+            port=settings.members_port,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=settings.members_tls_cert,
+            ssl_keyfile=settings.members_tls_key,
+            # Live catalogue streams never end by themselves: do not wait on them to stop.
+            timeout_graceful_shutdown=1,
+        )
+    )
 
 
 async def _serve_api(server: uvicorn.Server) -> None:

@@ -228,6 +228,26 @@ class CentralSettings(BaseSettings):
         default=30.0, gt=0, le=3600, description="Repeat an unanswered offer this often."
     )
 
+    members_app: bool = Field(
+        default=False, description="Serve the members' app (its own port, auth and cookies)."
+    )
+    members_host: str = Field(default="127.0.0.1", description="Members' app bind address.")
+    members_port: int = Field(default=8443, ge=0, le=65535, description="Members' app port.")
+    members_tls_cert: Path | None = Field(
+        default=None, description="Serve the members' app over HTTPS: cert (PEM)."
+    )
+    members_tls_key: Path | None = Field(default=None, description="Its private key.")
+    members_origin: str = Field(
+        default="https://localhost:8443",
+        description="The address members open (scheme://host[:port]); WebAuthn's origin and"
+        " relying party (its host), and the base of e-mailed sign-in links.",
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP server for sign-in links.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="Its port.")
+    mail_from: str = Field(
+        default="library@localhost", description="The From address of sign-in e-mails."
+    )
+
     @field_validator("release_keys")
     @classmethod
     def _keys_parse(cls, keys: list[str]) -> list[str]:

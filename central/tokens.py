@@ -54,7 +54,28 @@ class Enrolment:
     expires_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class DevicePass(Pass):
+    """A verified rotating pass from a member's phone: still a :class:`Pass` to the ledger.
+
+    Its ``pass_id`` names the device and the time step, so each displayed code is one
+    single-use pass; the store writes its ``qr_codes`` row when the code is first decided
+    (see :meth:`central.web.store.MembersData.materialise`).
+    """
+
+    device_id: str = ""
+    step: int = 0
+
+
 Token = Label | Pass | Enrolment
+
+# A phone shows a fresh device code every STEP_S seconds; central accepts one for
+# DEVICE_PASS_TTL_S after its step begins (a screenshot is refused EXPIRED within a minute)
+# and tolerates a phone clock this far ahead.
+STEP_S = 30
+DEVICE_PASS_TTL_S = 60
+DEVICE_SKEW_STEPS = 1
+MAX_DEVICE_ID = 20
 
 
 def _b36(n: int) -> str:
@@ -164,6 +185,34 @@ class TokenSigner:
         _require_id(shelf_id)
         return self._sign(CodeKind.ENROL, claim_id, shelf_id, _b36(int(expires_at.timestamp())))
 
+    def active_kid(self) -> str:
+        """The key id new codes are signed under."""
+        return self._source.current().active
+
+    def device_secret(self, member_id: str, device_id: str, kid: str | None = None) -> bytes:
+        """The secret a member's phone derives its rotating passes from.
+
+        Derived from the key ring rather than stored: central recomputes it for each scan
+        without a database read, and a stolen database alone forges nothing. Revocation is
+        a row (``member_devices.revoked_at``) checked when the code is consumed.
+        """
+        ring = self._source.current()
+        kid = kid or ring.active
+        key = ring.mac(kid, f"{CODE_PREFIX}.D.{member_id}.{device_id}")
+        if key is None:
+            raise ValueError(f"unknown key id {kid!r}")
+        return hashlib.sha256(("device-secret." + key).encode()).digest()
+
+    def device_pass(self, member_id: str, device_id: str, at: datetime) -> str:
+        """The code a phone shows at ``at`` (what the page's JavaScript computes)."""
+        _require_id(member_id)
+        _require_id(device_id)
+        kid = self._source.current().active
+        step = int(at.timestamp()) // STEP_S
+        body = ".".join((CODE_PREFIX, CodeKind.DEVICE_PASS.value, kid, member_id, device_id))
+        body = f"{body}.{_b36(step)}"
+        return f"{body}.{device_mac(self.device_secret(member_id, device_id, kid), body)}"
+
     def verify(self, code: str, now: datetime) -> Token | Reason:
         """The token ``code`` carries, or the reason it is refused.
 
@@ -178,6 +227,8 @@ class TokenSigner:
         ring = self._source.current()
         body, _, mac = code.rpartition(".")
         fields = body.split(".")
+        if kind is CodeKind.DEVICE_PASS:
+            return self._verify_device(ring, body, fields, mac, now)
         expected = ring.mac(fields[2], body)
         if expected is None or not hmac.compare_digest(expected, mac):
             return Reason.BAD_SIGNATURE
@@ -191,6 +242,36 @@ class TokenSigner:
         except ValueError:
             # Signed by us yet unparsable: only a signing bug gets here.
             return Reason.MALFORMED
+
+    def _verify_device(
+        self, ring: KeyRing, body: str, fields: list[str], mac: str, now: datetime
+    ) -> Token | Reason:
+        kid, member_id, device_id, step_text = fields[2:]
+        # Device ids are minted 16 characters long; the cap keeps the pass id a valid id.
+        shaped = is_id(member_id) and is_id(device_id) and len(device_id) <= MAX_DEVICE_ID
+        if not shaped or ring.mac(kid, body) is None:
+            return Reason.BAD_SIGNATURE
+        expected = device_mac(self.device_secret(member_id, device_id, kid), body)
+        if not hmac.compare_digest(expected, mac) or not ring.trusted(kid, now):
+            return Reason.BAD_SIGNATURE
+        try:
+            step = _from_b36(step_text)
+        except ValueError:
+            return Reason.MALFORMED
+        begins = step * STEP_S
+        if begins > now.timestamp() + DEVICE_SKEW_STEPS * STEP_S:
+            return Reason.EXPIRED  # from a phone clock far ahead: not valid yet, never kept
+        expires_at = datetime.fromtimestamp(begins + DEVICE_PASS_TTL_S, UTC)
+        if now >= expires_at:
+            return Reason.EXPIRED
+        pass_id = f"D{device_id}-{step_text}"
+        return DevicePass(pass_id, member_id, expires_at, device_id=device_id, step=step)
+
+
+def device_mac(secret: bytes, body: str) -> str:
+    """The MAC of a device code: HMAC-SHA256, 120 bits in base32 (WebCrypto computes it too)."""
+    digest = hmac.new(secret, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+    return base64.b32encode(digest).decode()
 
 
 def _require_id(value: str) -> None:

@@ -109,6 +109,7 @@ class Demo:
         self.broker = LocalBroker(root / "broker")
         self.central: subprocess.Popen[bytes] | None = None
         self.admin_port = free_port()
+        self.members_port = free_port()
         self.kiosks: dict[str, tuple[Kiosk, SceneCamera, ManualButton]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -119,11 +120,20 @@ class Demo:
             CS_CENTRAL_DATA_DIR=str(self.root / "central"),
             CS_CENTRAL_MQTT_PORT=str(self.broker.port),
             CS_CENTRAL_ADMIN_PORT=str(self.admin_port),
+            # The members' app on plain HTTP: localhost is a secure context for passkeys.
+            CS_CENTRAL_MEMBERS_APP="1",
+            CS_CENTRAL_MEMBERS_PORT=str(self.members_port),
+            CS_CENTRAL_MEMBERS_ORIGIN=self.members_origin,
         )
         log = (self.root / "central.log").open("ab")
         self.central = subprocess.Popen(
             [sys.executable, "-m", "central"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
+
+    @property
+    def members_origin(self) -> str:
+        """Where a person opens the members' app."""
+        return f"http://localhost:{self.members_port}"
 
     async def admin(self) -> httpx.AsyncClient:
         """An admin API client, once central answers."""
@@ -271,6 +281,9 @@ async def amain(root: Path, *, once: bool, colour: bool) -> int:
         admin = await demo.admin()
         console.line("demo", "step", f"central up, admin API on 127.0.0.1:{demo.admin_port}")
         await demo.seed(admin)
+        invited = (await admin.post("/members/M-1001/invite", json={})).json()
+        console.line("demo", "step", f"members' app on {demo.members_origin}")
+        console.line("demo", "step", f"Ada's sign-in link (once, 20 min): {invited['link']}")
         async with asyncio.TaskGroup() as group:
             for kiosk_id, _ in KIOSKS:
                 await demo.start_kiosk(group, kiosk_id)

@@ -122,6 +122,13 @@ def cmd_pass(args: argparse.Namespace) -> None:
     _show(args, issued, ["member_id", "pass_id", "expires_at", "code"])
 
 
+def cmd_member_invite(args: argparse.Namespace) -> None:
+    """Invite a member to the members' app: e-mail a sign-in link, or print one to hand over."""
+    body = {"email": args.email} if args.email else {}
+    invited = _call(args, "POST", f"/members/{args.member_id}/invite", body)
+    _show(args, invited, ["member_id", "status", "email" if args.email else "link"])
+
+
 def cmd_label(args: argparse.Namespace) -> None:
     """Show an item's current label code (--reprint: a new one); optionally save it."""
     label = _call(args, "POST" if args.reprint else "GET", f"/items/{args.item_id}/label")
@@ -189,6 +196,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, help="lifetime in seconds")
     p.add_argument("--out", help="write the pass as .png or .svg")
     p.set_defaults(func=cmd_pass)
+    member = sub.add_parser("member", help="members' app: invitations")
+    member_sub = member.add_subparsers(dest="member_command", required=True)
+    p = member_sub.add_parser("invite", help=cmd_member_invite.__doc__)
+    p.add_argument("member_id")
+    p.add_argument("--email", help="send the link here (else print it)")
+    p.set_defaults(func=cmd_member_invite)
     p = sub.add_parser("label", help=cmd_label.__doc__)
     p.add_argument("item_id")
     p.add_argument("--out", help="write the label as .png or .svg")

@@ -17,6 +17,9 @@ command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)  # tests rasterise 
 # as Raspberry Pi OS ships them (tests/e2e/test_pi_install.py).
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy, PIL, ensurepip' >/dev/null 2>&1 \
     || need+=(python3 python3-venv python3-numpy python3-pil)
+# The members' app's browser tests drive Debian's chromium through Playwright (never
+# `playwright install`: no browser downloads).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: installing ${need[*]}" >&2
     "${sudo_cmd[@]}" apt-get update -qq

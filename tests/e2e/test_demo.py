@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def test_demo_walks_through_checkout_reuse_and_return(tmp_path: Path) -> None:
         "Cordless drill (DRILL-01) is available"
     )
     assert "everything stopped" in out
+    # A person can open the members' app and sign in as Ada with the printed link.
+    assert re.search(r"members' app on http://localhost:\d+", out)
+    assert re.search(
+        r"Ada's sign-in link \(once, 20 min\): http://localhost:\d+/signin/link/\S+", out
+    )
     # The QR images the kiosks were fed are on disk for a person to look at.
     assert sorted(p.name for p in (tmp_path / "demo" / "codes").iterdir()) == [
         "label-DRILL-01.png",

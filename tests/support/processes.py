@@ -27,6 +27,10 @@ def settings_env(settings: CentralSettings) -> dict[str, str]:
         "CS_CENTRAL_BLOCK_AFTER_FAILURES": str(settings.block_after_failures),
         "CS_CENTRAL_BREAKER_MIN_SCANS": str(settings.breaker_min_scans),
     }
+    if settings.members_app:
+        env["CS_CENTRAL_MEMBERS_APP"] = "1"
+        env["CS_CENTRAL_MEMBERS_PORT"] = str(settings.members_port)
+        env["CS_CENTRAL_MEMBERS_ORIGIN"] = settings.members_origin
     if settings.postgres_dsn is not None:
         env["CS_CENTRAL_POSTGRES_DSN"] = settings.postgres_dsn.get_secret_value()
     if settings.mqtt_username is not None:

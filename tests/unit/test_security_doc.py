@@ -36,6 +36,12 @@ THREATS = (
     "flood",
     "event-id collision",
     "backdated return",
+    "phone pass screenshot or photo",
+    "lost or stolen phone",
+    "members' app sign-in abuse",
+    "cross-site request forgery on the members' app",
+    "one member reading another's loans",
+    "members' app input abuse",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

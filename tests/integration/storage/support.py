@@ -37,6 +37,12 @@ TABLES = (
     "broker_accounts",  # 0002_fleet
     "enrolments",  # 0002_fleet
     "rate_buckets",  # 0004_security
+    # 0009_members_app
+    "member_emails",
+    "web_tickets",
+    "passkeys",
+    "web_sessions",
+    "member_devices",
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
 NEWEST_TABLES = (

@@ -36,6 +36,8 @@ from broker.messages import (
 
 ID = "K" * 32  # the longest id the contract allows
 WIDE = "\U0001d11e"  # four bytes of UTF-8: free text at its most expensive
+# Fields held to printable ASCII: a quote costs two bytes once JSON-escaped.
+WIDE_ASCII = '"'
 AT = datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 
@@ -79,14 +81,14 @@ def largest_messages() -> dict[str, tuple[str, BaseModel]]:
             KioskStatus(
                 kiosk_id=ID,
                 state=KioskState.OFFLINE,
-                software_version=WIDE * 32,
+                software_version=WIDE_ASCII * 32,
                 config_version=2**63 - 1,
                 outbox_depth=2**63 - 1,
                 camera_ok=False,
                 at=AT,
                 camera_fps=999.999999,
                 decode_ms=59_999.999999,
-                config_problem=WIDE * 200,
+                config_problem=WIDE_ASCII * 200,
             ),
         ),
         "config": (

@@ -32,6 +32,12 @@ TABLES = {
     "releases",
     "release_rollouts",
     "kiosk_updates",
+    # 0009_members_app
+    "member_emails",
+    "web_tickets",
+    "passkeys",
+    "web_sessions",
+    "member_devices",
 }
 
 

@@ -1,0 +1,1 @@
+"""The members' app: a separate HTTPS surface for members (pass, catalogue, loans)."""

@@ -1,0 +1,49 @@
+"""Staff's part of the members' app on the admin API: invite a member, stop a member's phone."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+
+from central.clock import Clock
+from central.web.mail import Mailer
+from central.web.signin import mint_link, send_link
+from central.web.store import MembersData
+
+_EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
+
+
+class InviteIn(BaseModel):
+    """A member's invitation: e-mailed to ``email`` (their sign-in address from now on), or,
+    without one, handed back to staff as a link to give the member (a card, the demo)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(default=None, pattern=_EMAIL, max_length=254)
+
+
+def router(data: MembersData, clock: Clock, mailer: Mailer | None, origin: str) -> APIRouter:
+    """Admin endpoints (mounted behind the admin token)."""
+    routes = APIRouter()
+
+    @routes.post("/members/{member_id}/invite")
+    async def invite(member_id: str, body: InviteIn) -> dict[str, str]:
+        if await data.member_name(member_id) is None:
+            raise HTTPException(404, detail={"reason": "UNKNOWN_MEMBER"})
+        if mailer is None:
+            raise HTTPException(409, detail={"reason": "MEMBERS_APP_OFF"})
+        if body.email is None:
+            link = await mint_link(data, origin, clock, member_id)
+            return {"member_id": member_id, "status": "link", "link": link}
+        email = body.email.strip().lower()
+        await data.set_email(member_id, email)
+        await send_link(data, mailer, origin, clock, member_id, email)
+        return {"member_id": member_id, "email": email, "status": "sent"}
+
+    @routes.post("/members/{member_id}/devices/{device_id}/revoke")
+    async def revoke(member_id: str, device_id: str) -> dict[str, str]:
+        if not await data.revoke_device(device_id, member_id, clock.now()):
+            raise HTTPException(404, detail={"reason": "UNKNOWN_DEVICE"})
+        return {"device_id": device_id, "status": "revoked"}
+
+    return routes
