@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ _COLUMNS = (
     "mode, members, items, kiosks, percent, reason, changed_by, changed_at,"
     " tripped_at, trip_reason, breaker_reset_at"
 )
-# ``?`` placeholders; PostgreSQL's backend numbers them (see :func:`numbered`).
+# ``?`` placeholders; PostgreSQL's dialect numbers them (central.storage.dialect.numbered).
 FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"  # noqa: S608 - constants only
 
 
@@ -80,12 +79,6 @@ class WindowCounts:
     errors: int
     security_alerts: int
     kiosk_errors: tuple[int, ...] = ()
-
-
-def numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1, $2, …``."""
-    counter = iter(range(1, sql.count("?") + 1))
-    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
 
 
 def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | None]) -> FlagRow:
