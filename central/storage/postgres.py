@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -18,28 +18,21 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from broker.messages import Availability, KioskConfig
 from central.errors import MigrationError, StorageError
 from central.storage import migrations
 from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
-    ItemRow,
-    MemberRow,
-    OverdueLoan,
     Tx,
     refusal,
 )
-from central.storage.chain import ChainedRow, ChainHead
+from central.storage.chain import ChainedRow
 from central.storage.dialect import POSTGRES, numbered
 from central.storage.fleet import FleetWrites
-from central.storage.kiosk_config import (
-    KioskRecord,
-    config_from_row,
-)
+from central.storage.reads import CHAINED_SQL, StoreReads
 from central.storage.releases import ReleaseWrites
 from central.storage.rollout import RolloutWrites
-from central.storage.scan_tx import AVAILABILITY_SQL, ScanTx, availability_of
+from central.storage.scan_tx import ScanTx
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -93,19 +86,15 @@ class PostgresTx(ScanTx):
         )
 
 
-_CHAINED_SQL = (
-    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
-    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
-)
-
-
 def _count(status: str) -> int:
     """The row count in an asyncpg command status such as ``UPDATE 1``."""
     return int(status.rsplit(" ", 1)[-1])
 
 
-class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
+class PostgresStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     """Central's state in PostgreSQL, shared by every central instance."""
+
+    dialect = POSTGRES
 
     backend = "postgres"
     # Per-event transactions: a transaction spanning a batch would hold one event's locks
@@ -245,43 +234,6 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
 
-    async def get_item(self, item_id: str) -> ItemRow | None:
-        row = await self.pool.fetchrow(
-            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = $1",
-            item_id,
-        )
-        return None if row is None else ItemRow(*row)
-
-    async def get_member(self, member_id: str) -> MemberRow | None:
-        row = await self.pool.fetchrow(
-            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = $1",
-            member_id,
-        )
-        return None if row is None else MemberRow(*row)
-
-    async def all_availability(self, now: datetime) -> Sequence[Availability]:
-        rows = await self.pool.fetch(AVAILABILITY_SQL + " ORDER BY i.item_id")
-        return [availability_of(row, now, POSTGRES) for row in rows]
-
-    async def kiosk_configs(self) -> Sequence[KioskConfig]:
-        rows = await self.pool.fetch(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            " FROM kiosks WHERE NOT retired ORDER BY kiosk_id"
-        )
-        return [config_from_row(r) for r in rows]
-
-    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
-        rows = await self.pool.fetch(
-            "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
-            " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT $1) t ORDER BY seq",
-            limit,
-        )
-        return [
-            AuditEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-            for r in rows
-        ]
-
     @asynccontextmanager
     async def _admin_tx(self) -> AsyncIterator[_PostgresAdminTx]:
         async with self.write() as tx:
@@ -318,46 +270,6 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     def _moment(self, value: Any) -> datetime | None:
         return value  # type: ignore[no-any-return]  # asyncpg hands back aware datetimes
 
-    async def kiosk_records(self) -> Sequence[KioskRecord]:
-        rows = await self.pool.fetch(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
-        )
-        return [KioskRecord(config_from_row(r), r[5], r[6], r[7]) for r in rows]
-
-    async def audit_head(self) -> ChainHead:
-        row = await self.pool.fetchrow(
-            "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
-            " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
-        )
-        if row is None:
-            raise StorageError("the audit chain head is missing")
-        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
-
-    async def audit_rows(
-        self,
-        after_seq: int,
-        limit: int,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Sequence[ChainedRow]:
-        rows = await self.pool.fetch(
-            _CHAINED_SQL + " WHERE seq > $1"
-            " AND ($2::timestamptz IS NULL OR at >= $2)"
-            " AND ($3::timestamptz IS NULL OR at < $3) ORDER BY seq LIMIT $4",
-            after_seq,
-            since,
-            until,
-            limit,
-        )
-        return [ChainedRow(*r) for r in rows]
-
-    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
-        rows = await self.pool.fetch(
-            _CHAINED_SQL + " WHERE chain_pos > $1 ORDER BY chain_pos LIMIT $2", after_pos, limit
-        )
-        return [ChainedRow(*r) for r in rows]
-
     async def seal_audit(self, batch: int = 2000) -> int:
         """Chain every committed unsealed row, oldest seq first; how many were sealed.
 
@@ -375,7 +287,7 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
                 if head is None:
                     raise StorageError("the audit chain head is missing")
                 rows = await conn.fetch(
-                    _CHAINED_SQL + " WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
+                    CHAINED_SQL + " WHERE chain_pos IS NULL AND seq > $1 ORDER BY seq LIMIT $2",
                     head["genesis_seq"],
                     batch,
                 )
@@ -405,16 +317,6 @@ class PostgresStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
                     "UPDATE audit_chain_head SET pos = $1, row_hash = $2 WHERE id = 1", pos, prev
                 )
                 sealed += len(rows)
-
-    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
-        rows = await self.pool.fetch(
-            "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
-            " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
-            " JOIN items i ON i.item_id = c.item_id"
-            " WHERE c.returned_at IS NULL AND c.due_at < $1 ORDER BY c.due_at, c.item_id",
-            now,
-        )
-        return [OverdueLoan(*r) for r in rows]
 
 
 class _PostgresAdminTx:

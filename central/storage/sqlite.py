@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,28 +16,20 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from broker.messages import Availability, KioskConfig
 from central.errors import MigrationError, StorageError
 from central.storage import chain, migrations
 from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
-    ItemRow,
-    MemberRow,
-    OverdueLoan,
     Tx,
     refusal,
 )
-from central.storage.chain import ChainedRow, ChainHead
 from central.storage.dialect import SQLITE, from_db, to_db
 from central.storage.fleet import FleetWrites
-from central.storage.kiosk_config import (
-    KioskRecord,
-    config_from_row,
-)
+from central.storage.reads import StoreReads
 from central.storage.releases import ReleaseWrites
 from central.storage.rollout import RolloutWrites
-from central.storage.scan_tx import AVAILABILITY_SQL, ScanTx, availability_of
+from central.storage.scan_tx import ScanTx
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +137,10 @@ _SCHEMA_MIGRATIONS = (
 )
 
 
-class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
+class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     """Central's state in one SQLite file (WAL mode)."""
+
+    dialect = SQLITE
 
     backend = "sqlite"
     # One writer at a time anyway: deciding a whole batch in one transaction is SQLite's
@@ -351,48 +345,6 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
 
-    async def get_item(self, item_id: str) -> ItemRow | None:
-        async with self._read.execute(
-            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = ?",
-            (item_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else ItemRow(*row)
-
-    async def get_member(self, member_id: str) -> MemberRow | None:
-        async with self._read.execute(
-            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
-            (member_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
-
-    async def all_availability(self, now: datetime) -> Sequence[Availability]:
-        async with self._read.execute(AVAILABILITY_SQL + " ORDER BY i.item_id") as cur:
-            rows = await cur.fetchall()
-        return [availability_of(row, now, SQLITE) for row in rows]
-
-    async def kiosk_configs(self) -> Sequence[KioskConfig]:
-        async with self._read.execute(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            " FROM kiosks WHERE retired = 0 ORDER BY kiosk_id"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [config_from_row(r) for r in rows]
-
-    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
-        async with self._read.execute(
-            "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
-            " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (limit,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [
-            AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-            for r in rows
-        ]
-
     @asynccontextmanager
     async def _admin_tx(self) -> AsyncIterator[_SqliteAdminTx]:
         async with self.write() as tx:
@@ -436,55 +388,9 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     def _moment(self, value: Any) -> datetime | None:
         return _opt(value)
 
-    async def kiosk_records(self) -> Sequence[KioskRecord]:
-        async with self._read.execute(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6]), bool(r[7])) for r in rows]
-
-    async def audit_head(self) -> ChainHead:
-        async with self._read.execute(_HEAD_SQL) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise StorageError("the audit chain head is missing")
-        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
-
-    async def audit_rows(
-        self,
-        after_seq: int,
-        limit: int,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Sequence[ChainedRow]:
-        async with self._read.execute(
-            _CHAINED_SQL + " WHERE seq > ? AND at >= ? AND at < ? ORDER BY seq LIMIT ?",
-            (
-                after_seq,
-                to_db(since) if since else "",
-                to_db(until) if until else "~",  # after every digit in text order
-                limit,
-            ),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
-
-    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
-        async with self._read.execute(
-            _CHAINED_SQL + " WHERE chain_pos > ? ORDER BY chain_pos LIMIT ?", (after_pos, limit)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
-
     async def seal_audit(self) -> int:
         """Nothing to seal: every row was chained as it was written."""
         return 0
-
-    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
-        async with self._read.execute(_OVERDUE_SQL, (to_db(now),)) as cur:
-            rows = await cur.fetchall()
-        return [OverdueLoan(r[0], r[1], r[2], r[3], from_db(r[4]), from_db(r[5])) for r in rows]
 
     def backup_to(self, target: Path, *, pages_per_step: int = 256) -> None:
         """Copy the live database to ``target`` with SQLite's online backup API.
@@ -539,22 +445,6 @@ class _DirectAdminTx:
 
 def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
-
-
-_CHAINED_SQL = (
-    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
-    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
-)
-_HEAD_SQL = (
-    "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
-    " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
-)
-_OVERDUE_SQL = (
-    "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
-    " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
-    " JOIN items i ON i.item_id = c.item_id"
-    " WHERE c.returned_at IS NULL AND c.due_at < ? ORDER BY c.due_at, c.item_id"
-)
 
 
 def due(now: datetime, loan_days: int) -> datetime:
