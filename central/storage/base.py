@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from broker.messages import Availability, KioskConfig, Verdict
 from central.errors import StorageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # these modules build on this one: their row types, named for typing only
+    from broker.auth import Account
+    from broker.messages import Reason
+    from central.storage.fleet import Claim
+    from central.storage.releases import KioskUpdateRow, ReleaseRow, RolloutRow, RolloutState
     from central.storage.rollout import FlagRow, FlagSetting, WindowCounts
 
 if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
@@ -406,6 +410,114 @@ class Store(Protocol):
 
     async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
         """Put an item in ``available``, ``maintenance`` or ``retired`` (audited)."""
+
+    # --- the fleet: enrolment, retirement, broker accounts (central/storage/fleet.py) ---
+
+    async def broker_accounts(self) -> Sequence[Account]:
+        """Every broker user, with each kiosk's shelf (the ACL's availability rule)."""
+
+    async def set_central_account(
+        self, username: str, password_hash: str, now: datetime, actor: str
+    ) -> None:
+        """Create or re-key a central instance's broker user."""
+
+    async def enrol_kiosk(
+        self,
+        kiosk_id: str,
+        shelf_id: str,
+        password_hash: str,
+        now: datetime,
+        actor: str,
+        *,
+        session_timeout_s: float = 60.0,
+        rotate: bool = False,
+    ) -> None:
+        """Record a kiosk and its broker user; ``rotate`` re-keys an enrolled one."""
+
+    async def retire_kiosk(self, kiosk_id: str, now: datetime, actor: str, reason: str) -> None:
+        """Mark a kiosk retired and delete its broker user; its history stays."""
+
+    async def issue_enrolment(
+        self,
+        claim_id: str,
+        kiosk_id: str,
+        shelf_id: str,
+        now: datetime,
+        expires_at: datetime,
+        actor: str,
+    ) -> None:
+        """Record a one-time enrolment code for a kiosk that is not enrolled yet."""
+
+    async def claim_enrolment(
+        self, claim_id: str, password_hash: str, now: datetime, actor: str
+    ) -> Claim:
+        """Use an enrolment code once: enrol its kiosk, or say why not (audited either way)."""
+
+    async def refuse_claim(self, now: datetime, actor: str, reason: Reason) -> None:
+        """Audit an enrolment code that was not ours or not one (forged, garbled)."""
+
+    # --- signed releases and their rollouts to kiosks (central/storage/releases.py) ---
+
+    async def add_release(
+        self, release: ReleaseRow, artifact: bytes, actor: str, now: datetime
+    ) -> ReleaseRow:
+        """Store a release and its artifact; a version or artifact already there is refused."""
+
+    async def get_release(self, version: str) -> ReleaseRow | None:
+        """One release, without its artifact."""
+
+    async def list_releases(self) -> Sequence[ReleaseRow]:
+        """Every release, newest first."""
+
+    async def release_artifact(self, version: str) -> bytes | None:
+        """The artifact's bytes, as published."""
+
+    async def start_rollout(
+        self,
+        version: str,
+        *,
+        percent: int,
+        kiosks: Sequence[str],
+        abort_percent: int,
+        abort_min: int,
+        reason: str,
+        actor: str,
+        now: datetime,
+    ) -> RolloutRow:
+        """Begin rolling ``version`` out; refused while another rollout is running or paused."""
+
+    async def change_rollout(
+        self,
+        rollout_id: int,
+        to: RolloutState,
+        *,
+        reason: str,
+        actor: str,
+        now: datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> RolloutRow:
+        """Pause, resume, abort, halt or finish a rollout, from the states that allow it."""
+
+    async def get_rollout(self, rollout_id: int) -> RolloutRow | None:
+        """One rollout."""
+
+    async def list_rollouts(self, *, states: Sequence[RolloutState] = ()) -> Sequence[RolloutRow]:
+        """Rollouts (in ``states``, if given), newest first."""
+
+    async def rollout_kiosks(self, rollout_id: int) -> Sequence[KioskUpdateRow]:
+        """Every kiosk central has offered this rollout to, and where each stands."""
+
+    async def record_update(
+        self,
+        rollout_id: int,
+        kiosk_id: str,
+        state: str,
+        reason: str | None,
+        now: datetime,
+        *,
+        offered: bool = False,
+    ) -> None:
+        """Note where a kiosk stands (``offered``: central just sent it the offer again)."""
 
 
 @dataclass(frozen=True, slots=True)
