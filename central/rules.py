@@ -22,8 +22,8 @@ from enum import Enum, StrEnum
 from broker.messages import CodeScan, Reason, SessionDone
 from central.rollout import admits
 from central.security import Bucket, Limits, is_cooling, level
-from central.storage.base import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
 from central.storage.rollout import FlagRow
+from central.storage.rows import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
 from central.tokens import Label, Pass, Token
 
 # A scan that reaches central this long after it happened is history: the member who made
