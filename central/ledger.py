@@ -1,6 +1,6 @@
 """The scan ledger's shell: load a scan's facts under their locks, let the rules decide, write.
 
-Every verdict's reason is chosen by :func:`central.rules.decide`; this module only loads
+Every verdict's reason is chosen by :func:`central.rules.steps`; this module only loads
 the facts it asks for (in the lock order the backends keep: event → kiosk → buckets →
 item → member), applies the writes it returns, and records the verdict once. The
 database's own constraints back every rule (one open checkout per item, one session per
@@ -72,8 +72,14 @@ async def apply(
         return Outcome(previous, encode(previous), replayed=True)
     policy = Policy(limits)
     facts = Facts()
-    while isinstance(decided := rules.decide(facts, event, token, now, policy), Need):
-        await _load(tx, decided, facts, event, token, now, policy)
+    walk = rules.steps(facts, event, token, now, policy)
+    try:
+        need = next(walk)
+        while True:
+            await _load(tx, need, facts, event, token, now, policy)
+            need = walk.send(None)
+    except StopIteration as done:
+        decided: Decision = done.value
     changed = await _write(tx, decided.effects, event, now)
     verdict = Verdict(
         event_id=event.event_id,

@@ -1,10 +1,11 @@
 """The walk-up rules as one pure function: facts about a scan in, a decision out, no I/O.
 
-:func:`decide` is the only place a verdict's reason is chosen. It reads only the
-:class:`Facts` it is given; when it needs a fact not loaded yet it returns a :class:`Need`
-naming it, and :mod:`central.ledger` (the shell) loads that fact under its lock and calls
-again. Asking one fact at a time keeps the lock order (event → kiosk → buckets → item →
-member) and means a refused scan locks no more rows than its refusal needed. The pass's
+:func:`steps` is the only place a verdict's reason is chosen. It reads only the
+:class:`Facts` it is given; when it needs a fact not loaded yet it yields a :class:`Need`
+naming it, and :mod:`central.ledger` (the shell) loads that fact under its lock and
+resumes it (:func:`decide` is the same rules in one call: the decision, or the first fact
+missing). Asking one fact at a time keeps the lock order (event → kiosk → buckets → item
+→ member) and means a refused scan locks no more rows than its refusal needed. The pass's
 consumption is such a fact: the shell consumes it with one conditional UPDATE, so the
 database, not this function, makes it single use.
 
@@ -15,9 +16,11 @@ to below, and a unit test in ``tests/unit/central/test_rules.py``.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
+from typing import TypeVar
 
 from broker.messages import CodeScan, Reason, SessionDone
 from central.rollout import admits
@@ -51,6 +54,9 @@ class _Unloaded(Enum):
 
 
 UNLOADED = _Unloaded.UNLOADED
+_T = TypeVar("_T")
+# A rule that may ask for facts: yields each Need, is resumed once it is loaded, returns _T.
+Steps = Generator["Need", None, _T]
 
 
 class Need(StrEnum):
@@ -219,6 +225,23 @@ def _with_session(
     )
 
 
+def steps(
+    facts: Facts,
+    event: CodeScan | SessionDone,
+    token: Token | Reason | None,
+    now: datetime,
+    policy: Policy,
+) -> Steps[Decision]:
+    """Decide ``event`` (its code already verified into ``token``) from ``facts``.
+
+    A generator: it yields each fact it needs that ``facts`` does not hold yet (the
+    shell loads it into ``facts`` and resumes it) and returns the decision. It reads and
+    writes nothing else, so it runs the rules once however many facts it asks for.
+    """
+    decision = yield from _decide(facts, event, token, now, policy)
+    return _settle(facts, event, token, now, policy, decision)
+
+
 def decide(
     facts: Facts,
     event: CodeScan | SessionDone,
@@ -226,14 +249,13 @@ def decide(
     now: datetime,
     policy: Policy,
 ) -> Decision | Need:
-    """Decide ``event`` (its code already verified into ``token``) from ``facts``.
-
-    Returns the decision, or the next fact to load (then call again with it loaded).
-    """
-    decided = _decide(facts, event, token, now, policy)
-    if isinstance(decided, Need):
-        return decided
-    return _settle(facts, event, token, now, policy, decided)
+    """The decision ``facts`` allow, or the first fact missing to reach it."""
+    walk = steps(facts, event, token, now, policy)
+    try:
+        return next(walk)
+    except StopIteration as done:
+        decision: Decision = done.value
+        return decision
 
 
 def _decide(
@@ -242,9 +264,9 @@ def _decide(
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
-) -> Decision | Need:
-    if facts.kiosk is UNLOADED:
-        return Need.KIOSK
+) -> Steps[Decision]:
+    while facts.kiosk is UNLOADED:
+        yield Need.KIOSK
     kiosk = facts.kiosk
     # Unknown, retired, blocked by a person or cooling down (a pass may lift a cool-down).
     if kiosk is None or kiosk.retired:
@@ -252,16 +274,16 @@ def _decide(
     if kiosk.blocked_until is not None and kiosk.blocked_until > now:
         if not isinstance(token, Pass):
             return Decision(Reason.KIOSK_BLOCKED)
-        if facts.cooldown is UNLOADED:
-            return Need.COOLDOWN
+        while facts.cooldown is UNLOADED:
+            yield Need.COOLDOWN
         if not is_cooling(kiosk, facts.cooldown, now):
             return Decision(Reason.KIOSK_BLOCKED)
     late = now - event.scanned_at > LATE_AFTER
     if isinstance(event, SessionDone) and not late and event.scanned_at <= now + FUTURE_SKEW:
         # "Done" ends the session; nothing is open after it.
         return Decision(Reason.SESSION_CLOSED, effects=[CloseSessions(event.kiosk_id)])
-    if facts.session is UNLOADED:
-        return Need.SESSION
+    while facts.session is UNLOADED:
+        yield Need.SESSION
     session = facts.session
     if event.scanned_at > now + FUTURE_SKEW:
         return _with_session(Reason.MALFORMED, session)
@@ -272,14 +294,10 @@ def _decide(
     limits = policy.limits
     if limits is not None:
         # After the kiosk row lock, before any item or member lock (see central.security).
-        limited = _rate_limited(facts, event, token, session, now, limits, effects)
-        if isinstance(limited, Need):
-            return limited
+        limited = yield from _rate_limited(facts, event, token, session, now, limits, effects)
         if limited:
             return _with_session(Reason.RATE_LIMITED, session, effects=effects)
-    decision = _code(facts, event, token, now, session, kiosk, late)
-    if isinstance(decision, Need):
-        return decision
+    decision = yield from _code(facts, event, token, now, session, kiosk, late)
     decision.effects[:0] = effects
     return decision
 
@@ -301,7 +319,7 @@ def _rate_limited(
     now: datetime,
     limits: Limits,
     effects: list[Effect],
-) -> bool | Need:
+) -> Steps[bool]:
     """Whether this scan exceeds its kiosk's or its member's rate.
 
     The kiosk pays for every scan (its throttle is where abuse comes from). The member's
@@ -310,8 +328,8 @@ def _rate_limited(
     own rate.
     """
     if limits.kiosk_per_min > 0:
-        if facts.kiosk_bucket is UNLOADED:
-            return Need.KIOSK_BUCKET
+        while facts.kiosk_bucket is UNLOADED:
+            yield Need.KIOSK_BUCKET
         tokens = level(facts.kiosk_bucket, now, limits.kiosk_per_min, limits.kiosk_burst)
         key = f"kiosk:{event.kiosk_id}"
         if tokens < 1.0:
@@ -321,8 +339,8 @@ def _rate_limited(
     member_id = _member_of(token, session)
     if member_id is None or limits.member_per_min <= 0:
         return False
-    if facts.member_bucket is UNLOADED:
-        return Need.MEMBER_BUCKET
+    while facts.member_bucket is UNLOADED:
+        yield Need.MEMBER_BUCKET
     return level(facts.member_bucket, now, limits.member_per_min, limits.member_burst) < 1.0
 
 
@@ -334,13 +352,13 @@ def _code(
     session: SessionRow | None,
     kiosk: KioskRow,
     late: bool,
-) -> Decision | Need:
+) -> Steps[Decision]:
     """The code's own rules, once the kiosk may be served."""
     if token is None or isinstance(token, Reason):
         return _with_session(token or Reason.MALFORMED, session)
-    held = _flag_refusal(facts, event, token, session, late=late)
+    held = yield from _flag_refusal(facts, event, token, session, late=late)
     if held is not None:
-        return held if isinstance(held, Need) else _with_session(held, session)
+        return _with_session(held, session)
     if isinstance(token, Pass):
         if event.queued:
             # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.
@@ -348,9 +366,12 @@ def _code(
         if late:
             # Left unconsumed, so the member can show it again.
             return _with_session(Reason.EXPIRED, session, member_id=token.member_id)
-        return _open_session(facts, event, token, now, session, kiosk)
+        return (yield from _open_session(facts, event, token, now, session, kiosk))
     if isinstance(token, Label):
-        return _label(facts, event, token, now, session, kiosk, return_only=event.queued or late)
+        queued_or_late = event.queued or late
+        return (
+            yield from _label(facts, event, token, now, session, kiosk, return_only=queued_or_late)
+        )
     # Enrolment codes are claimed over HTTPS, never through the scan stream.
     return _with_session(Reason.UNKNOWN_CODE, session)
 
@@ -362,7 +383,7 @@ def _flag_refusal(
     session: SessionRow | None,
     *,
     late: bool,
-) -> Reason | Need | None:
+) -> Steps[Reason | None]:
     """``FEATURE_DISABLED`` if ``event`` is a checkout the rollout flag holds back.
 
     Two decisions are checkouts: a pass opening a session (member and kiosk known) and a
@@ -378,8 +399,8 @@ def _flag_refusal(
         member_id, item_id = session.member_id, token.item_id
     else:
         return None
-    if facts.flag is UNLOADED:
-        return Need.FLAG
+    while facts.flag is UNLOADED:
+        yield Need.FLAG
     if admits(facts.flag, member_id=member_id, kiosk_id=event.kiosk_id, item_id=item_id):
         return None
     return Reason.FEATURE_DISABLED
@@ -392,16 +413,16 @@ def _open_session(
     now: datetime,
     current: SessionRow | None,
     kiosk: KioskRow,
-) -> Decision | Need:
-    if facts.member is UNLOADED:
-        return Need.MEMBER
+) -> Steps[Decision]:
+    while facts.member is UNLOADED:
+        yield Need.MEMBER
     member = facts.member
     if member is None:
         return _with_session(Reason.UNKNOWN_CODE, current)
     if member.suspended:
         return _with_session(Reason.MEMBER_SUSPENDED, current, member_id=member.member_id)
-    if facts.pass_use is UNLOADED:
-        return Need.PASS_USE
+    while facts.pass_use is UNLOADED:
+        yield Need.PASS_USE
     if facts.pass_use is not PassUse.CONSUMED:
         refusal = _PASS_REFUSALS[facts.pass_use]
         return _with_session(refusal, current, member_id=member.member_id)
@@ -428,9 +449,9 @@ def _label(
     kiosk: KioskRow,
     *,
     return_only: bool,
-) -> Decision | Need:
-    if facts.item is UNLOADED:
-        return Need.ITEM
+) -> Steps[Decision]:
+    while facts.item is UNLOADED:
+        yield Need.ITEM
     item = facts.item
     if item is None:
         return _with_session(Reason.UNKNOWN_CODE, session)
@@ -438,12 +459,12 @@ def _label(
     if token.version != item.label_version:
         base.reason = Reason.REVOKED
         return base
-    if facts.open_checkout is UNLOADED:
-        return Need.OPEN_CHECKOUT
+    while facts.open_checkout is UNLOADED:
+        yield Need.OPEN_CHECKOUT
     loan = facts.open_checkout
     if session is None or return_only:
         return _return(base, event, item, loan, kiosk, now, return_only=return_only)
-    return _checkout(facts, base, item, loan, session, kiosk, now)
+    return (yield from _checkout(facts, base, item, loan, session, kiosk, now))
 
 
 def _return(
@@ -503,20 +524,20 @@ def _checkout(
     session: SessionRow,
     kiosk: KioskRow,
     now: datetime,
-) -> Decision | Need:
+) -> Steps[Decision]:
     """A label scanned in a session: lend the item to the session's member."""
     base.member_id = session.member_id
     if item.state != "available" or loan is not None:
         base.reason = Reason.ITEM_UNAVAILABLE
         return base
-    if facts.member is UNLOADED:
-        return Need.MEMBER
+    while facts.member is UNLOADED:
+        yield Need.MEMBER
     member = facts.member
     if member is None or member.suspended:
         base.reason = Reason.MEMBER_SUSPENDED
         return base
-    if facts.member_loans is UNLOADED:
-        return Need.MEMBER_LOANS
+    while facts.member_loans is UNLOADED:
+        yield Need.MEMBER_LOANS
     if facts.member_loans >= member.checkout_limit:
         base.reason = Reason.LIMIT_REACHED
         return base
@@ -583,6 +604,8 @@ __all__ = [
     "Facts",
     "Need",
     "Policy",
+    "Steps",
     "decide",
     "return_refusal",
+    "steps",
 ]

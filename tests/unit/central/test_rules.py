@@ -23,6 +23,7 @@ from central.rules import (
     SaveBucket,
     StartSession,
     decide,
+    steps,
 )
 from central.security import Limits
 from central.storage.base import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
@@ -367,17 +368,26 @@ _FACTS = st.builds(
 def test_facts_are_asked_in_lock_order_and_change_nothing(
     full: Facts, event: CodeScan | SessionDone, token: Token | Reason | None, limited: bool
 ) -> None:
-    """Loading facts as asked reaches the decision the full facts give, in lock order."""
+    """Loading facts as asked reaches the decision the full facts give, in lock order,
+    each fact once."""
     policy = LIMITS if limited else NO_LIMITS
     expected = decide(full, event, token, NOW, policy)
     assert isinstance(expected, Decision)
     partial = Facts()
     asked: list[Need] = []
-    while isinstance(step := decide(partial, event, token, NOW, policy), Need):
-        assert step not in asked, f"{step} asked twice"
-        assert not asked or _ORDER.index(step) > _ORDER.index(asked[-1]), (
-            f"{step} asked after {asked[-1]}: out of lock order"
-        )
-        asked.append(step)
-        setattr(partial, step.value, getattr(full, step.value))
-    assert step == expected
+    walk = steps(partial, event, token, NOW, policy)  # driven as the shell drives it
+    try:
+        step = next(walk)
+        while True:
+            assert step not in asked, f"{step} asked twice"
+            assert not asked or _ORDER.index(step) > _ORDER.index(asked[-1]), (
+                f"{step} asked after {asked[-1]}: out of lock order"
+            )
+            asked.append(step)
+            setattr(partial, step.value, getattr(full, step.value))
+            step = walk.send(None)
+    except StopIteration as done:
+        reached = done.value
+    assert reached == expected
+    # And in one call, from nothing: the first fact this walk asked for.
+    assert decide(Facts(), event, token, NOW, policy) == (asked[0] if asked else expected)
