@@ -52,6 +52,8 @@ class SqliteTx(ScanTx):
     """
 
     dialect = SQLITE
+    # The audit chain's (pos, hash, seq) after this transaction's last audit row.
+    _chain: tuple[int, str, int] | None = None
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -68,11 +70,15 @@ class SqliteTx(ScanTx):
     async def audit(self, entry: AuditEntry) -> None:
         # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
         # is written: the head cannot move under us, and nothing is left to seal.
-        head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1", ())
-        last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log", ())
-        if head is None or last is None:
-            raise StorageError("the audit chain head is missing")
-        pos, prev_hash, seq = int(head[0]) + 1, str(head[1]), int(last[0]) + 1
+        # The head is read once per transaction and then carried here (a batch writes
+        # a hundred audit rows); a rolled-back savepoint forgets it (see savepoint).
+        if self._chain is None:
+            head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1", ())
+            last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log", ())
+            if head is None or last is None:
+                raise StorageError("the audit chain head is missing")
+            self._chain = (int(head[0]), str(head[1]), int(last[0]))
+        pos, prev_hash, seq = self._chain[0] + 1, self._chain[1], self._chain[2] + 1
         detail = json.dumps(entry.detail, sort_keys=True)
         digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
@@ -98,6 +104,7 @@ class SqliteTx(ScanTx):
         await self._exec(
             "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
         )
+        self._chain = (pos, digest, seq)
 
 
 class DirectTx(SqliteTx):
@@ -332,6 +339,7 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         except BaseException:
             await tx._exec("ROLLBACK TO step", ())
             await tx._exec("RELEASE step", ())
+            tx._chain = None  # the step's audit rows are gone: read the head again
             raise
         await tx._exec("RELEASE step", ())
 
