@@ -16,6 +16,7 @@ from central.errors import StorageError
 from central.storage.base import AuditEntry, ItemRow, MemberRow, OverdueLoan
 from central.storage.chain import ChainedRow, ChainHead
 from central.storage.dialect import Dialect
+from central.storage.hooks import BackendHooks
 from central.storage.kiosk_config import KioskRecord, config_from_row
 from central.storage.scan_tx import AVAILABILITY_SQL, availability_of
 
@@ -29,16 +30,10 @@ _KIOSK_SQL = (
 )
 
 
-class StoreReads:
+class StoreReads(BackendHooks):
     """Read-only :class:`central.storage.base.Store` methods over a backend's read hooks."""
 
     dialect: Dialect
-
-    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
 
     def _chained(self, row: Sequence[Any]) -> ChainedRow:
         return ChainedRow(row[0], self.dialect.moment(row[1]), *row[2:])

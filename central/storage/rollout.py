@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from central.errors import StorageError
-from central.storage.base import AuditEntry, Tx
+from central.storage.base import AuditEntry
+from central.storage.hooks import BackendHooks
 
 FLAG = "qr-checkout-enabled"
 BREAKER_ACTOR = "system:breaker"
@@ -103,29 +103,11 @@ def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | 
     )
 
 
-class RolloutWrites:
+class RolloutWrites(BackendHooks):
     """Mixin for a store: read and change the flag and the breaker, each change audited.
 
     Each backend supplies the four hooks below; the SQL is written once.
     """
-
-    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
-        raise NotImplementedError
-
-    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
-        raise NotImplementedError
-
-    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _moment(self, value: Any) -> datetime | None:
-        raise NotImplementedError
 
     async def get_flag(self) -> FlagRow:
         """The flag as every instance sees it now."""
