@@ -1,15 +1,16 @@
-"""The walk-up rules: one kiosk event in, one verdict out, applied inside a transaction.
+"""The scan ledger's shell: load a scan's facts under their locks, let the rules decide, write.
 
-This is the only place that decides checkouts, returns and sessions. It speaks to the
-database through :class:`central.storage.Tx`, whose backends take the locks, and the
-database's own constraints back every rule here (one open checkout per item, one session
-per pass, one verdict per event id).
+Every verdict's reason is chosen by :func:`central.rules.steps`; this module only loads
+the facts it asks for (in the lock order the backends keep: event → kiosk → buckets →
+item → member), applies the writes it returns, and records the verdict once. The
+database's own constraints back every rule (one open checkout per item, one session per
+pass, one verdict per event id).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from broker.messages import (
     Availability,
@@ -20,35 +21,29 @@ from broker.messages import (
     Verdict,
     encode,
 )
-from central import rollout, security
-from central.storage.base import (
-    AuditEntry,
-    CheckoutRow,
-    ItemRow,
-    KioskRow,
-    PassUse,
-    SessionRow,
-    Tx,
+from central import rules, security
+from central.rules import (
+    CloseCheckout,
+    CloseSessions,
+    Decision,
+    Effect,
+    ExtendSession,
+    Facts,
+    InsertCheckout,
+    LiftCooldown,
+    Need,
+    Policy,
+    Republish,
+    SaveBucket,
+    StartSession,
 )
+from central.storage.base import AuditEntry, SessionRow, Tx
 from central.tokens import Label, Pass, Token, fingerprint
 
-# A scan that reaches central this long after it happened is history: the member who made
-# it has walked away, so it may still return an item but never opens a session or checks
-# anything out (a kiosk re-sending its outbox after an outage sends such scans).
-LATE_AFTER = timedelta(seconds=60)
-# Kiosk clocks drift, but not by this much: a scan from the future is a forgery or a bug.
-FUTURE_SKEW = timedelta(minutes=5)
-
-# A loan returned this soon is worth a look: the member may have walked off with the item
-# after someone returned it with a copy of its label (see docs/security.md).
-QUICK_RETURN = timedelta(minutes=5)
-
-_PASS_REFUSALS = {
-    PassUse.ALREADY_USED: Reason.ALREADY_USED,
-    PassUse.INVALIDATED: Reason.REVOKED,
-    PassUse.EXPIRED: Reason.EXPIRED,
-    PassUse.UNKNOWN: Reason.UNKNOWN_CODE,
-}
+# Kept importable from here: tests and docs name them as the ledger's windows.
+LATE_AFTER = rules.LATE_AFTER
+FUTURE_SKEW = rules.FUTURE_SKEW
+QUICK_RETURN = rules.QUICK_RETURN
 
 
 @dataclass(slots=True)
@@ -63,19 +58,6 @@ class Outcome:
     alerts: list[SecurityAlert] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Draft:
-    reason: Reason
-    item_id: str | None = None
-    item_name: str | None = None
-    member_id: str | None = None
-    member_name: str | None = None
-    session: SessionRow | None = None
-    due_at: datetime | None = None
-    changed: list[Availability] = field(default_factory=list)
-    loan_s: float | None = None  # how long the loan a return closed lasted
-
-
 async def apply(
     tx: Tx,
     event: CodeScan | SessionDone,
@@ -88,21 +70,28 @@ async def apply(
     if previous is not None:
         # A redelivered event: same verdict, no effect.
         return Outcome(previous, encode(previous), replayed=True)
-    draft = await _decide(tx, event, token, now, limits)
-    # Lifts a cool-down (or keeps it) and charges the member's rate only when accepted.
-    draft.reason = await security.settle(tx, limits, event, token, draft.session, draft.reason, now)
-    session = draft.session
+    policy = Policy(limits)
+    facts = Facts()
+    walk = rules.steps(facts, event, token, now, policy)
+    try:
+        need = next(walk)
+        while True:
+            await _load(tx, need, facts, event, token, now, policy)
+            need = walk.send(None)
+    except StopIteration as done:
+        decided: Decision = done.value
+    changed = await _write(tx, decided.effects, event, now)
     verdict = Verdict(
         event_id=event.event_id,
         kiosk_id=event.kiosk_id,
-        reason=draft.reason,
-        accepted=draft.reason.accepted,
-        item_id=draft.item_id,
-        item_name=draft.item_name,
-        member_name=draft.member_name,
-        session_open=session is not None,
-        session_expires_at=None if session is None else session.expires_at,
-        due_at=draft.due_at,
+        reason=decided.reason,
+        accepted=decided.reason.accepted,
+        item_id=decided.item_id,
+        item_name=decided.item_name,
+        member_name=decided.member_name,
+        session_open=decided.session_expires_at is not None,
+        session_expires_at=decided.session_expires_at,
+        due_at=decided.due_at,
         decided_at=now,
     )
     code_hash = fingerprint(event.code) if isinstance(event, CodeScan) else None
@@ -113,187 +102,115 @@ async def apply(
             at=now,
             actor=f"kiosk:{event.kiosk_id}",
             action=f"scan.{event.type}",
-            reason=draft.reason.value,
+            reason=decided.reason.value,
             kiosk_id=event.kiosk_id,
-            member_id=draft.member_id,
-            item_id=draft.item_id,
+            member_id=decided.member_id,
+            item_id=decided.item_id,
             event_id=event.event_id,
-            detail=_detail(code_hash, draft.loan_s),
+            detail=_detail(code_hash, decided),
         )
     )
     alerts = []
     if limits is not None:
-        alerts = await security.after_verdict(tx, limits, event.kiosk_id, draft.reason, now)
-    return Outcome(verdict, payload, draft.changed, alerts=alerts, member_id=draft.member_id)
+        alerts = await security.after_verdict(tx, limits, event.kiosk_id, decided.reason, now)
+    return Outcome(verdict, payload, changed, alerts=alerts, member_id=decided.member_id)
 
 
-async def _decide(
+def _member_id(token: Token | Reason | None, facts: Facts) -> str:
+    """The member a scan's member facts are about (the rules ask only when there is one)."""
+    if isinstance(token, Pass):
+        return token.member_id
+    assert isinstance(token, Label)
+    assert isinstance(facts.session, SessionRow)
+    return facts.session.member_id
+
+
+async def _load(
     tx: Tx,
+    need: Need,
+    facts: Facts,
     event: CodeScan | SessionDone,
     token: Token | Reason | None,
     now: datetime,
-    limits: security.Limits | None = None,
-) -> _Draft:
-    kiosk = await tx.kiosk(event.kiosk_id)
-    # Unknown, retired, blocked by a person or cooling down (a pass may lift a cool-down).
-    if blocked := await security.kiosk_refusal(tx, kiosk, token, now):
-        return _Draft(blocked)
-    assert kiosk is not None  # kiosk_refusal refuses a missing kiosk
-    idle = timedelta(seconds=kiosk.session_timeout_s)
-    if event.scanned_at > now + FUTURE_SKEW:
-        return _Draft(Reason.MALFORMED, session=await tx.open_session(event.kiosk_id, now))
-    late = now - event.scanned_at > LATE_AFTER
-    if isinstance(event, SessionDone):
-        if not late:
-            await tx.close_sessions(event.kiosk_id, now)
-        # A late "done" must not end a session someone else has opened since.
-        return _Draft(Reason.SESSION_CLOSED, session=await tx.open_session(event.kiosk_id, now))
-    session = await tx.open_session(event.kiosk_id, now)
-    # After the kiosk row lock, before any item or member lock (see central.security).
-    if limits is not None and await security.rate_limited(tx, limits, event, token, session, now):
-        return _Draft(Reason.RATE_LIMITED, session=session)
-    if token is None or isinstance(token, Reason):
-        return _Draft(token or Reason.MALFORMED, session=session)
-    if held := await rollout.refusal(tx, event, token, session, late=late):
-        return _Draft(held, session=session)
-    if isinstance(token, Pass):
-        if event.queued:
-            # Kiosks queue returns only; a queued pass is a kiosk bug or a replay.
-            return _Draft(Reason.MALFORMED, session=session)
-        if late:
-            # Left unconsumed, so the member can show it again.
-            return _Draft(Reason.EXPIRED, member_id=token.member_id, session=session)
-        return await _open_session(tx, event, token, now, idle, session)
-    if isinstance(token, Label):
-        return await _label(
-            tx, event, token, now, idle, session, kiosk, return_only=event.queued or late
-        )
-    # Enrolment codes are claimed over HTTPS, never through the scan stream.
-    return _Draft(Reason.UNKNOWN_CODE, session=session)
+    policy: Policy,
+) -> None:
+    """Load the one fact the rules asked for (locking its row where the backend can)."""
+    kiosk_id = event.kiosk_id
+    if need is Need.KIOSK:
+        facts.kiosk = await tx.kiosk(kiosk_id)
+    elif need is Need.COOLDOWN:
+        facts.cooldown = await security.load_cooldown(tx, kiosk_id, now)
+    elif need is Need.SESSION:
+        facts.session = await tx.open_session(kiosk_id, now)
+    elif need is Need.KIOSK_BUCKET:
+        assert policy.limits is not None
+        full = float(policy.limits.kiosk_burst)
+        facts.kiosk_bucket = await tx.bucket(f"kiosk:{kiosk_id}", now, full)
+    elif need is Need.MEMBER_BUCKET:
+        assert policy.limits is not None
+        full = float(policy.limits.member_burst)
+        key = f"member:{_member_id(token, facts)}"
+        facts.member_bucket = await tx.bucket(key, now, full)
+    elif need is Need.FLAG:
+        facts.flag = await tx.rollout_flag()
+    elif need is Need.ITEM:
+        assert isinstance(token, Label)
+        facts.item = await tx.item(token.item_id)
+    elif need is Need.OPEN_CHECKOUT:
+        assert isinstance(token, Label)
+        facts.open_checkout = await tx.open_checkout(token.item_id)
+    elif need is Need.MEMBER:
+        facts.member = await tx.member(_member_id(token, facts))
+    elif need is Need.MEMBER_LOANS:
+        facts.member_loans = await tx.open_checkout_count(_member_id(token, facts))
+    elif need is Need.PASS_USE:
+        # The atomic step: one conditional UPDATE, so only the first caller consumes it.
+        assert isinstance(token, Pass)
+        facts.pass_use = await tx.consume_pass(token.pass_id, token.member_id, kiosk_id, now)
 
 
-async def _open_session(
-    tx: Tx,
-    event: CodeScan,
-    token: Pass,
-    now: datetime,
-    idle: timedelta,
-    current: SessionRow | None,
-) -> _Draft:
-    member = await tx.member(token.member_id)
-    if member is None:
-        return _Draft(Reason.UNKNOWN_CODE, session=current)
-    if member.suspended:
-        return _Draft(Reason.MEMBER_SUSPENDED, member_id=member.member_id, session=current)
-    use = await tx.consume_pass(token.pass_id, member.member_id, event.kiosk_id, now)
-    if use is not PassUse.CONSUMED:
-        return _Draft(_PASS_REFUSALS[use], member_id=member.member_id, session=current)
-    # The next pass ends whatever session was open here.
-    await tx.close_sessions(event.kiosk_id, now)
-    session = await tx.start_session(
-        event.kiosk_id, member.member_id, token.pass_id, now, now + idle
-    )
-    return _Draft(
-        Reason.SESSION_OPENED, member_id=member.member_id, member_name=member.name, session=session
-    )
+async def _write(
+    tx: Tx, effects: list[Effect], event: CodeScan | SessionDone, now: datetime
+) -> list[Availability]:
+    """Apply the decision's writes in order; the availability messages they changed."""
+    changed: list[Availability] = []
+    for effect in effects:
+        if isinstance(effect, SaveBucket):
+            await tx.save_bucket(effect.key, effect.tokens, effect.at)
+        elif isinstance(effect, CloseSessions):
+            await tx.close_sessions(effect.kiosk_id, now)
+        elif isinstance(effect, StartSession):
+            await tx.start_session(
+                effect.kiosk_id, effect.member_id, effect.pass_id, now, effect.expires_at
+            )
+        elif isinstance(effect, ExtendSession):
+            await tx.extend_session(effect.session_id, effect.expires_at)
+        elif isinstance(effect, InsertCheckout):
+            await tx.insert_checkout(
+                effect.item_id,
+                effect.member_id,
+                effect.session_id,
+                event.kiosk_id,
+                event.event_id,
+                now,
+                effect.due_at,
+            )
+        elif isinstance(effect, CloseCheckout):
+            await tx.close_checkout(
+                effect.checkout_id, effect.returned_at, event.event_id, event.kiosk_id
+            )
+        elif isinstance(effect, Republish):
+            changed.append(await tx.availability(effect.item_id, now, bump=True))
+        elif isinstance(effect, LiftCooldown):
+            await security.lift_cooldown(tx, effect.kiosk_id, now)
+    return changed
 
 
-async def _label(
-    tx: Tx,
-    event: CodeScan,
-    token: Label,
-    now: datetime,
-    idle: timedelta,
-    session: SessionRow | None,
-    kiosk: KioskRow,
-    *,
-    return_only: bool,
-) -> _Draft:
-    item = await tx.item(token.item_id)
-    if item is None:
-        return _Draft(Reason.UNKNOWN_CODE, session=session)
-    base = _Draft(Reason.MALFORMED, item_id=item.item_id, item_name=item.name, session=session)
-    if token.version != item.label_version:
-        base.reason = Reason.REVOKED
-        return base
-    open_checkout = await tx.open_checkout(item.item_id)
-    if session is None or return_only:
-        if open_checkout is None:
-            # Nothing to return: the member most likely wanted it and has no session.
-            base.reason = Reason.NOT_CHECKED_OUT if return_only else Reason.NO_SESSION
-            return base
-        refused = return_refusal(kiosk, item, open_checkout, event.scanned_at, now, return_only)
-        if refused is not None:
-            base.reason = refused
-            return base
-        # A queued or late return happened when the member scanned it, not when we heard;
-        # a live one is dated by our clock, so a kiosk's skewed clock refuses no one.
-        returned_at = min(now, event.scanned_at) if return_only else now
-        await tx.close_checkout(
-            open_checkout.checkout_id, returned_at, event.event_id, event.kiosk_id
-        )
-        base.reason = Reason.RETURNED
-        base.member_id = open_checkout.member_id
-        base.loan_s = (returned_at - open_checkout.checked_out_at).total_seconds()
-        base.changed.append(await tx.availability(item.item_id, now, bump=True))
-        return base
-    base.member_id = session.member_id
-    if item.state != "available" or open_checkout is not None:
-        base.reason = Reason.ITEM_UNAVAILABLE
-        return base
-    member = await tx.member(session.member_id)
-    if member is None or member.suspended:
-        base.reason = Reason.MEMBER_SUSPENDED
-        return base
-    if await tx.open_checkout_count(member.member_id) >= member.checkout_limit:
-        base.reason = Reason.LIMIT_REACHED
-        return base
-    base.due_at = now + timedelta(days=item.loan_days)
-    await tx.insert_checkout(
-        item.item_id,
-        member.member_id,
-        session.session_id,
-        event.kiosk_id,
-        event.event_id,
-        now,
-        base.due_at,
-    )
-    # Each checkout restarts the session's idle timer.
-    base.session = SessionRow(session.session_id, session.kiosk_id, session.member_id, now + idle)
-    await tx.extend_session(session.session_id, now + idle)
-    base.reason = Reason.CHECKED_OUT
-    base.member_name = member.name
-    base.changed.append(await tx.availability(item.item_id, now, bump=True))
-    return base
-
-
-def return_refusal(
-    kiosk: KioskRow,
-    item: ItemRow,
-    checkout: CheckoutRow,
-    scanned_at: datetime,
-    now: datetime,
-    stamped: bool,
-) -> Reason | None:
-    """Why a return scan may not close ``checkout`` (None: it may).
-
-    A kiosk takes returns of its own shelf's items, or of every item if it is a return
-    point: a photographed label cannot return an item from any kiosk in town. A queued or
-    late return (``stamped``: dated by the kiosk) must not predate the loan it would
-    close: it belongs to an earlier loan, already closed.
-    """
-    if not kiosk.return_point and kiosk.shelf_id != item.shelf_id:
-        return Reason.WRONG_SHELF
-    if stamped and scanned_at < checkout.checked_out_at:
-        return Reason.NOT_CHECKED_OUT
-    return None
-
-
-def _detail(code_hash: str | None, loan_s: float | None) -> dict[str, object]:
+def _detail(code_hash: str | None, decision: Decision) -> dict[str, object]:
     detail: dict[str, object] = {"code": code_hash} if code_hash else {}
-    if loan_s is not None:
-        detail["loan_s"] = round(loan_s)
-        if loan_s < QUICK_RETURN.total_seconds():
+    if decision.loan_s is not None:
+        detail["loan_s"] = round(decision.loan_s)
+        if decision.quick_return:
             # Staff filter the audit for these (GET /audit, cs-admin audit export).
             detail["quick_return"] = True
     return detail

@@ -1,4 +1,4 @@
-"""The rollout flag's rule: which checkouts it lets through, and what each kiosk is told."""
+"""The rollout flag's admission test, and what each kiosk is told (the refusal: central.rules)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from broker import topics
-from broker.messages import CodeScan, KioskConfig, Reason, SessionDone, encode
-from central.storage.base import SessionRow, Store, Tx
+from broker.messages import KioskConfig, encode
+from central.storage.base import Store
 from central.storage.rollout import FlagMode, FlagRow
-from central.tokens import Label, Pass, Token
 
 if TYPE_CHECKING:  # the consumer imports the ledger, which imports this module
     from central.consumer import Publisher
@@ -64,35 +63,6 @@ def kiosk_checkout_enabled(flag: FlagRow, kiosk_id: str) -> bool:
     if setting.mode is FlagMode.ALLOW_LIST:
         return not setting.kiosks or kiosk_id in setting.kiosks
     return False
-
-
-async def refusal(
-    tx: Tx,
-    event: CodeScan | SessionDone,
-    token: Token,
-    session: SessionRow | None,
-    *,
-    late: bool,
-) -> Reason | None:
-    """``FEATURE_DISABLED`` if ``event`` is a checkout the flag holds back, else None.
-
-    Two decisions are checkouts: a pass opening a session (member and kiosk known) and a
-    label scanned in an open session (member, kiosk and item known). Returns, "done",
-    queued and late scans pass whatever the flag says. The flag is read inside the
-    decision's transaction, so a change is in force on every instance at its commit.
-    """
-    if isinstance(event, SessionDone) or event.queued or late:
-        return None
-    if isinstance(token, Pass):
-        member_id, item_id = token.member_id, None
-    elif isinstance(token, Label) and session is not None:
-        member_id, item_id = session.member_id, token.item_id
-    else:
-        return None
-    flag = await tx.rollout_flag()
-    if admits(flag, member_id=member_id, kiosk_id=event.kiosk_id, item_id=item_id):
-        return None
-    return Reason.FEATURE_DISABLED
 
 
 async def kiosk_configs(store: Store, flag: FlagRow | None = None) -> Sequence[KioskConfig]:

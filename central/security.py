@@ -1,4 +1,7 @@
-"""Abuse defences inside the scan transaction: rate limits, kiosk cool-downs, alerts.
+"""Abuse defences' state and arithmetic: rate buckets, kiosk cool-downs, alerts.
+
+Which scan they refuse is decided in :mod:`central.rules`; this module holds the limits,
+the bucket arithmetic and the writes of a cool-down (started, lifted, set by hand).
 
 State lives in the database (``rate_buckets``, ``kiosks.blocked_until``, ``scan_events``),
 never in process memory, so every central instance sees the same limits. On PostgreSQL
@@ -8,7 +11,7 @@ keeps the one lock order (event → kiosk → buckets → item → member).
 Defences here must not be turnable against honest members: a forger at one kiosk earns
 that kiosk a short cool-down (growing while the forging goes on, to a cap of minutes),
 which the next member with a pass that opens a session lifts; a refused scan never costs
-a member their own rate.
+a member their own rate (see :mod:`central.rules`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from broker.messages import CodeScan, Reason, SecurityAlert, SessionDone
-from central.storage.base import AuditEntry, KioskRow, SessionRow, Store, Tx
-from central.tokens import Label, Pass, Token
+from broker.messages import Reason, SecurityAlert
+from central.storage.base import AuditEntry, KioskRow, Store, Tx
 
 # Verdicts that say "someone is trying codes that are not theirs": enough of them from one
 # kiosk in a short window cools it down. Expired passes and refusals of honest members
@@ -38,7 +40,7 @@ SYSTEM_ACTOR = "system"
 # pass or a person lifted it (failures before that are forgiven), or -1 for a kiosk never
 # cooled down. A kiosk whose ``blocked_until`` equals the stored end is cooling down; any
 # other block was set by a person.
-_COOLDOWN = "cooldown:"
+COOLDOWN_KEY = "cooldown:"
 _NEVER = -1.0
 
 
@@ -63,115 +65,38 @@ class Limits:
         return min(self.block_for, grown)
 
 
-async def _take(tx: Tx, key: str, now: datetime, per_min: float, burst: int) -> bool:
-    """Take one token from ``key``'s bucket; False (and nothing taken) if it is empty."""
-    tokens = await _level(tx, key, now, per_min, burst)
-    if tokens < 1.0:
-        await tx.save_bucket(key, tokens, now)
-        return False
-    await tx.save_bucket(key, tokens - 1.0, now)
-    return True
+Bucket = tuple[float, datetime]  # a rate bucket's stored level and when it was stored
 
 
-async def _level(tx: Tx, key: str, now: datetime, per_min: float, burst: int) -> float:
-    """The tokens in ``key``'s bucket now (the row locked, nothing written)."""
-    tokens, at = await tx.bucket(key, now, float(burst))
+def level(bucket: Bucket, now: datetime, per_min: float, burst: int) -> float:
+    """The tokens in a rate bucket now, refilled at ``per_min`` up to ``burst``."""
+    tokens, at = bucket
     # A clock that went backwards refills nothing rather than draining the bucket.
     elapsed = max(0.0, (now - at).total_seconds())
     return min(float(burst), tokens + elapsed * per_min / 60.0)
 
 
-def _member_of(token: Token | Reason | None, session: SessionRow | None) -> str | None:
-    """Whose act a scan is: a pass's member, or the member whose session a label joins."""
-    if isinstance(token, Pass):
-        return token.member_id
-    if isinstance(token, Label) and session is not None:
-        return session.member_id
-    return None
+def is_cooling(kiosk: KioskRow, cooldown: Bucket, now: datetime) -> bool:
+    """Whether ``kiosk``'s block is an automatic cool-down (not a person's block).
 
-
-async def rate_limited(
-    tx: Tx,
-    limits: Limits,
-    event: CodeScan,
-    token: Token | Reason | None,
-    session: SessionRow | None,
-    now: datetime,
-) -> bool:
-    """Whether this scan exceeds its kiosk's or its member's rate.
-
-    The kiosk pays for every scan (its throttle is where abuse comes from). The member's
-    bucket is only looked at here (and locked, keeping the lock order); :func:`settle`
-    takes the token once the scan is accepted, so a replayed or forged copy of someone's
-    pass never uses up that member's own rate.
+    ``cooldown`` is the kiosk's ``COOLDOWN_KEY`` bucket: the cool-down that set the block
+    stored its end there, a person's block did not.
     """
-    if limits.kiosk_per_min > 0 and not await _take(
-        tx, f"kiosk:{event.kiosk_id}", now, limits.kiosk_per_min, limits.kiosk_burst
-    ):
-        return True
-    member_id = _member_of(token, session)
-    if member_id is None or limits.member_per_min <= 0:
-        return False
-    level = await _level(tx, f"member:{member_id}", now, limits.member_per_min, limits.member_burst)
-    return level < 1.0
-
-
-async def kiosk_refusal(
-    tx: Tx, kiosk: KioskRow | None, token: Token | Reason | None, now: datetime
-) -> Reason | None:
-    """``KIOSK_BLOCKED`` if this kiosk may not have the scan decided; None if it may.
-
-    During an automatic cool-down a verified pass is let through to be decided: if it
-    opens a session the cool-down is lifted (:func:`settle`), otherwise its answer is
-    still ``KIOSK_BLOCKED``. A block set by a person holds against everything.
-    """
-    if kiosk is None or kiosk.retired:
-        return Reason.KIOSK_BLOCKED
-    if kiosk.blocked_until is None or kiosk.blocked_until <= now:
-        return None
-    if isinstance(token, Pass) and await _cooling(tx, kiosk, now):
-        return None
-    return Reason.KIOSK_BLOCKED
-
-
-async def _cooling(tx: Tx, kiosk: KioskRow, now: datetime) -> bool:
-    """Whether ``kiosk``'s block is an automatic cool-down (not a person's block)."""
     if kiosk.blocked_until is None or kiosk.blocked_until <= now:
         return False
-    strikes, ends = await tx.bucket(_COOLDOWN + kiosk.kiosk_id, now, _NEVER)
+    strikes, ends = cooldown
     return strikes >= 1 and ends == kiosk.blocked_until
 
 
-async def settle(
-    tx: Tx,
-    limits: Limits | None,
-    event: CodeScan | SessionDone,
-    token: Token | Reason | None,
-    session: SessionRow | None,
-    reason: Reason,
-    now: datetime,
-) -> Reason:
-    """After the decision: lift a cool-down with a pass that opened a session, charge the
-    member's rate for an accepted scan; the reason to answer with."""
-    if not isinstance(event, CodeScan):
-        return reason
-    if isinstance(token, Pass):
-        kiosk = await tx.kiosk(event.kiosk_id)
-        if kiosk is not None and await _cooling(tx, kiosk, now):
-            if reason is not Reason.SESSION_OPENED:
-                return Reason.KIOSK_BLOCKED
-            await _lift(tx, event.kiosk_id, now)
-    member_id = _member_of(token, session)
-    if limits is not None and limits.member_per_min > 0 and reason.accepted and member_id:
-        # The row was locked by rate_limited's look, so this takes no new lock.
-        await _take(tx, f"member:{member_id}", now, limits.member_per_min, limits.member_burst)
-    return reason
+async def load_cooldown(tx: Tx, kiosk_id: str, now: datetime) -> Bucket:
+    """The kiosk's cool-down record (created empty), locked for this transaction."""
+    return await tx.bucket(COOLDOWN_KEY + kiosk_id, now, _NEVER)
 
 
-async def _lift(tx: Tx, kiosk_id: str, now: datetime) -> None:
+async def lift_cooldown(tx: Tx, kiosk_id: str, now: datetime) -> None:
     """End a cool-down because a member's valid pass opened a session there."""
     await tx.set_blocked_until(kiosk_id, None)
-    await tx.save_bucket(_COOLDOWN + kiosk_id, 0.0, now)
+    await tx.save_bucket(COOLDOWN_KEY + kiosk_id, 0.0, now)
     await tx.audit(
         AuditEntry(
             now,
@@ -193,7 +118,7 @@ async def after_verdict(
     failures = await tx.recent_failures(kiosk_id, since, [r.value for r in FAILURES])
     if failures < limits.block_after:
         return []
-    strikes, ended = await tx.bucket(_COOLDOWN + kiosk_id, now, _NEVER)
+    strikes, ended = await tx.bucket(COOLDOWN_KEY + kiosk_id, now, _NEVER)
     if strikes >= 0 and ended > since:
         # Failures before the last cool-down ended (or was lifted) have been dealt with.
         # (recent_failures counts after ``since``; a scan at the very instant counts too)
@@ -220,15 +145,15 @@ async def cool_down(
     """Start ``kiosk_id``'s next cool-down inside ``tx``: blocked, audited, and on the first
     of a run a security alert (the caller publishes it); the alerts raised."""
     if strikes is None or ended is None:
-        level, ended = await tx.bucket(_COOLDOWN + kiosk_id, now, _NEVER)
-        strikes = max(0, int(level))
+        stored, ended = await tx.bucket(COOLDOWN_KEY + kiosk_id, now, _NEVER)
+        strikes = max(0, int(stored))
     if strikes >= 1 and now - ended > limits.block_forget:
         strikes = 0  # quiet long enough: the next run starts short again
     strikes += 1
     until = now + limits.cooldown(strikes)
     if not await tx.set_blocked_until(kiosk_id, until):
         return []
-    await tx.save_bucket(_COOLDOWN + kiosk_id, float(strikes), until)
+    await tx.save_bucket(COOLDOWN_KEY + kiosk_id, float(strikes), until)
     seconds = int((until - now).total_seconds())
     detail = f"{why}; cool-down {strikes} of this run: {seconds} s, until {until:%H:%M:%S} UTC"
     await tx.audit(
@@ -295,7 +220,7 @@ async def set_kiosk_block(
         found = await tx.set_blocked_until(kiosk_id, until)
         if found:
             if until is None:
-                await tx.save_bucket(_COOLDOWN + kiosk_id, 0.0, now)
+                await tx.save_bucket(COOLDOWN_KEY + kiosk_id, 0.0, now)
             await tx.audit(
                 AuditEntry(
                     now,

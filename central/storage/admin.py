@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -22,6 +21,7 @@ from central.storage.base import (
     ShelfRow,
     Tx,
 )
+from central.storage.hooks import BackendHooks
 from central.storage.kiosk_config import Change, config_from_row, configured, device_config
 
 # Rows per import transaction: on SQLite a few milliseconds of write lock each (see
@@ -42,21 +42,12 @@ class AdminTx(Protocol):
         """Run one statement; how many rows it touched."""
 
 
-class AdminWrites:
+class AdminWrites(BackendHooks):
     """Mixin for a store: library data and passes, each write audited in its transaction.
 
     SQL is written once with ``?`` placeholders and datetimes as values; each backend's
     ``_admin_write`` adapts both and turns constraint refusals into admin-readable errors.
     """
-
-    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
-        raise NotImplementedError
-
-    def _admin_tx(self) -> AbstractAsyncContextManager[AdminTx]:
-        raise NotImplementedError
-
-    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        raise NotImplementedError
 
     async def add_shelf(self, shelf_id: str, name: str, now: datetime, actor: str) -> None:
         await self._admin_write(
@@ -295,10 +286,6 @@ class AdminWrites:
                     detail={"rows": len(ids)},
                 )
             )
-
-    def _admin_chunk(self, work: Callable[[AdminTx], Awaitable[_R]]) -> Awaitable[_R]:
-        """Run ``work`` in one short write transaction, in as few thread hops as can be."""
-        raise NotImplementedError
 
     async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
         await self._admin_write(

@@ -4,116 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from broker.messages import Availability, KioskConfig, Verdict
 from central.errors import StorageError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # these modules build on this one: their row types, named for typing only
+    from broker.auth import Account
+    from broker.messages import Reason
+    from central.storage.fleet import Claim
+    from central.storage.releases import KioskUpdateRow, ReleaseRow, RolloutRow, RolloutState
     from central.storage.rollout import FlagRow, FlagSetting, WindowCounts
 
 if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
     from central.storage.kiosk_config import Change, KioskRecord
 
 from central.storage.chain import ChainedRow, ChainHead
+from central.storage.rows import (
+    AuditEntry,
+    CheckoutRow,
+    Edited,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    OverdueLoan,
+    PassUse,
+    Problem,
+    SessionRow,
+    ShelfRow,
+)
 
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class KioskRow:
-    """An enrolled kiosk."""
-
-    kiosk_id: str
-    shelf_id: str
-    retired: bool
-    blocked_until: datetime | None
-    config_version: int
-    session_timeout_s: float
-    return_point: bool = False  # takes returns of every shelf's items, not only its own
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRow:
-    """A library member."""
-
-    member_id: str
-    name: str
-    suspended: bool
-    checkout_limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class ItemRow:
-    """A lendable item."""
-
-    item_id: str
-    shelf_id: str
-    name: str
-    label_version: int
-    state: str  # available | maintenance | retired
-    loan_days: int
-
-
-@dataclass(frozen=True, slots=True)
-class SessionRow:
-    """An open checkout session at one kiosk."""
-
-    session_id: int
-    kiosk_id: str
-    member_id: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutRow:
-    """An open checkout of one item."""
-
-    checkout_id: int
-    item_id: str
-    member_id: str
-    checked_out_at: datetime
-    due_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OverdueLoan:
-    """An open checkout past its due time."""
-
-    member_id: str
-    member_name: str
-    item_id: str
-    item_name: str
-    checked_out_at: datetime
-    due_at: datetime
-
-
-class PassUse(StrEnum):
-    """What happened when a pass was presented for consumption."""
-
-    CONSUMED = "consumed"
-    ALREADY_USED = "already_used"
-    INVALIDATED = "invalidated"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One row of the append-only audit log."""
-
-    at: datetime
-    actor: str  # "kiosk:<id>" or "admin:<name>" or "system"
-    action: str
-    reason: str | None = None
-    kiosk_id: str | None = None
-    member_id: str | None = None
-    item_id: str | None = None
-    event_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 _SUBJECT = {
@@ -407,36 +329,113 @@ class Store(Protocol):
     async def set_item_state(self, item_id: str, state: str, now: datetime, actor: str) -> None:
         """Put an item in ``available``, ``maintenance`` or ``retired`` (audited)."""
 
+    # --- the fleet: enrolment, retirement, broker accounts (central/storage/fleet.py) ---
 
-@dataclass(frozen=True, slots=True)
-class ShelfRow:
-    """A shelf and how many items live on it."""
+    async def broker_accounts(self) -> Sequence[Account]:
+        """Every broker user, with each kiosk's shelf (the ACL's availability rule)."""
 
-    shelf_id: str
-    name: str
-    items: int = 0
+    async def set_central_account(
+        self, username: str, password_hash: str, now: datetime, actor: str
+    ) -> None:
+        """Create or re-key a central instance's broker user."""
 
+    async def enrol_kiosk(
+        self,
+        kiosk_id: str,
+        shelf_id: str,
+        password_hash: str,
+        now: datetime,
+        actor: str,
+        *,
+        session_timeout_s: float = 60.0,
+        rotate: bool = False,
+    ) -> None:
+        """Record a kiosk and its broker user; ``rotate`` re-keys an enrolled one."""
 
-_R = TypeVar("_R")
+    async def retire_kiosk(self, kiosk_id: str, now: datetime, actor: str, reason: str) -> None:
+        """Mark a kiosk retired and delete its broker user; its history stays."""
 
+    async def issue_enrolment(
+        self,
+        claim_id: str,
+        kiosk_id: str,
+        shelf_id: str,
+        now: datetime,
+        expires_at: datetime,
+        actor: str,
+    ) -> None:
+        """Record a one-time enrolment code for a kiosk that is not enrolled yet."""
 
-@dataclass(frozen=True, slots=True)
-class Edited(Generic[_R]):
-    """One admin edit: the row before and after, and the availability it republished."""
+    async def claim_enrolment(
+        self, claim_id: str, password_hash: str, now: datetime, actor: str
+    ) -> Claim:
+        """Use an enrolment code once: enrol its kiosk, or say why not (audited either way)."""
 
-    before: _R
-    after: _R
-    availability: Availability | None = None
-    moved_from: str | None = None  # the shelf an item left, whose retained copy is stale
+    async def refuse_claim(self, now: datetime, actor: str, reason: Reason) -> None:
+        """Audit an enrolment code that was not ours or not one (forged, garbled)."""
 
+    # --- signed releases and their rollouts to kiosks (central/storage/releases.py) ---
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One bad row of a bulk import: which row (0-based), which column, and why."""
+    async def add_release(
+        self, release: ReleaseRow, artifact: bytes, actor: str, now: datetime
+    ) -> ReleaseRow:
+        """Store a release and its artifact; a version or artifact already there is refused."""
 
-    row: int
-    column: str
-    message: str
+    async def get_release(self, version: str) -> ReleaseRow | None:
+        """One release, without its artifact."""
+
+    async def list_releases(self) -> Sequence[ReleaseRow]:
+        """Every release, newest first."""
+
+    async def release_artifact(self, version: str) -> bytes | None:
+        """The artifact's bytes, as published."""
+
+    async def start_rollout(
+        self,
+        version: str,
+        *,
+        percent: int,
+        kiosks: Sequence[str],
+        abort_percent: int,
+        abort_min: int,
+        reason: str,
+        actor: str,
+        now: datetime,
+    ) -> RolloutRow:
+        """Begin rolling ``version`` out; refused while another rollout is running or paused."""
+
+    async def change_rollout(
+        self,
+        rollout_id: int,
+        to: RolloutState,
+        *,
+        reason: str,
+        actor: str,
+        now: datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> RolloutRow:
+        """Pause, resume, abort, halt or finish a rollout, from the states that allow it."""
+
+    async def get_rollout(self, rollout_id: int) -> RolloutRow | None:
+        """One rollout."""
+
+    async def list_rollouts(self, *, states: Sequence[RolloutState] = ()) -> Sequence[RolloutRow]:
+        """Rollouts (in ``states``, if given), newest first."""
+
+    async def rollout_kiosks(self, rollout_id: int) -> Sequence[KioskUpdateRow]:
+        """Every kiosk central has offered this rollout to, and where each stands."""
+
+    async def record_update(
+        self,
+        rollout_id: int,
+        kiosk_id: str,
+        state: str,
+        reason: str | None,
+        now: datetime,
+        *,
+        offered: bool = False,
+    ) -> None:
+        """Note where a kiosk stands (``offered``: central just sent it the offer again)."""
 
 
 class ImportRefusedError(StorageError):
@@ -445,3 +444,22 @@ class ImportRefusedError(StorageError):
     def __init__(self, problems: Sequence[Problem]) -> None:
         super().__init__(f"{len(problems)} bad row(s); nothing imported")
         self.problems = list(problems)
+
+
+__all__ = [
+    "AuditEntry",
+    "CheckoutRow",
+    "Edited",
+    "ImportRefusedError",
+    "ItemRow",
+    "KioskRow",
+    "MemberRow",
+    "OverdueLoan",
+    "PassUse",
+    "Problem",
+    "SessionRow",
+    "ShelfRow",
+    "Store",
+    "Tx",
+    "refusal",
+]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from central.storage.base import AuditEntry
+    from central.storage.rows import AuditEntry
 
 # The prev_hash of the first chained row: nothing came before it.
 GENESIS_HASH = "0" * 64

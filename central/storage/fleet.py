@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +11,7 @@ from broker.messages import Reason
 from central.errors import StorageError
 from central.storage.admin import AdminTx
 from central.storage.base import AuditEntry
+from central.storage.hooks import BackendHooks
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +23,8 @@ class Claim:
     refusal: Reason | None = None
 
 
-class FleetWrites:
+class FleetWrites(BackendHooks):
     """Mixin for a store: each backend provides ``_admin_tx`` (see central/storage/admin.py)."""
-
-    def _admin_tx(self) -> AbstractAsyncContextManager[AdminTx]:
-        raise NotImplementedError
 
     async def broker_accounts(self) -> Sequence[Account]:
         """Every broker user, with each kiosk's shelf (the ACL's availability rule)."""

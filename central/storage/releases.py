@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -13,6 +12,7 @@ from typing import Any
 
 from central.errors import StorageError
 from central.storage.base import AuditEntry, Tx
+from central.storage.hooks import BackendHooks
 
 
 class RolloutState(StrEnum):
@@ -83,33 +83,12 @@ _ROLLOUT = (
 )
 
 
-class ReleaseWrites:
+class ReleaseWrites(BackendHooks):
     """Mixin for a store: releases and rollouts, every change audited.
 
     It writes through the hooks central/storage/rollout.py defines, which both backends
     implement (``?`` placeholders; PostgreSQL numbers them).
     """
-
-    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
-        raise NotImplementedError
-
-    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
-        raise NotImplementedError
-
-    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _admin_read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
-        raise NotImplementedError
-
-    def _moment(self, value: Any) -> datetime | None:
-        raise NotImplementedError
-
-    def is_conflict(self, exc: BaseException) -> bool:
-        raise NotImplementedError
 
     @contextlib.asynccontextmanager
     async def _refusing_conflicts(self, message: str) -> AsyncIterator[Tx]:

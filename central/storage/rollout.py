@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from central.errors import StorageError
-from central.storage.base import AuditEntry, Tx
+from central.storage.base import AuditEntry
+from central.storage.hooks import BackendHooks
 
 FLAG = "qr-checkout-enabled"
 BREAKER_ACTOR = "system:breaker"
@@ -21,7 +20,7 @@ _COLUMNS = (
     "mode, members, items, kiosks, percent, reason, changed_by, changed_at,"
     " tripped_at, trip_reason, breaker_reset_at"
 )
-# ``?`` placeholders; PostgreSQL's backend numbers them (see :func:`numbered`).
+# ``?`` placeholders; PostgreSQL's dialect numbers them (central.storage.dialect.numbered).
 FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"  # noqa: S608 - constants only
 
 
@@ -82,12 +81,6 @@ class WindowCounts:
     kiosk_errors: tuple[int, ...] = ()
 
 
-def numbered(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1, $2, …``."""
-    counter = iter(range(1, sql.count("?") + 1))
-    return re.sub(r"\?", lambda _m: f"${next(counter)}", sql)
-
-
 def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | None]) -> FlagRow:
     """A :class:`FlagRow` from a ``FLAG_SQL`` row; ``moment`` reads a stored time."""
     if row is None:
@@ -110,29 +103,11 @@ def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | 
     )
 
 
-class RolloutWrites:
+class RolloutWrites(BackendHooks):
     """Mixin for a store: read and change the flag and the breaker, each change audited.
 
     Each backend supplies the four hooks below; the SQL is written once.
     """
-
-    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]:
-        raise NotImplementedError
-
-    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
-        raise NotImplementedError
-
-    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        raise NotImplementedError
-
-    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
-
-    def _moment(self, value: Any) -> datetime | None:
-        raise NotImplementedError
 
     async def get_flag(self) -> FlagRow:
         """The flag as every instance sees it now."""

@@ -7,55 +7,31 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
-from broker.messages import Availability, AvailabilityState, KioskConfig, Verdict, encode
 from central.errors import MigrationError, StorageError
 from central.storage import chain, migrations
 from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
-    CheckoutRow,
-    ItemRow,
-    KioskRow,
-    MemberRow,
-    OverdueLoan,
-    PassUse,
-    SessionRow,
     Tx,
     refusal,
 )
-from central.storage.chain import ChainedRow, ChainHead
+from central.storage.dialect import SQLITE, from_db, to_db
 from central.storage.fleet import FleetWrites
-from central.storage.kiosk_config import (
-    KioskRecord,
-    config_from_row,
-)
+from central.storage.reads import StoreReads
 from central.storage.releases import ReleaseWrites
-from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, RolloutWrites, flag_from_row
+from central.storage.rollout import RolloutWrites
+from central.storage.scan_tx import ScanTx
 
 log = logging.getLogger(__name__)
-
-_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def to_db(moment: datetime) -> str:
-    """A fixed-width UTC text timestamp, so text order is time order in SQL."""
-    # isoformat with fixed microseconds is the same text as strftime(_TS), several times
-    # faster; this runs a dozen times per scan.
-    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def from_db(text: str) -> datetime:
-    """The inverse of :func:`to_db`."""
-    return datetime.fromisoformat(text)
 
 
 def _opt(text: str | None) -> datetime | None:
@@ -67,208 +43,42 @@ def _opt(text: str | None) -> datetime | None:
 _UNAVAILABLE = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26})
 
 
-class _Done(NamedTuple):
-    rowcount: int
-    lastrowid: int | None
-
-
-class SqliteTx:
+class SqliteTx(ScanTx):
     """One ``BEGIN IMMEDIATE`` transaction: the database write lock is held from the start.
 
     Statements run through aiosqlite (one thread hop each) by default; :class:`DirectTx`
-    runs them straight on a connection, for whole transactions on the writer thread.
+    runs them straight on a connection, for whole transactions on the writer thread. The
+    queries are :class:`central.storage.scan_tx.ScanTx`'s.
     """
+
+    dialect = SQLITE
+    # The audit chain's (pos, hash, seq) after this transaction's last audit row.
+    _chain: tuple[int, str, int] | None = None
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
-    async def _one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         async with self._db.execute(sql, args) as cur:
             row = await cur.fetchone()
         return None if row is None else tuple(row)
 
-    async def _exec(self, sql: str, args: tuple[Any, ...]) -> _Done:
+    async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         cur = await self._db.execute(sql, args)
-        return _Done(cur.rowcount, cur.lastrowid)
-
-    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
-        row = await self._one(
-            "SELECT verdict FROM scan_events WHERE kiosk_id = ? AND event_id = ?",
-            kiosk_id,
-            event_id,
-        )
-        return None if row is None else Verdict.model_validate_json(row[0])
-
-    async def save_verdict(
-        self,
-        verdict: Verdict,
-        code_hash: str | None,
-        scanned_at: datetime,
-        payload: bytes | None = None,
-    ) -> None:
-        await self._exec(
-            "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
-            " reason, verdict) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                verdict.event_id,
-                verdict.kiosk_id,
-                code_hash,
-                to_db(scanned_at),
-                to_db(verdict.decided_at),
-                verdict.reason.value,
-                (payload or encode(verdict)).decode(),
-            ),
-        )
-
-    async def kiosk(self, kiosk_id: str) -> KioskRow | None:
-        row = await self._one(
-            "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
-            " session_timeout_s, return_point FROM kiosks WHERE kiosk_id = ?",
-            kiosk_id,
-        )
-        if row is None:
-            return None
-        return KioskRow(row[0], row[1], bool(row[2]), _opt(row[3]), row[4], row[5], bool(row[6]))
-
-    async def member(self, member_id: str) -> MemberRow | None:
-        row = await self._one(
-            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
-            member_id,
-        )
-        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
-
-    async def item(self, item_id: str) -> ItemRow | None:
-        # The whole database is already locked by BEGIN IMMEDIATE: no row lock needed.
-        row = await self._one(
-            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = ?",
-            item_id,
-        )
-        return None if row is None else ItemRow(*row)
-
-    async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
-        row = await self._one(
-            "SELECT session_id, kiosk_id, member_id, expires_at FROM sessions"
-            " WHERE kiosk_id = ? AND closed_at IS NULL AND expires_at > ?",
-            kiosk_id,
-            to_db(now),
-        )
-        return None if row is None else SessionRow(row[0], row[1], row[2], from_db(row[3]))
-
-    async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
-        cur = await self._exec(
-            "UPDATE sessions SET closed_at = ? WHERE kiosk_id = ? AND closed_at IS NULL",
-            (to_db(now), kiosk_id),
-        )
         return cur.rowcount
-
-    async def consume_pass(
-        self, pass_id: str, member_id: str, kiosk_id: str, now: datetime
-    ) -> PassUse:
-        # A conditional update: whoever flips consumed_at first wins; the WHERE clause is
-        # the single-use rule, the unique sessions.pass_id the backstop.
-        cur = await self._exec(
-            "UPDATE qr_codes SET consumed_at = ?, consumed_by = ? WHERE pass_id = ?"
-            " AND member_id = ? AND consumed_at IS NULL AND invalidated_at IS NULL"
-            " AND expires_at > ?",
-            (to_db(now), kiosk_id, pass_id, member_id, to_db(now)),
-        )
-        if cur.rowcount == 1:
-            return PassUse.CONSUMED
-        row = await self._one(
-            "SELECT consumed_at, invalidated_at, expires_at FROM qr_codes"
-            " WHERE pass_id = ? AND member_id = ?",
-            pass_id,
-            member_id,
-        )
-        if row is None:
-            return PassUse.UNKNOWN
-        if row[1] is not None:
-            return PassUse.INVALIDATED
-        if row[0] is not None:
-            return PassUse.ALREADY_USED
-        return PassUse.EXPIRED
-
-    async def start_session(
-        self, kiosk_id: str, member_id: str, pass_id: str, now: datetime, expires_at: datetime
-    ) -> SessionRow:
-        cur = await self._exec(
-            "INSERT INTO sessions (kiosk_id, member_id, pass_id, opened_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (kiosk_id, member_id, pass_id, to_db(now), to_db(expires_at)),
-        )
-        assert cur.lastrowid is not None
-        return SessionRow(cur.lastrowid, kiosk_id, member_id, expires_at)
-
-    async def extend_session(self, session_id: int, expires_at: datetime) -> None:
-        await self._exec(
-            "UPDATE sessions SET expires_at = ? WHERE session_id = ?",
-            (to_db(expires_at), session_id),
-        )
-
-    async def open_checkout(self, item_id: str) -> CheckoutRow | None:
-        row = await self._one(
-            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
-            " WHERE item_id = ? AND returned_at IS NULL",
-            item_id,
-        )
-        if row is None:
-            return None
-        return CheckoutRow(row[0], row[1], row[2], from_db(row[3]), from_db(row[4]))
-
-    async def open_checkout_count(self, member_id: str) -> int:
-        row = await self._one(
-            "SELECT count(*) FROM checkouts WHERE member_id = ? AND returned_at IS NULL", member_id
-        )
-        assert row is not None
-        return int(row[0])
-
-    async def insert_checkout(
-        self,
-        item_id: str,
-        member_id: str,
-        session_id: int,
-        kiosk_id: str,
-        event_id: str,
-        now: datetime,
-        due_at: datetime,
-    ) -> None:
-        await self._exec(
-            "INSERT INTO checkouts (item_id, member_id, session_id, kiosk_id, event_id,"
-            " checked_out_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (item_id, member_id, session_id, kiosk_id, event_id, to_db(now), to_db(due_at)),
-        )
-
-    async def close_checkout(
-        self, checkout_id: int, returned_at: datetime, event_id: str, kiosk_id: str
-    ) -> None:
-        cur = await self._exec(
-            "UPDATE checkouts SET returned_at = ?, return_event_id = ?, return_kiosk_id = ?"
-            " WHERE checkout_id = ? AND returned_at IS NULL",
-            (to_db(returned_at), event_id, kiosk_id, checkout_id),
-        )
-        if cur.rowcount != 1:
-            raise StorageError(f"checkout {checkout_id} was not open")
-
-    async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
-        if bump:
-            await self._exec(
-                "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?",
-                (item_id,),
-            )
-        row = await self._one(_AVAILABILITY_SQL + " WHERE i.item_id = ?", item_id)
-        if row is None:
-            raise StorageError(f"item {item_id} vanished")
-        return _availability(row, now)
 
     async def audit(self, entry: AuditEntry) -> None:
         # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
         # is written: the head cannot move under us, and nothing is left to seal.
-        head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1")
-        last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log")
-        if head is None or last is None:
-            raise StorageError("the audit chain head is missing")
-        pos, prev_hash, seq = int(head[0]) + 1, str(head[1]), int(last[0]) + 1
+        # The head is read once per transaction and then carried here (a batch writes
+        # a hundred audit rows); a rolled-back savepoint forgets it (see savepoint).
+        if self._chain is None:
+            head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1", ())
+            last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log", ())
+            if head is None or last is None:
+                raise StorageError("the audit chain head is missing")
+            self._chain = (int(head[0]), str(head[1]), int(last[0]))
+        pos, prev_hash, seq = self._chain[0] + 1, self._chain[1], self._chain[2] + 1
         detail = json.dumps(entry.detail, sort_keys=True)
         digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
@@ -294,61 +104,7 @@ class SqliteTx:
         await self._exec(
             "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
         )
-
-    _flag: FlagRow | None = None
-
-    async def rollout_flag(self) -> FlagRow:
-        # Read once per transaction: BEGIN IMMEDIATE keeps any change out until it ends,
-        # and a batch of scans shares one transaction.
-        if self._flag is None:
-            self._flag = flag_from_row(await self._one(FLAG_SQL, FLAG), _opt)
-        return self._flag
-
-    async def bucket(self, key: str, now: datetime, full: float) -> tuple[float, datetime]:
-        # BEGIN IMMEDIATE already holds the write lock: no row lock needed.
-        await self._exec(
-            "INSERT INTO rate_buckets (bucket_key, tokens, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (bucket_key) DO NOTHING",
-            (key, full, to_db(now)),
-        )
-        row = await self._one(
-            "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?", key
-        )
-        assert row is not None
-        return float(row[0]), from_db(row[1])
-
-    async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:
-        await self._exec(
-            "UPDATE rate_buckets SET tokens = ?, updated_at = ? WHERE bucket_key = ?",
-            (tokens, to_db(at), key),
-        )
-
-    async def recent_failures(self, kiosk_id: str, since: datetime, reasons: Sequence[str]) -> int:
-        marks = ", ".join("?" for _ in reasons)
-        row = await self._one(
-            f"SELECT count(*) FROM scan_events WHERE kiosk_id = ? AND decided_at > ?"  # noqa: S608 - placeholders only
-            f" AND reason IN ({marks})",
-            kiosk_id,
-            to_db(since),
-            *reasons,
-        )
-        assert row is not None
-        return int(row[0])
-
-    async def set_blocked_until(self, kiosk_id: str, until: datetime | None) -> bool:
-        cur = await self._exec(
-            "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?",
-            (None if until is None else to_db(until), kiosk_id),
-        )
-        return cur.rowcount == 1
-
-    async def invalidate_passes(self, now: datetime) -> int:
-        cur = await self._exec(
-            "UPDATE qr_codes SET invalidated_at = ? WHERE consumed_at IS NULL"
-            " AND invalidated_at IS NULL AND expires_at > ?",
-            (to_db(now), to_db(now)),
-        )
-        return cur.rowcount
+        self._chain = (pos, digest, seq)
 
 
 class DirectTx(SqliteTx):
@@ -361,13 +117,12 @@ class DirectTx(SqliteTx):
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
-    async def _one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         row = self._conn.execute(sql, args).fetchone()
         return None if row is None else tuple(row)
 
-    async def _exec(self, sql: str, args: tuple[Any, ...]) -> _Done:
-        cur = self._conn.execute(sql, args)
-        return _Done(cur.rowcount, cur.lastrowid)
+    async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
+        return self._conn.execute(sql, args).rowcount
 
 
 _T = TypeVar("_T")
@@ -388,28 +143,11 @@ _SCHEMA_MIGRATIONS = (
     " name TEXT NOT NULL, applied_at TEXT NOT NULL)"
 )
 
-_AVAILABILITY_SQL = (
-    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
-    " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
-)
 
-
-def _availability(row: Sequence[Any], now: datetime) -> Availability:
-    item_id, shelf_id, name, state, seq, due_at = row
-    shown = AvailabilityState.CHECKED_OUT if due_at is not None else AvailabilityState(state)
-    return Availability(
-        item_id=item_id,
-        shelf_id=shelf_id,
-        name=name,
-        state=shown,
-        due_at=_opt(due_at),
-        seq=seq,
-        changed_at=now,
-    )
-
-
-class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
+class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     """Central's state in one SQLite file (WAL mode)."""
+
+    dialect = SQLITE
 
     backend = "sqlite"
     # One writer at a time anyway: deciding a whole batch in one transaction is SQLite's
@@ -601,6 +339,7 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
         except BaseException:
             await tx._exec("ROLLBACK TO step", ())
             await tx._exec("RELEASE step", ())
+            tx._chain = None  # the step's audit rows are gone: read the head again
             raise
         await tx._exec("RELEASE step", ())
 
@@ -613,48 +352,6 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
                 duplicate = "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
-
-    async def get_item(self, item_id: str) -> ItemRow | None:
-        async with self._read.execute(
-            "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
-            " WHERE item_id = ?",
-            (item_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else ItemRow(*row)
-
-    async def get_member(self, member_id: str) -> MemberRow | None:
-        async with self._read.execute(
-            "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?",
-            (member_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
-
-    async def all_availability(self, now: datetime) -> Sequence[Availability]:
-        async with self._read.execute(_AVAILABILITY_SQL + " ORDER BY i.item_id") as cur:
-            rows = await cur.fetchall()
-        return [_availability(row, now) for row in rows]
-
-    async def kiosk_configs(self) -> Sequence[KioskConfig]:
-        async with self._read.execute(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            " FROM kiosks WHERE retired = 0 ORDER BY kiosk_id"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [config_from_row(r) for r in rows]
-
-    async def audit_tail(self, limit: int) -> Sequence[AuditEntry]:
-        async with self._read.execute(
-            "SELECT at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail"
-            " FROM (SELECT * FROM qr_audit_log ORDER BY seq DESC LIMIT ?) ORDER BY seq",
-            (limit,),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [
-            AuditEntry(from_db(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))
-            for r in rows
-        ]
 
     @asynccontextmanager
     async def _admin_tx(self) -> AsyncIterator[_SqliteAdminTx]:
@@ -681,11 +378,11 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
 
     async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         assert isinstance(tx, SqliteTx)
-        return await tx._one(sql, *_values(args))
+        return await tx._one(sql, _values(args))
 
     async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int:
         assert isinstance(tx, SqliteTx)
-        return (await tx._exec(sql, _values(args))).rowcount
+        return await tx._exec(sql, _values(args))
 
     async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         async with self._read.execute(sql, _values(args)) as cur:
@@ -699,55 +396,9 @@ class SqliteStore(AdminWrites, FleetWrites, RolloutWrites, ReleaseWrites):
     def _moment(self, value: Any) -> datetime | None:
         return _opt(value)
 
-    async def kiosk_records(self) -> Sequence[KioskRecord]:
-        async with self._read.execute(
-            "SELECT kiosk_id, shelf_id, config_version, session_timeout_s, device_config"
-            ", retired, blocked_until, return_point FROM kiosks ORDER BY kiosk_id"
-        ) as cur:
-            rows = await cur.fetchall()
-        return [KioskRecord(config_from_row(r), bool(r[5]), _opt(r[6]), bool(r[7])) for r in rows]
-
-    async def audit_head(self) -> ChainHead:
-        async with self._read.execute(_HEAD_SQL) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            raise StorageError("the audit chain head is missing")
-        return ChainHead(int(row[0]), int(row[1]), str(row[2]), int(row[3]))
-
-    async def audit_rows(
-        self,
-        after_seq: int,
-        limit: int,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Sequence[ChainedRow]:
-        async with self._read.execute(
-            _CHAINED_SQL + " WHERE seq > ? AND at >= ? AND at < ? ORDER BY seq LIMIT ?",
-            (
-                after_seq,
-                to_db(since) if since else "",
-                to_db(until) if until else "~",  # after every digit in text order
-                limit,
-            ),
-        ) as cur:
-            rows = await cur.fetchall()
-        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
-
-    async def audit_chain_rows(self, after_pos: int, limit: int) -> Sequence[ChainedRow]:
-        async with self._read.execute(
-            _CHAINED_SQL + " WHERE chain_pos > ? ORDER BY chain_pos LIMIT ?", (after_pos, limit)
-        ) as cur:
-            rows = await cur.fetchall()
-        return [ChainedRow(r[0], from_db(r[1]), *r[2:]) for r in rows]
-
     async def seal_audit(self) -> int:
         """Nothing to seal: every row was chained as it was written."""
         return 0
-
-    async def overdue_loans(self, now: datetime) -> Sequence[OverdueLoan]:
-        async with self._read.execute(_OVERDUE_SQL, (to_db(now),)) as cur:
-            rows = await cur.fetchall()
-        return [OverdueLoan(r[0], r[1], r[2], r[3], from_db(r[4]), from_db(r[5])) for r in rows]
 
     def backup_to(self, target: Path, *, pages_per_step: int = 256) -> None:
         """Copy the live database to ``target`` with SQLite's online backup API.
@@ -778,10 +429,9 @@ class _SqliteAdminTx:
 
     async def run(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
-            done = await self._sqlite._exec(sql, _values(args))
+            return await self._sqlite._exec(sql, _values(args))
         except sqlite3.IntegrityError as exc:
             raise StorageError(f"the database refused the change: {exc}") from exc
-        return done.rowcount
 
 
 class _DirectAdminTx:
@@ -803,22 +453,6 @@ class _DirectAdminTx:
 
 def _values(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
-
-
-_CHAINED_SQL = (
-    "SELECT seq, at, actor, action, reason, kiosk_id, member_id, item_id, event_id, detail,"
-    " chain_pos, prev_hash, row_hash FROM qr_audit_log"
-)
-_HEAD_SQL = (
-    "SELECT genesis_seq, pos, row_hash, (SELECT count(*) FROM qr_audit_log"
-    " WHERE chain_pos IS NULL AND seq > genesis_seq) FROM audit_chain_head WHERE id = 1"
-)
-_OVERDUE_SQL = (
-    "SELECT c.member_id, m.name, c.item_id, i.name, c.checked_out_at, c.due_at"
-    " FROM checkouts c JOIN members m ON m.member_id = c.member_id"
-    " JOIN items i ON i.item_id = c.item_id"
-    " WHERE c.returned_at IS NULL AND c.due_at < ? ORDER BY c.due_at, c.item_id"
-)
 
 
 def due(now: datetime, loan_days: int) -> datetime:

@@ -212,7 +212,7 @@ async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
         if item_id not in slipped:
             slipped.append(item_id)
             return None
-        return await real(self, item_id)  # type: ignore[arg-type]  # self is tx_class
+        return await real(self, item_id)
 
     monkeypatch.setattr(tx_class, "open_checkout", open_checkout)
     await consumer.handle(

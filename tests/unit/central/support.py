@@ -18,8 +18,9 @@ from typing import Any, TypeAlias
 from broker.messages import CodeScan, SessionDone
 from central import ledger
 from central.storage.base import Store
+from central.storage.dialect import from_db, to_db
 from central.storage.postgres import PostgresStore
-from central.storage.sqlite import SqliteStore, from_db, to_db
+from central.storage.sqlite import SqliteStore
 from central.tokens import KeyRing, TokenSigner, new_id
 
 # Both backends, where a test needs more than the Store protocol (migrate to a target,

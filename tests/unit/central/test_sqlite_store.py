@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from central.storage import migrations
-from central.storage.sqlite import SqliteStore, from_db, to_db
+from central.storage.dialect import from_db, to_db
+from central.storage.sqlite import SqliteStore
 from tests.unit.central.support import ADMIN, open_store, sql
 
 NEWEST = len(migrations.load("sqlite"))

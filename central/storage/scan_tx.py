@@ -1,0 +1,309 @@
+"""The scan transaction's queries, written once over a :class:`Dialect`.
+
+A backend supplies two primitives on its connection (``_one``: the first row or None;
+``_exec``: the affected row count), its dialect, and how it appends to the audit log
+(SQLite chains each row as it writes it; PostgreSQL appends and seals later) — those are
+execution strategies, not queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from broker.messages import Availability, AvailabilityState, Verdict, encode
+from central.errors import StorageError
+from central.storage.base import (
+    AuditEntry,
+    CheckoutRow,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    PassUse,
+    SessionRow,
+)
+from central.storage.dialect import Dialect
+from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, flag_from_row
+
+AVAILABILITY_SQL = (
+    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
+    " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
+)
+
+
+def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Availability:
+    """An :data:`AVAILABILITY_SQL` row as the retained availability message."""
+    item_id, shelf_id, name, state, seq, due_at = row
+    shown = AvailabilityState.CHECKED_OUT if due_at is not None else AvailabilityState(state)
+    return Availability(
+        item_id=item_id,
+        shelf_id=shelf_id,
+        name=name,
+        state=shown,
+        due_at=dialect.opt_moment(due_at),
+        seq=seq,
+        changed_at=now,
+    )
+
+
+class ScanTx:
+    """:class:`central.storage.base.Tx`, each query once; backends add the primitives."""
+
+    dialect: Dialect
+    _flag: FlagRow | None = None
+
+    async def _one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` (``?`` placeholders, values already bound), or None."""
+        raise NotImplementedError
+
+    async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run ``sql``; how many rows it changed."""
+        raise NotImplementedError
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append one audit row (the backend's strategy: chained now or sealed later)."""
+        raise NotImplementedError
+
+    async def find_verdict(self, kiosk_id: str, event_id: str) -> Verdict | None:
+        if self.dialect.claim_event is not None:
+            # Claim the event first: a redelivery racing on another instance waits here
+            # and then reads this transaction's verdict instead of deciding it again.
+            await self._exec(self.dialect.claim_event, (kiosk_id, event_id))
+        row = await self._one(
+            "SELECT verdict FROM scan_events WHERE kiosk_id = ? AND event_id = ?",
+            (kiosk_id, event_id),
+        )
+        return None if row is None else Verdict.model_validate_json(row[0])
+
+    async def save_verdict(
+        self,
+        verdict: Verdict,
+        code_hash: str | None,
+        scanned_at: datetime,
+        payload: bytes | None = None,
+    ) -> None:
+        t = self.dialect.param
+        await self._exec(
+            "INSERT INTO scan_events (event_id, kiosk_id, code_hash, scanned_at, decided_at,"
+            " reason, verdict) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                verdict.event_id,
+                verdict.kiosk_id,
+                code_hash,
+                t(scanned_at),
+                t(verdict.decided_at),
+                verdict.reason.value,
+                (payload or encode(verdict)).decode(),
+            ),
+        )
+
+    async def kiosk(self, kiosk_id: str) -> KioskRow | None:
+        # The kiosk row lock serialises every decision about one kiosk's session.
+        row = await self._one(
+            self.dialect.locking(
+                "SELECT kiosk_id, shelf_id, retired, blocked_until, config_version,"
+                " session_timeout_s, return_point FROM kiosks WHERE kiosk_id = ?"
+            ),
+            (kiosk_id,),
+        )
+        if row is None:
+            return None
+        blocked = self.dialect.opt_moment(row[3])
+        return KioskRow(row[0], row[1], bool(row[2]), blocked, row[4], row[5], bool(row[6]))
+
+    async def member(self, member_id: str) -> MemberRow | None:
+        # Locked so two kiosks checking out for one member count against one limit.
+        row = await self._one(
+            self.dialect.locking(
+                "SELECT member_id, name, suspended, checkout_limit FROM members WHERE member_id = ?"
+            ),
+            (member_id,),
+        )
+        return None if row is None else MemberRow(row[0], row[1], bool(row[2]), row[3])
+
+    async def item(self, item_id: str) -> ItemRow | None:
+        row = await self._one(
+            self.dialect.locking(
+                "SELECT item_id, shelf_id, name, label_version, state, loan_days FROM items"
+                " WHERE item_id = ?"
+            ),
+            (item_id,),
+        )
+        return None if row is None else ItemRow(*row)
+
+    async def open_session(self, kiosk_id: str, now: datetime) -> SessionRow | None:
+        row = await self._one(
+            "SELECT session_id, kiosk_id, member_id, expires_at FROM sessions"
+            " WHERE kiosk_id = ? AND closed_at IS NULL AND expires_at > ?",
+            (kiosk_id, self.dialect.param(now)),
+        )
+        if row is None:
+            return None
+        return SessionRow(row[0], row[1], row[2], self.dialect.moment(row[3]))
+
+    async def close_sessions(self, kiosk_id: str, now: datetime) -> int:
+        return await self._exec(
+            "UPDATE sessions SET closed_at = ? WHERE kiosk_id = ? AND closed_at IS NULL",
+            (self.dialect.param(now), kiosk_id),
+        )
+
+    async def consume_pass(
+        self, pass_id: str, member_id: str, kiosk_id: str, now: datetime
+    ) -> PassUse:
+        # A conditional update: whoever flips consumed_at first wins (on PostgreSQL the
+        # row lock makes a racing second consumer wait, re-check the WHERE clause after
+        # the first commits, and update nothing); the unique sessions.pass_id backstops.
+        at = self.dialect.param(now)
+        changed = await self._exec(
+            "UPDATE qr_codes SET consumed_at = ?, consumed_by = ? WHERE pass_id = ?"
+            " AND member_id = ? AND consumed_at IS NULL AND invalidated_at IS NULL"
+            " AND expires_at > ?",
+            (at, kiosk_id, pass_id, member_id, at),
+        )
+        if changed == 1:
+            return PassUse.CONSUMED
+        row = await self._one(
+            "SELECT consumed_at, invalidated_at FROM qr_codes WHERE pass_id = ? AND member_id = ?",
+            (pass_id, member_id),
+        )
+        if row is None:
+            return PassUse.UNKNOWN
+        if row[1] is not None:
+            return PassUse.INVALIDATED
+        if row[0] is not None:
+            return PassUse.ALREADY_USED
+        return PassUse.EXPIRED
+
+    async def start_session(
+        self, kiosk_id: str, member_id: str, pass_id: str, now: datetime, expires_at: datetime
+    ) -> SessionRow:
+        t = self.dialect.param
+        row = await self._one(
+            "INSERT INTO sessions (kiosk_id, member_id, pass_id, opened_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING session_id",
+            (kiosk_id, member_id, pass_id, t(now), t(expires_at)),
+        )
+        assert row is not None
+        return SessionRow(int(row[0]), kiosk_id, member_id, expires_at)
+
+    async def extend_session(self, session_id: int, expires_at: datetime) -> None:
+        await self._exec(
+            "UPDATE sessions SET expires_at = ? WHERE session_id = ?",
+            (self.dialect.param(expires_at), session_id),
+        )
+
+    async def open_checkout(self, item_id: str) -> CheckoutRow | None:
+        row = await self._one(
+            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
+            " WHERE item_id = ? AND returned_at IS NULL",
+            (item_id,),
+        )
+        if row is None:
+            return None
+        m = self.dialect.moment
+        return CheckoutRow(row[0], row[1], row[2], m(row[3]), m(row[4]))
+
+    async def open_checkout_count(self, member_id: str) -> int:
+        row = await self._one(
+            "SELECT count(*) FROM checkouts WHERE member_id = ? AND returned_at IS NULL",
+            (member_id,),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def insert_checkout(
+        self,
+        item_id: str,
+        member_id: str,
+        session_id: int,
+        kiosk_id: str,
+        event_id: str,
+        now: datetime,
+        due_at: datetime,
+    ) -> None:
+        t = self.dialect.param
+        await self._exec(
+            "INSERT INTO checkouts (item_id, member_id, session_id, kiosk_id, event_id,"
+            " checked_out_at, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (item_id, member_id, session_id, kiosk_id, event_id, t(now), t(due_at)),
+        )
+
+    async def close_checkout(
+        self, checkout_id: int, returned_at: datetime, event_id: str, kiosk_id: str
+    ) -> None:
+        changed = await self._exec(
+            "UPDATE checkouts SET returned_at = ?, return_event_id = ?, return_kiosk_id = ?"
+            " WHERE checkout_id = ? AND returned_at IS NULL",
+            (self.dialect.param(returned_at), event_id, kiosk_id, checkout_id),
+        )
+        if changed != 1:
+            raise StorageError(f"checkout {checkout_id} was not open")
+
+    async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
+        if bump:
+            await self._exec(
+                "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?",
+                (item_id,),
+            )
+        row = await self._one(AVAILABILITY_SQL + " WHERE i.item_id = ?", (item_id,))
+        if row is None:
+            raise StorageError(f"item {item_id} vanished")
+        return availability_of(row, now, self.dialect)
+
+    async def rollout_flag(self) -> FlagRow:
+        # Read once per transaction: SQLite's BEGIN IMMEDIATE keeps any change out until
+        # it ends (and a batch of scans shares one transaction); a PostgreSQL transaction
+        # decides one event, which reads it once.
+        if self._flag is None:
+            self._flag = flag_from_row(await self._one(FLAG_SQL, (FLAG,)), self.dialect.opt_moment)
+        return self._flag
+
+    async def bucket(self, key: str, now: datetime, full: float) -> tuple[float, datetime]:
+        # Create-if-absent first, so two instances meeting a new key wait on each other
+        # instead of both inserting; then lock the row for the rest of the transaction.
+        # Callers take it right after the kiosk row, before any item or member row.
+        await self._exec(
+            "INSERT INTO rate_buckets (bucket_key, tokens, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (bucket_key) DO NOTHING",
+            (key, full, self.dialect.param(now)),
+        )
+        row = await self._one(
+            self.dialect.locking(
+                "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?"
+            ),
+            (key,),
+        )
+        assert row is not None
+        return float(row[0]), self.dialect.moment(row[1])
+
+    async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:
+        await self._exec(
+            "UPDATE rate_buckets SET tokens = ?, updated_at = ? WHERE bucket_key = ?",
+            (tokens, self.dialect.param(at), key),
+        )
+
+    async def recent_failures(self, kiosk_id: str, since: datetime, reasons: Sequence[str]) -> int:
+        marks = ", ".join("?" for _ in reasons)
+        row = await self._one(
+            "SELECT count(*) FROM scan_events WHERE kiosk_id = ? AND decided_at > ?"  # noqa: S608 - placeholders only
+            f" AND reason IN ({marks})",
+            (kiosk_id, self.dialect.param(since), *reasons),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def set_blocked_until(self, kiosk_id: str, until: datetime | None) -> bool:
+        changed = await self._exec(
+            "UPDATE kiosks SET blocked_until = ? WHERE kiosk_id = ?",
+            (self.dialect.opt_param(until), kiosk_id),
+        )
+        return changed == 1
+
+    async def invalidate_passes(self, now: datetime) -> int:
+        at = self.dialect.param(now)
+        return await self._exec(
+            "UPDATE qr_codes SET invalidated_at = ? WHERE consumed_at IS NULL"
+            " AND invalidated_at IS NULL AND expires_at > ?",
+            (at, at),
+        )
