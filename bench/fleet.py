@@ -11,7 +11,7 @@ Kiosks are simulated by ``bench/fleet_worker.py`` (one MQTT session each, the co
 Central runs as its own process(es) on SQLite or PostgreSQL; codes are real signed codes
 from central's key ring. Loopback only; every run is bounded by ``--minutes``. The run
 ends with the outboxes drained, each kiosk's availability compared with central's, and the
-invariants counted in the database (``tests/support/consistency.py``).
+invariants counted in the database (``testkit/consistency.py``).
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
-from tests.support.consistency import consistency, violations
-from tests.support.probe import Probe
-from tests.support.processes import CentralProcess
-from tests.support.security import LIMITS_OFF
+from testkit.consistency import consistency, violations
+from testkit.probe import Probe
+from testkit.processes import CentralProcess
+from testkit.security import LIMITS_OFF
 
 # Mosquitto's own default is unlimited; say so, so the bound is the open-files limit.
 BROKER_EXTRA = "max_connections -1"

@@ -26,6 +26,7 @@ from central.tokens import Label, Pass
 from hardware.decoders import DecoderName, make_decoder
 from provisioning.cli import EXIT_REFUSED, EXIT_USAGE, main
 from provisioning.printing import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_admin_cli import (
     Cli,
@@ -34,7 +35,6 @@ from tests.integration.test_admin_cli import (
     parse_table,
     signer_of,
 )
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 DECODERS: tuple[DecoderName, ...] = ("zxing-cpp", "pyzbar")

@@ -15,6 +15,7 @@ from broker.local import LocalBroker
 from broker.messages import KioskConfig, Reason, SecurityAlert
 from kiosk.feedback import Signal
 from provisioning.cli import EXIT_REFUSED, EXIT_USAGE
+from testkit.probe import Probe
 from tests.conftest import (
     RunningCentral,
     backend_settings,
@@ -24,7 +25,6 @@ from tests.conftest import (
 )
 from tests.integration.test_admin_cli import Cli, Outcome, run_cli, token_file_of, url_of
 from tests.support.kiosks import running_kiosk, until
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 
