@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -41,6 +41,8 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.fleet_report import plot, table
+from bench.fleet_run import Run
 from bench.fleet_worker import WorkerPlan, raise_fd_limit, worker_main
 from bench.load import _database, _drop
 from broker import topics
@@ -339,17 +341,6 @@ class Resources:
                     self._procs.pop(pid, None)
             out[name] = {"cpu": cpu, "rss_mb": rss}
         return out
-
-
-@dataclass
-class Run:
-    """One scenario's settings and what happened in it."""
-
-    args: argparse.Namespace
-    started: float = 0.0
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_faults(text: str, minutes: float) -> list[tuple[float, str]]:
@@ -685,8 +676,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     run = Run(args)
     asyncio.run(play(run))
-    from bench.fleet_report import plot, table
-
     command = "python -m bench.fleet " + " ".join(sys.argv[1:] if argv is None else argv)
     text = table(run, command)
     print(text)

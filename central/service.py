@@ -22,9 +22,12 @@ from broker.auth import DYNSEC_FILE
 from broker.messages import encode
 from broker.release import public_key
 from broker.transport import TlsFiles
-from central import api_health, api_releases, api_rollout, backup, logs, rollout, schema
-from central.admin_api import create_app
-from central.api_enrol import BrokerAddress
+from central import backup, logs, rollout, schema
+from central.api import health as api_health
+from central.api import releases as api_releases
+from central.api import rollout as api_rollout
+from central.api.app import create_app
+from central.api.enrol import BrokerAddress
 from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
@@ -160,8 +163,6 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 api_releases.router(
                     store, deps.clock, [public_key(k) for k in settings.release_keys]
                 ),
-            ],
-            open_routers=[
                 api_releases.downloads(store),
                 api_health.router(
                     store,

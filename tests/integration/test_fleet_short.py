@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fleet import Run, parse_args, play
+from bench.fleet import parse_args, play
+from bench.fleet_run import Run
 
 KIOSKS = 300
 

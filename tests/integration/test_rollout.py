@@ -14,7 +14,7 @@ from broker import topics
 from broker.local import LocalBroker
 from broker.messages import KioskConfig, Reason, SecurityAlert
 from kiosk.feedback import Signal
-from provisioning.cli import EXIT_REFUSED, EXIT_USAGE
+from provisioning.errors import EXIT_REFUSED, EXIT_USAGE
 from testkit.probe import Probe
 from tests.conftest import (
     RunningCentral,

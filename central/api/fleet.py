@@ -20,6 +20,7 @@ from broker.messages import (
     UpdateProgress,
     encode,
 )
+from central.api.deps import ADMIN, LibraryService
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.errors import StorageError
@@ -124,11 +125,23 @@ def patched(config: KioskConfig, patch: ConfigPatch) -> KioskConfig:
     return config.model_copy(update=update)
 
 
+class KioskIn(BaseModel):
+    """A kiosk to enrol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kiosk_id: str = Field(pattern=ID_PATTERN, description="Kiosk id (its MQTT identity).")
+    shelf_id: str = Field(pattern=ID_PATTERN, description="The shelf it serves.")
+    session_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Idle seconds before a session ends."
+    )
+
+
 def fleet_router(
     store: Store, clock: Clock, publisher: Publisher, consumer: Consumer, *, actor: str
 ) -> APIRouter:
-    """``/kiosks`` endpoints on one central instance; the caller adds authentication."""
-    router = APIRouter()
+    """``/kiosks`` endpoints on one central instance, each behind the admin token."""
+    router = APIRouter(dependencies=ADMIN)
 
     def view(record: KioskRecord) -> KioskDetail:
         config = record.config
@@ -161,6 +174,10 @@ def fleet_router(
             if record.config.kiosk_id == kiosk_id:
                 return record
         raise HTTPException(404, f"no kiosk {kiosk_id}")
+
+    @router.post("/kiosks", status_code=201)
+    async def add_kiosk(body: KioskIn, library: LibraryService) -> KioskConfig:
+        return await library.add_kiosk(body.kiosk_id, body.shelf_id, body.session_timeout_s)
 
     @router.get("/kiosks")
     async def list_kiosks() -> list[KioskView]:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.ids import ID_RE
 from central import rollout
-from central.api_text import Text
+from central.api.deps import ADMIN
+from central.api.text import Text
 from central.breaker import Breaker
 from central.clock import Clock
 from central.metrics import Metrics
@@ -132,8 +133,8 @@ def flag_out(row: FlagRow, kiosks_told: int | None = None) -> FlagOut:
 def router(
     store: Store, clock: Clock, publisher: Publisher, metrics: Metrics, breaker: Breaker
 ) -> APIRouter:
-    """The rollout endpoints (mounted behind the admin token)."""
-    api = APIRouter(prefix="/rollout", tags=["rollout"])
+    """The rollout endpoints, each behind the admin token."""
+    api = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=ADMIN)
 
     async def changed(row: FlagRow) -> FlagOut:
         metrics.flag(row.setting.mode.value, row.setting.percent, tripped=row.tripped)

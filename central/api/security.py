@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from central import security
-from central.api_text import Text
+from central.api.deps import ADMIN
+from central.api.text import Text
 from central.clock import Clock
 from central.keys import KeyFile
 from central.storage.base import AuditEntry, Store
@@ -72,11 +71,9 @@ class RotationOut(BaseModel):
 _HAND_BLOCK = timedelta(days=365)
 
 
-def security_router(
-    store: Store, clock: Clock, keys: KeyFile | None, *, auth: Sequence[Depends]
-) -> APIRouter:
+def security_router(store: Store, clock: Clock, keys: KeyFile | None) -> APIRouter:
     """The security endpoints, each behind the admin token."""
-    router = APIRouter(dependencies=list(auth))
+    router = APIRouter(dependencies=ADMIN)
 
     @router.post("/passes/invalidate")
     async def invalidate_passes(body: InvalidateIn) -> InvalidateOut:

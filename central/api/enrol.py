@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,9 +13,10 @@ from broker import auth, topics
 from broker.bundle import EnrolmentBundle
 from broker.ids import ID_PATTERN, is_id
 from broker.messages import Reason, encode
-from central.api_claims import ClaimGate
-from central.api_guard import HttpRefusal
-from central.api_text import Text
+from central.api.claims import ClaimGate
+from central.api.deps import ADMIN
+from central.api.guard import HttpRefusal
+from central.api.text import Text
 from central.clock import Clock
 from central.consumer import Publisher
 from central.dynsec import BrokerControlError
@@ -91,11 +91,10 @@ def enrol_routes(
     publisher: Publisher,
     accounts: BrokerAccounts,
     broker: BrokerAddress,
-    auth_dependencies: Sequence[Any],
     claim_gate: ClaimGate | None = None,
 ) -> tuple[APIRouter, APIRouter]:
     """The admin routes (behind the admin token) and the kiosks' claim route (open)."""
-    admin = APIRouter(dependencies=list(auth_dependencies))
+    admin = APIRouter(dependencies=ADMIN)
     public = APIRouter()
     gate = claim_gate or ClaimGate(store, clock)
 

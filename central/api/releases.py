@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from broker.ids import is_id
 from broker.messages import ReleaseVersion, Sha256Hex
 from broker.release import check_artifact
+from central.api.deps import ADMIN
 from central.clock import Clock
 from central.storage.releases import (
     ReleaseRefusedError,
@@ -145,8 +146,8 @@ def _rollout_out(row: RolloutRow) -> RolloutOut:
 
 
 def router(store: ReleaseWrites, clock: Clock, trusted: list[Ed25519PublicKey]) -> APIRouter:
-    """``/releases`` and ``/rollouts`` for admins; the caller adds authentication."""
-    api = APIRouter(tags=["releases"])
+    """``/releases`` and ``/rollouts`` for admins, each behind the admin token."""
+    api = APIRouter(tags=["releases"], dependencies=ADMIN)
 
     @api.post("/releases", status_code=201)
     async def publish(release: ReleaseIn) -> ReleaseOut:

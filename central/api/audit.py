@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from central.api.deps import ADMIN
 from central.audit import PAGE, ChainReport, verify_chain
 from central.storage.base import Store
 
@@ -21,8 +23,26 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def audit_router(store: Store) -> APIRouter:
-    """Routes under ``/audit`` (the caller adds the admin-token dependency)."""
-    router = APIRouter()
+    """Routes under ``/audit``, each behind the admin token."""
+    router = APIRouter(dependencies=ADMIN)
+
+    @router.get("/audit")
+    async def tail(limit: int = 100) -> list[dict[str, Any]]:
+        rows = await store.audit_tail(max(1, min(limit, 10_000)))
+        return [
+            {
+                "at": r.at,
+                "actor": r.actor,
+                "action": r.action,
+                "reason": r.reason,
+                "kiosk_id": r.kiosk_id,
+                "member_id": r.member_id,
+                "item_id": r.item_id,
+                "event_id": r.event_id,
+                "detail": r.detail,
+            }
+            for r in rows
+        ]
 
     @router.get("/audit/verify")
     async def verify() -> ChainReport:

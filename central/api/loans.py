@@ -7,6 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from central.api.deps import ADMIN
 from central.clock import Clock
 from central.storage.base import Store
 
@@ -26,8 +27,8 @@ class OverdueOut(BaseModel):
 
 
 def loans_router(store: Store, clock: Clock) -> APIRouter:
-    """Routes under ``/loans`` (the caller adds the admin-token dependency)."""
-    router = APIRouter()
+    """Routes under ``/loans``, each behind the admin token."""
+    router = APIRouter(dependencies=ADMIN)
 
     @router.get("/loans/overdue")
     async def overdue() -> list[OverdueOut]:
