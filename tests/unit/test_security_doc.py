@@ -36,6 +36,7 @@ THREATS = (
     "flood",
     "event-id collision",
     "backdated return",
+    "unrecorded admin attempt",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 
