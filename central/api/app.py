@@ -15,19 +15,19 @@ from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker.messages import KioskState
-from central.api import guard, items, members, refusals, shelves
-from central.api.audit import audit_router
+from central.api import audit, guard, items, loans, members, refusals, security, shelves
 from central.api.claims import ClaimGate
 from central.api.deps import ADMIN
 from central.api.enrol import BrokerAddress, enrol_routes
 from central.api.fleet import fleet_router
-from central.api.loans import loans_router
-from central.api.security import security_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile
+from central.services.audit_log import AuditLog
 from central.services.library import Library
+from central.services.loans import Loans
+from central.services.security_actions import SecurityActions
 from central.storage.base import Store
 from central.storage.fleet import FleetWrites
 from central.tokens import TokenSigner
@@ -75,6 +75,9 @@ def create_app(
     )
     app.state.admin_token = admin_token
     app.state.library = Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR)
+    app.state.security_actions = SecurityActions(store, clock, keys, ADMIN_ACTOR)
+    app.state.loans = Loans(store, clock)
+    app.state.audit_log = AuditLog(store)
     # Body size, control characters and error answers, before the token is even looked at.
     guard.install(app, consumer.metrics.registry)
     refusals.install(app)
@@ -88,10 +91,10 @@ def create_app(
         shelves.router,
         items.router,
         members.router,
-        security_router(store, clock, keys),
+        security.router,
         fleet_router(store, clock, publisher, consumer, actor=ADMIN_ACTOR),
-        audit_router(store),
-        loans_router(store, clock),
+        audit.router,
+        loans.router,
         _ops_router(store, clock, consumer),
         *routers,
     ):

@@ -12,7 +12,10 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.params import Depends as DependsParam
 
+from central.services.audit_log import AuditLog
 from central.services.library import Library
+from central.services.loans import Loans
+from central.services.security_actions import SecurityActions
 
 
 def admin_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -33,3 +36,30 @@ def library(request: Request) -> Library:
 
 
 LibraryService = Annotated[Library, Depends(library)]
+
+
+def security_actions(request: Request) -> SecurityActions:
+    """The security actions service of this central instance."""
+    service: SecurityActions = request.app.state.security_actions
+    return service
+
+
+SecurityService = Annotated[SecurityActions, Depends(security_actions)]
+
+
+def loans(request: Request) -> Loans:
+    """The loans service of this central instance."""
+    service: Loans = request.app.state.loans
+    return service
+
+
+LoansService = Annotated[Loans, Depends(loans)]
+
+
+def audit_log(request: Request) -> AuditLog:
+    """The audit log service of this central instance."""
+    service: AuditLog = request.app.state.audit_log
+    return service
+
+
+AuditService = Annotated[AuditLog, Depends(audit_log)]
