@@ -15,16 +15,16 @@ from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker.messages import KioskState
-from central.api import audit, guard, items, loans, members, refusals, security, shelves
+from central.api import audit, guard, items, kiosks, loans, members, refusals, security, shelves
 from central.api.claims import ClaimGate
 from central.api.deps import ADMIN
 from central.api.enrol import BrokerAddress, enrol_routes
-from central.api.fleet import fleet_router
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile
 from central.services.audit_log import AuditLog
+from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
 from central.services.security_actions import SecurityActions
@@ -77,6 +77,7 @@ def create_app(
     app.state.library = Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR)
     app.state.security_actions = SecurityActions(store, clock, keys, ADMIN_ACTOR)
     app.state.loans = Loans(store, clock)
+    app.state.kiosks = Kiosks(store, clock, publisher, consumer, ADMIN_ACTOR)
     app.state.audit_log = AuditLog(store)
     # Body size, control characters and error answers, before the token is even looked at.
     guard.install(app, consumer.metrics.registry)
@@ -92,7 +93,7 @@ def create_app(
         items.router,
         members.router,
         security.router,
-        fleet_router(store, clock, publisher, consumer, actor=ADMIN_ACTOR),
+        kiosks.router,
         audit.router,
         loans.router,
         _ops_router(store, clock, consumer),

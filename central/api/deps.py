@@ -13,6 +13,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.params import Depends as DependsParam
 
 from central.services.audit_log import AuditLog
+from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
 from central.services.security_actions import SecurityActions
@@ -63,3 +64,12 @@ def audit_log(request: Request) -> AuditLog:
 
 
 AuditService = Annotated[AuditLog, Depends(audit_log)]
+
+
+def kiosks(request: Request) -> Kiosks:
+    """The fleet service of this central instance."""
+    service: Kiosks = request.app.state.kiosks
+    return service
+
+
+KiosksService = Annotated[Kiosks, Depends(kiosks)]

@@ -9,6 +9,7 @@ from central.services.refusals import Refusal, RefusedError
 
 STATUS = {
     Refusal.NOT_FOUND: 404,
+    Refusal.INVALID: 422,
     Refusal.CONFLICT: 409,
     Refusal.MEMBER_SUSPENDED: 409,
 }

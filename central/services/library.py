@@ -16,8 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from broker import topics
-from broker.messages import Availability, KioskConfig, Reason, encode
-from central import rollout
+from broker.messages import Availability, Reason, encode
 from central.clock import Clock
 from central.consumer import Publisher
 from central.services.refusals import Refusal, RefusedError, audited
@@ -101,26 +100,6 @@ class Library:
             "member.add",
             member_id=member_id,
         )
-
-    async def add_kiosk(
-        self, kiosk_id: str, shelf_id: str, session_timeout_s: float
-    ) -> KioskConfig:
-        """A new kiosk, its configuration retained for it to find when it connects."""
-        await self._write(
-            self.store.add_kiosk(
-                kiosk_id,
-                shelf_id,
-                self.clock.now(),
-                self.actor,
-                session_timeout_s=session_timeout_s,
-            ),
-            "kiosk.enrol",
-            kiosk_id=kiosk_id,
-        )
-        configs = await rollout.kiosk_configs(self.store)
-        config = next(c for c in configs if c.kiosk_id == kiosk_id)
-        self.publisher.publish(topics.config(kiosk_id), encode(config), retain=True)
-        return config
 
     async def issue_pass(self, member_id: str, ttl_s: int | None) -> IssuedPass:
         """A single-use pass for a member, valid ``ttl_s`` (or the default) from now."""

@@ -21,6 +21,7 @@ class Refusal(StrEnum):
     """Why a service refused: the surface picks its status (404, 409) from this alone."""
 
     NOT_FOUND = "NOT_FOUND"
+    INVALID = "INVALID"
     CONFLICT = "CONFLICT"
     MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
 
