@@ -25,7 +25,6 @@ from broker.transport import TlsFiles
 from central import backup, logs, rollout, schema
 from central.api import health as api_health
 from central.api import releases as api_releases
-from central.api import rollout as api_rollout
 from central.api.app import create_app
 from central.api.enrol import BrokerAddress
 from central.audit import seal_forever
@@ -37,6 +36,7 @@ from central.errors import CentralError, ConfigError
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
+from central.services.rollout_control import RolloutControl
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
@@ -159,7 +159,6 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
             routers=[
-                api_rollout.router(store, deps.clock, link, consumer.metrics, breaker),
                 api_releases.router(
                     store, deps.clock, [public_key(k) for k in settings.release_keys]
                 ),
@@ -175,6 +174,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 ),
             ],
             keys=keys,
+            rollout_control=RolloutControl(store, deps.clock, link, consumer.metrics, breaker),
         )
         updates = UpdateEngine(
             store,

@@ -15,7 +15,18 @@ from fastapi import APIRouter, FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker.messages import KioskState
-from central.api import audit, guard, items, kiosks, loans, members, refusals, security, shelves
+from central.api import (
+    audit,
+    guard,
+    items,
+    kiosks,
+    loans,
+    members,
+    refusals,
+    rollout,
+    security,
+    shelves,
+)
 from central.api.claims import ClaimGate
 from central.api.deps import ADMIN
 from central.api.enrol import BrokerAddress, enrol_routes
@@ -27,6 +38,7 @@ from central.services.audit_log import AuditLog
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
+from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 from central.storage.base import Store
 from central.storage.fleet import FleetWrites
@@ -49,11 +61,13 @@ def create_app(
     broker_address: BrokerAddress | None = None,
     routers: Sequence[APIRouter] = (),
     keys: KeyFile | None = None,
+    rollout_control: RolloutControl | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link.
 
-    ``routers`` are other areas' endpoints (rollout, releases, probes), each carrying its
-    own dependencies: the admin token, or none for a probe.
+    ``routers`` are other areas' endpoints (releases, probes), each carrying its own
+    dependencies: the admin token, or none for a probe. ``rollout_control`` (which needs
+    the breaker) adds ``/rollout``.
     """
     # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
     claims = ClaimGate(store, clock)
@@ -100,6 +114,9 @@ def create_app(
         *routers,
     ):
         app.include_router(router)
+    if rollout_control is not None:
+        app.state.rollout_control = rollout_control
+        app.include_router(rollout.router)
     return app
 
 

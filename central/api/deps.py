@@ -16,6 +16,7 @@ from central.services.audit_log import AuditLog
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
+from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 
 
@@ -73,3 +74,12 @@ def kiosks(request: Request) -> Kiosks:
 
 
 KiosksService = Annotated[Kiosks, Depends(kiosks)]
+
+
+def rollout_control(request: Request) -> RolloutControl:
+    """The rollout flag and breaker service of this central instance."""
+    service: RolloutControl = request.app.state.rollout_control
+    return service
+
+
+RolloutService = Annotated[RolloutControl, Depends(rollout_control)]
