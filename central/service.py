@@ -24,9 +24,7 @@ from broker.release import public_key
 from broker.transport import TlsFiles
 from central import backup, logs, rollout, schema
 from central.api import health as api_health
-from central.api import releases as api_releases
 from central.api.app import create_app
-from central.api.enrol import BrokerAddress
 from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
@@ -36,6 +34,8 @@ from central.errors import CentralError, ConfigError
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
+from central.services.enrolment import BrokerAddress
+from central.services.fleet_updates import FleetUpdates
 from central.services.rollout_control import RolloutControl
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
@@ -159,10 +159,6 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
             routers=[
-                api_releases.router(
-                    store, deps.clock, [public_key(k) for k in settings.release_keys]
-                ),
-                api_releases.downloads(store),
                 api_health.router(
                     store,
                     link.connected.is_set,
@@ -175,6 +171,9 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:
             ],
             keys=keys,
             rollout_control=RolloutControl(store, deps.clock, link, consumer.metrics, breaker),
+            fleet_updates=FleetUpdates(
+                store, store, deps.clock, [public_key(k) for k in settings.release_keys]
+            ),
         )
         updates = UpdateEngine(
             store,

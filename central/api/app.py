@@ -17,24 +17,27 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from broker.messages import KioskState
 from central.api import (
     audit,
+    enrol,
     guard,
     items,
     kiosks,
     loans,
     members,
     refusals,
+    releases,
     rollout,
     security,
     shelves,
 )
-from central.api.claims import ClaimGate
 from central.api.deps import ADMIN
-from central.api.enrol import BrokerAddress, enrol_routes
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile
 from central.services.audit_log import AuditLog
+from central.services.claims import ClaimGate
+from central.services.enrolment import BrokerAddress, KioskEnrolment
+from central.services.fleet_updates import FleetUpdates
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
@@ -62,12 +65,13 @@ def create_app(
     routers: Sequence[APIRouter] = (),
     keys: KeyFile | None = None,
     rollout_control: RolloutControl | None = None,
+    fleet_updates: FleetUpdates | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link.
 
-    ``routers`` are other areas' endpoints (releases, probes), each carrying its own
-    dependencies: the admin token, or none for a probe. ``rollout_control`` (which needs
-    the breaker) adds ``/rollout``.
+    ``routers`` are other areas' endpoints (probes), each carrying its own dependencies:
+    the admin token, or none for a probe. ``rollout_control`` (which needs the breaker)
+    adds ``/rollout``; ``fleet_updates`` adds ``/releases`` and ``/rollouts``.
     """
     # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
     claims = ClaimGate(store, clock)
@@ -98,10 +102,11 @@ def create_app(
     refusals.install(app)
 
     if fleet is not None and accounts is not None and broker_address is not None:
-        for router in enrol_routes(
-            store, fleet, signer, clock, publisher, accounts, broker_address, claims
-        ):
-            app.include_router(router)
+        app.state.enrolment = KioskEnrolment(
+            store, fleet, signer, clock, publisher, accounts, broker_address, claims, ADMIN_ACTOR
+        )
+        app.include_router(enrol.router)
+        app.include_router(enrol.claims)
     for router in (
         shelves.router,
         items.router,
@@ -114,6 +119,10 @@ def create_app(
         *routers,
     ):
         app.include_router(router)
+    if fleet_updates is not None:
+        app.state.fleet_updates = fleet_updates
+        app.include_router(releases.router)
+        app.include_router(releases.downloads)
     if rollout_control is not None:
         app.state.rollout_control = rollout_control
         app.include_router(rollout.router)

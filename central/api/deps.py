@@ -13,6 +13,8 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.params import Depends as DependsParam
 
 from central.services.audit_log import AuditLog
+from central.services.enrolment import KioskEnrolment
+from central.services.fleet_updates import FleetUpdates
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
@@ -83,3 +85,21 @@ def rollout_control(request: Request) -> RolloutControl:
 
 
 RolloutService = Annotated[RolloutControl, Depends(rollout_control)]
+
+
+def fleet_updates(request: Request) -> FleetUpdates:
+    """The releases and rollouts service of this central instance."""
+    service: FleetUpdates = request.app.state.fleet_updates
+    return service
+
+
+UpdatesService = Annotated[FleetUpdates, Depends(fleet_updates)]
+
+
+def enrolment(request: Request) -> KioskEnrolment:
+    """The enrolment service of this central instance."""
+    service: KioskEnrolment = request.app.state.enrolment
+    return service
+
+
+EnrolmentService = Annotated[KioskEnrolment, Depends(enrolment)]

@@ -12,6 +12,9 @@ STATUS = {
     Refusal.INVALID: 422,
     Refusal.CONFLICT: 409,
     Refusal.MEMBER_SUSPENDED: 409,
+    Refusal.FORBIDDEN: 403,
+    Refusal.RATE_LIMITED: 429,
+    Refusal.UNCONFIRMED: 503,
 }
 
 
@@ -20,4 +23,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RefusedError)
     async def refused(_request: Request, exc: RefusedError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=STATUS[exc.refusal])
+        headers = None if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=STATUS[exc.refusal], headers=headers
+        )

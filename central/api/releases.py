@@ -1,4 +1,4 @@
-"""Admin API for fleet updates: publish kiosk releases, roll them out in stages, watch them.
+"""``/releases`` and ``/rollouts``: publish kiosk releases, roll them out in stages, watch them.
 
 The artifact download is the one open route here: kiosks have no admin token, and the
 artifact proves itself (its signed hash), so serving it to anyone gives nothing away.
@@ -6,33 +6,22 @@ artifact proves itself (its signed hash), so serving it to anyone gives nothing 
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import logging
 from datetime import datetime
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from broker.ids import is_id
 from broker.messages import ReleaseVersion, Sha256Hex
-from broker.release import check_artifact
-from central.api.deps import ADMIN
-from central.clock import Clock
+from central.api.deps import ADMIN, UpdatesService
+from central.services.fleet_updates import MAX_ARTIFACT
 from central.storage.releases import (
-    ReleaseRefusedError,
     ReleaseRow,
-    ReleaseWrites,
     RolloutRow,
     RolloutState,
 )
 
-log = logging.getLogger(__name__)
-
 _ACTOR = r"^[A-Za-z0-9._@-]{1,64}$"
-_MAX_ARTIFACT = 64 * 1024 * 1024
 
 
 class _In(BaseModel):
@@ -50,7 +39,7 @@ class ReleaseIn(_In):
     """A release as an admin publishes it: the artifact and its signature."""
 
     version: ReleaseVersion = Field(description="The version the artifact was built as.")
-    artifact: str = Field(max_length=_MAX_ARTIFACT * 4 // 3 + 4, description="The wheel, base64.")
+    artifact: str = Field(max_length=MAX_ARTIFACT * 4 // 3 + 4, description="The wheel, base64.")
     signature: str = Field(max_length=200, description="Base64 Ed25519 over version and hash.")
     notes: str = Field(default="", max_length=2000, description="What changed, for admins.")
     actor: str = Field(default="api", pattern=_ACTOR, description="Who, for the audit log.")
@@ -145,124 +134,92 @@ def _rollout_out(row: RolloutRow) -> RolloutOut:
     )
 
 
-def router(store: ReleaseWrites, clock: Clock, trusted: list[Ed25519PublicKey]) -> APIRouter:
-    """``/releases`` and ``/rollouts`` for admins, each behind the admin token."""
-    api = APIRouter(tags=["releases"], dependencies=ADMIN)
+router = APIRouter(tags=["releases"], dependencies=ADMIN)
+# The one open route here: kiosks fetch what they were offered, without an admin token.
+downloads = APIRouter(tags=["releases"])
 
-    @api.post("/releases", status_code=201)
-    async def publish(release: ReleaseIn) -> ReleaseOut:
-        try:
-            artifact = base64.b64decode(release.artifact, validate=True)
-        except binascii.Error as exc:
-            raise HTTPException(422, "artifact: not base64") from exc
-        if not artifact or len(artifact) > _MAX_ARTIFACT:
-            raise HTTPException(422, f"artifact: 1 byte to {_MAX_ARTIFACT} bytes")
-        sha256 = hashlib.sha256(artifact).hexdigest()
-        if trusted:
-            # Defence in depth: kiosks check too, but a release no kiosk would take never
-            # reaches them, and a stolen admin token alone cannot publish one.
-            why = check_artifact(
-                artifact,
-                version=release.version,
-                sha256=sha256,
-                signature=release.signature,
-                trusted=trusted,
-            )
-            if why is not None:
-                raise HTTPException(422, f"signature: {why.value}")
-        row = ReleaseRow(
-            release.version,
-            sha256,
-            len(artifact),
-            release.signature,
-            release.notes,
-            release.actor,
-            clock.now(),
+
+@router.post("/releases", status_code=201)
+async def publish(release: ReleaseIn, updates: UpdatesService) -> ReleaseOut:
+    """Publish a signed release."""
+    return _release_out(
+        await updates.publish(
+            release.version, release.artifact, release.signature, release.notes, release.actor
         )
-        try:
-            stored = await store.add_release(row, artifact, release.actor, clock.now())
-        except ReleaseRefusedError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        return _release_out(stored)
-
-    @api.get("/releases")
-    async def list_releases() -> list[ReleaseOut]:
-        return [_release_out(r) for r in await store.list_releases()]
-
-    @api.post("/rollouts", status_code=201)
-    async def start(rollout: RolloutIn) -> RolloutOut:
-        if rollout.percent == 0 and not rollout.kiosks:
-            raise HTTPException(422, "a rollout needs --percent or --kiosks")
-        try:
-            row = await store.start_rollout(
-                rollout.version,
-                percent=rollout.percent,
-                kiosks=rollout.kiosks,
-                abort_percent=rollout.abort_percent,
-                abort_min=rollout.abort_min,
-                reason=rollout.reason,
-                actor=rollout.actor,
-                now=clock.now(),
-            )
-        except ReleaseRefusedError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        return _rollout_out(row)
-
-    @api.get("/rollouts")
-    async def list_rollouts() -> list[RolloutOut]:
-        return [_rollout_out(r) for r in await store.list_rollouts()]
-
-    @api.get("/rollouts/{rollout_id}")
-    async def show(rollout_id: int) -> RolloutOut:
-        row = await store.get_rollout(rollout_id)
-        if row is None:
-            raise HTTPException(404, f"no rollout {rollout_id}")
-        out = _rollout_out(row)
-        out.progress = [
-            KioskUpdateOut(
-                kiosk_id=k.kiosk_id,
-                state=k.state,
-                reason=k.reason,
-                offers=k.offers,
-                changed_at=k.changed_at,
-            )
-            for k in await store.rollout_kiosks(rollout_id)
-        ]
-        return out
-
-    async def change(rollout_id: int, to: RolloutState, why: Why) -> RolloutOut:
-        try:
-            row = await store.change_rollout(
-                rollout_id, to, reason=why.reason, actor=why.actor, now=clock.now()
-            )
-        except ReleaseRefusedError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        return _rollout_out(row)
-
-    @api.post("/rollouts/{rollout_id}/pause")
-    async def pause(rollout_id: int, why: Why) -> RolloutOut:
-        return await change(rollout_id, RolloutState.PAUSED, why)
-
-    @api.post("/rollouts/{rollout_id}/resume")
-    async def resume(rollout_id: int, why: Why) -> RolloutOut:
-        return await change(rollout_id, RolloutState.RUNNING, why)
-
-    @api.post("/rollouts/{rollout_id}/abort")
-    async def abort(rollout_id: int, why: Why) -> RolloutOut:
-        return await change(rollout_id, RolloutState.ABORTED, why)
-
-    return api
+    )
 
 
-def downloads(store: ReleaseWrites) -> APIRouter:
-    """``GET /releases/{version}/artifact``, open: kiosks fetch what they were offered."""
-    api = APIRouter(tags=["releases"])
+@router.get("/releases")
+async def list_releases(updates: UpdatesService) -> list[ReleaseOut]:
+    """Every release."""
+    return [_release_out(r) for r in await updates.list_releases()]
 
-    @api.get("/releases/{version}/artifact")
-    async def artifact(version: str) -> Response:
-        data = await store.release_artifact(version)
-        if data is None:
-            raise HTTPException(404, f"no release {version}")
-        return Response(data, media_type="application/octet-stream")
 
-    return api
+@router.post("/rollouts", status_code=201)
+async def start(rollout: RolloutIn, updates: UpdatesService) -> RolloutOut:
+    """Start rolling a release out."""
+    return _rollout_out(
+        await updates.start(
+            rollout.version,
+            percent=rollout.percent,
+            kiosks=rollout.kiosks,
+            abort_percent=rollout.abort_percent,
+            abort_min=rollout.abort_min,
+            reason=rollout.reason,
+            actor=rollout.actor,
+        )
+    )
+
+
+@router.get("/rollouts")
+async def list_rollouts(updates: UpdatesService) -> list[RolloutOut]:
+    """Every rollout."""
+    return [_rollout_out(r) for r in await updates.list_rollouts()]
+
+
+@router.get("/rollouts/{rollout_id}")
+async def show(rollout_id: int, updates: UpdatesService) -> RolloutOut:
+    """One rollout with each kiosk's progress."""
+    row, kiosks = await updates.rollout(rollout_id)
+    out = _rollout_out(row)
+    out.progress = [
+        KioskUpdateOut(
+            kiosk_id=k.kiosk_id,
+            state=k.state,
+            reason=k.reason,
+            offers=k.offers,
+            changed_at=k.changed_at,
+        )
+        for k in kiosks
+    ]
+    return out
+
+
+@router.post("/rollouts/{rollout_id}/pause")
+async def pause(rollout_id: int, why: Why, updates: UpdatesService) -> RolloutOut:
+    """Stop offering it; kiosks mid-update finish."""
+    return _rollout_out(
+        await updates.change(rollout_id, RolloutState.PAUSED, why.reason, why.actor)
+    )
+
+
+@router.post("/rollouts/{rollout_id}/resume")
+async def resume(rollout_id: int, why: Why, updates: UpdatesService) -> RolloutOut:
+    """Offer it again."""
+    return _rollout_out(
+        await updates.change(rollout_id, RolloutState.RUNNING, why.reason, why.actor)
+    )
+
+
+@router.post("/rollouts/{rollout_id}/abort")
+async def abort(rollout_id: int, why: Why, updates: UpdatesService) -> RolloutOut:
+    """Stop it for good."""
+    return _rollout_out(
+        await updates.change(rollout_id, RolloutState.ABORTED, why.reason, why.actor)
+    )
+
+
+@downloads.get("/releases/{version}/artifact")
+async def artifact(version: str, updates: UpdatesService) -> Response:
+    """A release's artifact (it proves itself by its signed hash)."""
+    return Response(await updates.artifact(version), media_type="application/octet-stream")

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from central.clock import Clock
-from central.errors import CentralError, NotFoundError, StorageError
+from central.errors import CentralError, StorageError
 from central.storage.base import AuditEntry, ImportRefusedError, Store
 
 _T = TypeVar("_T")
@@ -24,16 +24,20 @@ class Refusal(StrEnum):
     INVALID = "INVALID"
     CONFLICT = "CONFLICT"
     MEMBER_SUSPENDED = "MEMBER_SUSPENDED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMITED = "RATE_LIMITED"
+    UNCONFIRMED = "UNCONFIRMED"  # recorded, but a system it depends on did not confirm it
 
 
 class RefusedError(CentralError):
     """A service's expected refusal: the reason code and what to tell the caller."""
 
-    def __init__(self, refusal: Refusal, detail: Any) -> None:
+    def __init__(self, refusal: Refusal, detail: Any, *, retry_after_s: int | None = None) -> None:
         super().__init__(refusal.value, detail)
         self.refusal = refusal
         # The answer's body: a sentence, or a structured reason (import problems, codes).
         self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 async def audited(
@@ -46,7 +50,7 @@ async def audited(
     """
     try:
         return await work
-    except (NotFoundError, StorageError) as exc:
+    except (LookupError, StorageError) as exc:
         detail: dict[str, Any] = {"message": str(exc), **subject}
         body: Any = str(exc)
         if isinstance(exc, ImportRefusedError):
@@ -68,5 +72,6 @@ async def audited(
                     detail=detail,
                 )
             )
-        refusal = Refusal.NOT_FOUND if isinstance(exc, NotFoundError) else Refusal.CONFLICT
+        # NotFoundError, and a store's plain LookupError, both mean "no such thing".
+        refusal = Refusal.NOT_FOUND if isinstance(exc, LookupError) else Refusal.CONFLICT
         raise RefusedError(refusal, body) from exc
