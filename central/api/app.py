@@ -29,7 +29,7 @@ from central.api import (
     security,
     shelves,
 )
-from central.api.deps import ADMIN
+from central.api.deps import ADMIN, provide
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
@@ -92,18 +92,32 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.admin_token = admin_token
-    app.state.library = Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR)
-    app.state.security_actions = SecurityActions(store, clock, keys, ADMIN_ACTOR)
-    app.state.loans = Loans(store, clock)
-    app.state.kiosks = Kiosks(store, clock, publisher, consumer, ADMIN_ACTOR)
-    app.state.audit_log = AuditLog(store)
+    provide(
+        app,
+        Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR),
+        SecurityActions(store, clock, keys, ADMIN_ACTOR),
+        Loans(store, clock),
+        Kiosks(store, clock, publisher, consumer, ADMIN_ACTOR),
+        AuditLog(store),
+    )
     # Body size, control characters and error answers, before the token is even looked at.
     guard.install(app, consumer.metrics.registry)
     refusals.install(app)
 
     if fleet is not None and accounts is not None and broker_address is not None:
-        app.state.enrolment = KioskEnrolment(
-            store, fleet, signer, clock, publisher, accounts, broker_address, claims, ADMIN_ACTOR
+        provide(
+            app,
+            KioskEnrolment(
+                store,
+                fleet,
+                signer,
+                clock,
+                publisher,
+                accounts,
+                broker_address,
+                claims,
+                ADMIN_ACTOR,
+            ),
         )
         app.include_router(enrol.router)
         app.include_router(enrol.claims)
@@ -120,11 +134,11 @@ def create_app(
     ):
         app.include_router(router)
     if fleet_updates is not None:
-        app.state.fleet_updates = fleet_updates
+        provide(app, fleet_updates)
         app.include_router(releases.router)
         app.include_router(releases.downloads)
     if rollout_control is not None:
-        app.state.rollout_control = rollout_control
+        provide(app, rollout_control)
         app.include_router(rollout.router)
     return app
 

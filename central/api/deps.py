@@ -1,15 +1,17 @@
 """What every admin route depends on: the admin token check, and the services it calls.
 
-The app keeps its services in ``app.state`` (set once by :func:`central.api.app.create_app`);
-routes reach them through ``Depends``, so a route module holds no state of its own.
+The app keeps one instance of each application service in ``app.state.services`` (set by
+:func:`central.api.app.create_app`); routes reach them through ``Depends``, so a route
+module holds no state of its own.
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, cast
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.params import Depends as DependsParam
 
 from central.services.audit_log import AuditLog
@@ -20,6 +22,8 @@ from central.services.library import Library
 from central.services.loans import Loans
 from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
+
+_S = TypeVar("_S")
 
 
 def admin_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
@@ -33,73 +37,30 @@ def admin_token(request: Request, authorization: Annotated[str | None, Header()]
 ADMIN: list[DependsParam] = [Depends(admin_token)]
 
 
-def library(request: Request) -> Library:
-    """The library records service of this central instance."""
-    service: Library = request.app.state.library
-    return service
+def provide(app: FastAPI, *services: object) -> None:
+    """Make ``services`` the ones this app's routes are handed, one per class."""
+    known: dict[type, object] = getattr(app.state, "services", {})
+    app.state.services = known | {type(service): service for service in services}
 
 
-LibraryService = Annotated[Library, Depends(library)]
+def _service(kind: type[_S]) -> Callable[[Request], _S]:
+    def get(request: Request) -> _S:
+        # A KeyError here is a wiring fault (a router mounted without its service): a 500.
+        return cast(_S, request.app.state.services[kind])
+
+    get.__name__ = f"{kind.__name__.lower()}_service"
+    return get
 
 
-def security_actions(request: Request) -> SecurityActions:
-    """The security actions service of this central instance."""
-    service: SecurityActions = request.app.state.security_actions
-    return service
+def _depends(kind: type[_S]) -> Any:
+    return Depends(_service(kind))
 
 
-SecurityService = Annotated[SecurityActions, Depends(security_actions)]
-
-
-def loans(request: Request) -> Loans:
-    """The loans service of this central instance."""
-    service: Loans = request.app.state.loans
-    return service
-
-
-LoansService = Annotated[Loans, Depends(loans)]
-
-
-def audit_log(request: Request) -> AuditLog:
-    """The audit log service of this central instance."""
-    service: AuditLog = request.app.state.audit_log
-    return service
-
-
-AuditService = Annotated[AuditLog, Depends(audit_log)]
-
-
-def kiosks(request: Request) -> Kiosks:
-    """The fleet service of this central instance."""
-    service: Kiosks = request.app.state.kiosks
-    return service
-
-
-KiosksService = Annotated[Kiosks, Depends(kiosks)]
-
-
-def rollout_control(request: Request) -> RolloutControl:
-    """The rollout flag and breaker service of this central instance."""
-    service: RolloutControl = request.app.state.rollout_control
-    return service
-
-
-RolloutService = Annotated[RolloutControl, Depends(rollout_control)]
-
-
-def fleet_updates(request: Request) -> FleetUpdates:
-    """The releases and rollouts service of this central instance."""
-    service: FleetUpdates = request.app.state.fleet_updates
-    return service
-
-
-UpdatesService = Annotated[FleetUpdates, Depends(fleet_updates)]
-
-
-def enrolment(request: Request) -> KioskEnrolment:
-    """The enrolment service of this central instance."""
-    service: KioskEnrolment = request.app.state.enrolment
-    return service
-
-
-EnrolmentService = Annotated[KioskEnrolment, Depends(enrolment)]
+LibraryService = Annotated[Library, _depends(Library)]
+KiosksService = Annotated[Kiosks, _depends(Kiosks)]
+SecurityService = Annotated[SecurityActions, _depends(SecurityActions)]
+LoansService = Annotated[Loans, _depends(Loans)]
+AuditService = Annotated[AuditLog, _depends(AuditLog)]
+RolloutService = Annotated[RolloutControl, _depends(RolloutControl)]
+UpdatesService = Annotated[FleetUpdates, _depends(FleetUpdates)]
+EnrolmentService = Annotated[KioskEnrolment, _depends(KioskEnrolment)]
