@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from central.audit import seal_forever
 from central.storage.base import AuditEntry
 from central.storage.postgres import PostgresStore
-from tests.support.postgres import fresh_database
+from testkit.postgres import fresh_database
 
 ITEMS = 200
 

@@ -11,7 +11,7 @@ Kiosks are simulated by ``bench/fleet_worker.py`` (one MQTT session each, the co
 Central runs as its own process(es) on SQLite or PostgreSQL; codes are real signed codes
 from central's key ring. Loopback only; every run is bounded by ``--minutes``. The run
 ends with the outboxes drained, each kiosk's availability compared with central's, and the
-invariants counted in the database (``tests/support/consistency.py``).
+invariants counted in the database (``testkit/consistency.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -41,6 +41,8 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.fleet_report import plot, table
+from bench.fleet_run import Run
 from bench.fleet_worker import WorkerPlan, raise_fd_limit, worker_main
 from bench.load import _database, _drop
 from broker import topics
@@ -51,10 +53,10 @@ from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
-from tests.support.consistency import consistency, violations
-from tests.support.probe import Probe
-from tests.support.processes import CentralProcess
-from tests.support.security import LIMITS_OFF
+from testkit.consistency import consistency, violations
+from testkit.probe import Probe
+from testkit.processes import CentralProcess
+from testkit.security import LIMITS_OFF
 
 # Mosquitto's own default is unlimited; say so, so the bound is the open-files limit.
 BROKER_EXTRA = "max_connections -1"
@@ -341,17 +343,6 @@ class Resources:
                     self._procs.pop(pid, None)
             out[name] = {"cpu": cpu, "rss_mb": rss}
         return out
-
-
-@dataclass
-class Run:
-    """One scenario's settings and what happened in it."""
-
-    args: argparse.Namespace
-    started: float = 0.0
-    timeline: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_faults(text: str, minutes: float) -> list[tuple[float, str]]:
@@ -695,8 +686,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     run = Run(args)
     asyncio.run(play(run))
-    from bench.fleet_report import plot, table
-
     command = "python -m bench.fleet " + " ".join(sys.argv[1:] if argv is None else argv)
     text = table(run, command)
     print(text)

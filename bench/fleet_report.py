@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bench.fleet import Run
+from bench.fleet_run import Run
 
 
 def _ms(p: dict[str, float], *keys: str) -> str:

@@ -68,9 +68,9 @@ from central.storage.postgres import PostgresStore
 from central.storage.rollout import FlagRow
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
-from tests.support.consistency import consistency, violations
-from tests.support.processes import CentralProcess
-from tests.support.secure_broker import CENTRAL_USER, fleet_broker
+from testkit.consistency import consistency, violations
+from testkit.processes import CentralProcess
+from testkit.secure_broker import CENTRAL_USER, fleet_broker
 
 SHELF_ID = "SHELF-HOSTILE"
 FLOODER = "KIOSK-FLOOD"

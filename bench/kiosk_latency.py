@@ -44,7 +44,7 @@ from hardware.synthetic import render_code
 from kiosk.core import Deps, Devices, open_kiosk
 from kiosk.feedback import STEADY, Signal
 from kiosk.settings import KioskSettings, SceneCameraSettings
-from tests.support.security import LIMITS_OFF
+from testkit.security import LIMITS_OFF
 
 
 async def seed_library(settings: CentralSettings) -> tuple[str, str]:

@@ -41,9 +41,9 @@ from central.settings import CentralSettings
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
-from tests.support.consistency import consistency, violations
-from tests.support.processes import CentralProcess
-from tests.support.security import LIMITS_OFF
+from testkit.consistency import consistency, violations
+from testkit.processes import CentralProcess
+from testkit.security import LIMITS_OFF
 
 SESSION_KIOSKS = 32
 RETURN_KIOSKS = 32

@@ -29,8 +29,8 @@ import httpx
 from bench.load import Player, Stats, open_loop, open_session, percentiles, prepare
 from broker.local import LocalBroker, free_port
 from central.settings import CentralSettings
-from tests.support.processes import CentralProcess
-from tests.support.security import LIMITS_OFF
+from testkit.processes import CentralProcess
+from testkit.security import LIMITS_OFF
 
 _MARK = b'"changed_at": "'
 

@@ -22,9 +22,9 @@ from broker.auth import DYNSEC_FILE
 from broker.messages import encode
 from broker.release import public_key
 from broker.transport import TlsFiles
-from central import api_health, api_releases, api_rollout, backup, logs, rollout, schema
-from central.admin_api import create_app
-from central.api_enrol import BrokerAddress
+from central import backup, logs, rollout, schema
+from central.api import health as api_health
+from central.api.app import create_app
 from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
@@ -35,6 +35,9 @@ from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.republish import EVERYTHING, Republish
+from central.services.enrolment import BrokerAddress
+from central.services.fleet_updates import FleetUpdates
+from central.services.rollout_control import RolloutControl
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
@@ -172,14 +175,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
             routers=[
-                api_rollout.router(store, deps.clock, link, consumer.metrics, breaker),
-                api_releases.router(
-                    store, deps.clock, [public_key(k) for k in settings.release_keys]
-                ),
                 invite_api.router(MembersData(store), deps.clock, mailer, settings.members_origin),
-            ],
-            open_routers=[
-                api_releases.downloads(store),
                 api_health.router(
                     store,
                     link.connected.is_set,
@@ -191,6 +187,10 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 ),
             ],
             keys=keys,
+            rollout_control=RolloutControl(store, deps.clock, link, consumer.metrics, breaker),
+            fleet_updates=FleetUpdates(
+                store, store, deps.clock, [public_key(k) for k in settings.release_keys]
+            ),
         )
         updates = UpdateEngine(
             store,

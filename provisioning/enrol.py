@@ -14,7 +14,9 @@ from typing import Any
 from broker.bundle import BUNDLE_FILE
 from broker.config import SecureListener, dynsec_plugin, secure
 from provisioning import pki
-from provisioning.cli import UsageError, _call, _show
+from provisioning.api_client import call
+from provisioning.errors import UsageError
+from provisioning.output import show
 
 BUNDLE_FOLDER = "communityshare"
 
@@ -55,16 +57,16 @@ def cmd_enrol(args: argparse.Namespace) -> None:
     body = {"shelf_id": args.shelf, "rotate": args.rotate}
     if args.session_timeout is not None:
         body["session_timeout_s"] = args.session_timeout
-    bundle = _call(args, "POST", f"/kiosks/{args.kiosk_id}/enrol", body)
+    bundle = call(args, "POST", f"/kiosks/{args.kiosk_id}/enrol", body)
     where = write_bundle(bundle, Path(args.out))
-    _show(args, _summary(bundle, where), ["kiosk_id", "shelf_id", "broker", "tls", "bundle"])
+    show(args, _summary(bundle, where), ["kiosk_id", "shelf_id", "broker", "tls", "bundle"])
 
 
 def cmd_retire(args: argparse.Namespace) -> None:
     """Retire a kiosk: its broker login stops working at once; its history stays."""
-    _show(
+    show(
         args,
-        _call(args, "POST", f"/kiosks/{args.kiosk_id}/retire", {"reason": args.reason}),
+        call(args, "POST", f"/kiosks/{args.kiosk_id}/retire", {"reason": args.reason}),
         ["kiosk_id", "retired"],
     )
 
@@ -74,12 +76,12 @@ def cmd_enrol_code(args: argparse.Namespace) -> None:
     body: dict[str, Any] = {"kiosk_id": args.kiosk_id, "shelf_id": args.shelf}
     if args.ttl is not None:
         body["ttl_s"] = args.ttl
-    issued = _call(args, "POST", "/enrolments", body)
+    issued = call(args, "POST", "/enrolments", body)
     if args.out:
         import segno
 
         segno.make_qr(issued["code"], error="m").save(args.out, scale=8, border=4)
-    _show(args, issued, ["kiosk_id", "shelf_id", "expires_at", "code"])
+    show(args, issued, ["kiosk_id", "shelf_id", "expires_at", "code"])
 
 
 def _pki(args: argparse.Namespace, make: Callable[[], pki.Issued]) -> None:
@@ -87,7 +89,7 @@ def _pki(args: argparse.Namespace, make: Callable[[], pki.Issued]) -> None:
         issued = make()
     except pki.PkiError as exc:
         raise UsageError(str(exc)) from exc
-    _show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
+    show(args, {"cert": str(issued.cert), "key": str(issued.key)}, ["cert", "key"])
 
 
 def cmd_ca_init(args: argparse.Namespace) -> None:

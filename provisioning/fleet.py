@@ -6,8 +6,9 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from provisioning.cli import UsageError, _call, _show, _table
-from provisioning.output import safe
+from provisioning.api_client import call
+from provisioning.errors import UsageError
+from provisioning.output import safe, show, table
 
 _GROUPS = ("pins", "camera", "feedback")
 _SOUNDS = ("all", "refusals", "off")
@@ -65,11 +66,11 @@ _COLUMNS = list(_row({"kiosk_id": "", "shelf_id": "", "state": "", "config_versi
 
 def cmd_kiosks(args: argparse.Namespace) -> None:
     """List kiosks: presence, versions, outbox, camera health, blocked, retired."""
-    kiosks = _call(args, "GET", "/kiosks")
+    kiosks = call(args, "GET", "/kiosks")
     if args.json:
-        _show(args, kiosks)
+        show(args, kiosks)
     else:
-        print(_table([_row(k) for k in kiosks], _COLUMNS))
+        print(table([_row(k) for k in kiosks], _COLUMNS))
 
 
 def _settings(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -88,9 +89,9 @@ def _settings(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 def cmd_show(args: argparse.Namespace) -> None:
     """One kiosk: how it is, and the configuration central holds for it."""
-    kiosk = _call(args, "GET", f"/kiosks/{args.kiosk_id}")
+    kiosk = call(args, "GET", f"/kiosks/{args.kiosk_id}")
     if args.json:
-        _show(args, kiosk)
+        show(args, kiosk)
         return
     rows = [{"field": k, "value": v} for k, v in _row(kiosk).items() if k != "kiosk_id"]
     rows.insert(0, {"field": "kiosk_id", "value": kiosk["kiosk_id"]})
@@ -99,7 +100,7 @@ def cmd_show(args: argparse.Namespace) -> None:
     if kiosk.get("return_point"):
         rows.append({"field": "return_point", "value": "yes (any shelf's returns)"})
     rows += [r for r in _settings(kiosk["config"]) if r["field"].split(".")[0] in _GROUPS]
-    print(_table(rows, ["field", "value"]))
+    print(table(rows, ["field", "value"]))
 
 
 def _size(text: str) -> list[int]:
@@ -161,18 +162,18 @@ def _patch(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_config(args: argparse.Namespace) -> None:
     """Change a kiosk's configuration; the kiosk applies it at once, without a restart."""
-    config = _call(args, "PATCH", f"/kiosks/{args.kiosk_id}/config", _patch(args))
+    config = call(args, "PATCH", f"/kiosks/{args.kiosk_id}/config", _patch(args))
     if args.json:
-        _show(args, config)
+        show(args, config)
     else:
-        print(_table(_settings(config), ["field", "value"]))
+        print(table(_settings(config), ["field", "value"]))
 
 
 def cmd_identify(args: argparse.Namespace) -> None:
     """Make a kiosk flash white and beep so it can be found on the shelves."""
-    sent = _call(args, "POST", f"/kiosks/{args.kiosk_id}/identify")
+    sent = call(args, "POST", f"/kiosks/{args.kiosk_id}/identify")
     if args.json:
-        _show(args, sent)
+        show(args, sent)
         return
     where = "" if sent["online"] else " (not online now: it flashes when it reconnects)"
     print(safe(f"{sent['kiosk_id']}: identify sent{where}"))

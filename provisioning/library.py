@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 
 from broker.ids import is_id
-from provisioning.cli import RefusedError, UsageError, _call, _client, _detail, _show, _table
+from provisioning.api_client import call, open_client, refusal
+from provisioning.errors import RefusedError, UsageError
+from provisioning.output import show, table
 
 # Rows sent per chunk of the one import request (progress is shown per chunk).
 CHUNK_ROWS = 500
@@ -72,14 +74,12 @@ class BadFileError(Exception):
 
 def cmd_shelves(args: argparse.Namespace) -> None:
     """List shelves and how many items each holds."""
-    _show(args, _call(args, "GET", "/shelves"), ["shelf_id", "name", "items"])
+    show(args, call(args, "GET", "/shelves"), ["shelf_id", "name", "items"])
 
 
 def cmd_members(args: argparse.Namespace) -> None:
     """List members, their limits and whether they are suspended."""
-    _show(
-        args, _call(args, "GET", "/members"), ["member_id", "name", "checkout_limit", "suspended"]
-    )
+    show(args, call(args, "GET", "/members"), ["member_id", "name", "checkout_limit", "suspended"])
 
 
 def _show_edit(args: argparse.Namespace, edit: dict[str, Any]) -> None:
@@ -92,7 +92,7 @@ def _show_edit(args: argparse.Namespace, edit: dict[str, Any]) -> None:
     rows = [
         {"field": f, "before": edit["before"][f], "after": edit["after"][f]} for f in edit["after"]
     ]
-    print(_table(rows, ["field", "before", "after"]))
+    print(table(rows, ["field", "before", "after"]))
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
@@ -120,7 +120,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
         raise UsageError(
             f"nothing to change: give at least one option (cs-admin edit {args.kind} -h)"
         )
-    _show_edit(args, _call(args, "PATCH", path, body))
+    _show_edit(args, call(args, "PATCH", path, body))
 
 
 # --- CSV import ------------------------------------------------------------------------------
@@ -200,8 +200,8 @@ def check_against_central(
     """Duplicates in the file, ids central already has, shelves it does not have."""
     key = _KEY[kind]
     listing = "/items" if kind == "items" else f"/{kind}"
-    existing = {r[key] for r in _call(args, "GET", listing)}
-    shelves = {r["shelf_id"] for r in _call(args, "GET", "/shelves")} if kind == "items" else set()
+    existing = {r[key] for r in call(args, "GET", listing)}
+    shelves = {r["shelf_id"] for r in call(args, "GET", "/shelves")} if kind == "items" else set()
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
     for row, line in zip(rows, lines, strict=True):
@@ -279,7 +279,7 @@ def cmd_import(args: argparse.Namespace) -> None:
     progress.say(f"checked {len(rows)} rows against the file's own rules")
     check_against_central(kind, rows, lines, args)
     progress.say(f"checked {len(rows)} rows against central", done=True)
-    with _client(args) as client:
+    with open_client(args) as client:
         response = client.post(
             f"/{kind}/import",
             content=_body(kind, rows, progress),
@@ -292,7 +292,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         problems = _central_problems(response, lines)
         if problems:
             raise BadFileError(problems, refused_by_central=True)
-        raise RefusedError(f"central refused ({response.status_code}): {_detail(response)}")
+        raise refusal(response)
     result = response.json()
     if args.json:
         print(json.dumps(result, indent=2))
@@ -309,7 +309,7 @@ def run_import(args: argparse.Namespace) -> None:
         if args.json:
             print(json.dumps({"imported": 0, "problems": problems}, indent=2))
         else:
-            print(_table(problems, ["line", "column", "message"]), file=sys.stderr)
+            print(table(problems, ["line", "column", "message"]), file=sys.stderr)
         if bad.refused_by_central:
             raise RefusedError(f"central refused {args.file}: {bad}") from None
         raise UsageError(f"{args.file}: {bad}") from None

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from provisioning.api_client import call
+from provisioning.output import show
+
 
 def cmd_overdue(args: argparse.Namespace) -> None:
     """List items kept past their due time, most overdue first."""
-    from provisioning import cli
-
-    cli._show(
+    show(
         args,
-        cli._call(args, "GET", "/loans/overdue"),
+        call(args, "GET", "/loans/overdue"),
         ["member_id", "member_name", "item_id", "item_name", "due_at", "days_late"],
     )
 

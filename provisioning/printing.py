@@ -16,7 +16,9 @@ import numpy as np
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
-from provisioning.cli import RefusedError, UsageError, _call, _client, _detail, _table
+from provisioning.api_client import call, open_client, refusal
+from provisioning.errors import UsageError
+from provisioning.output import table
 
 DPI = 300
 PAGE_PX = (2480, 3508)  # A4 at 300 dpi
@@ -237,7 +239,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
     if not out.parent.is_dir():
         # Checked first: with --reprint a sheet that cannot be written revokes labels for nothing.
         raise UsageError(f"{out.parent} is not a folder")
-    items = {i["item_id"]: i for i in _call(args, "GET", "/items")}
+    items = {i["item_id"]: i for i in call(args, "GET", "/items")}
     if args.shelf:
         wanted = [
             i
@@ -254,11 +256,11 @@ def cmd_labels(args: argparse.Namespace) -> None:
     show = args.progress or sys.stderr.isatty()
     fetched = _progress_printer(len(wanted), show, "reprinting" if args.reprint else "fetching")
     cards, versions = [], []
-    with _client(args) as client:  # one connection for hundreds of labels
+    with open_client(args) as client:  # one connection for hundreds of labels
         for number, item_id in enumerate(wanted, start=1):
             response = client.request("POST" if args.reprint else "GET", f"/items/{item_id}/label")
             if response.status_code >= 400:
-                raise RefusedError(f"central refused ({response.status_code}): {_detail(response)}")
+                raise refusal(response)
             label = response.json()
             cards.append(LabelCard(item_id, items[item_id]["name"], label["code"]))
             versions.append(label["version"])
@@ -279,7 +281,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps({"files": [str(f) for f in files], "labels": rows}, indent=2))
         return
-    print(_table(rows, ["item_id", "name", "version", "page", "cell"]))
+    print(table(rows, ["item_id", "name", "version", "page", "cell"]))
     print(f"{len(rows)} labels on {len(pages)} page(s): {', '.join(str(f) for f in files)}")
 
 

@@ -20,7 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.release import signed_bytes
-from provisioning import cli
+from provisioning.api_client import call
+from provisioning.errors import UsageError
+from provisioning.output import show, table
 from provisioning.rollout import _actor, _ids, _why
 
 _WHEEL = re.compile(r"^communityshare_kiosks-(?P<version>[0-9][0-9A-Za-z.+~-]*)-py3-none-any\.whl$")
@@ -43,7 +45,7 @@ def load_key(path: Path) -> Ed25519PrivateKey:
     """The release key from its PEM file."""
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise cli.UsageError(f"{path} is not an Ed25519 release key")
+        raise UsageError(f"{path} is not an Ed25519 release key")
     return key
 
 
@@ -51,7 +53,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
     """Create the fleet's release key (keep it offline); print its public half."""
     path = Path(args.out)
     if path.exists():
-        raise cli.UsageError(f"{path} exists: a new key would orphan every kiosk trusting it")
+        raise UsageError(f"{path} exists: a new key would orphan every kiosk trusting it")
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -61,7 +63,7 @@ def cmd_keygen(args: argparse.Namespace) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    cli._show(args, {"key_file": str(path), "public_key": public_text(key)}, ("public_key",))
+    show(args, {"key_file": str(path), "public_key": public_text(key)}, ("public_key",))
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
@@ -69,7 +71,7 @@ def cmd_publish(args: argparse.Namespace) -> None:
     artifact_path = Path(args.artifact)
     match = _WHEEL.match(artifact_path.name)
     if match is None:
-        raise cli.UsageError(
+        raise UsageError(
             f"{artifact_path.name}: expected communityshare_kiosks-<version>-py3-none-any.whl"
         )
     version = match["version"]
@@ -81,13 +83,13 @@ def cmd_publish(args: argparse.Namespace) -> None:
         "notes": args.notes or "",
         "actor": _actor(args),
     }
-    release = cli._call(args, "POST", "/releases", body)
-    cli._show(args, release, ("version", "sha256", "size"))
+    release = call(args, "POST", "/releases", body)
+    show(args, release, ("version", "sha256", "size"))
 
 
 def cmd_releases(args: argparse.Namespace) -> None:
     """List published releases."""
-    cli._show(args, cli._call(args, "GET", "/releases"), ("version", "size", "created_at"))
+    show(args, call(args, "GET", "/releases"), ("version", "size", "created_at"))
 
 
 def _rollout_row(rollout: dict[str, Any]) -> dict[str, Any]:
@@ -106,32 +108,32 @@ def cmd_start(args: argparse.Namespace) -> None:
         "actor": _actor(args),
     }
     if not body["percent"] and not body["kiosks"]:
-        raise cli.UsageError("a rollout needs --percent N or --kiosks A,B")
-    rollout = cli._call(args, "POST", "/rollouts", body)
-    cli._show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
+        raise UsageError("a rollout needs --percent N or --kiosks A,B")
+    rollout = call(args, "POST", "/rollouts", body)
+    show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
     """List rollouts, newest first."""
-    rollouts = [_rollout_row(r) for r in cli._call(args, "GET", "/rollouts")]
-    cli._show(args, rollouts, _ROLLOUT_COLUMNS)
+    rollouts = [_rollout_row(r) for r in call(args, "GET", "/rollouts")]
+    show(args, rollouts, _ROLLOUT_COLUMNS)
 
 
 def cmd_show(args: argparse.Namespace) -> None:
     """Show a rollout and where each of its kiosks stands."""
-    rollout = cli._call(args, "GET", f"/rollouts/{args.rollout_id}")
+    rollout = call(args, "GET", f"/rollouts/{args.rollout_id}")
     if args.json:
-        cli._show(args, rollout)
+        show(args, rollout)
         return
-    cli._show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
-    print(cli._table(rollout["progress"], ("kiosk_id", "state", "reason", "offers")))
+    show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
+    print(table(rollout["progress"], ("kiosk_id", "state", "reason", "offers")))
 
 
 def _changer(action: str) -> Any:
     def change(args: argparse.Namespace) -> None:
         body = {"reason": args.reason, "actor": _actor(args)}
-        rollout = cli._call(args, "POST", f"/rollouts/{args.rollout_id}/{action}", body)
-        cli._show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
+        rollout = call(args, "POST", f"/rollouts/{args.rollout_id}/{action}", body)
+        show(args, _rollout_row(rollout), _ROLLOUT_COLUMNS)
 
     change.__doc__ = f"{action.capitalize()} a rollout."
     return change

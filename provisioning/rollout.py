@@ -7,8 +7,9 @@ import getpass
 import re
 from typing import Any
 
-from provisioning import cli
-from provisioning.output import safe
+from provisioning.api_client import call
+from provisioning.errors import UsageError
+from provisioning.output import safe, show, table
 
 _FLAG_COLUMNS = ("mode", "percent", "members", "items", "kiosks", "breaker_tripped", "changed_by")
 _ACTOR = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -18,7 +19,7 @@ def _actor(args: argparse.Namespace) -> str:
     # The admin API has one shared token; the audit log still says who typed the command.
     actor = args.actor or getpass.getuser()
     if not _ACTOR.match(actor):
-        raise cli.UsageError(f"--actor {actor!r}: letters, digits and . _ @ - only")
+        raise UsageError(f"--actor {actor!r}: letters, digits and . _ @ - only")
     return str(actor)
 
 
@@ -38,9 +39,9 @@ def _flag_rows(flag: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _show_flag(args: argparse.Namespace, flag: dict[str, Any]) -> None:
     if args.json:
-        cli._show(args, flag)
+        show(args, flag)
         return
-    print(cli._table(_flag_rows(flag), _FLAG_COLUMNS))
+    print(table(_flag_rows(flag), _FLAG_COLUMNS))
     print(safe(f"why: {flag['reason']} ({flag['changed_at']})"))
     if flag.get("breaker_tripped"):
         print(safe(f"circuit breaker tripped: {flag.get('trip_reason')}; checkout stays off"))
@@ -50,7 +51,7 @@ def _show_flag(args: argparse.Namespace, flag: dict[str, Any]) -> None:
 
 def cmd_flag_show(args: argparse.Namespace) -> None:
     """Show the qr-checkout-enabled flag."""
-    _show_flag(args, cli._call(args, "GET", "/rollout/flag"))
+    _show_flag(args, call(args, "GET", "/rollout/flag"))
 
 
 def cmd_flag_set(args: argparse.Namespace) -> None:
@@ -64,27 +65,27 @@ def cmd_flag_set(args: argparse.Namespace) -> None:
         body["percent"] = args.percent
     lists = any(k in body for k in ("members", "items", "kiosks"))
     if args.mode == "allow-list" and not lists:
-        raise cli.UsageError("allow-list needs --members, --items or --kiosks")
+        raise UsageError("allow-list needs --members, --items or --kiosks")
     if args.mode != "allow-list" and lists:
-        raise cli.UsageError("--members, --items and --kiosks go with allow-list only")
+        raise UsageError("--members, --items and --kiosks go with allow-list only")
     if (args.mode == "percentage") != (args.percent is not None):
-        raise cli.UsageError("--percent N goes with percentage, and percentage needs it")
+        raise UsageError("--percent N goes with percentage, and percentage needs it")
     if args.percent is not None and not 0 <= args.percent <= 100:
-        raise cli.UsageError("--percent must be 0-100")
-    _show_flag(args, cli._call(args, "PUT", "/rollout/flag", body))
+        raise UsageError("--percent must be 0-100")
+    _show_flag(args, call(args, "PUT", "/rollout/flag", body))
 
 
 def cmd_kill_switch(args: argparse.Namespace) -> None:
     """Turn checkout off everywhere now; optionally invalidate every active pass."""
     body = {"reason": args.reason, "actor": _actor(args)}
-    flag = cli._call(args, "POST", "/rollout/kill-switch", body)
+    flag = call(args, "POST", "/rollout/kill-switch", body)
     invalidated = None
     if args.invalidate_passes:
-        invalidated = cli._call(args, "POST", "/passes/invalidate", {"reason": args.reason})[
+        invalidated = call(args, "POST", "/passes/invalidate", {"reason": args.reason})[
             "invalidated"
         ]
     if args.json:
-        cli._show(args, {"flag": flag, "invalidated_passes": invalidated})
+        show(args, {"flag": flag, "invalidated_passes": invalidated})
         return
     _show_flag(args, flag)
     if invalidated is not None:
@@ -93,15 +94,15 @@ def cmd_kill_switch(args: argparse.Namespace) -> None:
 
 def cmd_breaker_show(args: argparse.Namespace) -> None:
     """Show the circuit breaker and the window it judges."""
-    state = cli._call(args, "GET", "/rollout/breaker")
+    state = call(args, "GET", "/rollout/breaker")
     if args.json:
-        cli._show(args, state)
+        show(args, state)
         return
     row = dict(state)
     row["tripped"] = "yes" if state["tripped"] else "no"
     row["error_rate"] = f"{state['errors'] / state['scans']:.1%}" if state["scans"] else None
     columns = ("tripped", "scans", "errors", "errors_counted", "error_rate", "security_alerts")
-    print(cli._table([row], columns))
+    print(table([row], columns))
     print(
         f"trips at: error rate > {state['max_error_rate']:.0%} of >= {state['min_scans']} scans"
         f" (each kiosk counted up to 1/{state['min_kiosks']} of it),"
@@ -115,7 +116,7 @@ def cmd_breaker_show(args: argparse.Namespace) -> None:
 def cmd_breaker_reset(args: argparse.Namespace) -> None:
     """Reset a tripped breaker (checkout stays off until `flag set`)."""
     body = {"reason": args.reason, "actor": _actor(args)}
-    _show_flag(args, cli._call(args, "POST", "/rollout/breaker/reset", body))
+    _show_flag(args, call(args, "POST", "/rollout/breaker/reset", body))
     if not args.json:
         print("checkout is still off: turn it back on with `cs-admin flag set MODE ...`")
 

@@ -5,63 +5,53 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-
-def _cli() -> Any:
-    # cli.py registers these commands, so import it when a command runs, not at import.
-    from provisioning import cli
-
-    return cli
+from provisioning.api_client import call
+from provisioning.errors import UsageError
+from provisioning.output import show
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> None:
     """Sign new codes with a new key; codes under the old one verify for the grace period."""
-    cli = _cli()
-    cli._show(
+    show(
         args,
-        cli._call(args, "POST", "/keys/rotate"),
+        call(args, "POST", "/keys/rotate"),
         ["active", "previous", "previous_valid_until"],
     )
 
 
 def cmd_keys_list(args: argparse.Namespace) -> None:
     """Key ids in the ring, which one signs, and when retired ones stop verifying."""
-    cli = _cli()
-    cli._show(
-        args, cli._call(args, "GET", "/keys"), ["key_id", "active", "retired_at", "valid_until"]
-    )
+    show(args, call(args, "GET", "/keys"), ["key_id", "active", "retired_at", "valid_until"])
 
 
 def cmd_passes_invalidate(args: argparse.Namespace) -> None:
     """Invalidate every pass not yet used or expired (members need new passes)."""
-    cli = _cli()
-    cli._show(
+    show(
         args,
-        cli._call(args, "POST", "/passes/invalidate", {"reason": args.reason}),
+        call(args, "POST", "/passes/invalidate", {"reason": args.reason}),
         ["invalidated"],
     )
 
 
 def cmd_kiosk_block(args: argparse.Namespace) -> None:
     """Refuse every scan from a kiosk (KIOSK_BLOCKED) until unblocked or the time runs out."""
-    cli = _cli()
     if args.minutes is not None and args.minutes < 1:
-        raise cli.UsageError("--for takes a whole number of minutes, at least 1")
+        raise UsageError("--for takes a whole number of minutes, at least 1")
     body: dict[str, Any] = {"reason": args.reason}
     if args.minutes is not None:
         body["minutes"] = args.minutes
-    cli._show(
+    show(
         args,
-        cli._call(args, "POST", f"/kiosks/{args.kiosk_id}/block", body),
+        call(args, "POST", f"/kiosks/{args.kiosk_id}/block", body),
         ["kiosk_id", "blocked_until"],
     )
 
 
 def cmd_kiosk_unblock(args: argparse.Namespace) -> None:
     """Lift a kiosk's block (by hand or automatic)."""
-    cli = _cli()
-    cli._show(
+    show(
         args,
-        cli._call(args, "POST", f"/kiosks/{args.kiosk_id}/unblock", {"reason": args.reason}),
+        call(args, "POST", f"/kiosks/{args.kiosk_id}/unblock", {"reason": args.reason}),
         ["kiosk_id", "blocked_until"],
     )
 

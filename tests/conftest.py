@@ -18,9 +18,9 @@ from broker.local import LocalBroker, free_port
 from central.clock import Clock
 from central.service import Deps, run
 from central.settings import CentralSettings
-from tests.support.postgres import fresh_database
-from tests.support.probe import Probe
-from tests.support.security import LIMITS_OFF
+from testkit.postgres import fresh_database
+from testkit.probe import Probe
+from testkit.security import LIMITS_OFF
 
 
 @pytest.fixture

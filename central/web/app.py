@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from central.api_guard import MAX_BODY, RequestGuard
+from central.api.guard import MAX_BODY, RequestGuard
 from central.clock import Clock
 from central.tokens import STEP_S, TokenSigner, new_id
 from central.web import i18n, signin, words

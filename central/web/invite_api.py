@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from central.api.deps import ADMIN
 from central.clock import Clock
 from central.web.mail import Mailer
 from central.web.signin import mint_link, send_link
@@ -23,8 +24,8 @@ class InviteIn(BaseModel):
 
 
 def router(data: MembersData, clock: Clock, mailer: Mailer | None, origin: str) -> APIRouter:
-    """Admin endpoints (mounted behind the admin token)."""
-    routes = APIRouter()
+    """Admin endpoints, behind the admin token like every admin route."""
+    routes = APIRouter(dependencies=ADMIN)
 
     @routes.post("/members/{member_id}/invite")
     async def invite(member_id: str, body: InviteIn) -> dict[str, str]:

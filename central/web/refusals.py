@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from fastapi import HTTPException
 
-from central.api_guard import HttpRefusal
+from central.api.guard import HttpRefusal
 
 
 class WebRefusal(StrEnum):
@@ -39,7 +39,7 @@ GUARDED: Counter[HttpRefusal] = Counter()
 
 
 def count_guarded(reason: HttpRefusal) -> None:
-    """Count one request refused by :class:`central.api_guard.RequestGuard`."""
+    """Count one request refused by :class:`central.api.guard.RequestGuard`."""
     GUARDED[reason] += 1
 
 

@@ -20,7 +20,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from central.api_text import Text
+from central.api.text import Text
 from central.clock import Clock
 from central.web.auth import Auth, digest, new_secret
 from central.web.mail import Mailer

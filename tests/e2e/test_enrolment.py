@@ -20,9 +20,9 @@ from broker.bundle import BUNDLE_FILE
 from kiosk.enrolment import STATE_FILE
 from provisioning import pki
 from provisioning.cli import main as cs_admin
+from testkit.secure_broker import connect
 from tests.conftest import seed_library
 from tests.support.fleet import SecureFleet, code_images, kiosk_from_bundle, secure_fleet
-from tests.support.secure_broker import connect
 
 pytestmark = pytest.mark.slow
 NOT_AUTHORISED = 135

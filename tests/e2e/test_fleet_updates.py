@@ -32,8 +32,8 @@ from central import releases
 from provisioning import pki
 from provisioning.cli import main as cs_admin
 from provisioning.releases import sign
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, central_settings, start_central
-from tests.support.probe import Probe
 from tests.support.releases import (
     CRASHES_AT_START,
     ReleaseKey,

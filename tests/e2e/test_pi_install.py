@@ -20,7 +20,7 @@ import segno
 from broker import topics
 from broker.local import LocalBroker
 from broker.messages import CodeScan, parse_event
-from tests.support.probe import Probe
+from testkit.probe import Probe
 
 pytestmark = pytest.mark.slow
 

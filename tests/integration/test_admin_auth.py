@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
-from central.admin_api import create_app
+from central.api.app import create_app
 from central.clock import SystemClock
 from central.consumer import Consumer
 from central.keys import KeyFile

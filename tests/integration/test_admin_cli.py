@@ -23,7 +23,8 @@ from central.keys import load_key_ring
 from central.tokens import Label, Pass, TokenSigner
 from hardware.zbar import ZbarDecoder
 from hardware.zxing import ZxingDecoder
-from provisioning.cli import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, main
+from provisioning.cli import main
+from provisioning.errors import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.conftest import RunningCentral, seed_library
 from tests.support.kiosks import running_kiosk
 

@@ -18,9 +18,9 @@ from broker.local import LocalBroker
 from broker.messages import Reason, Verdict, encode
 from central.clock import FakeClock
 from central.storage.chain import ChainedRow, ChainHead, ChainWalk
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
 from tests.integration.test_admin_cli import Cli, Outcome, parse_table, run_cli
-from tests.support.probe import Probe
 from tests.support.scans import scan
 
 

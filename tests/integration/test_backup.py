@@ -19,10 +19,10 @@ from broker.messages import CodeScan, Reason, Verdict, encode
 from central.audit import verify_chain
 from central.clock import FakeClock
 from central.storage.postgres import PostgresStore
+from testkit.postgres import fresh_database
+from testkit.probe import Probe
+from testkit.processes import settings_env
 from tests.conftest import central_settings, start_central
-from tests.support.postgres import fresh_database
-from tests.support.probe import Probe
-from tests.support.processes import settings_env
 from tests.support.scans import scan
 
 ITEMS = [f"TOOL-{n:02d}" for n in range(12)]

@@ -11,8 +11,8 @@ from pathlib import Path
 from broker import topics
 from broker.local import LocalBroker
 from broker.messages import Reason, SessionDone, Verdict
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, central_settings, seed_library, start_central
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 

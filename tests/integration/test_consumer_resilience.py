@@ -32,9 +32,9 @@ from broker.local import LocalBroker
 from broker.messages import Reason, SecurityAlert, Verdict, encode
 from central.security import ALERT_AUTO_BLOCK
 from central.settings import CentralSettings
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
 from tests.integration.test_admin_cli import Cli
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 REPO = Path(__file__).resolve().parents[2]

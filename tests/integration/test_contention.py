@@ -18,8 +18,8 @@ import pytest
 from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Reason, Verdict, encode
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, backend_settings, start_central
-from tests.support.probe import Probe
 from tests.support.scans import scan
 
 KIOSKS = [f"KIOSK-{n:02d}" for n in range(8)]

@@ -11,10 +11,10 @@ import pytest
 from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Verdict, encode
+from testkit.consistency import consistency
+from testkit.probe import Probe
+from testkit.processes import CentralProcess, admin_client
 from tests.conftest import backend_settings
-from tests.support.consistency import consistency
-from tests.support.probe import Probe
-from tests.support.processes import CentralProcess, admin_client
 from tests.support.scans import scan
 
 SESSION_KIOSKS = [f"KIOSK-S{n}" for n in range(4)]

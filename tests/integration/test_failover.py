@@ -13,9 +13,9 @@ from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, Verdict, encode
 from central.settings import MQTT_KEEPALIVE_S, SESSION_EXPIRY_S
+from testkit.probe import Probe
+from testkit.processes import CentralProcess, admin_client
 from tests.conftest import backend_settings
-from tests.support.probe import Probe
-from tests.support.processes import CentralProcess, admin_client
 from tests.support.scans import scan
 
 KIOSKS = [f"KIOSK-R{n}" for n in range(8)]

@@ -16,11 +16,11 @@ from broker.local import LocalBroker
 from broker.messages import KioskState, KioskStatus, encode
 from kiosk.feedback import Signal
 from kiosk.walkup import Mode
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_admin_cli import parse_table, run_cli, token_file_of, url_of
 from tests.integration.test_metrics import scrape
 from tests.support.kiosks import running_kiosk, until
-from tests.support.probe import Probe
 
 
 async def kiosk_view(admin: httpx.AsyncClient, kiosk_id: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.fanout_probe import _play
-from bench.fleet import Run, parse_args, play
+from bench.fleet import parse_args, play
+from bench.fleet_run import Run
 
 KIOSKS = 300
 

@@ -29,9 +29,9 @@ from broker import topics
 from broker.messages import MAX_PAYLOAD_BYTES, Reason, SessionDone, Verdict, encode
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_metrics import scrape
-from tests.support.probe import Probe
 from tests.support.scans import scan
 from tests.unit.central.support import query
 

@@ -7,7 +7,7 @@ import pytest
 from bench.hostile import Options, run
 from bench.hostile_kiosks import Pace
 from broker.messages import Reason
-from tests.support.consistency import violations
+from testkit.consistency import violations
 
 
 def short(*, attackers: bool, secure: bool = False) -> Options:

@@ -16,8 +16,8 @@ import pytest
 from broker import topics
 from broker.local import LocalBroker
 from broker.messages import Reason
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 ROWS = 20_000

@@ -16,10 +16,10 @@ from broker.local import LocalBroker
 from central import logs as central_logs
 from kiosk import logs as kiosk_logs
 from kiosk.feedback import Signal
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_rollout import a_label, a_pass
 from tests.support.kiosks import running_kiosk, until
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 

@@ -23,9 +23,9 @@ from broker import topics
 from broker.local import LocalBroker
 from broker.messages import CodeScan, KioskState, KioskStatus, encode
 from kiosk.feedback import Signal
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, central_settings, seed_library, start_central
 from tests.support.kiosks import running_kiosk, until
-from tests.support.probe import Probe
 
 
 def kiosk_process(

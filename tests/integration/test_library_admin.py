@@ -24,8 +24,10 @@ from broker.local import LocalBroker
 from broker.messages import Availability, AvailabilityState, Reason
 from central.tokens import Label, Pass
 from hardware.decoders import DecoderName, make_decoder
-from provisioning.cli import EXIT_REFUSED, EXIT_USAGE, main
+from provisioning.cli import main
+from provisioning.errors import EXIT_REFUSED, EXIT_USAGE
 from provisioning.printing import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_admin_cli import (
     Cli,
@@ -34,7 +36,6 @@ from tests.integration.test_admin_cli import (
     parse_table,
     signer_of,
 )
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 DECODERS: tuple[DecoderName, ...] = ("zxing-cpp", "pyzbar")
@@ -237,6 +238,37 @@ async def test_edits_that_cannot_work_are_refused_and_change_nothing(
         ("REFUSED", "DRILL-01", "shelf SHELF-Z does not exist"),
         ("REFUSED", "DRILL-99", "no item DRILL-99"),
     ]
+
+
+async def test_refused_additions_are_on_the_record_like_refused_edits(
+    central: RunningCentral,
+) -> None:
+    await seed_library(central.admin)
+    attempts = {
+        "shelf.add": ("/shelves", {"shelf_id": "SHELF-A", "name": "Again"}),
+        "item.add": ("/items", {"item_id": "HOE-01", "shelf_id": "SHELF-Z", "name": "Hoe"}),
+        "member.add": ("/members", {"member_id": "M-1001", "name": "Ada again"}),
+        "kiosk.enrol": ("/kiosks", {"kiosk_id": "KIOSK-Z1", "shelf_id": "SHELF-Z"}),
+    }
+    answers = {}
+    for action, (path, body) in attempts.items():
+        response = await central.admin.post(path, json=body)
+        answers[action] = (response.status_code, response.json()["detail"])
+
+    # Each write the database refused: 409 with the reason in words, and one audit row
+    # saying who tried what, written the same way for every kind of record.
+    assert {status for status, _ in answers.values()} == {409}
+    refused = {
+        action: [r for r in await audit(central, action) if r["reason"] == "REFUSED"]
+        for action in attempts
+    }
+    assert {a: [r["detail"]["message"] for r in rows] for a, rows in refused.items()} == {
+        action: [detail] for action, (_, detail) in answers.items()
+    }
+    assert refused["item.add"][0]["item_id"] == "HOE-01"
+    assert refused["member.add"][0]["member_id"] == "M-1001"
+    assert refused["kiosk.enrol"][0]["kiosk_id"] == "KIOSK-Z1"
+    assert "HOE-01" not in await items(central)
 
 
 # --- label reprint -------------------------------------------------------------------------

@@ -18,9 +18,9 @@ from broker.local import LocalBroker
 from broker.messages import CodeScan, Reason, Verdict
 from central.clock import FakeClock
 from central.tokens import STEP_S, device_mac
+from testkit.probe import Probe
 from tests.conftest import RunningCentral
 from tests.support.members import Inbox, csrf_of, members_central, signed_in, smtp_server
-from tests.support.probe import Probe
 from tests.support.scans import ask
 
 

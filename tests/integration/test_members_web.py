@@ -20,11 +20,11 @@ from broker.messages import CodeScan, Reason
 from central.clock import FakeClock
 from central.tokens import STEP_S, device_mac
 from provisioning import pki
+from testkit.probe import Probe
 from tests.conftest import RunningCentral
 from tests.integration.test_admin_cli import run_cli, token_file_of, url_of
 from tests.support.authenticator import SoftPasskey
 from tests.support.members import Inbox, csrf_of, members_central, signed_in, smtp_server
-from tests.support.probe import Probe
 from tests.support.scans import ask
 
 

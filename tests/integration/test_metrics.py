@@ -9,8 +9,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from broker import topics
 from broker.messages import Verdict, encode
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 

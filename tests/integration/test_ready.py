@@ -10,7 +10,7 @@ import httpx
 from fastapi import FastAPI
 
 from broker.local import LocalBroker
-from central import api_health
+from central.api import health as api_health
 from central.storage.sqlite import SqliteStore
 from tests.conftest import RunningCentral
 

@@ -12,8 +12,8 @@ import httpx
 from broker import topics
 from broker.local import LocalBroker
 from broker.messages import Availability, KioskConfig
+from testkit.probe import Probe
 from tests.conftest import central_settings, seed_library, start_central
-from tests.support.probe import Probe
 
 # $SYS counters every second, so the test can read how many packets the broker received.
 SYS = "sys_interval 1"

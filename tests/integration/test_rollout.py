@@ -14,7 +14,8 @@ from broker import topics
 from broker.local import LocalBroker
 from broker.messages import KioskConfig, Reason, SecurityAlert
 from kiosk.feedback import Signal
-from provisioning.cli import EXIT_REFUSED, EXIT_USAGE
+from provisioning.errors import EXIT_REFUSED, EXIT_USAGE
+from testkit.probe import Probe
 from tests.conftest import (
     RunningCentral,
     backend_settings,
@@ -24,7 +25,6 @@ from tests.conftest import (
 )
 from tests.integration.test_admin_cli import Cli, Outcome, run_cli, token_file_of, url_of
 from tests.support.kiosks import running_kiosk, until
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 
@@ -185,10 +185,18 @@ async def test_breaker_trips_on_forged_codes_and_stays_off_until_reset(
         opened = await ask(probe, scan("KIOSK-A1", await a_pass(central.admin)))
         assert opened.reason is Reason.SESSION_OPENED
         audit = (await central.admin.get("/audit", params={"limit": 200})).json()
-        assert [r["action"] for r in audit if r["action"].startswith("breaker.")] == [
+        breaker_rows = [r for r in audit if r["action"].startswith("breaker.")]
+        assert [r["action"] for r in breaker_rows if r["reason"] != "REFUSED"] == [
             "breaker.tripped",
             "breaker.reset",
         ]
+        # The refused attempts (turning checkout on while tripped, resetting twice) are on
+        # the record as well, written like every refused admin write.
+        attempts = [
+            (r["action"], r["detail"]["message"]) for r in audit if r["reason"] == "REFUSED"
+        ]
+        assert [action for action, _ in attempts] == ["rollout.flag_set", "breaker.reset"]
+        assert "reset it first" in attempts[0][1]
 
 
 async def test_kiosk_idle_light_shows_checkout_off_and_returns_still_work(

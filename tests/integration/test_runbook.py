@@ -29,9 +29,9 @@ from broker.messages import Reason
 from central.settings import CentralSettings
 from central.storage import migrations
 from provisioning.cli import main as cs_admin
+from testkit.probe import Probe
+from testkit.processes import settings_env
 from tests.conftest import RunningCentral, central_settings, seed_library, start_central
-from tests.support.probe import Probe
-from tests.support.processes import settings_env
 from tests.support.scans import ask, scan
 
 pytestmark = pytest.mark.slow

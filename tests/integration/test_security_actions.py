@@ -18,10 +18,10 @@ from broker import topics
 from broker.local import LocalBroker
 from broker.messages import Reason, SecurityAlert
 from central.security import ALERT_AUTO_BLOCK
+from testkit.probe import Probe
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
 from tests.integration.test_admin_cli import Outcome, run_cli, url_of
 from tests.integration.test_metrics import scrape
-from tests.support.probe import Probe
 from tests.support.scans import ask, scan
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from broker import topics
 from broker.messages import CodeScan, SessionDone, Verdict, encode
-from tests.support.probe import Probe
+from testkit.probe import Probe
 
 
 def scan(kiosk_id: str, code: str, event_id: str | None = None) -> CodeScan:

@@ -42,6 +42,7 @@ THREATS = (
     "cross-site request forgery on the members' app",
     "one member reading another's loans",
     "members' app input abuse",
+    "unrecorded admin attempt",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

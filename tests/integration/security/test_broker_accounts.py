@@ -16,7 +16,7 @@ from central.fleet import BrokerAccounts
 from central.mqtt import CentralLink
 from central.storage.sqlite import SqliteStore
 from provisioning import pki
-from tests.support.secure_broker import CENTRAL_USER, Client, Fleet, connect, fleet_broker
+from testkit.secure_broker import CENTRAL_USER, Client, Fleet, connect, fleet_broker
 
 NOT_AUTHORISED = 135
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -15,7 +15,7 @@ from broker.config import SecureListener
 from broker.local import LocalBroker
 from broker.messages import MAX_PAYLOAD_BYTES
 from provisioning import pki
-from tests.support.secure_broker import CENTRAL_USER, Client, Fleet, connect, fleet_broker
+from testkit.secure_broker import CENTRAL_USER, Client, Fleet, connect, fleet_broker
 
 NOT_AUTHORISED = 135  # MQTT 5 reason code, in CONNACK and PUBACK alike
 KIOSKS = {"KIOSK-A1": "SHELF-A", "KIOSK-B1": "SHELF-B"}

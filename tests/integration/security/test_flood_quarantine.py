@@ -11,10 +11,10 @@ import pytest
 from broker import topics
 from broker.bundle import BUNDLE_FILE
 from provisioning import pki
+from testkit.secure_broker import Client, connect
 from tests.conftest import seed_library
 from tests.e2e.test_enrolment import admin
 from tests.support.fleet import secure_fleet
-from tests.support.secure_broker import Client, connect
 
 pytestmark = pytest.mark.slow
 NOT_AUTHORISED = 135

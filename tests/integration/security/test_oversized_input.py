@@ -9,11 +9,11 @@ import pytest
 
 from broker import topics
 from broker.local import LocalBroker
+from testkit.probe import Probe
+from testkit.processes import CentralProcess, admin_client
+from testkit.secure_broker import connect
 from tests.conftest import central_settings
-from tests.support.probe import Probe
-from tests.support.processes import CentralProcess, admin_client
 from tests.support.scans import ask, scan
-from tests.support.secure_broker import connect
 
 HUGE = 100_000_000
 

@@ -15,7 +15,7 @@ from central.storage import migrations
 from central.storage.base import Tx
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
-from tests.support.postgres import fresh_database
+from testkit.postgres import fresh_database
 from tests.unit.central.support import AnyStore, query
 
 BACKENDS = ("sqlite", "postgres")

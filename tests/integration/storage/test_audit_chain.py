@@ -19,8 +19,8 @@ from central.storage.base import AuditEntry
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
+from testkit.postgres import fresh_database
 from tests.integration.storage.support import NEWEST, empty_postgres
-from tests.support.postgres import fresh_database
 from tests.unit.central.support import (
     ADA,
     DRILL,

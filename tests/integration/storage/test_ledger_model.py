@@ -33,8 +33,8 @@ from broker.messages import CodeScan, Reason, SessionDone, Verdict
 from central import ledger
 from central.clock import FakeClock
 from central.storage.postgres import PostgresStore
+from testkit.postgres import fresh_database
 from tests.integration.storage.support import empty_postgres
-from tests.support.postgres import fresh_database
 from tests.unit.central.support import (
     ADA,
     GRACE,

@@ -14,6 +14,7 @@ from central.errors import MigrationError
 from central.storage.postgres import PostgresStore
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
+from testkit.postgres import fresh_database
 from tests.integration.storage.support import (
     DB_ERRORS,
     NEWEST,
@@ -24,7 +25,6 @@ from tests.integration.storage.support import (
     schema_objects,
     tables,
 )
-from tests.support.postgres import fresh_database
 from tests.unit.central.support import (
     ADA,
     DRILL,

@@ -17,7 +17,7 @@ from central.security import Limits
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
 from central.tokens import TokenSigner
-from tests.support.postgres import fresh_database
+from testkit.postgres import fresh_database
 from tests.unit.central.support import (
     ADA,
     ADMIN,

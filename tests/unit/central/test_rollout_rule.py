@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from central.api_rollout import FlagIn
+from central.api.rollout import FlagIn
 from central.rollout import admits, bucket, kiosk_checkout_enabled
 from central.storage.rollout import FlagMode, FlagRow, FlagSetting
 

@@ -9,7 +9,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from provisioning import pki
-from provisioning.cli import EXIT_USAGE, main
+from provisioning.cli import main
+from provisioning.errors import EXIT_USAGE
 
 
 def test_the_ca_signs_a_broker_certificate_for_the_names_kiosks_use(

@@ -1,27 +1,18 @@
-"""Admin API for the rollout flag, the kill switch and the circuit breaker."""
+"""``/rollout``: the flag, the kill switch and the circuit breaker over HTTP."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.ids import ID_RE
-from central import rollout
-from central.api_text import Text
-from central.breaker import Breaker
-from central.clock import Clock
-from central.metrics import Metrics
-from central.storage.base import Store
-from central.storage.rollout import FLAG, FlagMode, FlagRefusedError, FlagRow, FlagSetting
-
-if TYPE_CHECKING:
-    from central.consumer import Publisher
-
-log = logging.getLogger(__name__)
+from central.api.deps import ADMIN, RolloutService
+from central.api.text import Text
+from central.services.rollout_control import Changed
+from central.storage.rollout import FLAG, FlagMode, FlagRow, FlagSetting
 
 _ACTOR = r"^[A-Za-z0-9._@-]{1,64}$"
 
@@ -129,81 +120,59 @@ def flag_out(row: FlagRow, kiosks_told: int | None = None) -> FlagOut:
     )
 
 
-def router(
-    store: Store, clock: Clock, publisher: Publisher, metrics: Metrics, breaker: Breaker
-) -> APIRouter:
-    """The rollout endpoints (mounted behind the admin token)."""
-    api = APIRouter(prefix="/rollout", tags=["rollout"])
+router = APIRouter(prefix="/rollout", tags=["rollout"], dependencies=ADMIN)
 
-    async def changed(row: FlagRow) -> FlagOut:
-        metrics.flag(row.setting.mode.value, row.setting.percent, tripped=row.tripped)
-        # Retained, so every kiosk shows the new idle LED, also after a reboot.
-        told = await rollout.publish_configs(store, publisher, row)
-        return flag_out(row, told)
 
-    @api.get("/flag")
-    async def get_flag() -> FlagOut:
-        return flag_out(await store.get_flag())
+def _out(changed: Changed) -> FlagOut:
+    return flag_out(changed.row, changed.kiosks_told)
 
-    @api.put("/flag")
-    async def set_flag(body: FlagIn) -> FlagOut:
-        setting = FlagSetting(
-            body.mode,
-            tuple(body.members),
-            tuple(body.items),
-            tuple(body.kiosks),
-            body.percent or 0,
-        )
-        try:
-            row = await store.set_flag(setting, body.reason, f"admin:{body.actor}", clock.now())
-        except FlagRefusedError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        log.info("rollout flag set to %s by %s", setting.mode.value, body.actor)
-        return await changed(row)
 
-    @api.post("/kill-switch")
-    async def kill_switch(body: Why) -> FlagOut:
-        # Works whatever state the flag and breaker are in: off is always allowed.
-        row = await store.set_flag(
-            FlagSetting(FlagMode.OFF),
-            body.reason,
-            f"admin:{body.actor}",
-            clock.now(),
-            action="rollout.kill_switch",
-            while_tripped=True,
-        )
-        log.warning("kill switch thrown by %s: checkout is off", body.actor)
-        return await changed(row)
+@router.get("/flag")
+async def get_flag(control: RolloutService) -> FlagOut:
+    """The flag and the breaker's hold on it."""
+    return flag_out(await control.flag())
 
-    @api.get("/breaker")
-    async def get_breaker() -> BreakerOut:
-        view = await breaker.window()
-        policy = breaker.policy
-        return BreakerOut(
-            tripped=view.flag.tripped,
-            tripped_at=view.flag.tripped_at,
-            trip_reason=view.flag.trip_reason,
-            reset_at=view.flag.breaker_reset_at,
-            since=view.since,
-            scans=view.counts.attempts,
-            errors=view.counts.errors,
-            errors_counted=policy.counted_errors(view.counts),
-            kiosks_with_errors=len(view.counts.kiosk_errors),
-            security_alerts=view.counts.security_alerts,
-            window_s=policy.window.total_seconds(),
-            max_error_rate=policy.error_rate,
-            min_scans=policy.min_scans,
-            max_security_alerts=policy.security_alerts,
-            min_kiosks=policy.min_kiosks,
-        )
 
-    @api.post("/breaker/reset")
-    async def reset_breaker(body: Why) -> FlagOut:
-        try:
-            row = await store.reset_breaker(body.reason, f"admin:{body.actor}", clock.now())
-        except FlagRefusedError as exc:
-            raise HTTPException(409, str(exc)) from exc
-        log.warning("circuit breaker reset by %s; flag stays %s", body.actor, row.setting.mode)
-        return await changed(row)
+@router.put("/flag")
+async def set_flag(body: FlagIn, control: RolloutService) -> FlagOut:
+    """Set the flag's mode and lists."""
+    setting = FlagSetting(
+        body.mode, tuple(body.members), tuple(body.items), tuple(body.kiosks), body.percent or 0
+    )
+    return _out(await control.set_flag(setting, body.reason, body.actor))
 
-    return api
+
+@router.post("/kill-switch")
+async def kill_switch(body: Why, control: RolloutService) -> FlagOut:
+    """Checkout off everywhere, now."""
+    return _out(await control.kill(body.reason, body.actor))
+
+
+@router.get("/breaker")
+async def get_breaker(control: RolloutService) -> BreakerOut:
+    """The circuit breaker and the window it judges."""
+    view = await control.window()
+    policy = control.breaker.policy
+    return BreakerOut(
+        tripped=view.flag.tripped,
+        tripped_at=view.flag.tripped_at,
+        trip_reason=view.flag.trip_reason,
+        reset_at=view.flag.breaker_reset_at,
+        since=view.since,
+        scans=view.counts.attempts,
+        errors=view.counts.errors,
+        errors_counted=policy.counted_errors(view.counts),
+        kiosks_with_errors=len(view.counts.kiosk_errors),
+        security_alerts=view.counts.security_alerts,
+        window_s=policy.window.total_seconds(),
+        max_error_rate=policy.error_rate,
+        min_scans=policy.min_scans,
+        max_security_alerts=policy.security_alerts,
+        min_kiosks=policy.min_kiosks,
+    )
+
+
+@router.post("/breaker/reset")
+async def reset_breaker(body: Why, control: RolloutService) -> FlagOut:
+    """Release the breaker's hold; the flag stays off until set."""
+    return _out(await control.reset_breaker(body.reason, body.actor))

@@ -1,11 +1,11 @@
-"""Admin API for the fleet: each kiosk's presence and health, its configuration, identify."""
+"""The fleet as admins run it: each kiosk's presence and health, its configuration, identify."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker import topics
@@ -20,9 +20,10 @@ from broker.messages import (
     UpdateProgress,
     encode,
 )
+from central import rollout
 from central.clock import Clock
 from central.consumer import Consumer, Publisher
-from central.errors import StorageError
+from central.services.refusals import Refusal, RefusedError, audited
 from central.storage.base import AuditEntry, Store
 from central.storage.kiosk_config import KioskRecord
 
@@ -124,22 +125,26 @@ def patched(config: KioskConfig, patch: ConfigPatch) -> KioskConfig:
     return config.model_copy(update=update)
 
 
-def fleet_router(
-    store: Store, clock: Clock, publisher: Publisher, consumer: Consumer, *, actor: str
-) -> APIRouter:
-    """``/kiosks`` endpoints on one central instance; the caller adds authentication."""
-    router = APIRouter()
+@dataclass(frozen=True)
+class Kiosks:
+    """The fleet on one central instance: records, presence, configuration, commands."""
 
-    def view(record: KioskRecord) -> KioskDetail:
+    store: Store
+    clock: Clock
+    publisher: Publisher
+    consumer: Consumer
+    actor: str
+
+    def _view(self, record: KioskRecord) -> KioskDetail:
         config = record.config
-        status = consumer.presence.get(config.kiosk_id)
-        now = clock.now()
+        status = self.consumer.presence.get(config.kiosk_id)
+        now = self.clock.now()
         return KioskDetail(
             kiosk_id=config.kiosk_id,
             shelf_id=config.shelf_id,
             state=status.state.value if status else "unknown",
             online=status is not None and status.state is KioskState.ONLINE,
-            last_seen=consumer.seen.get(config.kiosk_id),
+            last_seen=self.consumer.seen.get(config.kiosk_id),
             software_version=status.software_version if status else None,
             config_version=config.config_version,
             running_config_version=status.config_version if status else None,
@@ -156,66 +161,89 @@ def fleet_router(
             config=config,
         )
 
-    async def record_of(kiosk_id: str) -> KioskRecord:
-        for record in await store.kiosk_records():
+    async def _record(self, kiosk_id: str) -> KioskRecord:
+        for record in await self.store.kiosk_records():
             if record.config.kiosk_id == kiosk_id:
                 return record
-        raise HTTPException(404, f"no kiosk {kiosk_id}")
+        raise RefusedError(Refusal.NOT_FOUND, f"no kiosk {kiosk_id}")
 
-    @router.get("/kiosks")
-    async def list_kiosks() -> list[KioskView]:
+    async def add(self, kiosk_id: str, shelf_id: str, session_timeout_s: float) -> KioskConfig:
+        """A new kiosk, its configuration retained for it to find when it connects."""
+        await audited(
+            self.store,
+            self.clock,
+            self.actor,
+            self.store.add_kiosk(
+                kiosk_id,
+                shelf_id,
+                self.clock.now(),
+                self.actor,
+                session_timeout_s=session_timeout_s,
+            ),
+            "kiosk.enrol",
+            kiosk_id=kiosk_id,
+        )
+        configs = await rollout.kiosk_configs(self.store)
+        config = next(c for c in configs if c.kiosk_id == kiosk_id)
+        self.publisher.publish(topics.config(kiosk_id), encode(config), retain=True)
+        return config
+
+    async def views(self) -> list[KioskView]:
+        """Every kiosk as admins watch it, without its whole configuration."""
         return [
-            KioskView.model_validate(view(r).model_dump(exclude={"config"}))
-            for r in await store.kiosk_records()
+            KioskView.model_validate(self._view(r).model_dump(exclude={"config"}))
+            for r in await self.store.kiosk_records()
         ]
 
-    @router.get("/kiosks/{kiosk_id}")
-    async def show_kiosk(kiosk_id: str) -> KioskDetail:
-        return view(await record_of(kiosk_id))
+    async def detail(self, kiosk_id: str) -> KioskDetail:
+        """One kiosk with its whole configuration."""
+        return self._view(await self._record(kiosk_id))
 
-    # Unset settings are left out, as on the wire: what is shown is what central sets.
-    @router.patch("/kiosks/{kiosk_id}/config", response_model_exclude_none=True)
-    async def configure(kiosk_id: str, patch: ConfigPatch) -> KioskConfig:
+    async def configure(self, kiosk_id: str, patch: ConfigPatch) -> KioskConfig:
+        """Apply a change to a kiosk's configuration and retain it for the kiosk."""
         try:
-            config = await store.configure_kiosk(
-                kiosk_id,
-                lambda current: patched(current, patch),
-                clock.now(),
-                actor,
-                return_point=patch.return_point,
+            config = await audited(
+                self.store,
+                self.clock,
+                self.actor,
+                self.store.configure_kiosk(
+                    kiosk_id,
+                    lambda current: patched(current, patch),
+                    self.clock.now(),
+                    self.actor,
+                    return_point=patch.return_point,
+                ),
+                "kiosk.configure",
+                kiosk_id=kiosk_id,
             )
         except ValidationError as exc:
             # The change is fine alone but not with what is already set (two devices on
             # one pin): nothing was written.
-            raise HTTPException(422, _first_error(exc)) from exc
-        except StorageError as exc:
-            raise HTTPException(409, str(exc)) from exc
+            raise RefusedError(Refusal.INVALID, _first_error(exc)) from exc
         if config is None:
-            raise HTTPException(404, f"no kiosk {kiosk_id}")
+            raise RefusedError(Refusal.NOT_FOUND, f"no kiosk {kiosk_id}")
         # Retained: a kiosk that is off now gets it when it next connects.
-        publisher.publish(topics.config(kiosk_id), encode(config), retain=True)
+        self.publisher.publish(topics.config(kiosk_id), encode(config), retain=True)
         return config
 
-    @router.post("/kiosks/{kiosk_id}/identify", status_code=202)
-    async def identify(kiosk_id: str) -> IdentifyOut:
-        record = await record_of(kiosk_id)
+    async def identify(self, kiosk_id: str) -> IdentifyOut:
+        """Make a kiosk flash and beep so someone can find it."""
+        record = await self._record(kiosk_id)
         if record.retired:
-            raise HTTPException(409, f"kiosk {kiosk_id} is retired")
-        now = clock.now()
-        async with store.write() as tx:
-            await tx.audit(AuditEntry(now, actor, "kiosk.identify", kiosk_id=kiosk_id))
+            raise RefusedError(Refusal.CONFLICT, f"kiosk {kiosk_id} is retired")
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            await tx.audit(AuditEntry(now, self.actor, "kiosk.identify", kiosk_id=kiosk_id))
         # Not retained: a kiosk that comes back an hour later must not start flashing.
-        publisher.publish(
+        self.publisher.publish(
             topics.command(kiosk_id), encode(KioskCommand(command="identify", issued_at=now))
         )
-        status = consumer.presence.get(kiosk_id)
+        status = self.consumer.presence.get(kiosk_id)
         return IdentifyOut(
             kiosk_id=kiosk_id,
             command="identify",
             online=status is not None and status.state is KioskState.ONLINE,
         )
-
-    return router
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from central.api_text import has_forbidden
+from central.api.text import has_forbidden
 
 log = logging.getLogger(__name__)
 

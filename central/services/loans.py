@@ -1,17 +1,17 @@
-"""Admin API for loans: which items are overdue, with whom, and by how long."""
+"""Loans as staff and admins look at them: who has kept which item past its due time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from central.clock import Clock
 from central.storage.base import Store
 
 
-class OverdueOut(BaseModel):
+class OverdueLoan(BaseModel):
     """One item kept past its due time."""
 
     model_config = ConfigDict(extra="forbid")
@@ -25,15 +25,18 @@ class OverdueOut(BaseModel):
     days_late: int = Field(description="Whole days past due (0 on the first day).")
 
 
-def loans_router(store: Store, clock: Clock) -> APIRouter:
-    """Routes under ``/loans`` (the caller adds the admin-token dependency)."""
-    router = APIRouter()
+@dataclass(frozen=True)
+class Loans:
+    """Loans on one central instance."""
 
-    @router.get("/loans/overdue")
-    async def overdue() -> list[OverdueOut]:
-        now = clock.now()
+    store: Store
+    clock: Clock
+
+    async def overdue(self) -> list[OverdueLoan]:
+        """Items kept past their due time, as the store orders them (most overdue first)."""
+        now = self.clock.now()
         return [
-            OverdueOut(
+            OverdueLoan(
                 member_id=loan.member_id,
                 member_name=loan.member_name,
                 item_id=loan.item_id,
@@ -42,7 +45,5 @@ def loans_router(store: Store, clock: Clock) -> APIRouter:
                 due_at=loan.due_at,
                 days_late=(now - loan.due_at).days,
             )
-            for loan in await store.overdue_loans(now)
+            for loan in await self.store.overdue_loans(now)
         ]
-
-    return router

@@ -1,0 +1,1 @@
+"""Harness shared by tests/ and bench/ (processes, brokers, databases, checks)."""
