@@ -26,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -231,9 +232,12 @@ class LoopClient:
         """Queue a publish; paho sends it when the socket is writable."""
         return self.client.publish(topic, payload, qos=qos, retain=retain)
 
-    def subscribe(self, topic: str, qos: int = 1) -> None:
-        """Subscribe (again after a reconnect is the caller's business, in ``on_up``)."""
-        self.client.subscribe(topic, qos=qos)
+    def subscribe(self, topic: str, qos: int = 1, *, retain_as_published: bool = False) -> None:
+        """Subscribe (again after a reconnect is the caller's business, in ``on_up``);
+        ``retain_as_published``: messages published retained arrive flagged, even live."""
+        self.client.subscribe(
+            topic, options=SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
+        )
 
     def unsubscribe(self, topic: str) -> None:
         """Leave a subscription (a kiosk moved to another shelf)."""

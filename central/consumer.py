@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from broker import topics
 from broker.errors import ContractError
-from broker.ids import EventId, is_id
+from broker.ids import EventId
 from broker.messages import (
     MAX_PAYLOAD_BYTES,
     CodeScan,
@@ -84,9 +84,13 @@ _Result = Outcome | _DeadLetter | None
 
 
 def _source(topic: str) -> str:
-    """The kiosk a message came from, as its topic says (cheap: no full parse)."""
-    parts = topic.split("/", 4)
-    return parts[3] if len(parts) == 5 and is_id(parts[3]) else NO_KIOSK
+    """The kiosk a message came from, as its topic says (``NO_KIOSK`` if none)."""
+    route = topics.route(topic)
+    return route.kiosk_id if isinstance(route, topics.KioskRoute) else NO_KIOSK
+
+
+def _is_status(topic: str) -> bool:
+    return isinstance(topics.route(topic), topics.StatusRoute)
 
 
 def _flat(exc: BaseException) -> Iterator[BaseException]:
@@ -155,23 +159,20 @@ class Consumer:
         inflight window (Mosquitto 2.0.11 reorders a subscriber's messages once that
         window is full; fixed in 2.0.13, mosquitto#2306).
         """
-        kiosk = _source(inbound.topic)
-        if inbound.topic.endswith("/status"):
+        route = topics.route(inbound.topic)
+        if isinstance(route, topics.StatusRoute):
             self._presence(inbound)
             self._out.ack(inbound)
             return
+        kiosk = route.kiosk_id if isinstance(route, topics.KioskRoute) else NO_KIOSK
         if not inbound.payload:
             self._drop(inbound, kiosk, Drop.EMPTY)
             return
         if inbound.retain:
             self._retained(inbound, kiosk)
             return
-        if not self.abuse.admit(kiosk):
-            self._drop(inbound, kiosk, Drop.BLOCKED)
-            return
-        job = self._prepare(inbound)
-        if job.refusal is not None:
-            self._refuse(job, job.refusal)
+        job = self._admitted(inbound, kiosk)
+        if job is None:
             return
         if self.depth == 0:
             self.progress = time.monotonic()
@@ -179,6 +180,17 @@ class Consumer:
             self._drop(inbound, kiosk, Drop.SHED)
             return
         self._wake.set()
+
+    def _admitted(self, inbound: Inbound, kiosk: str) -> _Job | None:
+        """The event to decide, or None if it was dropped or refused (and acked)."""
+        if not self.abuse.admit(kiosk):
+            self._drop(inbound, kiosk, Drop.BLOCKED)
+            return None
+        job = self._prepare(inbound)
+        if job.refusal is not None:
+            self._refuse(job, job.refusal)
+            return None
+        return job
 
     @property
     def depth(self) -> int:
@@ -230,7 +242,7 @@ class Consumer:
         events to decide, parsed and verified."""
         jobs: list[_Job] = []
         for inbound in batch:
-            if inbound.topic.endswith("/status"):
+            if _is_status(inbound.topic):
                 self._presence(inbound)
                 self._out.ack(inbound)
                 continue
@@ -271,12 +283,11 @@ class Consumer:
             replayed=outcome.replayed,
             seconds=time.monotonic() - job.inbound.received,
         )
-        if not outcome.replayed:
-            if outcome.verdict.reason is Reason.KIOSK_BLOCKED:
-                # Beyond its answer budget, its next scans are dropped unread.
-                self.abuse.hold(job.kiosk, self.abuse.policy.hold_s)
-            else:
-                self.abuse.release(job.kiosk)  # unblocked, here or elsewhere
+        # A kiosk answered KIOSK_BLOCKED is not held here: a forged-code cool-down is a
+        # person at a camera (a few scans a minute, each answered, and the next member's
+        # pass lifts it); only this instance's own garbage block drops scans unread.
+        if not outcome.replayed and outcome.verdict.reason is not Reason.KIOSK_BLOCKED:
+            self.abuse.release(job.kiosk)  # unblocked, here or elsewhere
 
     async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[_Result]:
         """One transaction for the batch (group commit), a savepoint per event."""

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from broker import auth, topics
 from broker.transport import LoopClient, TlsFiles
@@ -116,16 +115,14 @@ class CentralLink:
     def ack(self, message: Inbound) -> None:
         """Acknowledge a scan once its verdict is durable and sent."""
         if message.qos > 0:
-            self._mqtt.client.ack(message.mid, message.qos)
+            self._mqtt.ack(message.mid, message.qos)
 
     def _connected(self) -> None:
         # Retain as published: a scan a kiosk published with the retain flag then reaches
         # us flagged even live (Mosquitto 2.0.11 honours it on shared subscriptions, and
         # hands a shared subscriber the retained copy on subscribe, flagged), so the
         # consumer can refuse and clear it instead of deciding it at every start.
-        self._mqtt.client.subscribe(
-            topics.SCAN_SHARED, options=SubscribeOptions(qos=1, retainAsPublished=True)
-        )
+        self._mqtt.subscribe(topics.SCAN_SHARED, qos=1, retain_as_published=True)
         self._mqtt.subscribe(topics.STATUS_FILTER, qos=1)
         if self._control_responses:
             self._mqtt.subscribe(auth.CONTROL_RESPONSE, qos=1)
