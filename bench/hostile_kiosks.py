@@ -31,7 +31,7 @@ from central.tokens import TokenSigner
 RESEND_S = 5.0  # the kiosk's own ``resend_every_s``
 GIVE_UP_S = 30.0  # a member waits no longer; the scan counts as never answered
 PASS_LIFE = timedelta(seconds=30)  # a phone pass rotates at least every 30 s
-FOREIGN_CODES = ("HTTPS://EXAMPLE.COM/WIN-A-PRIZE", "WIFI:S:LIBRARY;T:WPA;P:SECRET;;", "12345")
+FOREIGN_CODES = ("HTTPS://EXAMPLE.COM/WIN-A-PRIZE", "WIFI:S:LIBRARY:T:WPA:P:SECRET", "12345")
 
 
 class KioskLink:

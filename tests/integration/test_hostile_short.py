@@ -42,13 +42,6 @@ def test_without_attackers_every_honest_scan_is_answered_as_a_member_expects(sec
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="waits for consumer fairness and flood containment (today the flood buries honest"
-    " scans behind ~10^5 garbage messages) and a breaker that ignores contained abuse (today"
-    " the flood and the forger trip it, so honest members get FEATURE_DISABLED)",
-)
 def test_honest_members_are_served_while_one_kiosk_floods_and_another_forges() -> None:
     # Real Mosquitto, one real central on SQLite with its production defences (rate limits,
     # automatic block, breaker); 8 honest kiosks walking up every ~1.5 s for 6 s while one
