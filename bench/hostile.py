@@ -60,6 +60,7 @@ from bench.hostile_kiosks import (
     ShownPasses,
 )
 from bench.load import _database, _drop
+from broker import auth
 from broker.local import LocalBroker, free_port
 from broker.messages import Reason
 from central.keys import load_key_ring
@@ -193,16 +194,32 @@ class Library:
 
 
 async def _seed(
-    store: SqliteStore | PostgresStore, signer: TokenSigner, options: Options
+    store: SqliteStore | PostgresStore,
+    signer: TokenSigner,
+    options: Options,
+    accounts: dict[str, auth.Account],
 ) -> Library:
     now = datetime.now(UTC)
     await store.add_shelf(SHELF_ID, "Hostile bench", now, "bench")
+
+    async def add_kiosk(kiosk_id: str) -> None:
+        # On the fleet broker central owns the accounts: the database must name the same
+        # users the broker was seeded with, or central's reconciliation would remove them.
+        account = accounts.get(kiosk_id)
+        if account is None:
+            await store.add_kiosk(kiosk_id, SHELF_ID, now, "bench", session_timeout_s=60)
+        else:
+            await store.enrol_kiosk(kiosk_id, SHELF_ID, account.password_hash, now, "bench")
+
+    for name, account in accounts.items():
+        if account.role is auth.Role.CENTRAL:
+            await store.set_central_account(name, account.password_hash, now, "bench")
     # Enough passes for a walk-up at every kiosk at the fastest pace, all run long.
     per_kiosk = math.ceil(options.seconds / (0.5 * options.pace.walkup_every_s)) + 2
     shelves = []
     for k in range(options.kiosks):
         kiosk_id = f"KIOSK-H{k:03d}"
-        await store.add_kiosk(kiosk_id, SHELF_ID, now, "bench", session_timeout_s=60)
+        await add_kiosk(kiosk_id)
         labels = {}
         for n in range(ITEMS_PER_KIOSK):
             item_id = f"ITEM-{k:03d}-{n:03d}"
@@ -218,7 +235,7 @@ async def _seed(
             passes.append((pass_id, member_id))
         shelves.append(Shelf(kiosk_id, labels, passes))
     for kiosk_id in (FLOODER, FORGER):
-        await store.add_kiosk(kiosk_id, SHELF_ID, now, "bench", session_timeout_s=60)
+        await add_kiosk(kiosk_id)
     return Library(shelves, shelves[0].labels[next(iter(shelves[0].labels))], signer)
 
 
@@ -229,13 +246,15 @@ async def _store(settings: CentralSettings) -> SqliteStore | PostgresStore:
     return await SqliteStore(settings.sqlite_file).open()
 
 
-async def prepare(settings: CentralSettings, options: Options) -> Library:
+async def prepare(
+    settings: CentralSettings, options: Options, accounts: dict[str, auth.Account] | None = None
+) -> Library:
     """The schema and the library, written before central starts."""
     signer = TokenSigner(load_key_ring(settings.keys_path, create=True))
     store = await _store(settings)
     try:
         await store.migrate()
-        return await _seed(store, signer, options)
+        return await _seed(store, signer, options, accounts or {})
     finally:
         await store.close()
 
@@ -254,6 +273,7 @@ class Broker:
 
     broker: LocalBroker
     passwords: dict[str, str]
+    accounts: dict[str, auth.Account]
 
     def login(self, user: str) -> tuple[str | None, str | None]:
         """(username, password) for ``user``, or (None, None) on the dev broker."""
@@ -266,12 +286,12 @@ class Broker:
 def _broker(root: Path, options: Options) -> Iterator[Broker]:
     if not options.secure:
         with LocalBroker(root / "broker") as broker:
-            yield Broker(broker, {})
+            yield Broker(broker, {}, {})
         return
     kiosks = {f"KIOSK-H{k:03d}": SHELF_ID for k in range(options.kiosks)}
     kiosks |= {FLOODER: SHELF_ID, FORGER: SHELF_ID}
     with fleet_broker(root / "fleet", kiosks) as fleet:
-        yield Broker(fleet.broker, fleet.passwords)
+        yield Broker(fleet.broker, fleet.passwords, fleet.accounts)
 
 
 def _central_state(central: CentralProcess) -> tuple[bool, str]:
@@ -323,8 +343,11 @@ def run(options: Options) -> Result:
                 mqtt_username=user,
                 mqtt_password=password,
                 admin_port=free_port(),
+                # On the fleet broker central manages the accounts, as in production: a
+                # kiosk blocked for flooding is shut out at the broker too.
+                broker_control=options.secure,
             )
-            library = asyncio.run(prepare(settings, options))
+            library = asyncio.run(prepare(settings, options, broker.accounts))
             central = CentralProcess(settings).start()
             assert central.process is not None
             assert broker.broker.process is not None

@@ -27,6 +27,8 @@ def settings_env(settings: CentralSettings) -> dict[str, str]:
         "CS_CENTRAL_BLOCK_AFTER_FAILURES": str(settings.block_after_failures),
         "CS_CENTRAL_BREAKER_MIN_SCANS": str(settings.breaker_min_scans),
     }
+    if settings.broker_control:
+        env["CS_CENTRAL_BROKER_CONTROL"] = "1"
     if settings.members_app:
         env["CS_CENTRAL_MEMBERS_APP"] = "1"
         env["CS_CENTRAL_MEMBERS_PORT"] = str(settings.members_port)
