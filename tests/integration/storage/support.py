@@ -43,6 +43,10 @@ TABLES = (
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0011_reminders
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
 NEWEST_TABLES = (
@@ -52,6 +56,7 @@ NEWEST_TABLES = (
     "releases",
     "release_rollouts",
     "kiosk_updates",
+    "reminder_settings",
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

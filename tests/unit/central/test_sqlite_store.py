@@ -39,6 +39,11 @@ TABLES = {
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0011_reminders
+    "reminder_settings",
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
 }
 
 
