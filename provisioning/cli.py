@@ -22,6 +22,7 @@ from provisioning import (
     loans,
     printing,
     releases,
+    reminders,
     rollout,
     security,
 )
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)
     security.register(sub, kiosk_sub)
     releases.register(sub)
+    reminders.register(sub)
     _json_anywhere(top)
     return top
 
