@@ -27,8 +27,10 @@ from central.reminders import (
     Loan,
     Reminder,
     ReminderSettings,
+    claims_of,
     compose,
     render,
+    unclaimed,
 )
 from central.services.refusals import Refusal, RefusedError
 from central.storage.reminders import Delivery, ReminderRows
@@ -221,7 +223,8 @@ class Reminders:
             settings = (await self.rows.settings()).settings
             now = self.clock.now()
             claimed = 0
-            for reminder in compose(await self._facts(), now, settings):
+            due = compose(await self._facts(), now, settings)
+            for reminder in unclaimed(due, await self.rows.taken(claims_of(due))):
                 if await self.rows.claim(reminder, now) is not None:
                     claimed += 1
             sent = failed = 0

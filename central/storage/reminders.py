@@ -173,6 +173,20 @@ class ReminderRows:
 
     # -- claiming ------------------------------------------------------------------------
 
+    async def taken(self, claims: set[str]) -> set[str]:
+        """Which of ``claims`` are already claimed (a read: no lock, no write)."""
+        keys = sorted(claims)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._s._read_all(
+                f"SELECT claim FROM reminder_claims WHERE claim IN ({marks})",  # noqa: S608 - only ? marks
+                tuple(chunk),
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
     async def claim(self, reminder: Reminder, now: datetime) -> int | None:
         """Queue ``reminder`` if its mail and at least one line are still unclaimed.
 

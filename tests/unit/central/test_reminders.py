@@ -16,10 +16,12 @@ from central.reminders import (
     ReadyHold,
     Reminder,
     ReminderSettings,
+    claims_of,
     compose,
     lines_from_json,
     lines_json,
     render,
+    unclaimed,
 )
 from central.services.reminders import retry_delay_s, temporary
 
@@ -129,7 +131,8 @@ def test_days_are_the_librarys_local_days_across_midnight_and_dst() -> None:
 def claimed_round(claims: set[str], mails: list[Reminder]) -> list[Reminder]:
     """What the storage's claim transaction lets through (its rule, on a set)."""
     sent = []
-    for mail in mails:
+    # The round's read-only filter first, as the service does; then the claims' own rule.
+    for mail in unclaimed(mails, claims & claims_of(mails)):
         if mail.claim in claims:
             continue
         lines = tuple(line for line in mail.lines if line.claim not in claims)
@@ -219,3 +222,17 @@ def test_4xx_and_unreachable_servers_are_retried_with_backoff_5xx_bounce() -> No
     assert not temporary(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")}))
     assert not temporary(smtplib.SMTPDataError(554, b"rejected"))
     assert [retry_delay_s(n) for n in (1, 2, 3, 8)] == [60.0, 120.0, 240.0, 3600.0]
+
+
+def test_a_round_skips_what_earlier_rounds_claimed_and_keeps_the_rest() -> None:
+    facts = Facts(
+        [loan(1, "M-1", NOON + timedelta(days=1)), loan(2, "M-1", NOON + timedelta(days=2))]
+    )
+    mails = compose(facts, NOON, UTC_8)
+    assert claims_of(mails) == {"digest:M-1:2026-01-05", "due:1", "due:2"}
+    # Loan 1 was in yesterday's digest: today's names loan 2 only.
+    [today] = unclaimed(mails, {"due:1"})
+    assert [line.item_id for line in today.lines] == ["ITEM-2"]
+    # Today's digest went already, or everything in it did: nothing.
+    assert unclaimed(mails, {"digest:M-1:2026-01-05"}) == []
+    assert unclaimed(mails, {"due:1", "due:2"}) == []
