@@ -23,6 +23,7 @@ from central.storage.base import (
     PassUse,
     SessionRow,
 )
+from central.storage.circulation import HOLD_COLUMNS, RESERVATION_COLUMNS, CirculationQueries
 from central.storage.dialect import Dialect
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, flag_from_row
 from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
@@ -32,8 +33,6 @@ AVAILABILITY_SQL = (
     " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = i.item_id AND h.state = 'ready')"
     " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
 )
-_HOLD_COLUMNS = "id, item_id, member_id, placed_at, state, ready_at, notified_at"
-_RESERVATION_COLUMNS = "id, item_id, member_id, starts_at, ends_at"
 
 
 def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Availability:
@@ -55,7 +54,7 @@ def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Avai
     )
 
 
-class ScanTx:
+class ScanTx(CirculationQueries):
     """:class:`central.storage.base.Tx`, each query once; backends add the primitives."""
 
     dialect: Dialect
@@ -334,30 +333,20 @@ class ScanTx:
     async def item_holds(self, item_id: str) -> tuple[HoldRow, ...]:
         rows = await self._all(
             self.dialect.locking(
-                f"SELECT {_HOLD_COLUMNS} FROM holds"  # noqa: S608 - a constant column list
+                f"SELECT {HOLD_COLUMNS} FROM holds"  # noqa: S608 - a constant column list
                 " WHERE item_id = ? AND state IN ('waiting', 'ready') ORDER BY placed_at, id"
             ),
             (item_id,),
         )
         return tuple(self.hold_of(row) for row in rows)
 
-    def hold_of(self, row: Sequence[Any]) -> HoldRow:
-        """A row of :data:`_HOLD_COLUMNS` as a :class:`HoldRow`."""
-        m, o = self.dialect.moment, self.dialect.opt_moment
-        return HoldRow(
-            int(row[0]), row[1], row[2], m(row[3]), HoldState(row[4]), o(row[5]), o(row[6])
-        )
-
     async def next_reservation(self, item_id: str, now: datetime) -> ReservationRow | None:
         row = await self._one(
-            f"SELECT {_RESERVATION_COLUMNS} FROM reservations"  # noqa: S608 - constant columns
+            f"SELECT {RESERVATION_COLUMNS} FROM reservations"  # noqa: S608 - constant columns
             " WHERE item_id = ? AND state = 'booked' AND ends_at > ? ORDER BY starts_at LIMIT 1",
             (item_id, self.dialect.param(now)),
         )
-        if row is None:
-            return None
-        m = self.dialect.moment
-        return ReservationRow(int(row[0]), row[1], row[2], m(row[3]), m(row[4]))
+        return None if row is None else self.reservation_of(row)
 
     async def standing(self, member_id: str, category: str | None, now: datetime) -> Standing:
         trained, out = True, 0
@@ -426,10 +415,6 @@ class ScanTx:
         )
         if changed != 1:
             raise StorageError(f"checkout {checkout_id} was not open")
-
-    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """Every row of ``sql`` (backends with a faster way override this)."""
-        raise NotImplementedError
 
 
 def terms_of(row: Sequence[Any]) -> Terms:
