@@ -11,7 +11,7 @@ import pytest
 from broker import topics
 from broker.messages import Availability, AvailabilityState, Reason, SecurityAlert
 from central.clock import FakeClock
-from central.consumer import Inbound
+from central.mqtt import Inbound
 from central.services.circulation import Category, Circulation
 from central.services.refusals import RefusedError
 from central.tokens import TokenSigner
