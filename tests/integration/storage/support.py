@@ -43,6 +43,14 @@ TABLES = (
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_circulation
+    "categories",
+    "member_training",
+    "agreements",
+    "member_agreements",
+    "holds",
+    "reservations",
+    "repair_tickets",
     # 0011_reminders
     "reminder_deliveries",
     "reminder_claims",
@@ -56,6 +64,7 @@ NEWEST_TABLES = (
     "releases",
     "release_rollouts",
     "kiosk_updates",
+    "circulation_settings",  # 0010_circulation: one row of library settings
     "reminder_settings",
 )
 # Whatever a database says when it refuses a statement, on either backend.
