@@ -172,7 +172,8 @@ def compose(facts: Facts, now: datetime, settings: ReminderSettings) -> list[Rem
             out.append(Reminder(Kind.OVERDUE, member_id, claim, tuple(lines), step))
     for hold in sorted(facts.holds, key=lambda h: h.hold_id):
         line = Line(f"hold:{hold.hold_id}", hold.item_id, hold.item_name, hold_id=hold.hold_id)
-        out.append(Reminder(Kind.HOLD_READY, hold.member_id, line.claim, (line,)))
+        claim = f"ready:{hold.member_id}:{hold.hold_id}"  # never the line's own claim
+        out.append(Reminder(Kind.HOLD_READY, hold.member_id, claim, (line,)))
     return out
 
 

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from central.circulation import renewal_refusal
 from central.clock import Clock
 from central.reminders import (
     Facts,
     Kind,
     Links,
-    Loan,
     Reminder,
     ReminderSettings,
     claims_of,
@@ -33,7 +33,7 @@ from central.reminders import (
     unclaimed,
 )
 from central.services.refusals import Refusal, RefusedError
-from central.storage.reminders import Delivery, ReminderRows
+from central.storage.reminders import Delivery, OpenLoan, ReminderRows
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,18 @@ class SendsMail(Protocol):
         self, to: str, subject: str, body: str, headers: Mapping[str, str] | None = None
     ) -> None:
         """Send it, or raise the SMTP client's error."""
+
+
+def renewable(out: OpenLoan, now: datetime) -> bool:
+    """Whether a mail about this loan carries a renew link: the walk-up's own rule says so."""
+    refusal = renewal_refusal(
+        due_at=out.loan.due_at,
+        renewals=out.renewals,
+        terms=out.terms,
+        others_waiting=out.others_waiting,
+        now=now,
+    )
+    return refusal is None
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -223,7 +235,7 @@ class Reminders:
             settings = (await self.rows.settings()).settings
             now = self.clock.now()
             claimed = 0
-            due = compose(await self._facts(), now, settings)
+            due = compose(await self._facts(now), now, settings)
             for reminder in unclaimed(due, await self.rows.taken(claims_of(due))):
                 if await self.rows.claim(reminder, now) is not None:
                     claimed += 1
@@ -235,16 +247,11 @@ class Reminders:
                     failed += outcome in ("failed", "bounced")
             return RoundShown(claimed=claimed, sent=sent, failed=failed)
 
-    async def _facts(self) -> Facts:
+    async def _facts(self, now: datetime) -> Facts:
         loans = [
-            replace(loan, renewable=self._renewable(loan)) for loan in await self.rows.open_loans()
+            replace(out.loan, renewable=renewable(out, now)) for out in await self.rows.open_loans()
         ]
         return Facts(loans, await self.rows.ready_holds(), await self.rows.unsubscribed())
-
-    def _renewable(self, loan: Loan) -> bool:
-        # Seam: the renewal rule is circ's (central/rules.py); wired once it is merged.
-        del loan
-        return False
 
     async def _attempt(
         self, delivery: Delivery, mailer: SendsMail, settings: ReminderSettings

@@ -27,8 +27,11 @@ from central.reminders import (
     parse_days,
 )
 from central.storage.base import AuditEntry, Tx
+from central.storage.circulation import CirculationQueries
 from central.storage.dialect import Dialect
 from central.storage.hooks import BackendHooks
+from central.storage.rows import Terms
+from central.storage.scan_tx import terms_of
 
 _SETTINGS = (
     "SELECT enabled, digest_hour, timezone, due_soon_days, overdue_days, changed_by, changed_at"
@@ -37,6 +40,7 @@ _SETTINGS = (
 # The loan is locked while it is claimed, so a return waits for the claim (or the claim
 # sees the return): never a mail queued for an item already back.
 _STILL_OUT = "SELECT 1 FROM checkouts WHERE checkout_id = ? AND returned_at IS NULL"
+_STILL_READY = "SELECT 1 FROM holds WHERE id = ? AND state = 'ready' AND notified_at IS NULL"
 _CLAIM = (
     "INSERT INTO reminder_claims (claim, delivery_id, claimed_at) VALUES (?, ?, ?)"
     " ON CONFLICT (claim) DO NOTHING"
@@ -51,6 +55,16 @@ _DELIVERY = (
 
 class NothingToClaim(Exception):  # noqa: N818 - a value-like signal that rolls a claim back
     """Every line was claimed by another round, or came back: roll the claim back."""
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLoan:
+    """An open checkout and what the renewal rule (central/circulation.py) needs of it."""
+
+    loan: Loan
+    renewals: int
+    terms: Terms
+    others_waiting: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,25 +158,45 @@ class ReminderRows:
 
     # -- facts ---------------------------------------------------------------------------
 
-    async def open_loans(self) -> list[Loan]:
-        """Every open checkout (``renewable`` is the service's to decide, by the rule)."""
+    async def open_loans(self) -> list[OpenLoan]:
+        """Every open checkout, with what the renewal rule asks about it."""
         rows = await self._s._read_all(
-            "SELECT c.checkout_id, c.member_id, c.item_id, i.name, c.due_at"
+            "SELECT c.checkout_id, c.member_id, c.item_id, i.name, c.due_at, c.renewals,"
+            # The same terms, in the same order, as ScanTx.item_terms (read by terms_of).
+            " i.category, COALESCE(k.loan_days, i.loan_days), k.max_renewals, k.max_out,"
+            " k.needs_training, k.needs_agreement, k.inspection_required, k.buffer_hours,"
+            " s.hold_hours, s.overdue_block_days, s.renew_grace_hours, s.reservation_min_hours,"
+            # As the walk-up's renewal asks: does anyone else hold the item?
+            " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = c.item_id"
+            " AND h.state IN ('waiting', 'ready') AND h.member_id <> c.member_id)"
             " FROM checkouts c JOIN items i ON i.item_id = c.item_id"
+            " LEFT JOIN categories k ON k.name = i.category CROSS JOIN circulation_settings s"
             " WHERE c.returned_at IS NULL ORDER BY c.due_at, c.checkout_id",
             (),
         )
         out = []
-        for checkout_id, member_id, item_id, name, due in rows:
+        for row in rows:
+            checkout_id, member_id, item_id, name, due, renewals = row[:6]
             due_at = self._s._moment(due)
             assert due_at is not None
-            out.append(Loan(int(checkout_id), member_id, item_id, name, due_at, renewable=False))
+            loan = Loan(int(checkout_id), member_id, item_id, name, due_at, renewable=False)
+            out.append(OpenLoan(loan, int(renewals), terms_of(row[6:18]), bool(row[18])))
         return out
 
     async def ready_holds(self) -> list[ReadyHold]:
         """Holds on the hold shelf whose member has not been told yet."""
-        # Seam: circ's 0010_circulation adds the holds table; wired once it is merged.
-        return []
+        rows = await self._s._read_all(
+            "SELECT h.id, h.member_id, h.item_id, i.name, h.ready_at"
+            " FROM holds h JOIN items i ON i.item_id = h.item_id"
+            " WHERE h.state = 'ready' AND h.notified_at IS NULL ORDER BY h.id",
+            (),
+        )
+        out = []
+        for hold_id, member_id, item_id, name, ready in rows:
+            ready_at = self._s._moment(ready)
+            assert ready_at is not None
+            out.append(ReadyHold(int(hold_id), member_id, item_id, name, ready_at))
+        return out
 
     async def unsubscribed(self) -> frozenset[str]:
         """Members who asked for no more digests or overdue mail."""
@@ -251,9 +285,9 @@ class ReminderRows:
         return False
 
     async def _hold_waiting(self, tx: Tx, hold_id: int) -> bool:
-        # Seam: circ's holds table (state 'ready', notified_at NULL); wired once merged.
-        del tx, hold_id
-        return False
+        # Locked like a loan: a hold expired, fulfilled or cancelled meanwhile gets no mail.
+        row = await self._s._tx_one(tx, self._d.locking(_STILL_READY), (hold_id,))
+        return row is not None
 
     async def _token(self, tx: Tx, member_id: str) -> None:
         # One unsubscribe token per member, made with the first mail; racing centrals
@@ -324,8 +358,9 @@ class ReminderRows:
                     await self._notified(tx, hold_id, now)
 
     async def _notified(self, tx: Tx, hold_id: int, now: datetime) -> None:
-        # Seam: circ's holds.notified_at; wired once merged.
-        del tx, hold_id, now
+        # Circulation's own write: the hold's expiry clock starts at the delivered notice.
+        assert isinstance(tx, CirculationQueries)
+        await tx.mark_notified(hold_id, now)
 
     # -- the log and unsubscribes ---------------------------------------------------------
 

@@ -189,6 +189,11 @@ async def test_the_digest_arrives_once_and_never_names_a_returned_item(
 ) -> None:
     await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01", "SAW-01")
     await give_back(lib, probe, "KIOSK-A1", "SAW-01")
+    # Grace waits for the drill: Ada may not renew it (the walk-up's renewal rule).
+    held = await lib.central.admin.post(
+        "/holds", json={"item_id": "DRILL-01", "member_id": "M-1002"}
+    )
+    assert held.json()["state"] == "waiting"
 
     assert (await lib.run())["sent"] == 1
     [digest] = lib.box.to(ADA)
@@ -199,8 +204,8 @@ async def test_the_digest_arrives_once_and_never_names_a_returned_item(
     assert f"{lib.origin}/unsubscribe/" in text
     assert digest["List-Unsubscribe"].startswith(f"<{lib.origin}/unsubscribe/")
     assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    # Renewal is the circulation rules' to allow; none allow it yet, so no renew link.
-    assert "/loans" not in text
+    assert "renew" not in text.lower()  # someone holds it
+    assert f"{lib.origin}/loans" not in text
 
     # A second round, and a later one the same day: nothing more.
     assert await lib.run() == {"claimed": 0, "sent": 0, "failed": 0}
@@ -288,8 +293,11 @@ async def test_two_centrals_racing_rounds_send_each_mail_once(
             await asyncio.gather(*(lib.run(c) for c in centrals for _ in range(3)))
         assert len(lib.box.to(ADA)) == 1
         assert len(lib.box.to(GRACE)) == 1
-        assert "Cordless drill" in body(lib.box.to(ADA)[0])
-        assert "Jigsaw" in body(lib.box.to(ADA)[0])
+        text = body(lib.box.to(ADA)[0])
+        # Nobody waits for either, no renewal yet: both may be renewed, on the loans page.
+        assert "Cordless drill (DRILL-01), due " in text
+        assert text.count("- you can renew it") == 2
+        assert f"Renew on your loans page (sign in, then press Renew): {lib.origin}/loans" in text
         assert sorted(r["status"] for r in await lib.log()) == ["sent", "sent"]
 
 
@@ -326,3 +334,27 @@ async def test_cs_admin_sets_shows_and_reads_the_log(
     assert "digest" in log.out
     none = await run_cli(capsys, [*base, "reminders", "log", "--status", "bounced"])
     assert "DRILL-01" not in none.out
+
+
+async def test_hold_ready_mail_goes_once_and_starts_the_holds_clock(lib: Library) -> None:
+    admin = lib.central.admin
+    # On the shelf, so ready at once: Grace's jigsaw, Ada's rake (which she then cancels).
+    saw = (await admin.post("/holds", json={"item_id": "SAW-01", "member_id": "M-1002"})).json()
+    rake = (await admin.post("/holds", json={"item_id": "RAKE-01", "member_id": "M-1001"})).json()
+    assert (saw["state"], rake["state"]) == ("ready", "ready")
+    assert saw["notified_at"] is None
+    (await admin.delete(f"/holds/{rake['hold_id']}")).raise_for_status()
+
+    assert (await lib.run())["sent"] == 1
+    [mail] = lib.box.to(GRACE)
+    assert mail["Subject"] == "Ready for you: Jigsaw"
+    assert "List-Unsubscribe" not in mail
+    assert "Jigsaw (SAW-01)" in body(mail)
+    assert lib.box.to(ADA) == []  # her hold was cancelled before the round
+    [hold] = (await admin.get("/holds", params={"member_id": "M-1002"})).json()
+    assert hold["notified_at"] is not None  # the hold's expiry clock runs from here
+    lib.clock.advance(30)
+    assert (await lib.run())["claimed"] == 0
+    assert len(lib.box.to(GRACE)) == 1
+    [row] = await lib.log(member="M-1002")
+    assert (row["kind"], row["items"], row["status"]) == ("hold_ready", ["SAW-01"], "sent")

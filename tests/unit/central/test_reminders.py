@@ -236,3 +236,11 @@ def test_a_round_skips_what_earlier_rounds_claimed_and_keeps_the_rest() -> None:
     # Today's digest went already, or everything in it did: nothing.
     assert unclaimed(mails, {"digest:M-1:2026-01-05"}) == []
     assert unclaimed(mails, {"due:1", "due:2"}) == []
+
+
+def test_a_hold_ready_mail_is_claimed_once() -> None:
+    facts = Facts(holds=[ReadyHold(3, "M-1", "SAW-01", "Jigsaw", NOON)])
+    claims: set[str] = set()
+    first = claimed_round(claims, compose(facts, NOON, UTC_8))
+    assert kinds(first) == [(Kind.HOLD_READY, "M-1", ("SAW-01",))]
+    assert claimed_round(claims, compose(facts, NOON + timedelta(hours=1), UTC_8)) == []
