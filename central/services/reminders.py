@@ -33,6 +33,7 @@ from central.reminders import (
     unclaimed,
 )
 from central.services.refusals import Refusal, RefusedError
+from central.storage.base import AuditEntry
 from central.storage.reminders import Delivery, OpenLoan, ReminderRows
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def temporary(exc: BaseException) -> bool:
         return 400 <= exc.smtp_code < 500
     # Refused or dropped connections, timeouts, a server that hung up: try again later.
     return isinstance(exc, OSError | smtplib.SMTPException)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether the server did not answer at all (smtplib's errors are OSErrors too)."""
+    answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
+    return isinstance(exc, OSError) and not isinstance(exc, answered)
 
 
 class SettingsBody(BaseModel):
@@ -229,6 +236,20 @@ class Reminders:
                 log.exception("reminder round failed; trying again in %.0f s", every_s)
             await asyncio.sleep(every_s)
 
+    async def run_now(self) -> RoundShown:
+        """One round on an admin's word (audited); refused while no mail can go."""
+        if self.mailer is None:
+            raise RefusedError(
+                Refusal.CONFLICT,
+                "reminders need the members' app on (CS_CENTRAL_MEMBERS_APP): their links"
+                " lead there, and its SMTP settings send them",
+            )
+        done = await self.run_once()
+        await self.rows.record(
+            AuditEntry(self.clock.now(), self.actor, "reminders.run", detail=done.model_dump())
+        )
+        return done
+
     async def run_once(self) -> RoundShown:
         """Claim what is due now, then send every mail whose attempt is due."""
         async with self._round:
@@ -244,7 +265,9 @@ class Reminders:
                 for delivery in await self.rows.due_deliveries(self.clock.now(), self.max_attempts):
                     outcome = await self._attempt(delivery, self.mailer, settings)
                     sent += outcome == "sent"
-                    failed += outcome in ("failed", "bounced")
+                    failed += outcome in ("failed", "bounced", "unreachable")
+                    if outcome == "unreachable":
+                        break  # the rest wait for the next round, not for timeouts in a row
             return RoundShown(claimed=claimed, sent=sent, failed=failed)
 
     async def _facts(self, now: datetime) -> Facts:
@@ -305,13 +328,15 @@ class Reminders:
                 error,
                 retry_at.isoformat(),
             )
-            return "failed"
-        status = "failed" if temporary(exc) else "bounced"
-        await self.rows.finish(delivery.delivery_id, status, now, error=error)
-        log.warning(
-            "reminder %s attempt %d failed for good: %s", delivery.delivery_id, attempt, error
-        )
-        return "bounced" if status == "bounced" else "failed"
+        else:
+            status = "failed" if temporary(exc) else "bounced"
+            await self.rows.finish(delivery.delivery_id, status, now, error=error)
+            log.warning(
+                "reminder %s attempt %d failed for good: %s", delivery.delivery_id, attempt, error
+            )
+        if unreachable(exc):
+            return "unreachable"
+        return "failed" if temporary(exc) else "bounced"
 
 
 def _said(exc: BaseException) -> str:

@@ -364,6 +364,11 @@ class ReminderRows:
 
     # -- the log and unsubscribes ---------------------------------------------------------
 
+    async def record(self, entry: AuditEntry) -> None:
+        """Append an audit row for a reminder action (an admin's round on demand)."""
+        async with self._s._rollout_tx() as tx:
+            await tx.audit(entry)
+
     async def log(
         self, member_id: str | None = None, status: str | None = None, limit: int = 200
     ) -> list[Delivery]:

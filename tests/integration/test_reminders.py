@@ -358,3 +358,27 @@ async def test_hold_ready_mail_goes_once_and_starts_the_holds_clock(lib: Library
     assert len(lib.box.to(GRACE)) == 1
     [row] = await lib.log(member="M-1002")
     assert (row["kind"], row["items"], row["status"]) == ("hold_ready", ["SAW-01"], "sent")
+
+
+async def test_an_unreachable_server_costs_one_attempt_per_round_and_loses_nothing(
+    tmp_path: Path, broker: LocalBroker, probe: Probe
+) -> None:
+    box, port = Mailbox(), free_port()
+    server = Controller(box, hostname="127.0.0.1", port=port)
+    server.start()  # for the invitations; stopped before the round
+    async with library("sqlite", tmp_path, broker, port, box) as lib:
+        await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+        await borrow(lib, probe, "KIOSK-B1", "M-1002", "RAKE-01")
+        server.stop()
+        assert await lib.run() == {"claimed": 2, "sent": 0, "failed": 1}
+        rows = await lib.log()
+        assert sorted((r["status"], r["attempts"]) for r in rows) == [("failed", 1), ("queued", 0)]
+        assert any((r["last_error"] or "").startswith("ConnectionRefusedError") for r in rows)
+
+
+async def test_run_now_is_refused_while_the_members_app_is_off(central: RunningCentral) -> None:
+    refused = await central.admin.post("/reminders/run")
+    assert refused.status_code == 409
+    assert "members' app" in refused.json()["detail"]
+    # The settings are still there to prepare.
+    assert (await central.admin.get("/reminders/settings")).json()["overdue_days"] == [1, 7, 14]

@@ -23,7 +23,7 @@ from central.reminders import (
     render,
     unclaimed,
 )
-from central.services.reminders import retry_delay_s, temporary
+from central.services.reminders import retry_delay_s, temporary, unreachable
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 UTC_8 = ReminderSettings(digest_hour=8)
@@ -222,6 +222,11 @@ def test_4xx_and_unreachable_servers_are_retried_with_backoff_5xx_bounce() -> No
     assert not temporary(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")}))
     assert not temporary(smtplib.SMTPDataError(554, b"rejected"))
     assert [retry_delay_s(n) for n in (1, 2, 3, 8)] == [60.0, 120.0, 240.0, 3600.0]
+    # A server out of reach ends the round's sending; one that answered does not.
+    assert unreachable(ConnectionRefusedError())
+    assert unreachable(smtplib.SMTPServerDisconnected())
+    assert not unreachable(smtplib.SMTPDataError(451, b"try later"))
+    assert not unreachable(smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")}))
 
 
 def test_a_round_skips_what_earlier_rounds_claimed_and_keeps_the_rest() -> None:
