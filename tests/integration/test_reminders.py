@@ -35,8 +35,6 @@ from tests.integration.test_admin_cli import run_cli, token_file_of, url_of
 from tests.support.scans import ask
 
 ADA, GRACE = "ada@example.org", "grace@example.org"
-# Rounds are run by hand: the periodic one waits an hour of real time.
-MANUAL = {"reminder_every_s": 3600.0}
 
 
 class Mailbox:
@@ -106,9 +104,18 @@ class Library:
 
 @contextlib.asynccontextmanager
 async def library(
-    backend: str, tmp_path: Path, broker: LocalBroker, port: int, box: Mailbox, instances: int = 1
+    backend: str,
+    tmp_path: Path,
+    broker: LocalBroker,
+    port: int,
+    box: Mailbox,
+    instances: int = 1,
+    every_s: float = 3600.0,
 ) -> AsyncIterator[Library]:
-    """Central(s) with the members' app on, a seeded library, Ada and Grace with addresses."""
+    """Central(s) with the members' app on, a seeded library, Ada and Grace with addresses.
+
+    Rounds are run by hand unless ``every_s`` says otherwise: the periodic one waits an hour.
+    """
     clock = FakeClock(datetime.now(UTC))
     members_port = free_port()
     origin = f"http://localhost:{members_port}"
@@ -117,7 +124,7 @@ async def library(
         "members_port": members_port,
         "members_origin": origin,
         "smtp_port": port,
-        **MANUAL,
+        "reminder_every_s": every_s,
     }
     async with (
         backend_settings(backend, tmp_path, broker, **extra) as first,
@@ -387,3 +394,17 @@ async def test_run_now_is_refused_while_the_members_app_is_off(central: RunningC
     assert "members' app" in refused.json()["detail"]
     # The settings are still there to prepare.
     assert (await central.admin.get("/reminders/settings")).json()["overdue_days"] == [1, 7, 14]
+
+
+async def test_each_central_runs_rounds_by_itself(
+    tmp_path: Path, broker: LocalBroker, probe: Probe, smtp: tuple[Mailbox, int]
+) -> None:
+    async with library("sqlite", tmp_path, broker, smtp[1], smtp[0], every_s=0.2) as lib:
+        await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+        for _ in range(100):
+            if lib.box.to(ADA):
+                break
+            await asyncio.sleep(0.1)
+        assert [m["Subject"] for m in lib.box.to(ADA)] == ["1 item due soon"]
+        await asyncio.sleep(1.0)  # several more rounds
+        assert len(lib.box.to(ADA)) == 1
