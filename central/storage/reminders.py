@@ -53,7 +53,7 @@ _DELIVERY = (
 )
 
 
-class NothingToClaim(Exception):  # noqa: N818 - a value-like signal that rolls a claim back
+class _NothingToClaim(Exception):  # noqa: N818 - a signal that rolls one claim back, never escapes
     """Every line was claimed by another round, or came back: roll the claim back."""
 
 
@@ -230,7 +230,7 @@ class ReminderRows:
         try:
             async with self._s._rollout_tx() as tx:
                 return await self._claim(tx, reminder, now)
-        except NothingToClaim:
+        except _NothingToClaim:
             return None
 
     async def _claim(self, tx: Tx, reminder: Reminder, now: datetime) -> int:
@@ -257,7 +257,7 @@ class ReminderRows:
         assert created is not None
         delivery_id = int(created[0])
         if not await self._s._tx_exec(tx, _CLAIM, (reminder.claim, delivery_id, now)):
-            raise NothingToClaim
+            raise _NothingToClaim
         kept: list[Line] = []
         # Sorted, so two centrals claiming overlapping lines take them in one order and
         # never deadlock (PostgreSQL waits on the other's uncommitted claim).
@@ -267,7 +267,7 @@ class ReminderRows:
             if await self._s._tx_exec(tx, _CLAIM, (line.claim, delivery_id, now)):
                 kept.append(line)
         if not kept:
-            raise NothingToClaim
+            raise _NothingToClaim
         await self._s._tx_exec(
             tx,
             "UPDATE reminder_deliveries SET lines = ? WHERE delivery_id = ?",
