@@ -281,6 +281,7 @@ async def _write_circulation(tx: Tx, effect: Effect, event: AnyEvent, now: datet
             member_id=effect.member_id,
             checkout_id=effect.checkout_id,
             event_id=event.event_id,
+            note=effect.note,
         )
         await tx.set_state(effect.item_id, "maintenance")
 

@@ -235,6 +235,11 @@ class OpenTicket:
     item_id: str
     member_id: str
     checkout_id: int
+    note: str = ""
+
+
+# The ticket a return of an inspection-required category opens by itself.
+AWAITING_CHECK = "returned, awaiting check"
 
 
 Effect = (
@@ -594,11 +599,19 @@ def _return(
     base.member_id = loan.member_id
     base.loan_s = (returned_at - loan.checked_out_at).total_seconds()
     base.effects = [CloseCheckout(loan.checkout_id, returned_at)]
+    terms = _terms(facts)
+    if terms.inspection_required:
+        # Kits with parts wait for staff: maintenance with a ticket; its waitlist is
+        # served when the ticket closes (central/services/circulation.py).
+        base.effects += [
+            OpenTicket(item.item_id, loan.member_id, loan.checkout_id, AWAITING_CHECK),
+            Republish(item.item_id),
+        ]
+        return base
     # Allocate it to the first member waiting, in this transaction (at most once: the
     # item row is locked and only one hold per item may be ready).
     while facts.holds is UNLOADED:
         yield Need.HOLDS
-    terms = _terms(facts)
     moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=item.state == "available")
     base.effects += _moves(moves)
     if moves.ready is not None:
@@ -843,6 +856,7 @@ def _settle(
 
 
 __all__ = [
+    "AWAITING_CHECK",
     "FUTURE_SKEW",
     "LATE_AFTER",
     "QUICK_RETURN",

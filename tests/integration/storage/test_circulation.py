@@ -217,3 +217,20 @@ async def test_a_problem_pressed_after_a_return_opens_a_ticket_and_alerts(desk: 
     assert again.replayed
     rows = await query(desk.store, "SELECT item_id, kiosk_id, member_id FROM repair_tickets")
     assert [tuple(r) for r in rows] == [(DRILL, KIOSK_A, ADA)]
+
+
+async def test_a_kit_waits_for_its_check_before_the_next_member_gets_it(
+    desk: Desk, circ: Circulation
+) -> None:
+    await circ.put_category(Category(name="kits", inspection_required=True))
+    await circ.file_item(DRILL, "kits")
+    await lend_drill_to_ada_with_grace_waiting(desk)
+    returned = await desk.scan(desk.label(DRILL), KIOSK_B)
+    assert returned.verdict.reason is Reason.RETURNED
+    assert (await desk.states())[DRILL] is AvailabilityState.MAINTENANCE
+    (ticket,) = await circ.tickets()
+    assert (ticket.note, ticket.member_id) == ("returned, awaiting check", ADA)
+    assert await hold_states(desk) == [(GRACE, "waiting")]
+    await circ.close_ticket(ticket.ticket_id)
+    assert await hold_states(desk) == [(GRACE, "ready")]
+    assert (await desk.states())[DRILL] is AvailabilityState.HELD

@@ -7,7 +7,14 @@ from datetime import datetime, timedelta
 
 from broker.messages import ProblemReport, Reason
 from central import circulation
-from central.rules import InsertCheckout, MoveHold, OpenTicket, PlaceHold, RenewCheckout
+from central.rules import (
+    AWAITING_CHECK,
+    InsertCheckout,
+    MoveHold,
+    OpenTicket,
+    PlaceHold,
+    RenewCheckout,
+)
 from central.storage.rows import ClosedLoan, HoldRow, HoldState, ReservationRow, Standing, Terms
 from tests.unit.central.test_rules import DRILL, LABEL, LOAN, NOW, SESSION, facts, run
 
@@ -212,3 +219,11 @@ def test_a_problem_reported_after_a_return_opens_a_ticket() -> None:
     assert (late.reason, late.effects) == (Reason.NOT_CHECKED_OUT, [])
     unknown = run(facts(returned=None), None, report())
     assert (unknown.reason, unknown.effects) == (Reason.MALFORMED, [])
+
+
+def test_a_category_that_requires_a_check_sends_returns_to_repair_not_to_holds() -> None:
+    kits = Terms("kits", 7, inspection_required=True)
+    decision = run(facts(terms=kits, open_checkout=LOAN, holds=(hold(1, "M-3"),)), LABEL)
+    assert decision.reason is Reason.RETURNED
+    assert OpenTicket("I-1", LOAN.member_id, LOAN.checkout_id, AWAITING_CHECK) in decision.effects
+    assert not [e for e in decision.effects if isinstance(e, MoveHold)]
