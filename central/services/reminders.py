@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.circulation import renewal_refusal
 from central.clock import Clock
+from central.metrics import Metrics
 from central.reminders import (
     Facts,
     Kind,
@@ -175,6 +176,7 @@ class Reminders:
         *,
         actor: str = "admin:api",
         max_attempts: int = MAX_ATTEMPTS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rows = rows
         self.clock = clock
@@ -182,6 +184,7 @@ class Reminders:
         self.link_maker = links
         self.actor = actor
         self.max_attempts = max_attempts
+        self.metrics = metrics
         # One round at a time in this instance; other instances are kept out by the claims.
         self._round = asyncio.Lock()
 
@@ -264,6 +267,8 @@ class Reminders:
             if self.mailer is not None:
                 for delivery in await self.rows.due_deliveries(self.clock.now(), self.max_attempts):
                     outcome = await self._attempt(delivery, self.mailer, settings)
+                    if self.metrics is not None and outcome != "taken":
+                        self.metrics.reminders.labels(delivery.kind.value, outcome).inc()
                     sent += outcome == "sent"
                     failed += outcome in ("failed", "bounced", "unreachable")
                     if outcome == "unreachable":

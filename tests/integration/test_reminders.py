@@ -249,6 +249,10 @@ async def test_451_then_accepted_is_delivered_on_retry_and_a_return_meanwhile_ca
     assert lib.box.to(GRACE) == []
     statuses = {r["member_id"]: (r["status"], r["attempts"]) for r in await lib.log()}
     assert statuses == {"M-1001": ("sent", 2), "M-1002": ("cancelled", 2)}
+    metrics = (await lib.central.admin.get("/metrics")).text
+    assert 'qr_reminders_total{kind="digest",outcome="failed"} 2.0' in metrics
+    assert 'qr_reminders_total{kind="digest",outcome="sent"} 1.0' in metrics
+    assert 'qr_reminders_total{kind="digest",outcome="cancelled"} 1.0' in metrics
 
 
 async def test_unsubscribe_asks_on_get_stops_on_post_and_overdue_mail_escalates(
