@@ -181,10 +181,12 @@ async def borrow(lib: Library, probe: Probe, kiosk: str, member: str, *items: st
     assert (await ask(probe, done)).reason is Reason.SESSION_CLOSED
 
 
-async def give_back(lib: Library, probe: Probe, kiosk: str, item: str) -> None:
+async def give_back(
+    lib: Library, probe: Probe, kiosk: str, item: str, said: Reason = Reason.RETURNED
+) -> None:
     label = (await lib.central.admin.get(f"/items/{item}/label")).json()["code"]
     probe.subscribe(topics.verdict(kiosk))
-    assert (await ask(probe, event(kiosk, label, lib.clock))).reason is Reason.RETURNED
+    assert (await ask(probe, event(kiosk, label, lib.clock))).reason is said
 
 
 def event(kiosk: str, code: str, clock: FakeClock) -> CodeScan:
@@ -412,3 +414,21 @@ async def test_each_central_runs_rounds_by_itself(
         assert [m["Subject"] for m in lib.box.to(ADA)] == ["1 item due soon"]
         await asyncio.sleep(1.0)  # several more rounds
         assert len(lib.box.to(ADA)) == 1
+
+
+async def test_an_item_returned_to_the_hold_shelf_brings_the_next_member_their_mail(
+    lib: Library, probe: Probe
+) -> None:
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+    admin = lib.central.admin
+    placed = await admin.post("/holds", json={"item_id": "DRILL-01", "member_id": "M-1002"})
+    assert placed.json()["state"] == "waiting"
+    await lib.run()
+    assert lib.box.to(GRACE) == []  # waiting is not ready
+    # Ada brings the drill back: it goes to the hold shelf for Grace, inside the return.
+    await give_back(lib, probe, "KIOSK-A1", "DRILL-01", Reason.RETURNED_TO_HOLD)
+    await lib.run()
+    [mail] = lib.box.to(GRACE)
+    assert mail["Subject"] == "Ready for you: Cordless drill"
+    [hold] = (await admin.get("/holds", params={"member_id": "M-1002"})).json()
+    assert (hold["state"], hold["notified_at"] is not None) == ("ready", True)
