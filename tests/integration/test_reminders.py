@@ -432,3 +432,26 @@ async def test_an_item_returned_to_the_hold_shelf_brings_the_next_member_their_m
     assert mail["Subject"] == "Ready for you: Cordless drill"
     [hold] = (await admin.get("/holds", params={"member_id": "M-1002"})).json()
     assert (hold["state"], hold["notified_at"] is not None) == ("ready", True)
+
+
+async def test_a_loan_renewed_at_the_kiosk_is_reminded_again_of_its_new_date(
+    lib: Library, probe: Probe
+) -> None:
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+    await lib.run()
+    assert "you can renew it" in body(lib.box.to(ADA)[0])
+    # The next day Ada renews it at the shelf: her own loan, scanned again in a session.
+    lib.clock.advance(86400)
+    admin = lib.central.admin
+    pass_code = (await admin.post("/members/M-1001/passes", json={})).json()["code"]
+    drill = (await admin.get("/items/DRILL-01/label")).json()["code"]
+    probe.subscribe(topics.verdict("KIOSK-A1"))
+    assert (
+        await ask(probe, event("KIOSK-A1", pass_code, lib.clock))
+    ).reason is Reason.SESSION_OPENED
+    renewed = await ask(probe, event("KIOSK-A1", drill, lib.clock))
+    assert renewed.reason is Reason.RENEWED
+    await lib.run()
+    digests = lib.box.to(ADA)
+    assert len(digests) == 2
+    assert f"due {renewed.due_at:%a %d %b %Y}" in body(digests[1])
