@@ -81,13 +81,19 @@ def temporary(exc: BaseException) -> bool:
         return all(400 <= code < 500 for code in codes)
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return False  # e.g. an address the server cannot take (no SMTPUTF8): never will
     # Refused or dropped connections, timeouts, a server that hung up: try again later.
     return isinstance(exc, OSError | smtplib.SMTPException)
 
 
 def unreachable(exc: BaseException) -> bool:
     """Whether the server did not answer at all (smtplib's errors are OSErrors too)."""
-    answered = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
+    answered = (
+        smtplib.SMTPResponseException,
+        smtplib.SMTPRecipientsRefused,
+        smtplib.SMTPNotSupportedError,
+    )
     return isinstance(exc, OSError) and not isinstance(exc, answered)
 
 

@@ -224,11 +224,13 @@ def test_4xx_and_unreachable_servers_are_retried_with_backoff_5xx_bounce() -> No
     assert temporary(smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")}))
     assert not temporary(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")}))
     assert not temporary(smtplib.SMTPDataError(554, b"rejected"))
+    assert not temporary(smtplib.SMTPNotSupportedError("SMTPUTF8 not supported"))
     assert [retry_delay_s(n) for n in (1, 2, 3, 8)] == [60.0, 120.0, 240.0, 3600.0]
     # A server out of reach ends the round's sending; one that answered does not.
     assert unreachable(ConnectionRefusedError())
     assert unreachable(smtplib.SMTPServerDisconnected())
     assert not unreachable(smtplib.SMTPDataError(451, b"try later"))
+    assert not unreachable(smtplib.SMTPNotSupportedError("SMTPUTF8 not supported"))
     assert not unreachable(smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")}))
 
 
