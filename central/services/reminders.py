@@ -30,6 +30,8 @@ from central.reminders import (
     ReminderSettings,
     claims_of,
     compose,
+    digest_time,
+    local_day,
     render,
     unclaimed,
 )
@@ -193,6 +195,7 @@ class Reminders:
         self.metrics = metrics
         # One round at a time in this instance; other instances are kept out by the claims.
         self._round = asyncio.Lock()
+        self._loans_seen: tuple[object, ...] | None = None
 
     # -- settings and log ----------------------------------------------------------------
 
@@ -253,22 +256,42 @@ class Reminders:
                 "reminders need the members' app on (CS_CENTRAL_MEMBERS_APP): their links"
                 " lead there, and its SMTP settings send them",
             )
-        done = await self.run_once()
+        done = await self.run_once(full=True)
         await self.rows.record(
             AuditEntry(self.clock.now(), self.actor, "reminders.run", detail=done.model_dump())
         )
         return done
 
-    async def run_once(self) -> RoundShown:
-        """Claim what is due now, then send every mail whose attempt is due."""
+    async def run_once(self, *, full: bool = False) -> RoundShown:
+        """Claim what is due now, then send every mail whose attempt is due.
+
+        The loans are looked at again only when something could have changed what they
+        bring (a new local day, the digest hour, the settings, a loan out, back or renewed)
+        or when ``full``; ready holds every round. Skipping is safe: within a day and
+        without such a change, what the loans bring can only shrink (see ``compose``).
+        """
         async with self._round:
             settings = (await self.rows.settings()).settings
             now = self.clock.now()
+            # Local dates can put a loan due up to a day later into the window: two days' slack.
+            window = now + timedelta(days=settings.due_soon_days + 2)
+            mark = (
+                local_day(now, settings),
+                digest_time(now, settings),
+                settings,
+                await self.rows.loans_fingerprint(window),
+            )
+            loans = full or mark != self._loans_seen
+            # Pure and CPU-bound over every loan in the window: off the event loop, so
+            # the consumer's verdicts do not wait for it.
+            facts = await self._facts(now, window, loans=loans)
+            due = await asyncio.to_thread(compose, facts, now, settings)
             claimed = 0
-            due = compose(await self._facts(now), now, settings)
             for reminder in unclaimed(due, await self.rows.taken(claims_of(due))):
                 if await self.rows.claim(reminder, now) is not None:
                     claimed += 1
+            if loans:
+                self._loans_seen = mark
             sent = failed = 0
             if self.mailer is not None:
                 for delivery in await self.rows.due_deliveries(self.clock.now(), self.max_attempts):
@@ -281,11 +304,13 @@ class Reminders:
                         break  # the rest wait for the next round, not for timeouts in a row
             return RoundShown(claimed=claimed, sent=sent, failed=failed)
 
-    async def _facts(self, now: datetime) -> Facts:
-        loans = [
-            replace(out.loan, renewable=renewable(out, now)) for out in await self.rows.open_loans()
-        ]
-        return Facts(loans, await self.rows.ready_holds(), await self.rows.unsubscribed())
+    async def _facts(self, now: datetime, window: datetime, *, loans: bool) -> Facts:
+        out = await self.rows.open_loans(window) if loans else []
+        return Facts(
+            [replace(o.loan, renewable=renewable(o, now)) for o in out],
+            await self.rows.ready_holds(),
+            await self.rows.unsubscribed(),
+        )
 
     async def _attempt(
         self, delivery: Delivery, mailer: SendsMail, settings: ReminderSettings

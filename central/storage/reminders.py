@@ -158,8 +158,12 @@ class ReminderRows:
 
     # -- facts ---------------------------------------------------------------------------
 
-    async def open_loans(self) -> list[OpenLoan]:
-        """Every open checkout, with what the renewal rule asks about it."""
+    async def open_loans(self, due_before: datetime) -> list[OpenLoan]:
+        """Open checkouts due before ``due_before``, with what the renewal rule asks of them.
+
+        The window keeps a round's work to the loans a mail could name (due soon or
+        overdue), not every loan the library has out.
+        """
         rows = await self._s._read_all(
             "SELECT c.checkout_id, c.member_id, c.item_id, i.name, c.due_at, c.renewals,"
             # The same terms, in the same order, as ScanTx.item_terms (read by terms_of).
@@ -171,8 +175,8 @@ class ReminderRows:
             " AND h.state IN ('waiting', 'ready') AND h.member_id <> c.member_id)"
             " FROM checkouts c JOIN items i ON i.item_id = c.item_id"
             " LEFT JOIN categories k ON k.name = i.category CROSS JOIN circulation_settings s"
-            " WHERE c.returned_at IS NULL ORDER BY c.due_at, c.checkout_id",
-            (),
+            " WHERE c.returned_at IS NULL AND c.due_at < ? ORDER BY c.due_at, c.checkout_id",
+            (due_before,),
         )
         out = []
         for row in rows:
@@ -182,6 +186,16 @@ class ReminderRows:
             loan = Loan(int(checkout_id), member_id, item_id, name, due_at, renewable=False)
             out.append(OpenLoan(loan, int(renewals), terms_of(row[6:18]), bool(row[18])))
         return out
+
+    async def loans_fingerprint(self, due_before: datetime) -> tuple[int, int, int]:
+        """What changes when a loan in the window goes out, comes back or is renewed."""
+        row = await self._s._read_one(
+            "SELECT count(*), coalesce(max(checkout_id), 0), coalesce(sum(renewals), 0)"
+            " FROM checkouts WHERE returned_at IS NULL AND due_at < ?",
+            (due_before,),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
 
     async def ready_holds(self) -> list[ReadyHold]:
         """Holds on the hold shelf whose member has not been told yet."""
