@@ -678,13 +678,15 @@ def _checkout(
     member_id = base.member_id = session.member_id
     if loan is not None and loan.member_id == member_id:
         return (yield from _renew(facts, base, item, loan, session, kiosk, now))
-    if item.state == "retired":
+    if loan is None and item.state != "available":
+        # In repair or retired: nobody can say when it is back, so no waitlist here
+        # (staff may still place a hold; it is served when the repair ticket closes).
         base.reason = Reason.ITEM_UNAVAILABLE
         return base
     while facts.holds is UNLOADED:
         yield Need.HOLDS
     terms = _terms(facts)
-    if loan is not None or item.state != "available":
+    if loan is not None:
         return (yield from _place_hold(facts, base, item, session, kiosk, now))
     # On the shelf: a run-out ready hold passes on first, even if this scan is refused.
     moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=True)
@@ -746,7 +748,7 @@ def _place_hold(
     kiosk: KioskRow,
     now: datetime,
 ) -> Steps[Decision]:
-    """An item out on loan or in repair, scanned in a session: join its waitlist."""
+    """An item out on loan with someone else, scanned in a session: join its waitlist."""
     assert not isinstance(facts.holds, _Unloaded)
     if circulation.open_hold_of(facts.holds, session.member_id) is not None:
         # Already waiting: a second scan changes nothing.
