@@ -57,6 +57,11 @@ CHECKS = {
         " AND (h.closed_at IS NULL OR c.checked_out_at < h.closed_at)"
     ),
     "holds allocated": "SELECT count(*) FROM holds WHERE ready_at IS NOT NULL",
+    "holds fulfilled by another member's loan": (
+        "SELECT count(*) FROM holds h WHERE h.state = 'fulfilled' AND NOT EXISTS"
+        " (SELECT 1 FROM checkouts c WHERE c.item_id = h.item_id"
+        " AND c.member_id = h.member_id AND c.checked_out_at = h.closed_at)"
+    ),
     "loans overlapping a reservation": (
         "SELECT count(*) FROM checkouts c JOIN reservations r ON r.item_id = c.item_id"
         " AND r.state = 'booked' AND r.member_id <> c.member_id"
@@ -118,5 +123,6 @@ def violations(numbers: dict[str, int]) -> int:
         # A held item goes out once, and only to the member it is held for.
         + numbers["held items out on loan"]
         + numbers["loans taken while held for another"]
+        + numbers["holds fulfilled by another member's loan"]
         + numbers["loans overlapping a reservation"]
     )
