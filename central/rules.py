@@ -798,12 +798,10 @@ def _renew(
         return base
     while facts.reservation is UNLOADED:
         yield Need.RESERVATION
-    # A renewal adds a loan period from the later of now and the current due time.
-    start = max(now, loan.due_at)
-    due = circulation.loan_end(start, loan.member_id, terms, facts.reservation)
-    if isinstance(due, Reason) or due <= loan.due_at:
+    due = circulation.renewal_due(loan.due_at, loan.member_id, terms, facts.reservation, now)
+    if isinstance(due, Reason):
         # A booking leaves no more time than the loan already has.
-        base.reason = Reason.RESERVED
+        base.reason = due
         base.due_at = loan.due_at
         return base
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
