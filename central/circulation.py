@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from broker.messages import Reason
 from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
 
+# The staff alert a problem reported with an item raises (at return, or by staff).
+ALERT_PROBLEM = "item.problem"
 # A ready hold runs at least this long after the member was told, whenever that was.
 NOTICE_GRACE = timedelta(hours=24)
 
@@ -116,6 +118,21 @@ def loan_end(
     return boundary
 
 
+def renewal_due(
+    loan_due: datetime,
+    member_id: str,
+    terms: Terms,
+    reservation: ReservationRow | None,
+    now: datetime,
+) -> datetime | Reason:
+    """A renewed loan's due time: one loan period from the later of now and its due time,
+    cut short by a booking; ``RESERVED`` if the booking leaves no gain."""
+    due = loan_end(max(now, loan_due), member_id, terms, reservation)
+    if isinstance(due, Reason) or due <= loan_due:
+        return Reason.RESERVED
+    return due
+
+
 def standing_refusal(terms: Terms, standing: Standing, now: datetime) -> Reason | None:
     """Why the member's record forbids a checkout of this category (None: it allows)."""
     if terms.needs_training and not standing.trained:
@@ -141,6 +158,7 @@ def overlaps(
 
 
 __all__ = [
+    "ALERT_PROBLEM",
     "NOTICE_GRACE",
     "PassOn",
     "hold_expired",
@@ -149,6 +167,7 @@ __all__ = [
     "overlaps",
     "pass_on",
     "ready_hold",
+    "renewal_due",
     "renewal_refusal",
     "standing_refusal",
 ]

@@ -678,47 +678,49 @@ def _checkout(
     member_id = base.member_id = session.member_id
     if loan is not None and loan.member_id == member_id:
         return (yield from _renew(facts, base, item, loan, session, kiosk, now))
-    if item.state == "retired":
+    if loan is None and item.state != "available":
+        # In repair or retired: nobody can say when it is back, so no waitlist here
+        # (staff may still place a hold; it is served when the repair ticket closes).
         base.reason = Reason.ITEM_UNAVAILABLE
         return base
     while facts.holds is UNLOADED:
         yield Need.HOLDS
     terms = _terms(facts)
-    if loan is not None or item.state != "available":
+    if loan is not None:
         return (yield from _place_hold(facts, base, item, session, kiosk, now))
     # On the shelf: a run-out ready hold passes on first, even if this scan is refused.
     moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=True)
     holds = _after(facts.holds, moves)
     passed = _moves(moves)
     ready = circulation.ready_hold(holds)
-    if ready is not None and ready.member_id != member_id:
-        base.reason = Reason.RESERVED
+
+    def refuse(reason: Reason) -> Decision:
+        # A refusal still writes the waitlist's pass-on it found due.
+        base.reason = reason
         base.effects = [*passed, Republish(item.item_id)] if passed else []
         return base
+
+    if ready is not None and ready.member_id != member_id:
+        return refuse(Reason.RESERVED)
     while facts.reservation is UNLOADED:
         yield Need.RESERVATION
     due = circulation.loan_end(now, member_id, terms, facts.reservation)
     if isinstance(due, Reason):
-        base.reason = due
-        base.effects = [*passed, Republish(item.item_id)] if passed else []
-        return base
+        return refuse(due)
     while facts.member is UNLOADED:
         yield Need.MEMBER
     member = facts.member
     if member is None or member.suspended:
-        base.reason = Reason.MEMBER_SUSPENDED
-        return base
+        return refuse(Reason.MEMBER_SUSPENDED)
     while facts.member_loans is UNLOADED:
         yield Need.MEMBER_LOANS
     if facts.member_loans >= member.checkout_limit:
-        base.reason = Reason.LIMIT_REACHED
-        return base
+        return refuse(Reason.LIMIT_REACHED)
     while facts.standing is UNLOADED:
         yield Need.STANDING
     refused = circulation.standing_refusal(terms, facts.standing, now)
     if refused is not None:
-        base.reason = refused
-        return base
+        return refuse(refused)
     # Each checkout restarts the session's idle timer.
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
     base.due_at = due
@@ -746,7 +748,7 @@ def _place_hold(
     kiosk: KioskRow,
     now: datetime,
 ) -> Steps[Decision]:
-    """An item out on loan or in repair, scanned in a session: join its waitlist."""
+    """An item out on loan with someone else, scanned in a session: join its waitlist."""
     assert not isinstance(facts.holds, _Unloaded)
     if circulation.open_hold_of(facts.holds, session.member_id) is not None:
         # Already waiting: a second scan changes nothing.
@@ -796,12 +798,10 @@ def _renew(
         return base
     while facts.reservation is UNLOADED:
         yield Need.RESERVATION
-    # A renewal adds a loan period from the later of now and the current due time.
-    start = max(now, loan.due_at)
-    due = circulation.loan_end(start, loan.member_id, terms, facts.reservation)
-    if isinstance(due, Reason) or due <= loan.due_at:
+    due = circulation.renewal_due(loan.due_at, loan.member_id, terms, facts.reservation, now)
+    if isinstance(due, Reason):
         # A booking leaves no more time than the loan already has.
-        base.reason = Reason.RESERVED
+        base.reason = due
         base.due_at = loan.due_at
         return base
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)

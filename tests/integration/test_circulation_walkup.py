@@ -13,6 +13,7 @@ import pytest
 from broker.local import LocalBroker
 from central.service import open_store
 from kiosk.feedback import Signal
+from testkit.consistency import consistency, violations
 from tests.conftest import backend_settings, seed_library, start_central
 from tests.support.kiosks import KioskUnderTest, running_kiosk, until
 from tests.unit.central.support import execute
@@ -90,7 +91,15 @@ async def test_a_hold_is_allocated_at_return_elsewhere_and_passes_on_when_it_run
             # the sweep passes the drill to Hedy, who may now take it; Grace may not.
             store = await open_store(settings)
             try:
+                # As if Ada's loan and its return happened days ago, too.
                 past = datetime.now(UTC) - timedelta(days=3)
+                await execute(
+                    store,
+                    "UPDATE checkouts SET checked_out_at = ?, returned_at = ?"
+                    " WHERE returned_at IS NOT NULL",
+                    past - timedelta(days=1),
+                    past,
+                )
                 await execute(
                     store,
                     "UPDATE holds SET ready_at = ?, notified_at = ? WHERE state = 'ready'",
@@ -117,6 +126,8 @@ async def test_a_hold_is_allocated_at_return_elsewhere_and_passes_on_when_it_run
             (GRACE, "expired"),
             (HEDY, "fulfilled"),
         ]
+        numbers = await consistency(settings)
+        assert violations(numbers) == 0, numbers
 
 
 async def test_renewals_a_booking_and_a_problem_at_return(
@@ -166,3 +177,5 @@ async def test_renewals_a_booking_and_a_problem_at_return(
         ]
         items = {i["item_id"]: i["state"] for i in (await admin.get("/items")).json()}
         assert items["SAW-01"] == "maintenance"
+        numbers = await consistency(settings)
+        assert violations(numbers) == 0, numbers

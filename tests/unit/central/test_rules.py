@@ -211,12 +211,12 @@ def test_a_label_with_no_session_and_no_loan_says_no_session() -> None:
     assert run(facts(), LABEL).reason is Reason.NO_SESSION
 
 
-def test_an_item_on_loan_or_in_maintenance_takes_a_hold_and_a_retired_one_nothing() -> None:
-    # Since circulation (docs/circulation.md): scanning an item someone else has out, or
-    # one in repair, puts the member on its waitlist instead of a bare refusal.
+def test_an_item_on_loan_takes_a_hold_and_one_in_maintenance_or_retired_nothing() -> None:
+    # Since circulation (docs/circulation.md): scanning an item someone else has out puts
+    # the member on its waitlist instead of a bare refusal.
     assert run(facts(session=SESSION, open_checkout=LOAN), LABEL).reason is Reason.HOLD_PLACED
     repair = dataclasses.replace(DRILL, state="maintenance")
-    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.HOLD_PLACED
+    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.ITEM_UNAVAILABLE
     retired = dataclasses.replace(DRILL, state="retired")
     assert run(facts(session=SESSION, item=retired), LABEL).reason is Reason.ITEM_UNAVAILABLE
 
