@@ -213,6 +213,8 @@ async def test_the_digest_arrives_once_and_never_names_a_returned_item(
     assert f"{lib.origin}/unsubscribe/" in text
     assert digest["List-Unsubscribe"].startswith(f"<{lib.origin}/unsubscribe/")
     assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert digest["Date"]
+    assert str(digest["Message-ID"]).endswith("@localhost>")
     assert "renew" not in text.lower()  # someone holds it
     assert f"{lib.origin}/loans" not in text
 
