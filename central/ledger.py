@@ -13,15 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from broker.messages import (
+    AnyEvent,
     Availability,
     CodeScan,
+    ProblemReport,
     Reason,
     SecurityAlert,
-    SessionDone,
     Verdict,
     encode,
 )
-from central import rules, security
+from central import circulation, rules, security
 from central.rules import (
     CloseCheckout,
     CloseSessions,
@@ -31,13 +32,18 @@ from central.rules import (
     Facts,
     InsertCheckout,
     LiftCooldown,
+    MoveHold,
     Need,
+    OpenTicket,
+    PlaceHold,
     Policy,
+    RenewCheckout,
     Republish,
     SaveBucket,
     StartSession,
 )
 from central.storage.base import AuditEntry, SessionRow, Tx
+from central.storage.rows import ClosedLoan, Terms
 from central.tokens import Label, Pass, Token, fingerprint
 
 # Kept importable from here: tests and docs name them as the ledger's windows.
@@ -60,7 +66,7 @@ class Outcome:
 
 async def apply(
     tx: Tx,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     limits: security.Limits | None = None,
@@ -113,7 +119,26 @@ async def apply(
     alerts = []
     if limits is not None:
         alerts = await security.after_verdict(tx, limits, event.kiosk_id, decided.reason, now)
+    if decided.reason is Reason.PROBLEM_REPORTED:
+        # Staff hear of it the way they hear of security alerts: metric, alerts topic.
+        alerts.append(
+            SecurityAlert(
+                kind=circulation.ALERT_PROBLEM,
+                kiosk_id=event.kiosk_id,
+                member_id=decided.member_id,
+                detail=f"problem reported at return: item {decided.item_id}",
+                at=now,
+            )
+        )
     return Outcome(verdict, payload, changed, alerts=alerts, member_id=decided.member_id)
+
+
+def _item_id(token: Token | Reason | None, facts: Facts) -> str:
+    """The item a scan's item facts are about: the label's, or the reported return's."""
+    if isinstance(token, Label):
+        return token.item_id
+    assert isinstance(facts.returned, ClosedLoan)
+    return facts.returned.item_id
 
 
 def _member_id(token: Token | Reason | None, facts: Facts) -> str:
@@ -129,7 +154,7 @@ async def _load(
     tx: Tx,
     need: Need,
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -153,24 +178,55 @@ async def _load(
         facts.member_bucket = await tx.bucket(key, now, full)
     elif need is Need.FLAG:
         facts.flag = await tx.rollout_flag()
+    elif need is Need.RETURNED:
+        assert isinstance(event, ProblemReport)
+        facts.returned = await tx.closed_by(kiosk_id, event.return_event_id)
     elif need is Need.ITEM:
+        facts.item = await tx.item(_item_id(token, facts))
+    elif need in _ITEM_NEEDS:
         assert isinstance(token, Label)
-        facts.item = await tx.item(token.item_id)
-    elif need is Need.OPEN_CHECKOUT:
-        assert isinstance(token, Label)
-        facts.open_checkout = await tx.open_checkout(token.item_id)
-    elif need is Need.MEMBER:
-        facts.member = await tx.member(_member_id(token, facts))
-    elif need is Need.MEMBER_LOANS:
-        facts.member_loans = await tx.open_checkout_count(_member_id(token, facts))
+        await _load_item_fact(tx, need, facts, token.item_id, now)
+    elif need in _MEMBER_NEEDS:
+        await _load_member_fact(tx, need, facts, _member_id(token, facts), now)
     elif need is Need.PASS_USE:
         # The atomic step: one conditional UPDATE, so only the first caller consumes it.
         assert isinstance(token, Pass)
         facts.pass_use = await tx.consume_pass(token.pass_id, token.member_id, kiosk_id, now)
 
 
+# The facts about the labelled item beyond its row: its terms, loan, waitlist and booking.
+_ITEM_NEEDS = frozenset({Need.TERMS, Need.OPEN_CHECKOUT, Need.HOLDS, Need.RESERVATION})
+
+
+async def _load_item_fact(tx: Tx, need: Need, facts: Facts, item_id: str, now: datetime) -> None:
+    if need is Need.TERMS:
+        facts.terms = await tx.item_terms(item_id)
+    elif need is Need.OPEN_CHECKOUT:
+        facts.open_checkout = await tx.open_checkout(item_id)
+    elif need is Need.HOLDS:
+        facts.holds = await tx.item_holds(item_id)
+    elif need is Need.RESERVATION:
+        facts.reservation = await tx.next_reservation(item_id, now)
+
+
+# The facts about the member beyond the rate bucket: their row, loans and standing.
+_MEMBER_NEEDS = frozenset({Need.MEMBER, Need.MEMBER_LOANS, Need.STANDING})
+
+
+async def _load_member_fact(
+    tx: Tx, need: Need, facts: Facts, member_id: str, now: datetime
+) -> None:
+    if need is Need.MEMBER:
+        facts.member = await tx.member(member_id)
+    elif need is Need.MEMBER_LOANS:
+        facts.member_loans = await tx.open_checkout_count(member_id)
+    elif need is Need.STANDING:
+        assert isinstance(facts.terms, Terms)
+        facts.standing = await tx.standing(member_id, facts.terms.category, now)
+
+
 async def _write(
-    tx: Tx, effects: list[Effect], event: CodeScan | SessionDone, now: datetime
+    tx: Tx, effects: list[Effect], event: AnyEvent, now: datetime
 ) -> list[Availability]:
     """Apply the decision's writes in order; the availability messages they changed."""
     changed: list[Availability] = []
@@ -203,11 +259,38 @@ async def _write(
             changed.append(await tx.availability(effect.item_id, now, bump=True))
         elif isinstance(effect, LiftCooldown):
             await security.lift_cooldown(tx, effect.kiosk_id, now)
+        else:
+            await _write_circulation(tx, effect, event, now)
     return changed
+
+
+async def _write_circulation(tx: Tx, effect: Effect, event: AnyEvent, now: datetime) -> None:
+    """Apply one of circulation's writes (holds, renewals, tickets)."""
+    if isinstance(effect, PlaceHold):
+        await tx.place_hold(effect.item_id, effect.member_id, "kiosk", now)
+    elif isinstance(effect, MoveHold):
+        await tx.move_hold(effect.hold_id, effect.to, now)
+    elif isinstance(effect, RenewCheckout):
+        await tx.renew_checkout(effect.checkout_id, effect.due_at)
+    elif isinstance(effect, OpenTicket):
+        await tx.open_ticket(
+            effect.item_id,
+            now,
+            kiosk_id=event.kiosk_id,
+            member_id=effect.member_id,
+            checkout_id=effect.checkout_id,
+            event_id=event.event_id,
+            note=effect.note,
+        )
+        await tx.set_state(effect.item_id, "maintenance")
 
 
 def _detail(code_hash: str | None, decision: Decision) -> dict[str, object]:
     detail: dict[str, object] = {"code": code_hash} if code_hash else {}
+    moved = {str(e.hold_id): e.to.value for e in decision.effects if isinstance(e, MoveHold)}
+    if moved:
+        # Every hold allocated, fulfilled or expired by a scan is in the audit log.
+        detail["holds"] = moved
     if decision.loan_s is not None:
         detail["loan_s"] = round(decision.loan_s)
         if decision.quick_return:

@@ -9,7 +9,11 @@ missing). Asking one fact at a time keeps the lock order (event → kiosk → bu
 consumption is such a fact: the shell consumes it with one conditional UPDATE, so the
 database, not this function, makes it single use.
 
-Adding a rule (a hold, a renewal limit, a loan policy): add the fact it needs to
+Circulation (holds, renewals, reservations, loan policies) is decided here too, from the
+item's terms, its waitlist, its next booking and the member's standing, with the pure
+helpers of :mod:`central.circulation` (docs/circulation.md).
+
+Adding a rule: add the fact it needs to
 :class:`Facts` and :class:`Need` (the shell loads it), the check to the branch it belongs
 to below, and a unit test in ``tests/unit/central/test_rules.py``.
 """
@@ -22,11 +26,25 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import TypeVar
 
-from broker.messages import CodeScan, Reason, SessionDone
+from broker.messages import AnyEvent, CodeScan, ProblemReport, Reason, SessionDone
+from central import circulation
 from central.rollout import admits
 from central.security import Bucket, Limits, is_cooling, level
 from central.storage.rollout import FlagRow
-from central.storage.rows import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
+from central.storage.rows import (
+    CheckoutRow,
+    ClosedLoan,
+    HoldRow,
+    HoldState,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    PassUse,
+    ReservationRow,
+    SessionRow,
+    Standing,
+    Terms,
+)
 from central.tokens import Label, Pass, Token
 
 # A scan that reaches central this long after it happened is history: the member who made
@@ -38,6 +56,9 @@ FUTURE_SKEW = timedelta(minutes=5)
 # A loan returned this soon is worth a look: the member may have walked off with the item
 # after someone returned it with a copy of its label (see docs/security.md).
 QUICK_RETURN = timedelta(minutes=5)
+# A problem report (the button pressed after a return) counts this long after the return;
+# the kiosk asks for a few seconds, the rest is for a kiosk that was briefly offline.
+REPORT_WINDOW = timedelta(minutes=2)
 
 _PASS_REFUSALS = {
     PassUse.ALREADY_USED: Reason.ALREADY_USED,
@@ -68,10 +89,15 @@ class Need(StrEnum):
     KIOSK_BUCKET = "kiosk_bucket"
     MEMBER_BUCKET = "member_bucket"
     FLAG = "flag"
+    RETURNED = "returned"  # the return a problem report is about (no lock)
     ITEM = "item"
+    TERMS = "terms"  # the item's category policy and the library's settings (no lock)
     OPEN_CHECKOUT = "open_checkout"
+    HOLDS = "holds"  # the item's open holds, in queue order (locked after the item)
+    RESERVATION = "reservation"  # the item's next booking
     MEMBER = "member"
     MEMBER_LOANS = "member_loans"
+    STANDING = "standing"  # training, agreement, overdue loans, loans of the category
     # A write: the shell consumes the pass and reports how it went.
     PASS_USE = "pass_use"  # noqa: S105  # a fact's name, not a password
 
@@ -90,10 +116,15 @@ class Facts:
     kiosk_bucket: Bucket | _Unloaded = UNLOADED
     member_bucket: Bucket | _Unloaded = UNLOADED
     flag: FlagRow | _Unloaded = UNLOADED
+    returned: ClosedLoan | _Unloaded | None = UNLOADED
     item: ItemRow | _Unloaded | None = UNLOADED
+    terms: Terms | _Unloaded = UNLOADED
     open_checkout: CheckoutRow | _Unloaded | None = UNLOADED
+    holds: tuple[HoldRow, ...] | _Unloaded = UNLOADED
+    reservation: ReservationRow | _Unloaded | None = UNLOADED
     member: MemberRow | _Unloaded | None = UNLOADED
     member_loans: int | _Unloaded = UNLOADED
+    standing: Standing | _Unloaded = UNLOADED
     pass_use: PassUse | _Unloaded = UNLOADED
 
 
@@ -173,6 +204,44 @@ class LiftCooldown:
     kiosk_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlaceHold:
+    """Put a member at the end of an item's waitlist."""
+
+    item_id: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoveHold:
+    """Move an open hold on (ready, fulfilled, expired); only an open hold moves."""
+
+    hold_id: int
+    to: HoldState
+
+
+@dataclass(frozen=True, slots=True)
+class RenewCheckout:
+    """Give a loan a new due time and count the renewal."""
+
+    checkout_id: int
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket:
+    """Put an item in maintenance with a repair ticket naming the loan it came back from."""
+
+    item_id: str
+    member_id: str
+    checkout_id: int
+    note: str = ""
+
+
+# The ticket a return of an inspection-required category opens by itself.
+AWAITING_CHECK = "returned, awaiting check"
+
+
 Effect = (
     SaveBucket
     | CloseSessions
@@ -182,6 +251,10 @@ Effect = (
     | CloseCheckout
     | Republish
     | LiftCooldown
+    | PlaceHold
+    | MoveHold
+    | RenewCheckout
+    | OpenTicket
 )
 
 
@@ -227,7 +300,7 @@ def _with_session(
 
 def steps(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -244,7 +317,7 @@ def steps(
 
 def decide(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -260,7 +333,7 @@ def decide(
 
 def _decide(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -278,6 +351,8 @@ def _decide(
             yield Need.COOLDOWN
         if not is_cooling(kiosk, facts.cooldown, now):
             return Decision(Reason.KIOSK_BLOCKED)
+    if isinstance(event, ProblemReport):
+        return (yield from _problem(facts, event, now))
     late = now - event.scanned_at > LATE_AFTER
     if isinstance(event, SessionDone) and not late and event.scanned_at <= now + FUTURE_SKEW:
         # "Done" ends the session; nothing is open after it.
@@ -300,6 +375,33 @@ def _decide(
     decision = yield from _code(facts, event, token, now, session, kiosk, late)
     decision.effects[:0] = effects
     return decision
+
+
+def _problem(facts: Facts, event: ProblemReport, now: datetime) -> Steps[Decision]:
+    """The button pressed after a return: the item goes to repair with a ticket."""
+    while facts.returned is UNLOADED:
+        yield Need.RETURNED
+    returned = facts.returned
+    if returned is None or event.scanned_at > now + FUTURE_SKEW:
+        # No return of this kiosk's with that event id: a bug or a forgery.
+        return Decision(Reason.MALFORMED)
+    if event.scanned_at - returned.returned_at > REPORT_WINDOW:
+        return Decision(Reason.NOT_CHECKED_OUT, item_id=returned.item_id)
+    while facts.item is UNLOADED:
+        yield Need.ITEM
+    item = facts.item
+    if item is None:
+        return Decision(Reason.MALFORMED)
+    return Decision(
+        Reason.PROBLEM_REPORTED,
+        item_id=item.item_id,
+        item_name=item.name,
+        member_id=returned.member_id,
+        effects=[
+            OpenTicket(item.item_id, returned.member_id, returned.checkout_id),
+            Republish(item.item_id),
+        ],
+    )
 
 
 def _member_of(token: Token | Reason | None, session: SessionRow | None) -> str | None:
@@ -459,15 +561,20 @@ def _label(
     if token.version != item.label_version:
         base.reason = Reason.REVOKED
         return base
+    while facts.terms is UNLOADED:
+        yield Need.TERMS
     while facts.open_checkout is UNLOADED:
         yield Need.OPEN_CHECKOUT
     loan = facts.open_checkout
     if session is None or return_only:
-        return _return(base, event, item, loan, kiosk, now, return_only=return_only)
+        return (
+            yield from _return(facts, base, event, item, loan, kiosk, now, return_only=return_only)
+        )
     return (yield from _checkout(facts, base, item, loan, session, kiosk, now))
 
 
 def _return(
+    facts: Facts,
     base: Decision,
     event: CodeScan,
     item: ItemRow,
@@ -476,7 +583,7 @@ def _return(
     now: datetime,
     *,
     return_only: bool,
-) -> Decision:
+) -> Steps[Decision]:
     if loan is None:
         # Nothing to return: the member most likely wanted it and has no session.
         base.reason = Reason.NOT_CHECKED_OUT if return_only else Reason.NO_SESSION
@@ -491,8 +598,50 @@ def _return(
     base.reason = Reason.RETURNED
     base.member_id = loan.member_id
     base.loan_s = (returned_at - loan.checked_out_at).total_seconds()
-    base.effects = [CloseCheckout(loan.checkout_id, returned_at), Republish(item.item_id)]
+    base.effects = [CloseCheckout(loan.checkout_id, returned_at)]
+    terms = _terms(facts)
+    if terms.inspection_required:
+        # Kits with parts wait for staff: maintenance with a ticket; its waitlist is
+        # served when the ticket closes (central/services/circulation.py).
+        base.effects += [
+            OpenTicket(item.item_id, loan.member_id, loan.checkout_id, AWAITING_CHECK),
+            Republish(item.item_id),
+        ]
+        return base
+    # Allocate it to the first member waiting, in this transaction (at most once: the
+    # item row is locked and only one hold per item may be ready).
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=item.state == "available")
+    base.effects += _moves(moves)
+    if moves.ready is not None:
+        base.reason = Reason.RETURNED_TO_HOLD
+    base.effects.append(Republish(item.item_id))
     return base
+
+
+def _terms(facts: Facts) -> Terms:
+    assert isinstance(facts.terms, Terms)
+    return facts.terms
+
+
+def _moves(moves: circulation.PassOn) -> list[Effect]:
+    """The writes of a waitlist's pass-on."""
+    effects: list[Effect] = [MoveHold(h, HoldState.EXPIRED) for h in moves.expire]
+    if moves.ready is not None:
+        effects.append(MoveHold(moves.ready, HoldState.READY))
+    return effects
+
+
+def _after(holds: tuple[HoldRow, ...], moves: circulation.PassOn) -> list[HoldRow]:
+    """The open holds once ``moves`` are written (a newly ready hold shown as ready)."""
+    kept = [h for h in holds if h.hold_id not in moves.expire]
+    return [
+        HoldRow(h.hold_id, h.item_id, h.member_id, h.placed_at, HoldState.READY)
+        if h.hold_id == moves.ready
+        else h
+        for h in kept
+    ]
 
 
 def return_refusal(
@@ -525,9 +674,84 @@ def _checkout(
     kiosk: KioskRow,
     now: datetime,
 ) -> Steps[Decision]:
-    """A label scanned in a session: lend the item to the session's member."""
-    base.member_id = session.member_id
-    if item.state != "available" or loan is not None:
+    """A label scanned in a session: lend, renew, or join the waitlist."""
+    member_id = base.member_id = session.member_id
+    if loan is not None and loan.member_id == member_id:
+        return (yield from _renew(facts, base, item, loan, session, kiosk, now))
+    if loan is None and item.state != "available":
+        # In repair or retired: nobody can say when it is back, so no waitlist here
+        # (staff may still place a hold; it is served when the repair ticket closes).
+        base.reason = Reason.ITEM_UNAVAILABLE
+        return base
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    terms = _terms(facts)
+    if loan is not None:
+        return (yield from _place_hold(facts, base, item, session, kiosk, now))
+    # On the shelf: a run-out ready hold passes on first, even if this scan is refused.
+    moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=True)
+    holds = _after(facts.holds, moves)
+    passed = _moves(moves)
+    ready = circulation.ready_hold(holds)
+
+    def refuse(reason: Reason) -> Decision:
+        # A refusal still writes the waitlist's pass-on it found due.
+        base.reason = reason
+        base.effects = [*passed, Republish(item.item_id)] if passed else []
+        return base
+
+    if ready is not None and ready.member_id != member_id:
+        return refuse(Reason.RESERVED)
+    while facts.reservation is UNLOADED:
+        yield Need.RESERVATION
+    due = circulation.loan_end(now, member_id, terms, facts.reservation)
+    if isinstance(due, Reason):
+        return refuse(due)
+    while facts.member is UNLOADED:
+        yield Need.MEMBER
+    member = facts.member
+    if member is None or member.suspended:
+        return refuse(Reason.MEMBER_SUSPENDED)
+    while facts.member_loans is UNLOADED:
+        yield Need.MEMBER_LOANS
+    if facts.member_loans >= member.checkout_limit:
+        return refuse(Reason.LIMIT_REACHED)
+    while facts.standing is UNLOADED:
+        yield Need.STANDING
+    refused = circulation.standing_refusal(terms, facts.standing, now)
+    if refused is not None:
+        return refuse(refused)
+    # Each checkout restarts the session's idle timer.
+    expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
+    base.due_at = due
+    base.reason = Reason.CHECKED_OUT
+    base.member_name = member.name
+    base.session_expires_at = expires_at
+    fulfilled: list[Effect] = []
+    if ready is not None:
+        fulfilled.append(MoveHold(ready.hold_id, HoldState.FULFILLED))
+    base.effects = [
+        *passed,
+        *fulfilled,
+        InsertCheckout(item.item_id, member.member_id, session.session_id, base.due_at),
+        ExtendSession(session.session_id, expires_at),
+        Republish(item.item_id),
+    ]
+    return base
+
+
+def _place_hold(
+    facts: Facts,
+    base: Decision,
+    item: ItemRow,
+    session: SessionRow,
+    kiosk: KioskRow,
+    now: datetime,
+) -> Steps[Decision]:
+    """An item out on loan with someone else, scanned in a session: join its waitlist."""
+    assert not isinstance(facts.holds, _Unloaded)
+    if circulation.open_hold_of(facts.holds, session.member_id) is not None:
+        # Already waiting: a second scan changes nothing.
         base.reason = Reason.ITEM_UNAVAILABLE
         return base
     while facts.member is UNLOADED:
@@ -536,19 +760,56 @@ def _checkout(
     if member is None or member.suspended:
         base.reason = Reason.MEMBER_SUSPENDED
         return base
-    while facts.member_loans is UNLOADED:
-        yield Need.MEMBER_LOANS
-    if facts.member_loans >= member.checkout_limit:
-        base.reason = Reason.LIMIT_REACHED
-        return base
-    # Each checkout restarts the session's idle timer.
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
-    base.due_at = now + timedelta(days=item.loan_days)
-    base.reason = Reason.CHECKED_OUT
+    base.reason = Reason.HOLD_PLACED
     base.member_name = member.name
     base.session_expires_at = expires_at
     base.effects = [
-        InsertCheckout(item.item_id, member.member_id, session.session_id, base.due_at),
+        PlaceHold(item.item_id, member.member_id),
+        ExtendSession(session.session_id, expires_at),
+    ]
+    return base
+
+
+def _renew(
+    facts: Facts,
+    base: Decision,
+    item: ItemRow,
+    loan: CheckoutRow,
+    session: SessionRow,
+    kiosk: KioskRow,
+    now: datetime,
+) -> Steps[Decision]:
+    """The member's own loan scanned in their session: renew it, or say why not."""
+    terms = _terms(facts)
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    others = any(h.member_id != loan.member_id for h in facts.holds)
+    refused = circulation.renewal_refusal(
+        due_at=loan.due_at,
+        renewals=loan.renewals,
+        terms=terms,
+        others_waiting=others,
+        now=now,
+    )
+    if refused is not None:
+        base.reason = refused
+        base.due_at = loan.due_at
+        return base
+    while facts.reservation is UNLOADED:
+        yield Need.RESERVATION
+    due = circulation.renewal_due(loan.due_at, loan.member_id, terms, facts.reservation, now)
+    if isinstance(due, Reason):
+        # A booking leaves no more time than the loan already has.
+        base.reason = due
+        base.due_at = loan.due_at
+        return base
+    expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
+    base.reason = Reason.RENEWED
+    base.due_at = due
+    base.session_expires_at = expires_at
+    base.effects = [
+        RenewCheckout(loan.checkout_id, due),
         ExtendSession(session.session_id, expires_at),
         Republish(item.item_id),
     ]
@@ -557,7 +818,7 @@ def _checkout(
 
 def _settle(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -595,14 +856,19 @@ def _settle(
 
 
 __all__ = [
+    "AWAITING_CHECK",
     "FUTURE_SKEW",
     "LATE_AFTER",
     "QUICK_RETURN",
+    "REPORT_WINDOW",
     "UNLOADED",
     "Decision",
     "Effect",
     "Facts",
+    "MoveHold",
     "Need",
+    "OpenTicket",
+    "PlaceHold",
     "Policy",
     "Steps",
     "decide",

@@ -35,12 +35,15 @@ from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.republish import EVERYTHING, Republish
+from central.services.circulation import Circulation
 from central.services.enrolment import BrokerAddress
 from central.services.fleet_updates import FleetUpdates
+from central.services.reminders import LinkMaker, Reminders
 from central.services.rollout_control import RolloutControl
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
+from central.storage.reminders import ReminderRows
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
 from central.updates import UpdateEngine
@@ -156,6 +159,15 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             if settings.members_app
             else None
         )
+        # Reminders link to the members' app (loans, unsubscribe): they go when it is on.
+        reminder_rows = ReminderRows(store, store.dialect)
+        reminders = Reminders(
+            reminder_rows,
+            deps.clock,
+            mailer,
+            LinkMaker(settings.members_origin),
+            metrics=consumer.metrics,
+        )
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
@@ -191,6 +203,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             fleet_updates=FleetUpdates(
                 store, store, deps.clock, [public_key(k) for k in settings.release_keys]
             ),
+            reminder_service=reminders,
         )
         updates = UpdateEngine(
             store,
@@ -213,7 +226,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 ssl_keyfile=settings.admin_tls_key,
             )
         )
-        members = _members_server(settings, store, signer, deps.clock, hub, mailer)
+        members = _members_server(
+            settings,
+            store,
+            signer,
+            deps.clock,
+            hub,
+            mailer,
+            reminder_rows,
+            # Members act as themselves; what they change goes to kiosks and the catalogue.
+            Circulation(store, deps.clock, Tee(link, hub), "member"),
+        )
         async with asyncio.TaskGroup() as group:
             if members is not None:
                 group.create_task(_serve_api(members), name="members-app")
@@ -235,8 +258,12 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             if accounts.managed:
                 group.create_task(accounts.run(), name="broker-accounts")
             group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
+            sweeper = Circulation(store, deps.clock, link, "system")
+            group.create_task(sweeper.run(settings.hold_sweep_every_s), name="hold-sweep")
             group.create_task(updates.run(settings.update_every_s), name="updates")
             group.create_task(seal_forever(store), name="audit-sealer")
+            if mailer is not None:
+                group.create_task(reminders.run(settings.reminder_every_s), name="reminders")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:
@@ -275,6 +302,8 @@ def _members_server(
     clock: Clock,
     hub: Hub,
     mailer: Mailer | None,
+    reminder_rows: ReminderRows,
+    circulation: Circulation | None = None,
 ) -> _QuietServer | None:
     """The members' app on its own port (HTTPS when given a certificate), if switched on."""
     if not settings.members_app:
@@ -286,8 +315,10 @@ def _members_server(
         hub,
         origin=settings.members_origin,
         mailer=mailer,
+        circulation=circulation,
         # Plain HTTP only for a development origin on localhost (a secure context anyway).
         secure_cookies=settings.members_origin.startswith("https://"),
+        reminder_rows=reminder_rows,
     )
     return _QuietServer(
         uvicorn.Config(

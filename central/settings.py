@@ -170,6 +170,12 @@ class CentralSettings(BaseSettings):
     breaker_every_s: float = Field(
         default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
     )
+    hold_sweep_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often each instance passes run-out ready holds on (docs/circulation.md).",
+    )
     # --- the consumer's fairness and bad-traffic defences (central/consumer.py, abuse.py) ---
     kiosk_backlog: int = Field(
         default=2000,
@@ -242,10 +248,19 @@ class CentralSettings(BaseSettings):
         description="The address members open (scheme://host[:port]); WebAuthn's origin and"
         " relying party (its host), and the base of e-mailed sign-in links.",
     )
-    smtp_host: str = Field(default="127.0.0.1", description="SMTP server for sign-in links.")
+    smtp_host: str = Field(
+        default="127.0.0.1", description="SMTP server for sign-in links and reminders."
+    )
     smtp_port: int = Field(default=25, ge=1, le=65535, description="Its port.")
     mail_from: str = Field(
         default="library@localhost", description="The From address of sign-in e-mails."
+    )
+    reminder_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often each instance runs a reminder round (with the members' app on:"
+        " reminders link to its pages). What is sent is set by cs-admin reminders settings.",
     )
 
     @field_validator("release_keys")

@@ -16,12 +16,14 @@ import httpx
 from provisioning import (
     audit,
     basics,
+    circulation,
     enrol,
     fleet,
     library,
     loans,
     printing,
     releases,
+    reminders,
     rollout,
     security,
 )
@@ -55,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     )
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     loans.register(sub)
+    circulation.register(sub)
     fleet.register(sub, kiosk_sub)
     enrol.register(sub, kiosk_sub)
     library.register(sub)
@@ -62,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)
     security.register(sub, kiosk_sub)
     releases.register(sub)
+    reminders.register(sub)
     _json_anywhere(top)
     return top
 

@@ -19,15 +19,20 @@ from central.api import (
     audit,
     enrol,
     guard,
+    holds,
     items,
     kiosks,
     loans,
     members,
+    policies,
     refusals,
     releases,
+    reminders,
+    reservations,
     rollout,
     security,
     shelves,
+    tickets,
 )
 from central.api.deps import ADMIN, provide
 from central.clock import Clock
@@ -35,12 +40,14 @@ from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile
 from central.services.audit_log import AuditLog
+from central.services.circulation import Circulation
 from central.services.claims import ClaimGate
 from central.services.enrolment import BrokerAddress, KioskEnrolment
 from central.services.fleet_updates import FleetUpdates
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
+from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 from central.storage.base import Store
@@ -66,12 +73,14 @@ def create_app(
     keys: KeyFile | None = None,
     rollout_control: RolloutControl | None = None,
     fleet_updates: FleetUpdates | None = None,
+    reminder_service: Reminders | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link.
 
     ``routers`` are other areas' endpoints (probes), each carrying its own dependencies:
     the admin token, or none for a probe. ``rollout_control`` (which needs the breaker)
-    adds ``/rollout``; ``fleet_updates`` adds ``/releases`` and ``/rollouts``.
+    adds ``/rollout``; ``fleet_updates`` adds ``/releases`` and ``/rollouts``;
+    ``reminder_service`` adds ``/reminders``.
     """
     # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
     claims = ClaimGate(store, clock)
@@ -97,6 +106,7 @@ def create_app(
         Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR),
         SecurityActions(store, clock, keys, ADMIN_ACTOR),
         Loans(store, clock),
+        Circulation(store, clock, publisher, ADMIN_ACTOR),
         Kiosks(store, clock, publisher, consumer, ADMIN_ACTOR),
         AuditLog(store),
     )
@@ -129,6 +139,10 @@ def create_app(
         kiosks.router,
         audit.router,
         loans.router,
+        holds.router,
+        reservations.router,
+        tickets.router,
+        policies.router,
         _ops_router(store, clock, consumer),
         *routers,
     ):
@@ -140,6 +154,9 @@ def create_app(
     if rollout_control is not None:
         provide(app, rollout_control)
         app.include_router(rollout.router)
+    if reminder_service is not None:
+        provide(app, reminder_service)
+        app.include_router(reminders.router)
     return app
 
 

@@ -24,15 +24,21 @@ from central.storage.chain import ChainedRow, ChainHead
 from central.storage.rows import (
     AuditEntry,
     CheckoutRow,
+    ClosedLoan,
     Edited,
+    HoldRow,
+    HoldState,
     ItemRow,
     KioskRow,
     MemberRow,
     OverdueLoan,
     PassUse,
     Problem,
+    ReservationRow,
     SessionRow,
     ShelfRow,
+    Standing,
+    Terms,
 )
 
 _T = TypeVar("_T")
@@ -132,6 +138,47 @@ class Tx(Protocol):
 
     async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
         """The item's availability message, its sequence bumped if it changed."""
+
+    async def item_terms(self, item_id: str) -> Terms:
+        """The item's loan terms (its category's policy over the library's settings)."""
+
+    async def item_holds(self, item_id: str) -> tuple[HoldRow, ...]:
+        """The item's open holds in queue order, locked (take after the item's row)."""
+
+    async def next_reservation(self, item_id: str, now: datetime) -> ReservationRow | None:
+        """The item's earliest booking that has not ended by ``now``."""
+
+    async def standing(self, member_id: str, category: str | None, now: datetime) -> Standing:
+        """What the member's record says for a checkout of ``category``."""
+
+    async def place_hold(self, item_id: str, member_id: str, via: str, now: datetime) -> int:
+        """Add a waiting hold at the end of the queue (one open hold per member and item)."""
+
+    async def move_hold(self, hold_id: int, to: HoldState, now: datetime) -> None:
+        """Move an open hold on; a hold no longer open (or not waiting, for READY) is a
+        StorageError, so a hold is allocated or closed at most once."""
+
+    async def renew_checkout(self, checkout_id: int, due_at: datetime) -> None:
+        """Set an open loan's new due time and count the renewal."""
+
+    async def closed_by(self, kiosk_id: str, return_event_id: str) -> ClosedLoan | None:
+        """The loan the kiosk's return event closed, if it closed one."""
+
+    async def open_ticket(
+        self,
+        item_id: str,
+        now: datetime,
+        *,
+        kiosk_id: str | None = None,
+        member_id: str | None = None,
+        checkout_id: int | None = None,
+        event_id: str | None = None,
+        note: str = "",
+    ) -> int:
+        """Open a repair ticket (one per reporting event)."""
+
+    async def set_state(self, item_id: str, state: str) -> None:
+        """Put an item in a state; the caller republishes it."""
 
     async def audit(self, entry: AuditEntry) -> None:
         """Append one audit row."""

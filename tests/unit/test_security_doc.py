@@ -43,6 +43,10 @@ THREATS = (
     "one member reading another's loans",
     "members' app input abuse",
     "unrecorded admin attempt",
+    "queue jumping",
+    "false problem report",
+    "reminder mail flood or duplicates",
+    "unsubscribe link abuse",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

@@ -43,6 +43,18 @@ TABLES = (
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_circulation
+    "categories",
+    "member_training",
+    "agreements",
+    "member_agreements",
+    "holds",
+    "reservations",
+    "repair_tickets",
+    # 0011_reminders
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
 NEWEST_TABLES = (
@@ -52,6 +64,8 @@ NEWEST_TABLES = (
     "releases",
     "release_rollouts",
     "kiosk_updates",
+    "circulation_settings",  # 0010_circulation: one row of library settings
+    "reminder_settings",
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

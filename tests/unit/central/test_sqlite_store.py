@@ -39,6 +39,20 @@ TABLES = {
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_circulation
+    "circulation_settings",
+    "categories",
+    "member_training",
+    "agreements",
+    "member_agreements",
+    "holds",
+    "reservations",
+    "repair_tickets",
+    # 0011_reminders
+    "reminder_settings",
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
 }
 
 
