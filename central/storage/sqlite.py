@@ -59,6 +59,8 @@ class SqliteTx(ScanTx):
     dialect = SQLITE
     # The audit chain's (pos, hash, seq) after this transaction's last audit row.
     _chain: tuple[int, str, int] | None = None
+    # Whether audit_chain_head lags _chain: it is written once, at commit (see finish).
+    _head_behind = False
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -76,7 +78,8 @@ class SqliteTx(ScanTx):
         # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
         # is written: the head cannot move under us, and nothing is left to seal.
         # The head is read once per transaction and then carried here (a batch writes
-        # a hundred audit rows); a rolled-back savepoint forgets it (see savepoint).
+        # a hundred audit rows), and written back once, at commit (finish); a rolled-back
+        # savepoint puts it back where it stood before the step (see savepoint).
         if self._chain is None:
             head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1", ())
             last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log", ())
@@ -106,10 +109,17 @@ class SqliteTx(ScanTx):
                 digest,
             ),
         )
-        await self._exec(
-            "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
-        )
         self._chain = (pos, digest, seq)
+        self._head_behind = True
+
+    async def finish(self) -> None:
+        """Write the chain's head once, just before commit (not once per audit row)."""
+        if self._head_behind and self._chain is not None:
+            await self._exec(
+                "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1",
+                (self._chain[0], self._chain[1]),
+            )
+            self._head_behind = False
 
 
 class DirectTx(SqliteTx):
@@ -261,7 +271,9 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
             if wait:
                 conn.execute("PRAGMA busy_timeout = 0")
         try:
-            result = run_to_end(work(DirectTx(conn)))
+            tx = DirectTx(conn)
+            result = run_to_end(work(tx))
+            run_to_end(tx.finish())
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -361,8 +373,10 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         async with self._write_lock:
             db = self._conn
             await db.execute("BEGIN IMMEDIATE")
+            tx = SqliteTx(db)
             try:
-                yield SqliteTx(db)
+                yield tx
+                await tx.finish()
             except BaseException:
                 await db.rollback()
                 raise
@@ -373,12 +387,14 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         """A nested step inside a write transaction that rolls back alone."""
         assert isinstance(tx, SqliteTx)
         await tx._exec("SAVEPOINT step", ())
+        chain, behind = tx._chain, tx._head_behind
         try:
             yield
         except BaseException:
             await tx._exec("ROLLBACK TO step", ())
             await tx._exec("RELEASE step", ())
-            tx._chain = None  # the step's audit rows are gone: read the head again
+            # The step's audit rows are gone: the chain goes on from where it stood before.
+            tx._chain, tx._head_behind = chain, behind
             raise
         await tx._exec("RELEASE step", ())
 
