@@ -232,9 +232,6 @@ class Consumer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
             await self.flush_drops()
-            # A batch on SQLite runs without suspending: let the loop read what arrived
-            # meanwhile (and serve HTTP) before the next one, so batches fill up.
-            await asyncio.sleep(0)
 
     async def handle(self, batch: Sequence[Inbound]) -> None:
         """Decide a batch of messages at once, as :meth:`run` does (tests drive this)."""

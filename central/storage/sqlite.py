@@ -41,11 +41,6 @@ def _opt(text: str | None) -> datetime | None:
 # SQLite result codes (the low byte) that say the database cannot be used right now:
 # BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
 _UNAVAILABLE = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26})
-_SQLITE_BUSY = 5
-
-
-class _LockTakenError(Exception):
-    """Another connection holds the database's write lock right now."""
 
 
 class SqliteTx(ScanTx):
@@ -181,7 +176,6 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         # a statement through aiosqlite costs a thread hop, a batch here costs one.
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._writer: sqlite3.Connection | None = None
-        self._handed_over = 0  # transactions given to the writer thread and not yet done
 
     def is_conflict(self, exc: BaseException) -> bool:
         """A constraint refused the write (SQLite never deadlocks under BEGIN IMMEDIATE)."""
@@ -223,53 +217,23 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
             "journal_mode = WAL",
             "synchronous = NORMAL",
             "foreign_keys = ON",
-            # Never wait for the write lock unasked: run_write tries it on the event loop,
-            # where waiting would stall everything (see _run_on_writer).
-            "busy_timeout = 0",
         ):
             conn.execute(f"PRAGMA {pragma}")
         return conn
 
     async def run_write(self, work: Callable[[Tx], Coroutine[Any, Any, _T]]) -> _T:
-        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer connection.
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        # Running it on the event loop instead (no GIL hand-off at every statement) was
+        # measured and lost: the loop reads no scans while a batch runs, so batches shrink
+        # and each scan pays more of a commit (docs/benchmarks.md, issue 18).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_thread, self._run_on_writer, work)
 
-        On the event loop itself when the write lock is free at once and the writer thread
-        is idle: a batch's ledger code is Python, so on the thread it only fights the event
-        loop for the GIL at every statement (measured: a quarter fewer verdicts/s). Once
-        BEGIN IMMEDIATE holds the lock nothing in the transaction waits (WAL: readers never
-        block the writer, and the ledger never awaits), so the loop is held for the batch's
-        CPU time only. If another connection holds the lock, the transaction waits for it
-        on the writer thread instead, up to the busy timeout, as before.
-        """
-        if self._handed_over == 0:
-            try:
-                return self._run_on_writer(work, wait=False)
-            except _LockTakenError:
-                pass
-        self._handed_over += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._writer_thread, self._run_on_writer, work)
-        finally:
-            self._handed_over -= 1
-
-    def _run_on_writer(
-        self, work: Callable[[Tx], Coroutine[Any, Any, _T]], wait: bool = True
-    ) -> _T:
+    def _run_on_writer(self, work: Callable[[Tx], Coroutine[Any, Any, _T]]) -> _T:
         conn = self._writer
         if conn is None:
             raise StorageError("store is not open")
-        if wait:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if not wait and exc.sqlite_errorcode & 0xFF == _SQLITE_BUSY:
-                raise _LockTakenError from exc
-            raise
-        finally:
-            if wait:
-                conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("BEGIN IMMEDIATE")
         try:
             tx = DirectTx(conn)
             result = run_to_end(work(tx))
