@@ -1,5 +1,6 @@
 """Topic names under the versioned root: built, and parsed back into typed routes, in one place."""
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,6 +151,10 @@ _KIOSK_LEAVES: dict[str, Callable[[str], Route]] = {
 _ROOT_LEVELS = tuple(ROOT.split("/"))
 
 
+# A topic is read up to three times per message on central's hot path, and a fleet has a
+# few thousand distinct ones; a route is immutable, so the answers are kept (bounded, so
+# a flood of made-up topics only evicts).
+@functools.lru_cache(maxsize=8192)
 def route(topic: str) -> Route | BadTopic:
     """What ``topic`` is in the contract, or why it is none of it.
 

@@ -17,6 +17,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._by_reason: dict[Reason, Counter] = {}
         self.scans = Counter(
             "qr_scans", "Scans decided (redeliveries not counted).", registry=self.registry
         )
@@ -140,7 +141,11 @@ class Metrics:
             self.replayed.inc()
             return
         self.scans.inc()
-        (self.success if reason.accepted else self.failed).labels(reason=reason.value).inc()
+        counter = self._by_reason.get(reason)
+        if counter is None:  # the label lookup costs more than the count: once per reason
+            family = self.success if reason.accepted else self.failed
+            counter = self._by_reason[reason] = family.labels(reason=reason.value)
+        counter.inc()
 
     def fleet(self, presence: Mapping[str, KioskStatus], enrolled: Collection[str]) -> None:
         """Set the per-kiosk gauges from presence, at scrape time.

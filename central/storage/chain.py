@@ -6,6 +6,7 @@ walk in :class:`ChainWalk` finds the first row that was edited, deleted or reord
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 GENESIS_HASH = "0" * 64
 
 
+@functools.lru_cache(maxsize=64)  # a batch's audit rows share one "now" (equal: one text)
 def stamp(moment: datetime) -> str:
     """A time as the chain hashes it: fixed-width UTC with microseconds."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

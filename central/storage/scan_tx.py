@@ -33,6 +33,14 @@ AVAILABILITY_SQL = (
     " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = i.item_id AND h.state = 'ready')"
     " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
 )
+# The same row, read back by the UPDATE that bumps the item's sequence: one statement per
+# changed item instead of two (both backends support RETURNING with a subquery).
+_BUMP_SQL = (
+    "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?"
+    " RETURNING item_id, shelf_id, name, state, availability_seq,"
+    " (SELECT c.due_at FROM checkouts c WHERE c.item_id = items.item_id"
+    " AND c.returned_at IS NULL)"
+)
 
 
 def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Availability:
@@ -249,11 +257,9 @@ class ScanTx(CirculationQueries):
 
     async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
         if bump:
-            await self._exec(
-                "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?",
-                (item_id,),
-            )
-        row = await self._one(AVAILABILITY_SQL + " WHERE i.item_id = ?", (item_id,))
+            row = await self._one(_BUMP_SQL, (item_id,))
+        else:
+            row = await self._one(AVAILABILITY_SQL + " WHERE i.item_id = ?", (item_id,))
         if row is None:
             raise StorageError(f"item {item_id} vanished")
         return availability_of(row, now, self.dialect)

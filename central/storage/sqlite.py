@@ -54,6 +54,8 @@ class SqliteTx(ScanTx):
     dialect = SQLITE
     # The audit chain's (pos, hash, seq) after this transaction's last audit row.
     _chain: tuple[int, str, int] | None = None
+    # Whether audit_chain_head lags _chain: it is written once, at commit (see finish).
+    _head_behind = False
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
@@ -75,7 +77,8 @@ class SqliteTx(ScanTx):
         # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
         # is written: the head cannot move under us, and nothing is left to seal.
         # The head is read once per transaction and then carried here (a batch writes
-        # a hundred audit rows); a rolled-back savepoint forgets it (see savepoint).
+        # a hundred audit rows), and written back once, at commit (finish); a rolled-back
+        # savepoint puts it back where it stood before the step (see savepoint).
         if self._chain is None:
             head = await self._one("SELECT pos, row_hash FROM audit_chain_head WHERE id = 1", ())
             last = await self._one("SELECT coalesce(max(seq), 0) FROM qr_audit_log", ())
@@ -105,10 +108,17 @@ class SqliteTx(ScanTx):
                 digest,
             ),
         )
-        await self._exec(
-            "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1", (pos, digest)
-        )
         self._chain = (pos, digest, seq)
+        self._head_behind = True
+
+    async def finish(self) -> None:
+        """Write the chain's head once, just before commit (not once per audit row)."""
+        if self._head_behind and self._chain is not None:
+            await self._exec(
+                "UPDATE audit_chain_head SET pos = ?, row_hash = ? WHERE id = 1",
+                (self._chain[0], self._chain[1]),
+            )
+            self._head_behind = False
 
 
 class DirectTx(SqliteTx):
@@ -220,6 +230,9 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
 
     async def run_write(self, work: Callable[[Tx], Coroutine[Any, Any, _T]]) -> _T:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction on the writer thread."""
+        # Running it on the event loop instead (no GIL hand-off at every statement) was
+        # measured and lost: the loop reads no scans while a batch runs, so batches shrink
+        # and each scan pays more of a commit (docs/benchmarks.md, issue 18).
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer_thread, self._run_on_writer, work)
 
@@ -229,7 +242,9 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
             raise StorageError("store is not open")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = run_to_end(work(DirectTx(conn)))
+            tx = DirectTx(conn)
+            result = run_to_end(work(tx))
+            run_to_end(tx.finish())
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -329,8 +344,10 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         async with self._write_lock:
             db = self._conn
             await db.execute("BEGIN IMMEDIATE")
+            tx = SqliteTx(db)
             try:
-                yield SqliteTx(db)
+                yield tx
+                await tx.finish()
             except BaseException:
                 await db.rollback()
                 raise
@@ -341,12 +358,14 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
         """A nested step inside a write transaction that rolls back alone."""
         assert isinstance(tx, SqliteTx)
         await tx._exec("SAVEPOINT step", ())
+        chain, behind = tx._chain, tx._head_behind
         try:
             yield
         except BaseException:
             await tx._exec("ROLLBACK TO step", ())
             await tx._exec("RELEASE step", ())
-            tx._chain = None  # the step's audit rows are gone: read the head again
+            # The step's audit rows are gone: the chain goes on from where it stood before.
+            tx._chain, tx._head_behind = chain, behind
             raise
         await tx._exec("RELEASE step", ())
 

@@ -1,0 +1,69 @@
+"""SQLite's writer: a batch waits for a write lock another connection holds, loop still live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from central.clock import FakeClock
+from central.storage.base import AuditEntry, Tx
+from central.storage.sqlite import SqliteStore
+from tests.unit.central.support import query
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+async def test_a_batch_waits_for_a_lock_held_elsewhere_while_the_loop_keeps_serving(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Someone else writing (an admin tool, a backup restore) holds the write lock for a
+    # while: the batch must neither fail nor freeze the event loop (MQTT, /ready) meanwhile.
+    other = sqlite3.connect(tmp_path / "central.db", isolation_level=None)
+    with contextlib.closing(other):
+        other.execute("BEGIN IMMEDIATE")
+
+        async def work(tx: Tx) -> str:
+            await tx.audit(AuditEntry(clock.now(), "admin:test", "test.write", reason="after"))
+            return "written"
+
+        batch = asyncio.create_task(store.run_write(work))
+        ticks = 0
+        for _ in range(30):  # 0.3 s of a loop that must keep running
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not batch.done()  # still waiting for the lock, not failed
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(batch, 5) == "written"
+    assert ticks == 30
+    rows = await query(store, "SELECT reason FROM qr_audit_log WHERE action = 'test.write'")
+    assert rows == [("after",)]
+
+
+async def test_batches_after_a_wait_run_again_at_once(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    # After the lock came free, the next batches are written too, in order.
+    other = sqlite3.connect(tmp_path / "central.db", isolation_level=None)
+    with contextlib.closing(other):
+        other.execute("BEGIN IMMEDIATE")
+
+        def note(n: int) -> Callable[[Tx], Coroutine[Any, Any, int]]:
+            async def work(tx: Tx) -> int:
+                await tx.audit(AuditEntry(clock.now(), "admin:test", "test.write", reason=str(n)))
+                return n
+
+            return work
+
+        first = asyncio.create_task(store.run_write(note(1)))
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(first, 5) == 1
+    assert [await store.run_write(note(n)) for n in (2, 3)] == [2, 3]
+    rows = await query(store, "SELECT reason FROM qr_audit_log WHERE action = 'test.write'")
+    assert rows == [("1",), ("2",), ("3",)]
