@@ -39,7 +39,8 @@ _BUMP_SQL = (
     "UPDATE items SET availability_seq = availability_seq + 1 WHERE item_id = ?"
     " RETURNING item_id, shelf_id, name, state, availability_seq,"
     " (SELECT c.due_at FROM checkouts c WHERE c.item_id = items.item_id"
-    " AND c.returned_at IS NULL)"
+    " AND c.returned_at IS NULL),"
+    " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = items.item_id AND h.state = 'ready')"
 )
 
 
