@@ -53,7 +53,11 @@ CHECKS = {
     "loans taken while held for another": (
         "SELECT count(*) FROM checkouts c JOIN holds h ON h.item_id = c.item_id"
         " AND h.member_id <> c.member_id AND h.ready_at IS NOT NULL"
-        " WHERE c.checked_out_at >= h.ready_at"
+        # A batch of scans shares one instant: a loan stamped with the hold's ready_at
+        # was taken after it only if it came after the return that readied the hold.
+        " WHERE (c.checked_out_at > h.ready_at OR (c.checked_out_at = h.ready_at"
+        " AND c.checkout_id > (SELECT max(r.checkout_id) FROM checkouts r"
+        " WHERE r.item_id = h.item_id AND r.returned_at = h.ready_at)))"
         " AND (h.closed_at IS NULL OR c.checked_out_at < h.closed_at)"
     ),
     "holds allocated": "SELECT count(*) FROM holds WHERE ready_at IS NOT NULL",
