@@ -1,4 +1,8 @@
-"""Sign-in routes: e-mailed one-time links and passkeys (WebAuthn via the ``webauthn`` package)."""
+"""Sign-in routes: e-mailed one-time links and passkeys (WebAuthn via the ``webauthn`` package).
+
+The members' app mounts them at its root; the staff console mounts the same routes under
+``/staff`` on its own credential tables (``base`` and ``home`` say where its pages are).
+"""
 
 from __future__ import annotations
 
@@ -23,10 +27,10 @@ from webauthn.helpers.structs import (
 from central.api.text import Text
 from central.clock import Clock
 from central.web.auth import Auth, digest, new_secret
+from central.web.credentials import Credentials
 from central.web.mail import Mailer
 from central.web.ratelimit import Buckets
 from central.web.refusals import WebRefusal, refuse
-from central.web.store import MembersData
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +49,16 @@ class CredentialIn(BaseModel):
 
 
 def router(
-    data: MembersData, auth: Auth, clock: Clock, mailer: Mailer | None, rp_name: str
+    data: Credentials,
+    auth: Auth,
+    clock: Clock,
+    mailer: Mailer | None,
+    rp_name: str,
+    *,
+    base: str = "",
+    home: str = "/pass",
 ) -> APIRouter:
-    """The sign-in endpoints of the members' app."""
+    """The sign-in endpoints of a surface whose pages live under ``base``."""
     routes = APIRouter()
     per_client = Buckets(per_min=20, burst=10)
     per_email = Buckets(per_min=2, burst=3)
@@ -70,15 +81,15 @@ def router(
         member_id = await data.member_by_email(address)
         # The same answer whether or not the address is a member's: no account probing.
         if member_id is not None and mailer is not None:
-            await send_link(data, mailer, auth.origin, clock, member_id, address)
-        return RedirectResponse("/signin?sent=1", status_code=303)
+            await send_link(data, mailer, auth.origin, clock, member_id, address, base=base)
+        return RedirectResponse(f"{base}/signin?sent=1", status_code=303)
 
     @routes.get("/signin/link/{token}")
     async def follow_link(token: str) -> Response:
         ok, member_id = await data.use_ticket(digest(token[:100]), "link", clock.now())
         if not ok or not member_id:
             raise refuse(WebRefusal.BAD_LINK)
-        response = RedirectResponse("/pass", status_code=303)
+        response = RedirectResponse(f"{base}{home}", status_code=303)
         await auth.sign_in(response, member_id)
         return response
 
@@ -120,7 +131,7 @@ def router(
             raise refuse(WebRefusal.BAD_ASSERTION) from None
         if not await data.bump_sign_count(raw_id, key.sign_count, checked.new_sign_count):
             raise refuse(WebRefusal.BAD_ASSERTION)  # a cloned key raced this one
-        response = JSONResponse({"ok": True, "next": "/pass"})
+        response = JSONResponse({"ok": True, "next": f"{base}{home}"})
         await auth.sign_in(response, key.member_id)
         return response
 
@@ -180,7 +191,7 @@ def router(
     async def sign_out(request: Request, csrf: str = Form(max_length=100)) -> Response:
         session = await auth.require(request)
         auth.check_csrf(request, session, csrf)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(f"{base}/", status_code=303)
         await auth.sign_out(request, response)
         return response
 
@@ -188,10 +199,18 @@ def router(
 
 
 async def send_link(
-    data: MembersData, mailer: Mailer, origin: str, clock: Clock, member_id: str, email: str
+    data: Credentials,
+    mailer: Mailer,
+    origin: str,
+    clock: Clock,
+    member_id: str,
+    email: str,
+    *,
+    base: str = "",
 ) -> None:
-    """E-mail ``member_id`` a one-time sign-in link (also how staff invite a member)."""
-    link = await mint_link(data, origin, clock, member_id)
+    """E-mail ``member_id`` a one-time sign-in link (also how staff invite a member, and how
+    an admin invites staff: ``base`` "/staff")."""
+    link = await mint_link(data, origin, clock, member_id, base=base)
     await mailer.send(
         email,
         "Your CommunityShare sign-in link",
@@ -200,15 +219,17 @@ async def send_link(
     )
 
 
-async def mint_link(data: MembersData, origin: str, clock: Clock, member_id: str) -> str:
+async def mint_link(
+    data: Credentials, origin: str, clock: Clock, member_id: str, *, base: str = ""
+) -> str:
     """A fresh one-time sign-in link for ``member_id`` (only its hash is stored)."""
     token = new_secret()
     await data.add_ticket(digest(token), "link", member_id, clock.now() + LINK_TTL)
-    return f"{origin}/signin/link/{token}"
+    return f"{origin}{base}/signin/link/{token}"
 
 
 async def _spend(
-    data: MembersData, clock: Clock, challenge: str, purpose: str, member_id: str | None = None
+    data: Credentials, clock: Clock, challenge: str, purpose: str, member_id: str | None = None
 ) -> bytes:
     """The challenge's bytes, spent once; BAD_CHALLENGE if unknown, expired or replayed."""
     ok, owner = await data.use_ticket(digest(challenge), purpose, clock.now())

@@ -43,6 +43,11 @@ TABLES = (
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_staff (0012 once circ's and remind's migrations are merged)
+    "staff",
+    "staff_tickets",
+    "staff_passkeys",
+    "staff_sessions",
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
 NEWEST_TABLES = (
