@@ -24,6 +24,7 @@ from provisioning import (
     releases,
     rollout,
     security,
+    staff,
 )
 from provisioning.errors import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, RefusedError, UsageError
 from provisioning.output import safe_lines
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)
     security.register(sub, kiosk_sub)
     releases.register(sub)
+    staff.register(sub)
     _json_anywhere(top)
     return top
 

@@ -1,0 +1,125 @@
+"""The staff console over HTTP on both backends: sign-in, roles, CSRF, audit, services shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.local import LocalBroker
+from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
+from tests.support.staff import csrf, invite, staff_client
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def central(request: pytest.FixtureRequest, tmp_path: Path, broker: LocalBroker):  # type: ignore[no-untyped-def]
+    # The console's origin is central's own admin address by default (http://127.0.0.1:port).
+    async with (
+        backend_settings(request.param, tmp_path, broker) as settings,
+        start_central(settings) as running,
+    ):
+        await seed_library(running.admin)
+        yield running
+
+
+async def audit(central: RunningCentral) -> list[dict[str, object]]:
+    return list((await central.admin.get("/audit", params={"limit": 500})).json())
+
+
+async def test_a_volunteer_adds_an_item_and_is_refused_an_admin_action_which_is_audited(
+    central: RunningCentral,
+) -> None:
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        token = await csrf(vera)
+        library = await vera.get("/staff/library", params={"q": "drill"})
+        assert "Cordless drill" in library.text
+        assert "Jigsaw" not in library.text  # the search narrowed the page
+
+        added = await vera.post(
+            "/staff/items",
+            data={"item_id": "LADDER-01", "shelf_id": "SHELF-B", "name": "Ladder", "csrf": token},
+        )
+        assert added.status_code == 200, added.text
+        # The same service as the admin API: the item is there, and the write is audited by name.
+        assert (await central.admin.get("/items/LADDER-01")).json()["name"] == "Ladder"
+        rows = await audit(central)
+        assert any(r["action"] == "item.add" and r["actor"] == "staff:Vera" for r in rows)
+
+        # Throwing the kill switch is an admin's: refused (403), and the refusal is audited.
+        refused = await vera.post(
+            "/staff/kill", data={"reason": "try", "confirm": "yes", "csrf": token}
+        )
+        assert refused.status_code == 403
+        assert refused.json()["detail"]["reason"] == "ROLE_REQUIRED"
+        flag = (await central.admin.get("/rollout/flag")).json()
+        assert flag["mode"] != "off" or flag["changed_by"] != "admin:Vera"
+        rows = await audit(central)
+        assert any(
+            r["action"] == "staff.refused"
+            and r["actor"] == "staff:Vera"
+            and r["reason"] == "ROLE_REQUIRED"
+            for r in rows
+        )
+        assert (await vera.get("/staff/ops")).status_code == 403
+
+
+async def test_a_write_without_the_session_csrf_token_is_refused(central: RunningCentral) -> None:
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        forged = await vera.post(
+            "/staff/items", data={"item_id": "X-1", "shelf_id": "SHELF-A", "name": "X"}
+        )
+        assert forged.status_code == 403
+        assert forged.json()["detail"]["reason"] == "BAD_CSRF"
+        wrong = await vera.post(
+            "/staff/items",
+            data={"item_id": "X-1", "shelf_id": "SHELF-A", "name": "X", "csrf": "0" * 43},
+        )
+        assert wrong.status_code == 403
+        # Another site's page posting with the victim's cookie: its Origin gives it away.
+        token = await csrf(vera)
+        cross = await vera.post(
+            "/staff/items",
+            data={"item_id": "X-1", "shelf_id": "SHELF-A", "name": "X", "csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert cross.status_code == 403
+        assert (await central.admin.get("/items/X-1")).status_code == 404
+
+
+async def test_an_admin_switches_checkout_off_and_a_disabled_account_is_out_at_once(
+    central: RunningCentral,
+) -> None:
+    async with staff_client(central, "ada@example.org", "Ada", "admin") as ada:
+        token = await csrf(ada)
+        unconfirmed = await ada.post(
+            "/staff/flag", data={"mode": "off", "reason": "x", "csrf": token}
+        )
+        assert unconfirmed.status_code == 422  # no confirmation, no change
+        off = await ada.post(
+            "/staff/flag",
+            data={"mode": "off", "reason": "stocktake", "confirm": "yes", "csrf": token},
+        )
+        assert off.status_code == 200, off.text
+        flag = (await central.admin.get("/rollout/flag")).json()
+        assert (flag["mode"], flag["changed_by"]) == ("off", "admin:Ada")
+        assert "Operations" in (await ada.get("/staff/ops")).text
+
+        staff = (await central.admin.get("/staff-accounts")).json()
+        ada_id = next(s["staff_id"] for s in staff if s["email"] == "ada@example.org")
+        (await central.admin.post(f"/staff-accounts/{ada_id}/disable")).raise_for_status()
+        assert (await ada.get("/staff/ops")).status_code == 401
+
+
+async def test_a_sign_in_link_works_once_and_pages_send_strangers_to_sign_in(
+    central: RunningCentral,
+) -> None:
+    link = await invite(central, "vera@example.org", "Vera", "volunteer")
+    base = link.split("/staff/", 1)[0]
+    async with httpx.AsyncClient(base_url=base, timeout=10) as stranger:
+        page = await stranger.get("/staff/", headers={"Accept": "text/html"})
+        assert (page.status_code, page.headers["location"]) == (303, "/staff/signin")
+        assert (await stranger.get("/staff/events")).status_code == 401
+        assert (await stranger.get(link)).status_code == 303
+        async with httpx.AsyncClient(base_url=base, timeout=10) as replay:
+            assert (await replay.get(link)).status_code == 400  # spent
