@@ -17,6 +17,7 @@ from central.clock import Clock
 from central.services.staff import Role, StaffData, StaffMember
 from central.storage.base import AuditEntry, Store
 from central.web.auth import Auth
+from central.web.credentials import WebSession
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -71,7 +72,7 @@ class Gate:
                 if sent is None and request.headers.get("content-type", "").startswith(_FORMS):
                     field = (await request.form()).get("csrf")
                     sent = field if isinstance(field, str) else None
-                self.auth.check_csrf(request, _as_session(staff), sent)
+                self.auth.check_csrf(request, WebSession(staff.account.staff_id, staff.csrf), sent)
             if not staff.account.role.allows(role):
                 await self._refused(staff, request)
                 raise HTTPException(403, detail={"reason": "ROLE_REQUIRED", "role": role.value})
@@ -96,9 +97,3 @@ class Gate:
                     },
                 )
             )
-
-
-def _as_session(staff: Staff) -> Any:
-    from central.web.credentials import WebSession
-
-    return WebSession(staff.account.staff_id, staff.csrf)
