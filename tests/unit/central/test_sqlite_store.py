@@ -39,7 +39,7 @@ TABLES = {
     "passkeys",
     "web_sessions",
     "member_devices",
-    # 0010_staff (0012 once circ's and remind's migrations are merged)
+    # 0012_staff
     "staff",
     "staff_tickets",
     "staff_passkeys",
