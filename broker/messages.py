@@ -58,7 +58,7 @@ _Printable = Annotated[str, StringConstraints(pattern=r"^[\x20-\x7e]*$")]
 
 
 class Reason(StrEnum):
-    """Why a scan got its verdict. The first four are acceptances."""
+    """Why a scan got its verdict (which ones are acceptances: :attr:`accepted`)."""
 
     SESSION_OPENED = "SESSION_OPENED"
     CHECKED_OUT = "CHECKED_OUT"
@@ -79,6 +79,18 @@ class Reason(StrEnum):
     KIOSK_BLOCKED = "KIOSK_BLOCKED"
     FEATURE_DISABLED = "FEATURE_DISABLED"
     MALFORMED = "MALFORMED"
+    # Circulation (docs/circulation.md).
+    HOLD_PLACED = "HOLD_PLACED"  # the item is out: the member joined its waitlist
+    RENEWED = "RENEWED"  # the member's own loan, scanned again in a session
+    RETURNED_TO_HOLD = "RETURNED_TO_HOLD"  # returned; goes to the hold shelf for the next member
+    RESERVED = "RESERVED"  # held or booked for someone else
+    HOLD_WAITING = "HOLD_WAITING"  # renewal refused: someone waits for it
+    RENEWAL_LIMIT = "RENEWAL_LIMIT"
+    TOO_OVERDUE = "TOO_OVERDUE"  # renewal refused: overdue past the grace period
+    NEEDS_TRAINING = "NEEDS_TRAINING"
+    NEEDS_AGREEMENT = "NEEDS_AGREEMENT"
+    OVERDUE_BLOCK = "OVERDUE_BLOCK"  # checkout refused: the member has something long overdue
+    PROBLEM_REPORTED = "PROBLEM_REPORTED"  # inspection at return: the item went to repair
 
     @property
     def accepted(self) -> bool:
@@ -87,7 +99,16 @@ class Reason(StrEnum):
 
 
 _ACCEPTED = frozenset(
-    {Reason.SESSION_OPENED, Reason.CHECKED_OUT, Reason.RETURNED, Reason.SESSION_CLOSED}
+    {
+        Reason.SESSION_OPENED,
+        Reason.CHECKED_OUT,
+        Reason.RETURNED,
+        Reason.SESSION_CLOSED,
+        Reason.HOLD_PLACED,
+        Reason.RENEWED,
+        Reason.RETURNED_TO_HOLD,
+        Reason.PROBLEM_REPORTED,
+    }
 )
 
 
@@ -150,6 +171,7 @@ class AvailabilityState(StrEnum):
 
     AVAILABLE = "available"
     CHECKED_OUT = "checked_out"
+    HELD = "held"  # on the hold shelf, for the member whose hold is ready
     MAINTENANCE = "maintenance"
     RETIRED = "retired"
 

@@ -31,13 +31,17 @@ from central.rules import (
     Facts,
     InsertCheckout,
     LiftCooldown,
+    MoveHold,
     Need,
+    PlaceHold,
     Policy,
+    RenewCheckout,
     Republish,
     SaveBucket,
     StartSession,
 )
 from central.storage.base import AuditEntry, SessionRow, Tx
+from central.storage.rows import Terms
 from central.tokens import Label, Pass, Token, fingerprint
 
 # Kept importable from here: tests and docs name them as the ledger's windows.
@@ -156,17 +160,36 @@ async def _load(
     elif need is Need.ITEM:
         assert isinstance(token, Label)
         facts.item = await tx.item(token.item_id)
-    elif need is Need.OPEN_CHECKOUT:
+    elif need in _ITEM_NEEDS:
         assert isinstance(token, Label)
-        facts.open_checkout = await tx.open_checkout(token.item_id)
+        await _load_item_fact(tx, need, facts, token.item_id, now)
     elif need is Need.MEMBER:
         facts.member = await tx.member(_member_id(token, facts))
     elif need is Need.MEMBER_LOANS:
         facts.member_loans = await tx.open_checkout_count(_member_id(token, facts))
+    elif need is Need.STANDING:
+        assert isinstance(facts.terms, Terms)
+        category = facts.terms.category
+        facts.standing = await tx.standing(_member_id(token, facts), category, now)
     elif need is Need.PASS_USE:
         # The atomic step: one conditional UPDATE, so only the first caller consumes it.
         assert isinstance(token, Pass)
         facts.pass_use = await tx.consume_pass(token.pass_id, token.member_id, kiosk_id, now)
+
+
+# The facts about the labelled item beyond its row: its terms, loan, waitlist and booking.
+_ITEM_NEEDS = frozenset({Need.TERMS, Need.OPEN_CHECKOUT, Need.HOLDS, Need.RESERVATION})
+
+
+async def _load_item_fact(tx: Tx, need: Need, facts: Facts, item_id: str, now: datetime) -> None:
+    if need is Need.TERMS:
+        facts.terms = await tx.item_terms(item_id)
+    elif need is Need.OPEN_CHECKOUT:
+        facts.open_checkout = await tx.open_checkout(item_id)
+    elif need is Need.HOLDS:
+        facts.holds = await tx.item_holds(item_id)
+    elif need is Need.RESERVATION:
+        facts.reservation = await tx.next_reservation(item_id, now)
 
 
 async def _write(
@@ -203,11 +226,21 @@ async def _write(
             changed.append(await tx.availability(effect.item_id, now, bump=True))
         elif isinstance(effect, LiftCooldown):
             await security.lift_cooldown(tx, effect.kiosk_id, now)
+        elif isinstance(effect, PlaceHold):
+            await tx.place_hold(effect.item_id, effect.member_id, "kiosk", now)
+        elif isinstance(effect, MoveHold):
+            await tx.move_hold(effect.hold_id, effect.to, now)
+        elif isinstance(effect, RenewCheckout):
+            await tx.renew_checkout(effect.checkout_id, effect.due_at)
     return changed
 
 
 def _detail(code_hash: str | None, decision: Decision) -> dict[str, object]:
     detail: dict[str, object] = {"code": code_hash} if code_hash else {}
+    moved = {str(e.hold_id): e.to.value for e in decision.effects if isinstance(e, MoveHold)}
+    if moved:
+        # Every hold allocated, fulfilled or expired by a scan is in the audit log.
+        detail["holds"] = moved
     if decision.loan_s is not None:
         detail["loan_s"] = round(decision.loan_s)
         if decision.quick_return:

@@ -9,7 +9,11 @@ missing). Asking one fact at a time keeps the lock order (event → kiosk → bu
 consumption is such a fact: the shell consumes it with one conditional UPDATE, so the
 database, not this function, makes it single use.
 
-Adding a rule (a hold, a renewal limit, a loan policy): add the fact it needs to
+Circulation (holds, renewals, reservations, loan policies) is decided here too, from the
+item's terms, its waitlist, its next booking and the member's standing, with the pure
+helpers of :mod:`central.circulation` (docs/circulation.md).
+
+Adding a rule: add the fact it needs to
 :class:`Facts` and :class:`Need` (the shell loads it), the check to the branch it belongs
 to below, and a unit test in ``tests/unit/central/test_rules.py``.
 """
@@ -23,10 +27,23 @@ from enum import Enum, StrEnum
 from typing import TypeVar
 
 from broker.messages import CodeScan, Reason, SessionDone
+from central import circulation
 from central.rollout import admits
 from central.security import Bucket, Limits, is_cooling, level
 from central.storage.rollout import FlagRow
-from central.storage.rows import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
+from central.storage.rows import (
+    CheckoutRow,
+    HoldRow,
+    HoldState,
+    ItemRow,
+    KioskRow,
+    MemberRow,
+    PassUse,
+    ReservationRow,
+    SessionRow,
+    Standing,
+    Terms,
+)
 from central.tokens import Label, Pass, Token
 
 # A scan that reaches central this long after it happened is history: the member who made
@@ -69,9 +86,13 @@ class Need(StrEnum):
     MEMBER_BUCKET = "member_bucket"
     FLAG = "flag"
     ITEM = "item"
+    TERMS = "terms"  # the item's category policy and the library's settings (no lock)
     OPEN_CHECKOUT = "open_checkout"
+    HOLDS = "holds"  # the item's open holds, in queue order (locked after the item)
+    RESERVATION = "reservation"  # the item's next booking
     MEMBER = "member"
     MEMBER_LOANS = "member_loans"
+    STANDING = "standing"  # training, agreement, overdue loans, loans of the category
     # A write: the shell consumes the pass and reports how it went.
     PASS_USE = "pass_use"  # noqa: S105  # a fact's name, not a password
 
@@ -91,9 +112,13 @@ class Facts:
     member_bucket: Bucket | _Unloaded = UNLOADED
     flag: FlagRow | _Unloaded = UNLOADED
     item: ItemRow | _Unloaded | None = UNLOADED
+    terms: Terms | _Unloaded = UNLOADED
     open_checkout: CheckoutRow | _Unloaded | None = UNLOADED
+    holds: tuple[HoldRow, ...] | _Unloaded = UNLOADED
+    reservation: ReservationRow | _Unloaded | None = UNLOADED
     member: MemberRow | _Unloaded | None = UNLOADED
     member_loans: int | _Unloaded = UNLOADED
+    standing: Standing | _Unloaded = UNLOADED
     pass_use: PassUse | _Unloaded = UNLOADED
 
 
@@ -173,6 +198,30 @@ class LiftCooldown:
     kiosk_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlaceHold:
+    """Put a member at the end of an item's waitlist."""
+
+    item_id: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MoveHold:
+    """Move an open hold on (ready, fulfilled, expired); only an open hold moves."""
+
+    hold_id: int
+    to: HoldState
+
+
+@dataclass(frozen=True, slots=True)
+class RenewCheckout:
+    """Give a loan a new due time and count the renewal."""
+
+    checkout_id: int
+    due_at: datetime
+
+
 Effect = (
     SaveBucket
     | CloseSessions
@@ -182,6 +231,9 @@ Effect = (
     | CloseCheckout
     | Republish
     | LiftCooldown
+    | PlaceHold
+    | MoveHold
+    | RenewCheckout
 )
 
 
@@ -459,15 +511,20 @@ def _label(
     if token.version != item.label_version:
         base.reason = Reason.REVOKED
         return base
+    while facts.terms is UNLOADED:
+        yield Need.TERMS
     while facts.open_checkout is UNLOADED:
         yield Need.OPEN_CHECKOUT
     loan = facts.open_checkout
     if session is None or return_only:
-        return _return(base, event, item, loan, kiosk, now, return_only=return_only)
+        return (
+            yield from _return(facts, base, event, item, loan, kiosk, now, return_only=return_only)
+        )
     return (yield from _checkout(facts, base, item, loan, session, kiosk, now))
 
 
 def _return(
+    facts: Facts,
     base: Decision,
     event: CodeScan,
     item: ItemRow,
@@ -476,7 +533,7 @@ def _return(
     now: datetime,
     *,
     return_only: bool,
-) -> Decision:
+) -> Steps[Decision]:
     if loan is None:
         # Nothing to return: the member most likely wanted it and has no session.
         base.reason = Reason.NOT_CHECKED_OUT if return_only else Reason.NO_SESSION
@@ -491,8 +548,42 @@ def _return(
     base.reason = Reason.RETURNED
     base.member_id = loan.member_id
     base.loan_s = (returned_at - loan.checked_out_at).total_seconds()
-    base.effects = [CloseCheckout(loan.checkout_id, returned_at), Republish(item.item_id)]
+    base.effects = [CloseCheckout(loan.checkout_id, returned_at)]
+    # Allocate it to the first member waiting, in this transaction (at most once: the
+    # item row is locked and only one hold per item may be ready).
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    terms = _terms(facts)
+    moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=item.state == "available")
+    base.effects += _moves(moves)
+    if moves.ready is not None:
+        base.reason = Reason.RETURNED_TO_HOLD
+    base.effects.append(Republish(item.item_id))
     return base
+
+
+def _terms(facts: Facts) -> Terms:
+    assert isinstance(facts.terms, Terms)
+    return facts.terms
+
+
+def _moves(moves: circulation.PassOn) -> list[Effect]:
+    """The writes of a waitlist's pass-on."""
+    effects: list[Effect] = [MoveHold(h, HoldState.EXPIRED) for h in moves.expire]
+    if moves.ready is not None:
+        effects.append(MoveHold(moves.ready, HoldState.READY))
+    return effects
+
+
+def _after(holds: tuple[HoldRow, ...], moves: circulation.PassOn) -> list[HoldRow]:
+    """The open holds once ``moves`` are written (a newly ready hold shown as ready)."""
+    kept = [h for h in holds if h.hold_id not in moves.expire]
+    return [
+        HoldRow(h.hold_id, h.item_id, h.member_id, h.placed_at, HoldState.READY)
+        if h.hold_id == moves.ready
+        else h
+        for h in kept
+    ]
 
 
 def return_refusal(
@@ -525,10 +616,33 @@ def _checkout(
     kiosk: KioskRow,
     now: datetime,
 ) -> Steps[Decision]:
-    """A label scanned in a session: lend the item to the session's member."""
-    base.member_id = session.member_id
-    if item.state != "available" or loan is not None:
+    """A label scanned in a session: lend, renew, or join the waitlist."""
+    member_id = base.member_id = session.member_id
+    if loan is not None and loan.member_id == member_id:
+        return (yield from _renew(facts, base, item, loan, session, kiosk, now))
+    if item.state == "retired":
         base.reason = Reason.ITEM_UNAVAILABLE
+        return base
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    terms = _terms(facts)
+    if loan is not None or item.state != "available":
+        return (yield from _place_hold(facts, base, item, session, kiosk, now))
+    # On the shelf: a run-out ready hold passes on first, even if this scan is refused.
+    moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=True)
+    holds = _after(facts.holds, moves)
+    passed = _moves(moves)
+    ready = circulation.ready_hold(holds)
+    if ready is not None and ready.member_id != member_id:
+        base.reason = Reason.RESERVED
+        base.effects = [*passed, Republish(item.item_id)] if passed else []
+        return base
+    while facts.reservation is UNLOADED:
+        yield Need.RESERVATION
+    due = circulation.loan_end(now, member_id, terms, facts.reservation)
+    if isinstance(due, Reason):
+        base.reason = due
+        base.effects = [*passed, Republish(item.item_id)] if passed else []
         return base
     while facts.member is UNLOADED:
         yield Need.MEMBER
@@ -541,14 +655,103 @@ def _checkout(
     if facts.member_loans >= member.checkout_limit:
         base.reason = Reason.LIMIT_REACHED
         return base
+    while facts.standing is UNLOADED:
+        yield Need.STANDING
+    refused = circulation.standing_refusal(terms, facts.standing, now)
+    if refused is not None:
+        base.reason = refused
+        return base
     # Each checkout restarts the session's idle timer.
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
-    base.due_at = now + timedelta(days=item.loan_days)
+    base.due_at = due
     base.reason = Reason.CHECKED_OUT
     base.member_name = member.name
     base.session_expires_at = expires_at
+    fulfilled: list[Effect] = []
+    if ready is not None:
+        fulfilled.append(MoveHold(ready.hold_id, HoldState.FULFILLED))
     base.effects = [
+        *passed,
+        *fulfilled,
         InsertCheckout(item.item_id, member.member_id, session.session_id, base.due_at),
+        ExtendSession(session.session_id, expires_at),
+        Republish(item.item_id),
+    ]
+    return base
+
+
+def _place_hold(
+    facts: Facts,
+    base: Decision,
+    item: ItemRow,
+    session: SessionRow,
+    kiosk: KioskRow,
+    now: datetime,
+) -> Steps[Decision]:
+    """An item out on loan or in repair, scanned in a session: join its waitlist."""
+    assert not isinstance(facts.holds, _Unloaded)
+    if circulation.open_hold_of(facts.holds, session.member_id) is not None:
+        # Already waiting: a second scan changes nothing.
+        base.reason = Reason.ITEM_UNAVAILABLE
+        return base
+    while facts.member is UNLOADED:
+        yield Need.MEMBER
+    member = facts.member
+    if member is None or member.suspended:
+        base.reason = Reason.MEMBER_SUSPENDED
+        return base
+    expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
+    base.reason = Reason.HOLD_PLACED
+    base.member_name = member.name
+    base.session_expires_at = expires_at
+    base.effects = [
+        PlaceHold(item.item_id, member.member_id),
+        ExtendSession(session.session_id, expires_at),
+    ]
+    return base
+
+
+def _renew(
+    facts: Facts,
+    base: Decision,
+    item: ItemRow,
+    loan: CheckoutRow,
+    session: SessionRow,
+    kiosk: KioskRow,
+    now: datetime,
+) -> Steps[Decision]:
+    """The member's own loan scanned in their session: renew it, or say why not."""
+    terms = _terms(facts)
+    while facts.holds is UNLOADED:
+        yield Need.HOLDS
+    others = any(h.member_id != loan.member_id for h in facts.holds)
+    refused = circulation.renewal_refusal(
+        due_at=loan.due_at,
+        renewals=loan.renewals,
+        terms=terms,
+        others_waiting=others,
+        now=now,
+    )
+    if refused is not None:
+        base.reason = refused
+        base.due_at = loan.due_at
+        return base
+    while facts.reservation is UNLOADED:
+        yield Need.RESERVATION
+    # A renewal adds a loan period from the later of now and the current due time.
+    start = max(now, loan.due_at)
+    due = circulation.loan_end(start, loan.member_id, terms, facts.reservation)
+    if isinstance(due, Reason) or due <= loan.due_at:
+        # A booking leaves no more time than the loan already has.
+        base.reason = Reason.RESERVED
+        base.due_at = loan.due_at
+        return base
+    expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
+    base.reason = Reason.RENEWED
+    base.due_at = due
+    base.session_expires_at = expires_at
+    base.effects = [
+        RenewCheckout(loan.checkout_id, due),
         ExtendSession(session.session_id, expires_at),
         Republish(item.item_id),
     ]
@@ -602,7 +805,9 @@ __all__ = [
     "Decision",
     "Effect",
     "Facts",
+    "MoveHold",
     "Need",
+    "PlaceHold",
     "Policy",
     "Steps",
     "decide",

@@ -39,6 +39,7 @@ from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.republish import EVERYTHING, Republish
+from central.services.circulation import Circulation
 from central.services.enrolment import BrokerAddress
 from central.services.fleet_updates import FleetUpdates
 from central.services.invitations import MemberInvitations
@@ -283,6 +284,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             if accounts.managed:
                 group.create_task(accounts.run(), name="broker-accounts")
             group.create_task(breaker.run(settings.breaker_every_s), name="breaker")
+            sweeper = Circulation(store, deps.clock, link, "system")
+            group.create_task(sweeper.run(settings.hold_sweep_every_s), name="hold-sweep")
             group.create_task(updates.run(settings.update_every_s), name="updates")
             group.create_task(seal_forever(store), name="audit-sealer")
             group.create_task(pulse.run(), name="console-pulse")

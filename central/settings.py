@@ -170,6 +170,12 @@ class CentralSettings(BaseSettings):
     breaker_every_s: float = Field(
         default=5.0, gt=0, le=600, description="How often each instance evaluates the breaker."
     )
+    hold_sweep_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often each instance passes run-out ready holds on (docs/circulation.md).",
+    )
     # --- the consumer's fairness and bad-traffic defences (central/consumer.py, abuse.py) ---
     kiosk_backlog: int = Field(
         default=2000,

@@ -47,6 +47,19 @@ class Signal(StrEnum):
     REFUSED_DISABLED = "refused-checkout-off"
     REFUSED_ABUSE = "refused-blocked"
     IDENTIFY = "identify"
+    # Circulation (docs/circulation.md).
+    HOLD_PLACED = "hold-placed"
+    RENEWED = "renewed"
+    HOLD_SHELF = "hold-shelf"
+    INSPECT = "inspect"  # after a return: press the button if something is wrong
+    PROBLEM_NOTED = "problem-noted"
+    REFUSED_RESERVED = "refused-reserved"
+    REFUSED_HOLD_WAITING = "refused-hold-waiting"
+    REFUSED_RENEWAL_LIMIT = "refused-renewal-limit"
+    REFUSED_TOO_OVERDUE = "refused-too-overdue"
+    REFUSED_TRAINING = "refused-needs-training"
+    REFUSED_AGREEMENT = "refused-needs-agreement"
+    REFUSED_OVERDUE_BLOCK = "refused-overdue-block"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +158,72 @@ PATTERNS: dict[Signal, Pattern] = {
         Pattern(
             Signal.REFUSED_ABUSE, _beeps(R, 5, 0.05, 0.05), "rapid red: kiosk blocked or slowed"
         ),
+        Pattern(
+            Signal.HOLD_PLACED,
+            (Step(G, True, 0.15), Step(AMBER, False, 0.45)),
+            "green beep then amber: you are on its waitlist",
+        ),
+        Pattern(Signal.RENEWED, _beeps(G, 2, 0.3, 0.1), "two long green beeps: renewed"),
+        Pattern(
+            Signal.HOLD_SHELF,
+            (
+                Step(CYAN, True, 0.15),
+                Step(B, False, 0.3),
+                Step(CYAN, False, 0.3),
+                Step(B, False, 0.3),
+            ),
+            "cyan beep then cyan and blue: returned, put it on the hold shelf",
+        ),
+        Pattern(
+            Signal.INSPECT,
+            _beeps(AMBER, 3, 0.3, 0.3, buzz=False),
+            "three slow amber blinks: press the button if something is wrong with it",
+        ),
+        Pattern(
+            Signal.PROBLEM_NOTED,
+            (Step(CYAN, True, 0.15), Step(MAGENTA, False, 0.45)),
+            "cyan beep then magenta: problem noted, thank you",
+        ),
+        Pattern(
+            Signal.REFUSED_RESERVED,
+            (Step(R, True, 0.2), Step(B, False, 0.4)),
+            "red beep then blue: held or booked for someone else",
+        ),
+        Pattern(
+            Signal.REFUSED_HOLD_WAITING,
+            (Step(R, True, 0.2), Step(G, False, 0.4)),
+            "red beep then green: someone is waiting for it, not renewed",
+        ),
+        Pattern(
+            Signal.REFUSED_RENEWAL_LIMIT,
+            (Step(R, True, 0.2), Step(G, False, 0.2), Step(DARK, False, 0.1), Step(G, False, 0.2)),
+            "red beep then two green blinks: renewed as often as allowed",
+        ),
+        Pattern(
+            Signal.REFUSED_TOO_OVERDUE,
+            (
+                Step(R, True, 0.2),
+                Step(AMBER, False, 0.2),
+                Step(DARK, False, 0.1),
+                Step(AMBER, False, 0.2),
+            ),
+            "red beep then two amber blinks: too overdue to renew, bring it back",
+        ),
+        Pattern(
+            Signal.REFUSED_TRAINING,
+            _beeps(MAGENTA, 3, 0.15, 0.1),
+            "three magenta beeps: training needed, see the desk",
+        ),
+        Pattern(
+            Signal.REFUSED_AGREEMENT,
+            (Step(MAGENTA, True, 0.5), Step(B, False, 0.3)),
+            "magenta buzz then blue: accept the lending agreement first",
+        ),
+        Pattern(
+            Signal.REFUSED_OVERDUE_BLOCK,
+            (Step(MAGENTA, True, 0.25), Step(AMBER, False, 0.4)),
+            "magenta beep then amber: bring back what is long overdue first",
+        ),
         # White is used by nothing else; ten flashes so an admin walking the shelves spots it.
         Pattern(
             Signal.IDENTIFY,
@@ -174,6 +253,17 @@ SIGNAL_FOR_REASON: dict[Reason, Signal] = {
     Reason.RATE_LIMITED: Signal.REFUSED_ABUSE,
     Reason.KIOSK_BLOCKED: Signal.REFUSED_ABUSE,
     Reason.FEATURE_DISABLED: Signal.REFUSED_DISABLED,
+    Reason.HOLD_PLACED: Signal.HOLD_PLACED,
+    Reason.RENEWED: Signal.RENEWED,
+    Reason.RETURNED_TO_HOLD: Signal.HOLD_SHELF,
+    Reason.PROBLEM_REPORTED: Signal.PROBLEM_NOTED,
+    Reason.RESERVED: Signal.REFUSED_RESERVED,
+    Reason.HOLD_WAITING: Signal.REFUSED_HOLD_WAITING,
+    Reason.RENEWAL_LIMIT: Signal.REFUSED_RENEWAL_LIMIT,
+    Reason.TOO_OVERDUE: Signal.REFUSED_TOO_OVERDUE,
+    Reason.NEEDS_TRAINING: Signal.REFUSED_TRAINING,
+    Reason.NEEDS_AGREEMENT: Signal.REFUSED_AGREEMENT,
+    Reason.OVERDUE_BLOCK: Signal.REFUSED_OVERDUE_BLOCK,
 }
 
 STEADY = frozenset(
@@ -188,6 +278,9 @@ QUIET_WHEN_REFUSALS_ONLY = frozenset(
         Signal.RETURNED,
         Signal.SESSION_CLOSED,
         Signal.QUEUED,
+        Signal.HOLD_PLACED,
+        Signal.RENEWED,
+        Signal.PROBLEM_NOTED,
     }
 )
 

@@ -69,4 +69,6 @@ def call(
         response = client.request(method, path, json=body)
     if response.status_code >= 400:
         raise refusal(response)
+    if response.status_code == 204:
+        return None  # done; nothing to say (the command says what it did)
     return response.json()

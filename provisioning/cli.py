@@ -16,6 +16,7 @@ import httpx
 from provisioning import (
     audit,
     basics,
+    circulation,
     enrol,
     fleet,
     library,
@@ -56,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
     )
     kiosk_sub = kiosk.add_subparsers(dest="kiosk_command", required=True)
     loans.register(sub)
+    circulation.register(sub)
     fleet.register(sub, kiosk_sub)
     enrol.register(sub, kiosk_sub)
     library.register(sub)

@@ -19,15 +19,19 @@ from central.api import (
     audit,
     enrol,
     guard,
+    holds,
     items,
     kiosks,
     loans,
     members,
+    policies,
     refusals,
     releases,
+    reservations,
     rollout,
     security,
     shelves,
+    tickets,
 )
 from central.api.deps import ADMIN, provide
 from central.clock import Clock
@@ -35,6 +39,7 @@ from central.consumer import Consumer, Publisher
 from central.fleet import BrokerAccounts
 from central.keys import KeyFile
 from central.services.audit_log import AuditLog
+from central.services.circulation import Circulation
 from central.services.claims import ClaimGate
 from central.services.enrolment import BrokerAddress, KioskEnrolment
 from central.services.fleet_updates import FleetUpdates
@@ -97,6 +102,7 @@ def create_app(
         Library(store, signer, clock, publisher, pass_ttl_s, ADMIN_ACTOR),
         SecurityActions(store, clock, keys, ADMIN_ACTOR),
         Loans(store, clock),
+        Circulation(store, clock, publisher, ADMIN_ACTOR),
         Kiosks(store, clock, publisher, consumer, ADMIN_ACTOR),
         AuditLog(store),
     )
@@ -129,6 +135,10 @@ def create_app(
         kiosks.router,
         audit.router,
         loans.router,
+        holds.router,
+        reservations.router,
+        tickets.router,
+        policies.router,
         _ops_router(store, clock, consumer),
         *routers,
     ):

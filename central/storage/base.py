@@ -25,14 +25,19 @@ from central.storage.rows import (
     AuditEntry,
     CheckoutRow,
     Edited,
+    HoldRow,
+    HoldState,
     ItemRow,
     KioskRow,
     MemberRow,
     OverdueLoan,
     PassUse,
     Problem,
+    ReservationRow,
     SessionRow,
     ShelfRow,
+    Standing,
+    Terms,
 )
 
 _T = TypeVar("_T")
@@ -132,6 +137,28 @@ class Tx(Protocol):
 
     async def availability(self, item_id: str, now: datetime, *, bump: bool) -> Availability:
         """The item's availability message, its sequence bumped if it changed."""
+
+    async def item_terms(self, item_id: str) -> Terms:
+        """The item's loan terms (its category's policy over the library's settings)."""
+
+    async def item_holds(self, item_id: str) -> tuple[HoldRow, ...]:
+        """The item's open holds in queue order, locked (take after the item's row)."""
+
+    async def next_reservation(self, item_id: str, now: datetime) -> ReservationRow | None:
+        """The item's earliest booking that has not ended by ``now``."""
+
+    async def standing(self, member_id: str, category: str | None, now: datetime) -> Standing:
+        """What the member's record says for a checkout of ``category``."""
+
+    async def place_hold(self, item_id: str, member_id: str, via: str, now: datetime) -> int:
+        """Add a waiting hold at the end of the queue (one open hold per member and item)."""
+
+    async def move_hold(self, hold_id: int, to: HoldState, now: datetime) -> None:
+        """Move an open hold on; a hold no longer open (or not waiting, for READY) is a
+        StorageError, so a hold is allocated or closed at most once."""
+
+    async def renew_checkout(self, checkout_id: int, due_at: datetime) -> None:
+        """Set an open loan's new due time and count the renewal."""
 
     async def audit(self, entry: AuditEntry) -> None:
         """Append one audit row."""

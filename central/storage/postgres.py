@@ -69,6 +69,9 @@ class PostgresTx(ScanTx):
     async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return _count(await self._conn.execute(numbered(sql), *args))
 
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await self._conn.fetch(numbered(sql), *args)]
+
     async def audit(self, entry: AuditEntry) -> None:
         # A plain append: the sealer chains it a moment after commit (see seal_audit).
         await self._conn.execute(

@@ -64,6 +64,69 @@ class CheckoutRow:
     member_id: str
     checked_out_at: datetime
     due_at: datetime
+    renewals: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """An item's loan terms: its category's policy over the library's circulation settings."""
+
+    category: str | None  # None: the default policy (the item's own loan_days)
+    loan_days: int
+    max_renewals: int = 2
+    max_out: int | None = None  # items of this category one member may have out
+    needs_training: bool = False
+    needs_agreement: bool = False
+    inspection_required: bool = False
+    buffer_hours: int = 0  # kept free before a reservation starts
+    hold_hours: int = 48
+    overdue_block_days: int = 14  # 0: an overdue loan never blocks a checkout
+    renew_grace_hours: int = 24
+    reservation_min_hours: int = 24
+
+
+class HoldState(StrEnum):
+    """Where a hold stands (the holds.state column)."""
+
+    WAITING = "waiting"
+    READY = "ready"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRow:
+    """One member's place in an item's waitlist."""
+
+    hold_id: int
+    item_id: str
+    member_id: str
+    placed_at: datetime
+    state: HoldState
+    ready_at: datetime | None = None
+    notified_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    """An item booked for a member for a period."""
+
+    reservation_id: int
+    item_id: str
+    member_id: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What a member's record says for a checkout of one category."""
+
+    trained: bool = True  # holds a training record for the item's category
+    agreed: bool = True  # accepted the current lending agreement (True if there is none)
+    oldest_due: datetime | None = None  # the due time of their most overdue open loan
+    out_in_category: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,19 +23,26 @@ from central.storage.base import (
     PassUse,
     SessionRow,
 )
+from central.storage.circulation import HOLD_COLUMNS, RESERVATION_COLUMNS, CirculationQueries
 from central.storage.dialect import Dialect
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, flag_from_row
+from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
 
 AVAILABILITY_SQL = (
-    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at"
+    "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at,"
+    " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = i.item_id AND h.state = 'ready')"
     " FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
 )
 
 
 def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Availability:
     """An :data:`AVAILABILITY_SQL` row as the retained availability message."""
-    item_id, shelf_id, name, state, seq, due_at = row
-    shown = AvailabilityState.CHECKED_OUT if due_at is not None else AvailabilityState(state)
+    item_id, shelf_id, name, state, seq, due_at, held = row
+    shown = AvailabilityState(state)
+    if due_at is not None:
+        shown = AvailabilityState.CHECKED_OUT
+    elif held and shown is AvailabilityState.AVAILABLE:
+        shown = AvailabilityState.HELD
     return Availability(
         item_id=item_id,
         shelf_id=shelf_id,
@@ -47,7 +54,7 @@ def availability_of(row: Sequence[Any], now: datetime, dialect: Dialect) -> Avai
     )
 
 
-class ScanTx:
+class ScanTx(CirculationQueries):
     """:class:`central.storage.base.Tx`, each query once; backends add the primitives."""
 
     dialect: Dialect
@@ -195,14 +202,14 @@ class ScanTx:
 
     async def open_checkout(self, item_id: str) -> CheckoutRow | None:
         row = await self._one(
-            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at FROM checkouts"
-            " WHERE item_id = ? AND returned_at IS NULL",
+            "SELECT checkout_id, item_id, member_id, checked_out_at, due_at, renewals"
+            " FROM checkouts WHERE item_id = ? AND returned_at IS NULL",
             (item_id,),
         )
         if row is None:
             return None
         m = self.dialect.moment
-        return CheckoutRow(row[0], row[1], row[2], m(row[3]), m(row[4]))
+        return CheckoutRow(row[0], row[1], row[2], m(row[3]), m(row[4]), int(row[5]))
 
     async def open_checkout_count(self, member_id: str) -> int:
         row = await self._one(
@@ -307,3 +314,124 @@ class ScanTx:
             " AND invalidated_at IS NULL AND expires_at > ?",
             (at, at),
         )
+
+    # --- circulation (central/circulation.py decides; these load and write) ---------------
+
+    async def item_terms(self, item_id: str) -> Terms:
+        row = await self._one(
+            "SELECT i.category, COALESCE(c.loan_days, i.loan_days), c.max_renewals, c.max_out,"
+            " c.needs_training, c.needs_agreement, c.inspection_required, c.buffer_hours,"
+            " s.hold_hours, s.overdue_block_days, s.renew_grace_hours, s.reservation_min_hours"
+            " FROM items i LEFT JOIN categories c ON c.name = i.category"
+            " CROSS JOIN circulation_settings s WHERE i.item_id = ?",
+            (item_id,),
+        )
+        if row is None:
+            raise StorageError(f"item {item_id} vanished")
+        return terms_of(row)
+
+    async def item_holds(self, item_id: str) -> tuple[HoldRow, ...]:
+        rows = await self._all(
+            self.dialect.locking(
+                f"SELECT {HOLD_COLUMNS} FROM holds"  # noqa: S608 - a constant column list
+                " WHERE item_id = ? AND state IN ('waiting', 'ready') ORDER BY placed_at, id"
+            ),
+            (item_id,),
+        )
+        return tuple(self.hold_of(row) for row in rows)
+
+    async def next_reservation(self, item_id: str, now: datetime) -> ReservationRow | None:
+        row = await self._one(
+            f"SELECT {RESERVATION_COLUMNS} FROM reservations"  # noqa: S608 - constant columns
+            " WHERE item_id = ? AND state = 'booked' AND ends_at > ? ORDER BY starts_at LIMIT 1",
+            (item_id, self.dialect.param(now)),
+        )
+        return None if row is None else self.reservation_of(row)
+
+    async def standing(self, member_id: str, category: str | None, now: datetime) -> Standing:
+        trained, out = True, 0
+        if category is not None:
+            found = await self._one(
+                "SELECT count(*) FROM member_training WHERE member_id = ? AND category = ?",
+                (member_id, category),
+            )
+            trained = found is not None and int(found[0]) > 0
+            counted = await self._one(
+                "SELECT count(*) FROM checkouts c JOIN items i ON i.item_id = c.item_id"
+                " WHERE c.member_id = ? AND c.returned_at IS NULL AND i.category = ?",
+                (member_id, category),
+            )
+            out = 0 if counted is None else int(counted[0])
+        missing = await self._one(
+            "SELECT count(*) FROM agreements a WHERE a.current AND NOT EXISTS"
+            " (SELECT 1 FROM member_agreements m WHERE m.member_id = ? AND m.version = a.version)",
+            (member_id,),
+        )
+        oldest = await self._one(
+            "SELECT min(due_at) FROM checkouts WHERE member_id = ? AND returned_at IS NULL"
+            " AND due_at < ?",
+            (member_id, self.dialect.param(now)),
+        )
+        return Standing(
+            trained=trained,
+            agreed=missing is None or int(missing[0]) == 0,
+            oldest_due=None if oldest is None else self.dialect.opt_moment(oldest[0]),
+            out_in_category=out,
+        )
+
+    async def place_hold(self, item_id: str, member_id: str, via: str, now: datetime) -> int:
+        row = await self._one(
+            "INSERT INTO holds (item_id, member_id, placed_at, placed_via, state)"
+            " VALUES (?, ?, ?, ?, 'waiting') RETURNING id",
+            (item_id, member_id, self.dialect.param(now), via),
+        )
+        assert row is not None
+        return int(row[0])
+
+    async def move_hold(self, hold_id: int, to: HoldState, now: datetime) -> None:
+        at = self.dialect.param(now)
+        if to is HoldState.READY:
+            # Only a waiting hold is allocated; the partial unique index keeps one ready
+            # hold per item whatever the races.
+            changed = await self._exec(
+                "UPDATE holds SET state = 'ready', ready_at = ?, notified_at = NULL"
+                " WHERE id = ? AND state = 'waiting'",
+                (at, hold_id),
+            )
+        else:
+            changed = await self._exec(
+                "UPDATE holds SET state = ?, closed_at = ?"
+                " WHERE id = ? AND state IN ('waiting', 'ready')",
+                (to.value, at, hold_id),
+            )
+        if changed != 1:
+            raise StorageError(f"hold {hold_id} was not open")
+
+    async def renew_checkout(self, checkout_id: int, due_at: datetime) -> None:
+        changed = await self._exec(
+            "UPDATE checkouts SET due_at = ?, renewals = renewals + 1"
+            " WHERE checkout_id = ? AND returned_at IS NULL",
+            (self.dialect.param(due_at), checkout_id),
+        )
+        if changed != 1:
+            raise StorageError(f"checkout {checkout_id} was not open")
+
+
+def terms_of(row: Sequence[Any]) -> Terms:
+    """An ``item_terms`` row as :class:`Terms` (a category's NULLs: the defaults)."""
+    (category, loan_days, max_renewals, max_out, training, agreement, inspection, buffer) = row[:8]
+    hold_hours, block_days, grace_hours, min_hours = row[8:12]
+    return Terms(
+        category=category,
+        loan_days=int(loan_days),
+        max_renewals=2 if max_renewals is None else int(max_renewals),
+        max_out=None if max_out is None else int(max_out),
+        needs_training=bool(training),
+        needs_agreement=bool(agreement),
+        inspection_required=bool(inspection),
+        buffer_hours=0 if buffer is None else int(buffer),
+        hold_hours=int(hold_hours),
+        overdue_block_days=int(block_days),
+        renew_grace_hours=int(grace_hours),
+        reservation_min_hours=int(min_hours),
+    )

@@ -67,6 +67,10 @@ class SqliteTx(ScanTx):
         cur = await self._db.execute(sql, args)
         return cur.rowcount
 
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        async with self._db.execute(sql, args) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
     async def audit(self, entry: AuditEntry) -> None:
         # BEGIN IMMEDIATE already made this the only writer, so the row is chained as it
         # is written: the head cannot move under us, and nothing is left to seal.
@@ -123,6 +127,9 @@ class DirectTx(SqliteTx):
 
     async def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         return self._conn.execute(sql, args).rowcount
+
+    async def _all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._conn.execute(sql, args).fetchall()]
 
 
 _T = TypeVar("_T")

@@ -43,6 +43,14 @@ TABLES = (
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_circulation
+    "categories",
+    "member_training",
+    "agreements",
+    "member_agreements",
+    "holds",
+    "reservations",
+    "repair_tickets",
     # 0012_staff
     "staff",
     "staff_tickets",
@@ -57,6 +65,7 @@ NEWEST_TABLES = (
     "releases",
     "release_rollouts",
     "kiosk_updates",
+    "circulation_settings",  # 0010_circulation: one row of library settings
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

@@ -28,6 +28,7 @@ from central.rules import (
 from central.security import Limits
 from central.storage.base import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
 from central.storage.rollout import FlagMode, FlagRow, FlagSetting
+from central.storage.rows import Standing, Terms
 from central.tokens import Enrolment, Label, Pass, Token
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -55,9 +56,13 @@ def facts(**changes: object) -> Facts:
         member_bucket=(10.0, NOW),
         flag=ON,
         item=DRILL,
+        terms=Terms(None, 14),
         open_checkout=None,
+        holds=(),
+        reservation=None,
         member=ANNA,
         member_loans=0,
+        standing=Standing(),
         pass_use=PassUse.CONSUMED,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]  # test overrides
@@ -206,12 +211,14 @@ def test_a_label_with_no_session_and_no_loan_says_no_session() -> None:
     assert run(facts(), LABEL).reason is Reason.NO_SESSION
 
 
-def test_an_item_on_loan_or_in_maintenance_is_unavailable() -> None:
-    assert run(facts(session=SESSION, open_checkout=LOAN), LABEL).reason is (
-        Reason.ITEM_UNAVAILABLE
-    )
+def test_an_item_on_loan_or_in_maintenance_takes_a_hold_and_a_retired_one_nothing() -> None:
+    # Since circulation (docs/circulation.md): scanning an item someone else has out, or
+    # one in repair, puts the member on its waitlist instead of a bare refusal.
+    assert run(facts(session=SESSION, open_checkout=LOAN), LABEL).reason is Reason.HOLD_PLACED
     repair = dataclasses.replace(DRILL, state="maintenance")
-    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.ITEM_UNAVAILABLE
+    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.HOLD_PLACED
+    retired = dataclasses.replace(DRILL, state="retired")
+    assert run(facts(session=SESSION, item=retired), LABEL).reason is Reason.ITEM_UNAVAILABLE
 
 
 def test_a_member_at_their_limit_checks_out_nothing() -> None:

@@ -39,6 +39,15 @@ TABLES = {
     "passkeys",
     "web_sessions",
     "member_devices",
+    # 0010_circulation
+    "circulation_settings",
+    "categories",
+    "member_training",
+    "agreements",
+    "member_agreements",
+    "holds",
+    "reservations",
+    "repair_tickets",
     # 0012_staff
     "staff",
     "staff_tickets",

@@ -44,6 +44,42 @@ def test_a_member_can_tell_yes_from_no(reason: Reason) -> None:
     assert refused is not reason.accepted
 
 
+CIRCULATION = {
+    Reason.HOLD_PLACED: (Signal.HOLD_PLACED, ("green", "amber")),
+    Reason.RENEWED: (Signal.RENEWED, ("green", "dark")),
+    Reason.RETURNED_TO_HOLD: (Signal.HOLD_SHELF, ("cyan", "blue")),
+    Reason.PROBLEM_REPORTED: (Signal.PROBLEM_NOTED, ("cyan", "magenta")),
+    Reason.RESERVED: (Signal.REFUSED_RESERVED, ("red", "blue")),
+    Reason.HOLD_WAITING: (Signal.REFUSED_HOLD_WAITING, ("red", "green")),
+    Reason.RENEWAL_LIMIT: (Signal.REFUSED_RENEWAL_LIMIT, ("red", "green")),
+    Reason.TOO_OVERDUE: (Signal.REFUSED_TOO_OVERDUE, ("red", "amber")),
+    Reason.NEEDS_TRAINING: (Signal.REFUSED_TRAINING, ("magenta", "dark")),
+    Reason.NEEDS_AGREEMENT: (Signal.REFUSED_AGREEMENT, ("magenta", "blue")),
+    Reason.OVERDUE_BLOCK: (Signal.REFUSED_OVERDUE_BLOCK, ("magenta", "amber")),
+}
+_COLOUR_NAMES = {
+    (True, False, False): "red",
+    (False, True, False): "green",
+    (False, False, True): "blue",
+    (True, True, False): "amber",
+    (False, True, True): "cyan",
+    (True, False, True): "magenta",
+    (False, False, False): "dark",
+}
+
+
+@pytest.mark.parametrize("reason", list(CIRCULATION))
+def test_each_circulation_reason_has_its_own_pattern(reason: Reason) -> None:
+    signal, (first, second) = CIRCULATION[reason]
+    assert SIGNAL_FOR_REASON[reason] is signal
+    # Its own: no other reason shows it.
+    assert [r for r, s in SIGNAL_FOR_REASON.items() if s is signal] == [reason]
+    steps = PATTERNS[signal].steps
+    colours = [_COLOUR_NAMES[(s.lights.red, s.lights.green, s.lights.blue)] for s in steps]
+    assert colours[:2] == [first, second]
+    assert steps[0].buzzer, "every circulation answer beeps once at least"
+
+
 def test_every_signal_has_its_own_pattern() -> None:
     assert set(PATTERNS) == set(Signal)
     for signal, pattern in PATTERNS.items():
