@@ -43,11 +43,13 @@ from central.services.circulation import Circulation
 from central.services.enrolment import BrokerAddress
 from central.services.fleet_updates import FleetUpdates
 from central.services.invitations import MemberInvitations
+from central.services.reminders import LinkMaker, Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.staff import StaffAccounts, StaffData
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
+from central.storage.reminders import ReminderRows
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner
 from central.updates import UpdateEngine
@@ -163,6 +165,14 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             if settings.members_app
             else None
         )
+        # Reminders link to the members' app (loans, unsubscribe): they go when it is on.
+        reminder_rows = ReminderRows(store, store.dialect)
+        reminders = Reminders(
+            reminder_rows,
+            deps.clock,
+            mailer,
+            LinkMaker(settings.members_origin),
+        )
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
@@ -219,6 +229,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             fleet_updates=FleetUpdates(
                 store, store, deps.clock, [public_key(k) for k in settings.release_keys]
             ),
+            reminder_service=reminders,
         )
         pulse = _pulse(consumer)
         app.mount(
@@ -262,7 +273,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 ssl_keyfile=settings.admin_tls_key,
             )
         )
-        members = _members_server(settings, store, signer, deps.clock, hub, mailer)
+        members = _members_server(settings, store, signer, deps.clock, hub, mailer, reminder_rows)
         async with asyncio.TaskGroup() as group:
             if members is not None:
                 group.create_task(_serve_api(members), name="members-app")
@@ -289,6 +300,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             group.create_task(updates.run(settings.update_every_s), name="updates")
             group.create_task(seal_forever(store), name="audit-sealer")
             group.create_task(pulse.run(), name="console-pulse")
+            if mailer is not None:
+                group.create_task(reminders.run(settings.reminder_every_s), name="reminders")
     finally:
         systemd.notify("STOPPING=1")
         if link is not None:
@@ -338,6 +351,7 @@ def _members_server(
     clock: Clock,
     hub: Hub,
     mailer: Mailer | None,
+    reminder_rows: ReminderRows,
 ) -> _QuietServer | None:
     """The members' app on its own port (HTTPS when given a certificate), if switched on."""
     if not settings.members_app:
@@ -351,6 +365,7 @@ def _members_server(
         mailer=mailer,
         # Plain HTTP only for a development origin on localhost (a secure context anyway).
         secure_cookies=settings.members_origin.startswith("https://"),
+        reminder_rows=reminder_rows,
     )
     return _QuietServer(
         uvicorn.Config(

@@ -254,10 +254,19 @@ class CentralSettings(BaseSettings):
         " is under /staff): WebAuthn's origin and the base of staff sign-in links. Default:"
         " central's own admin address.",
     )
-    smtp_host: str = Field(default="127.0.0.1", description="SMTP server for sign-in links.")
+    smtp_host: str = Field(
+        default="127.0.0.1", description="SMTP server for sign-in links and reminders."
+    )
     smtp_port: int = Field(default=25, ge=1, le=65535, description="Its port.")
     mail_from: str = Field(
         default="library@localhost", description="The From address of sign-in e-mails."
+    )
+    reminder_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="How often each instance runs a reminder round (with the members' app on:"
+        " reminders link to its pages). What is sent is set by cs-admin reminders settings.",
     )
 
     @field_validator("release_keys")

@@ -23,6 +23,7 @@ from provisioning import (
     loans,
     printing,
     releases,
+    reminders,
     rollout,
     security,
     staff,
@@ -66,6 +67,7 @@ def parser() -> argparse.ArgumentParser:
     security.register(sub, kiosk_sub)
     releases.register(sub)
     staff.register(sub)
+    reminders.register(sub)
     _json_anywhere(top)
     return top
 

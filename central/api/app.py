@@ -27,6 +27,7 @@ from central.api import (
     policies,
     refusals,
     releases,
+    reminders,
     reservations,
     rollout,
     security,
@@ -46,6 +47,7 @@ from central.services.fleet_updates import FleetUpdates
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
+from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 from central.storage.base import Store
@@ -71,12 +73,14 @@ def create_app(
     keys: KeyFile | None = None,
     rollout_control: RolloutControl | None = None,
     fleet_updates: FleetUpdates | None = None,
+    reminder_service: Reminders | None = None,
 ) -> FastAPI:
     """The admin API bound to one central instance's store and broker link.
 
     ``routers`` are other areas' endpoints (probes), each carrying its own dependencies:
     the admin token, or none for a probe. ``rollout_control`` (which needs the breaker)
-    adds ``/rollout``; ``fleet_updates`` adds ``/releases`` and ``/rollouts``.
+    adds ``/rollout``; ``fleet_updates`` adds ``/releases`` and ``/rollouts``;
+    ``reminder_service`` adds ``/reminders``.
     """
     # No /docs, /redoc or /openapi.json: every route but /health and /ready needs the token.
     claims = ClaimGate(store, clock)
@@ -150,6 +154,9 @@ def create_app(
     if rollout_control is not None:
         provide(app, rollout_control)
         app.include_router(rollout.router)
+    if reminder_service is not None:
+        provide(app, reminder_service)
+        app.include_router(reminders.router)
     return app
 
 

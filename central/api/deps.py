@@ -21,6 +21,7 @@ from central.services.fleet_updates import FleetUpdates
 from central.services.kiosks import Kiosks
 from central.services.library import Library
 from central.services.loans import Loans
+from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 
@@ -61,6 +62,7 @@ LibraryService = Annotated[Library, _depends(Library)]
 KiosksService = Annotated[Kiosks, _depends(Kiosks)]
 SecurityService = Annotated[SecurityActions, _depends(SecurityActions)]
 LoansService = Annotated[Loans, _depends(Loans)]
+RemindersService = Annotated[Reminders, _depends(Reminders)]
 AuditService = Annotated[AuditLog, _depends(AuditLog)]
 RolloutService = Annotated[RolloutControl, _depends(RolloutControl)]
 UpdatesService = Annotated[FleetUpdates, _depends(FleetUpdates)]

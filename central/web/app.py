@@ -16,8 +16,9 @@ from fastapi.templating import Jinja2Templates
 
 from central.api.guard import MAX_BODY, RequestGuard
 from central.clock import Clock
+from central.storage.reminders import ReminderRows
 from central.tokens import STEP_S, TokenSigner, new_id
-from central.web import i18n, signin, words
+from central.web import i18n, signin, unsubscribe, words
 from central.web.auth import PRE_COOKIE, Auth, Cookies
 from central.web.credentials import SqlHooks
 from central.web.live import Hub, sse_frame
@@ -39,8 +40,10 @@ def create_app(
     mailer: Mailer | None,
     secure_cookies: bool = True,
     rp_name: str = "CommunityShare",
+    reminder_rows: ReminderRows | None = None,
 ) -> FastAPI:
-    """The members' app for one central instance."""
+    """The members' app for one central instance (with the reminders' unsubscribe page when
+    given ``reminder_rows``)."""
     data = MembersData(store)
     hub.resolve = data.session_member
     auth = Auth(data, clock, Cookies(secure=secure_cookies), origin)
@@ -90,6 +93,9 @@ def create_app(
         if fresh:
             auth.cookies.set(response, PRE_COOKIE, pre, 3600)
         return response
+
+    if reminder_rows is not None:
+        app.include_router(unsubscribe.router(reminder_rows, clock, page))
 
     @app.get("/")
     async def catalogue(request: Request, q: str = "", shelf: str = "") -> Response:

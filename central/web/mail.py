@@ -1,9 +1,10 @@
-"""Sending sign-in links by SMTP (the standard library's client, in a worker thread)."""
+"""Sending mail by SMTP (the standard library's client, in a worker thread): links, reminders."""
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -16,12 +17,20 @@ class Mailer:
     port: int
     sender: str
 
-    async def send(self, to: str, subject: str, body: str) -> None:
-        """Send one plain-text message."""
+    async def send(
+        self, to: str, subject: str, body: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Send one plain-text message (with extra ``headers``, e.g. List-Unsubscribe).
+
+        SMTP refusals raise :class:`smtplib.SMTPResponseException` and its kin (the code
+        tells a temporary 4xx from a permanent 5xx); an unreachable server, ``OSError``.
+        """
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = to
         message["Subject"] = subject
+        for name, value in (headers or {}).items():
+            message[name] = value
         message.set_content(body)
         await asyncio.to_thread(self._send, message)
 

@@ -51,6 +51,10 @@ TABLES = (
     "holds",
     "reservations",
     "repair_tickets",
+    # 0011_reminders
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
     # 0012_staff
     "staff",
     "staff_tickets",
@@ -66,6 +70,7 @@ NEWEST_TABLES = (
     "release_rollouts",
     "kiosk_updates",
     "circulation_settings",  # 0010_circulation: one row of library settings
+    "reminder_settings",
 )
 # Whatever a database says when it refuses a statement, on either backend.
 DB_ERRORS = (sqlite3.Error, asyncpg.PostgresError)

@@ -48,6 +48,11 @@ TABLES = {
     "holds",
     "reservations",
     "repair_tickets",
+    # 0011_reminders
+    "reminder_settings",
+    "reminder_deliveries",
+    "reminder_claims",
+    "reminder_subscriptions",
     # 0012_staff
     "staff",
     "staff_tickets",
