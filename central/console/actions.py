@@ -22,6 +22,7 @@ from central.api.text import Text
 from central.console.parts import ConsoleParts, for_staff
 from central.services.audit_log import AuditLog
 from central.services.browse import Browse
+from central.services.circulation import Circulation
 from central.services.enrolment import KioskEnrolment
 from central.services.invitations import MemberInvitations
 from central.services.kiosks import ConfigPatch, Kiosks
@@ -217,6 +218,34 @@ def router(parts: ConsoleParts, volunteer: Any, admin: Any, browse: Browse) -> A
             pass_image, issued.code, member.name, member.member_id, issued.expires_at
         )
         return _pdf(await asyncio.to_thread(pdf_bytes, [card]), f"pass-{member.member_id}.pdf")
+
+    # -- circulation (volunteer) -------------------------------------------------------------
+
+    @routes.post("/holds")
+    async def place_hold(
+        item_id: Annotated[str, Form(max_length=32)],
+        member_id: Annotated[str, Form(max_length=32)],
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        hold = await for_staff(services, Circulation, staff).place_hold(item_id, member_id)
+        return _done(f"hold {hold.hold_id} placed: {member_id} waits for {item_id}")
+
+    @routes.post("/holds/{hold_id}/cancel")
+    async def cancel_hold(hold_id: int, staff: Staff = volunteer) -> dict[str, Any]:
+        await for_staff(services, Circulation, staff).cancel_hold(hold_id)
+        return _done(f"hold {hold_id} cancelled")
+
+    @routes.post("/tickets/{ticket_id}/close")
+    async def close_ticket(
+        ticket_id: int,
+        back_in_service: Annotated[Literal["yes", "no"], Form()] = "yes",
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        await for_staff(services, Circulation, staff).close_ticket(
+            ticket_id, back_in_service=back_in_service == "yes"
+        )
+        where = "back on its shelf" if back_in_service == "yes" else "kept in maintenance"
+        return _done(f"ticket {ticket_id} closed; the item is {where}")
 
     # -- fleet (admin) -----------------------------------------------------------------------
 

@@ -30,9 +30,11 @@ from central.console.gate import Gate, NotSignedInError, Staff
 from central.console.parts import ConsoleParts, for_staff
 from central.services.audit_log import AuditLog
 from central.services.browse import Browse
+from central.services.circulation import Circulation
 from central.services.kiosks import Kiosks
 from central.services.loans import Loans
 from central.services.refusals import RefusedError
+from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.staff import Role, StaffData
 from central.web import signin
@@ -162,8 +164,26 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
     ) -> Response:
         loans = await browse.loans(q[:80], page_no)
         overdue = await for_staff(parts.services, Loans, staff).overdue()
+        holds: list[Any] = []
+        tickets: list[Any] = []
+        deliveries: list[Any] = []
+        circulation = parts.services.get(Circulation)
+        if isinstance(circulation, Circulation):
+            holds = await circulation.holds(open_only=True)
+            tickets = await circulation.tickets(open_only=True)
+        reminders = parts.services.get(Reminders)
+        if isinstance(reminders, Reminders):
+            deliveries = (await reminders.log(None, None))[:100]
         return await page(
-            request, "circulation.html", staff, loans=loans, overdue=overdue[:200], q=q
+            request,
+            "circulation.html",
+            staff,
+            loans=loans,
+            overdue=overdue[:200],
+            holds=holds[:200],
+            tickets=tickets[:200],
+            deliveries=deliveries,
+            q=q,
         )
 
     @app.get("/live")

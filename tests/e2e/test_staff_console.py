@@ -214,6 +214,18 @@ async def volunteer_day(
     await live.wait_for_timeout(500)
     await live.screenshot(path=str(shots / "console-live.png"), full_page=True)
 
+    # A repair ticket (the rake came back bent) closed from the Circulation page.
+    opened = await central.admin.post("/tickets", json={"item_id": "RAKE-01", "note": "bent tines"})
+    assert opened.status_code == 201, opened.text
+    ticket = opened.json()["ticket_id"]
+    await page.goto(f"{origin}/staff/circulation")
+    assert "Claw hammer" in await page.inner_text("#loans")
+    await page.screenshot(path=str(shots / "console-circulation.png"), full_page=True)
+    await page.click(f'#tickets tr[data-ticket="{ticket}"] button')
+    assert f"ticket {ticket} closed" in await wait_ok(page)
+    assert (await central.admin.get("/tickets")).json() == []
+    assert (await central.admin.get("/items/RAKE-01")).json()["state"] == "available"
+
     # An admin's action from a volunteer's session: refused on the server, and audited.
     token = await page.get_attribute('meta[name="csrf"]', "content")
     refused = await page.request.post(
