@@ -43,6 +43,14 @@ ARGS = [
     "--no-first-run",
 ]
 LAPTOP = {"width": 1280, "height": 900}
+AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "internal",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
@@ -160,10 +168,25 @@ async def volunteer_day(
     shots: Path,
     work: Path,
 ) -> None:
-    """Sign in by link, add an item, print its label, see a checkout live, be refused."""
+    """Sign in by link then passkey, add an item, print its label, see a checkout live,
+    close a repair ticket, be refused an admin's action."""
     page = await context.new_page()
     await page.goto(link)
     assert page.url == f"{origin}/staff/"
+    # A passkey for this laptop (Chromium's virtual authenticator), then sign in with it alone.
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
+    await page.goto(f"{origin}/staff/signin")
+    await page.click("#passkey-add")
+    await page.wait_for_selector("#passkey-status:text-is('✓')")
+    async with page.expect_navigation():
+        await page.click("header button[type=submit]")  # sign out
+    assert "cs_staff" not in {c["name"] for c in await context.cookies()}
+    await page.goto(f"{origin}/staff/signin")
+    await page.screenshot(path=str(shots / "console-signin.png"))
+    await page.click("#passkey-signin")
+    await page.wait_for_url(f"{origin}/staff/")
     assert "Vera (volunteer)" in await page.inner_text("header")
     await page.wait_for_selector('#kiosks tr[data-kiosk="KIOSK-A1"] .state[data-state="online"]')
     await page.screenshot(path=str(shots / "console-fleet.png"), full_page=True)
