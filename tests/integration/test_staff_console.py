@@ -123,3 +123,58 @@ async def test_a_sign_in_link_works_once_and_pages_send_strangers_to_sign_in(
         assert (await stranger.get(link)).status_code == 303
         async with httpx.AsyncClient(base_url=base, timeout=10) as replay:
             assert (await replay.get(link)).status_code == 400  # spent
+
+
+async def test_a_csv_import_reports_every_bad_row_and_adds_none_until_all_are_good(
+    central: RunningCentral,
+) -> None:
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        token = await csrf(vera)
+        bad = (
+            "item_id,shelf_id,name,loan_days\n"
+            "TENT-01,SHELF-B,Tent,7\n"
+            "tent 02,SHELF-B,Tent,7\n"  # not an id
+            "TENT-03,SHELF-B,,7\n"  # no name
+        )
+        refused = await vera.post(
+            "/staff/items/import",
+            files={"file": ("items.csv", bad.encode(), "text/csv")},
+            data={"csrf": token},
+        )
+        assert refused.status_code == 422, refused.text
+        problems = refused.json()["detail"]["problems"]
+        assert [(p["row"], p["column"]) for p in problems] == [(3, "item_id"), (4, "name")]
+        assert (await central.admin.get("/items/TENT-01")).status_code == 404  # none added
+
+        good = bad.replace("tent 02", "TENT-02").replace("SHELF-B,,7", "SHELF-B,Tent,7")
+        added = await vera.post(
+            "/staff/items/import",
+            files={"file": ("items.csv", good.encode(), "text/csv")},
+            data={"csrf": token},
+        )
+        assert added.status_code == 200, added.text
+        assert added.json()["imported"] == 3
+        assert (await central.admin.get("/items/TENT-03")).json()["shelf_id"] == "SHELF-B"
+
+
+async def test_a_volunteer_suspends_a_member_and_prints_labels_and_a_pass_card(
+    central: RunningCentral,
+) -> None:
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        token = await csrf(vera)
+        found = await vera.get("/staff/members", params={"q": "grace"})
+        assert "M-1002" in found.text
+        assert "M-1001" not in found.text
+        suspended = await vera.post(
+            "/staff/members/M-1002/edit", data={"suspended": "yes", "csrf": token}
+        )
+        assert suspended.status_code == 200, suspended.text
+        assert (await central.admin.get("/members/M-1002")).json()["suspended"] is True
+        # A suspended member gets no pass card: the service's own refusal.
+        refused = await vera.post("/staff/members/M-1002/card.pdf", data={"csrf": token})
+        assert refused.status_code == 409
+        card = await vera.post("/staff/members/M-1001/card.pdf", data={"csrf": token})
+        assert card.headers["content-type"] == "application/pdf"
+        assert card.content.startswith(b"%PDF")
+        sheet = await vera.get("/staff/labels.pdf", params={"shelf": "SHELF-A"})
+        assert sheet.content.startswith(b"%PDF")
