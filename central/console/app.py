@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +46,8 @@ from central.web.store import MembersData
 _HERE = Path(__file__).parent
 _MEMBERS_STATIC = _HERE.parent / "web" / "static"
 STAFF_COOKIE = "cs_staff"
+# A shift, not a month: a console left open on the desk's laptop signs itself out overnight.
+STAFF_SESSION_TTL = timedelta(hours=12)
 _KEEPALIVE_S = 15.0
 _FLEET_EVERY_S = 2.0
 _CHARTS_EVERY_S = 10.0
@@ -55,7 +58,14 @@ _S = TypeVar("_S")
 def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) -> FastAPI:  # noqa: PLR0915 - one closure per page
     """The console app; mount it at ``/staff``."""
     data = StaffData(parts.hooks)
-    auth = Auth(data, parts.clock, Cookies(secure=secure_cookies), origin, cookie=STAFF_COOKIE)
+    auth = Auth(
+        data,
+        parts.clock,
+        Cookies(secure=secure_cookies),
+        origin,
+        cookie=STAFF_COOKIE,
+        ttl=STAFF_SESSION_TTL,
+    )
     gate = Gate(auth, data, parts.store, parts.clock)
     volunteer, admin = gate.need(Role.VOLUNTEER), gate.need(Role.ADMIN)
     browse = Browse(parts.hooks)

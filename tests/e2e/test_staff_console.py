@@ -291,6 +291,13 @@ async def test_an_admin_enrols_a_kiosk_by_showing_the_consoles_qr_to_its_camera(
         try:
             page = await context.new_page()
             await page.goto(link)
+            # Over HTTPS the staff cookie is Secure as well as HttpOnly and SameSite=Strict.
+            (cookie,) = [c for c in await context.cookies() if c["name"] == "cs_staff"]
+            assert (cookie["secure"], cookie["httpOnly"], cookie["sameSite"]) == (
+                True,
+                True,
+                "Strict",
+            )
             await page.wait_for_selector("body[data-live]", state="attached")
             await page.fill("#enrol input[name=kiosk_id]", "KIOSK-Z1")
             await page.fill("#enrol input[name=shelf_id]", "SHELF-A")

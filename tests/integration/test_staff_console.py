@@ -120,7 +120,14 @@ async def test_a_sign_in_link_works_once_and_pages_send_strangers_to_sign_in(
         page = await stranger.get("/staff/", headers={"Accept": "text/html"})
         assert (page.status_code, page.headers["location"]) == (303, "/staff/signin")
         assert (await stranger.get("/staff/events")).status_code == 401
-        assert (await stranger.get(link)).status_code == 303
+        followed = await stranger.get(link)
+        assert followed.status_code == 303
+        # The session cookie: out of scripts' reach, not sent by other sites' pages, a shift long.
+        cookie = followed.headers["set-cookie"].lower()
+        assert "cs_staff=" in cookie
+        assert "httponly" in cookie
+        assert "samesite=strict" in cookie
+        assert "max-age=43200" in cookie
         async with httpx.AsyncClient(base_url=base, timeout=10) as replay:
             assert (await replay.get(link)).status_code == 400  # spent
 
