@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from broker.local import LocalBroker
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
+from tests.integration.test_admin_cli import run_cli
 from tests.support.staff import csrf, invite, staff_client
 
 
@@ -185,3 +187,44 @@ async def test_a_volunteer_suspends_a_member_and_prints_labels_and_a_pass_card(
         assert card.content.startswith(b"%PDF")
         sheet = await vera.get("/staff/labels.pdf", params={"shelf": "SHELF-A"})
         assert sheet.content.startswith(b"%PDF")
+
+
+async def test_cs_admin_invites_lists_and_disables_staff(
+    central: RunningCentral, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = [
+        *("--url", f"http://127.0.0.1:{central.settings.admin_port}"),
+        *("--token-file", str(central.settings.data_dir / "admin.token")),
+    ]
+    invited = await run_cli(
+        capsys,
+        [
+            *base,
+            "--json",
+            "staff",
+            "invite",
+            "ada@example.org",
+            "--name",
+            "Ada",
+            "--role",
+            "admin",
+            "--print-link",
+        ],
+    )
+    assert invited.code == 0, invited.err
+    answer = json.loads(invited.out)
+    assert answer["role"] == "admin"
+    async with httpx.AsyncClient(timeout=10) as browser:
+        assert (await browser.get(answer["link"])).status_code == 303  # the link signs Ada in
+        assert (
+            await browser.get(answer["link"].rsplit("/staff/", 1)[0] + "/staff/ops")
+        ).status_code == 200
+    listed = await run_cli(capsys, [*base, "staff", "list"])
+    assert "Ada" in listed.out
+    assert "admin" in listed.out
+    off = await run_cli(capsys, [*base, "staff", "disable", answer["staff_id"]])
+    assert off.code == 0, off.err
+    missing = await run_cli(capsys, [*base, "staff", "disable", "S-NOBODY"])
+    assert missing.code == 1
+    rows = await audit(central)
+    assert {"staff.invite", "staff.disable"} <= {str(r["action"]) for r in rows}
