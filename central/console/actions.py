@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -371,15 +372,8 @@ def router(parts: ConsoleParts, volunteer: Any, admin: Any, browse: Browse) -> A
         role: Annotated[Role, Form()] = Role.VOLUNTEER,
         staff: Staff = admin,
     ) -> dict[str, Any]:
-        accounts = parts.staff
-        invited = await type(accounts)(
-            accounts.data,
-            accounts.store,
-            accounts.clock,
-            accounts.mailer,
-            accounts.origin,
-            staff.actor,
-        ).invite(email, name, role)
+        accounts = dataclasses.replace(parts.staff, actor=staff.actor)
+        invited = await accounts.invite(email, name, role)
         return _done(f"{invited.email} invited as {invited.role.value}")
 
     return routes

@@ -208,8 +208,8 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
             flag = await control.flag()
             window = await control.window()
         audit = for_staff(parts.services, AuditLog, staff)
-        tail = await audit.tail(300)
-        alerts = [r for r in tail if str(r["action"]).startswith("security.")][:50]
+        tail = await audit.tail(100)
+        alerts = await browse.alerts(50)
         return await page(
             request,
             "ops.html",
@@ -217,7 +217,7 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
             flag=flag,
             window=window,
             alerts=alerts,
-            audit=tail[:100],
+            audit=tail,
             accounts=await data.accounts(),
         )
 

@@ -6,6 +6,7 @@ on an indexed order) and a count, never the whole table.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,16 @@ class LoanLine:
     kiosk_id: str
     checked_out_at: datetime
     due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertLine:
+    """A security alert from the audit log."""
+
+    at: datetime
+    reason: str | None
+    kiosk_id: str | None
+    detail: dict[str, Any]
 
 
 def _like(query: str) -> str:
@@ -165,3 +176,20 @@ class Browse:
             for r in rows
         ]
         return Page(lines, total, page, PAGE_SIZE)
+
+    async def alerts(self, limit: int = 50) -> list[AlertLine]:
+        """The newest security alerts, newest first (indexed by action and time)."""
+        rows = await self._s._read_all(
+            "SELECT at, reason, kiosk_id, detail FROM qr_audit_log"
+            " WHERE action = 'security.alert' ORDER BY at DESC, seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            AlertLine(
+                self._at(r[0]),
+                None if r[1] is None else str(r[1]),
+                None if r[2] is None else str(r[2]),
+                json.loads(r[3]) if isinstance(r[3], str) else dict(r[3] or {}),
+            )
+            for r in rows
+        ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -105,7 +107,19 @@ async def test_an_admin_switches_checkout_off_and_a_disabled_account_is_out_at_o
         assert off.status_code == 200, off.text
         flag = (await central.admin.get("/rollout/flag")).json()
         assert (flag["mode"], flag["changed_by"]) == ("off", "admin:Ada")
-        assert "Operations" in (await ada.get("/staff/ops")).text
+        assert "No alerts." in (await ada.get("/staff/ops")).text
+        if central.settings.database == "sqlite":
+            # A security alert as the abuse defences write it: listed on Operations.
+            with sqlite3.connect(central.settings.sqlite_file) as db:
+                db.execute(
+                    "INSERT INTO qr_audit_log (at, actor, action, reason, kiosk_id, detail)"
+                    " VALUES (?, 'system', 'security.alert', 'kiosk_auto_blocked', 'KIOSK-B1',"
+                    " '{\"failures\": 20}')",
+                    (datetime.now(UTC).isoformat(),),
+                )
+            ops = (await ada.get("/staff/ops")).text
+            assert "kiosk_auto_blocked" in ops
+            assert "KIOSK-B1" in ops
 
         staff = (await central.admin.get("/staff-accounts")).json()
         ada_id = next(s["staff_id"] for s in staff if s["email"] == "ada@example.org")
