@@ -26,6 +26,7 @@ from central import backup, logs, rollout, schema
 from central.api import health as api_health
 from central.api import staff as staff_api
 from central.api.app import ADMIN_ACTOR, create_app
+from central.api.deps import provide
 from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.republish import EVERYTHING, Republish
+from central.services.browse import Browse
 from central.services.circulation import Circulation
 from central.services.enrolment import BrokerAddress
 from central.services.fleet_updates import FleetUpdates
@@ -232,6 +234,8 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             reminder_service=reminders,
         )
         pulse = _pulse(consumer)
+        # The paged reads the console shows, on the admin API too (one copy of each query).
+        provide(app, Browse(store))
         app.mount(
             "/staff",
             create_console(

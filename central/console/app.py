@@ -68,7 +68,8 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
     )
     gate = Gate(auth, data, parts.store, parts.clock)
     volunteer, admin = gate.need(Role.VOLUNTEER), gate.need(Role.ADMIN)
-    browse = Browse(parts.hooks)
+    found = parts.services.get(Browse)
+    browse = found if isinstance(found, Browse) else Browse(parts.hooks)
     if parts.hub.resolve is None:
         parts.hub.resolve = MembersData(parts.hooks).session_member
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)

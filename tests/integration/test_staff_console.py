@@ -242,3 +242,35 @@ async def test_cs_admin_invites_lists_and_disables_staff(
     assert missing.code == 1
     rows = await audit(central)
     assert {"staff.invite", "staff.disable"} <= {str(r["action"]) for r in rows}
+
+
+async def test_the_consoles_paged_searches_are_the_admin_apis_too(
+    central: RunningCentral, capsys: pytest.CaptureFixture[str]
+) -> None:
+    admin = central.admin
+    items = (await admin.get("/items/search", params={"q": "saw"})).json()
+    assert (items["total"], [r["item_id"] for r in items["rows"]]) == (1, ["SAW-01"])
+    assert items["rows"][0]["state"] == "available"
+    members = (await admin.get("/members/search", params={"q": "ada"})).json()
+    assert [r["member_id"] for r in members["rows"]] == ["M-1001"]
+    shelf = (await admin.get("/items/search", params={"shelf": "SHELF-B"})).json()
+    assert [r["item_id"] for r in shelf["rows"]] == ["RAKE-01"]
+    # LIKE's wildcards are taken literally.
+    assert (await admin.get("/items/search", params={"q": "%"})).json()["total"] == 0
+    assert (await admin.get("/loans/open")).json() == {
+        "rows": [],
+        "total": 0,
+        "page": 1,
+        "pages": 1,
+    }
+    assert (await admin.get("/audit/alerts")).json() == []
+    listed = await run_cli(
+        capsys,
+        [
+            *("--url", f"http://127.0.0.1:{central.settings.admin_port}"),
+            *("--token-file", str(central.settings.data_dir / "admin.token")),
+            *("loans", "open", "--search", "ada"),
+        ],
+    )
+    assert listed.code == 0, listed.err
+    assert "page 1 of 1 (0 open loans)" in listed.out
