@@ -274,3 +274,44 @@ async def test_the_consoles_paged_searches_are_the_admin_apis_too(
     )
     assert listed.code == 0, listed.err
     assert "page 1 of 1 (0 open loans)" in listed.out
+
+
+async def test_an_admin_runs_the_fleet_from_the_console_each_action_audited_by_name(
+    central: RunningCentral,
+) -> None:
+    async with staff_client(central, "ada@example.org", "Ada", "admin") as ada:
+        token = await csrf(ada)
+
+        async def post(path: str, **form: str) -> dict[str, object]:
+            answer = await ada.post(path, data={**form, "csrf": token})
+            assert answer.status_code == 200, (path, answer.text)
+            return dict(answer.json())
+
+        assert "offline now" in str((await post("/staff/kiosks/KIOSK-A1/identify"))["message"])
+        await post("/staff/kiosks/KIOSK-A1/block", reason="odd scans", minutes="30")
+        kiosk = (await central.admin.get("/kiosks/KIOSK-A1")).json()
+        assert kiosk["blocked"] is True
+        await post("/staff/kiosks/KIOSK-A1/unblock", reason="checked")
+        assert (await central.admin.get("/kiosks/KIOSK-A1")).json()["blocked"] is False
+        await post("/staff/kiosks/KIOSK-A1/configure", session_timeout_s="90")
+        config = (await central.admin.get("/kiosks/KIOSK-A1")).json()["config"]
+        assert config["session_timeout_s"] == 90
+        # Retiring needs a reason and the box ticked.
+        unticked = await ada.post(
+            "/staff/kiosks/KIOSK-B1/retire", data={"reason": "stolen", "csrf": token}
+        )
+        assert unticked.status_code == 422
+        await post("/staff/kiosks/KIOSK-B1/retire", reason="stolen", confirm="yes")
+        assert (await central.admin.get("/kiosks/KIOSK-B1")).json()["retired"] is True
+        enrol = await post("/staff/enrol", kiosk_id="KIOSK-C1", shelf_id="SHELF-A")
+        assert str(enrol["qr"]).startswith("<svg")
+    rows = await audit(central)
+    by_ada = {str(r["action"]) for r in rows if r["actor"] == "staff:Ada"}
+    assert {
+        "kiosk.identify",
+        "kiosk.block",
+        "kiosk.unblock",
+        "kiosk.configure",
+        "kiosk.retire",
+        "kiosk.enrol_code",
+    } <= by_ada
