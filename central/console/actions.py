@@ -220,6 +220,29 @@ def router(parts: ConsoleParts, volunteer: Any, admin: Any, browse: Browse) -> A
         )
         return _pdf(await asyncio.to_thread(pdf_bytes, [card]), f"pass-{member.member_id}.pdf")
 
+    @routes.post("/members/{member_id}/training")
+    async def record_training(
+        member_id: str,
+        category: Annotated[str, Form(min_length=1, max_length=40)],
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        await for_staff(services, Circulation, staff).record_training(member_id[:32], category)
+        return _done(f"{member_id} trained for {category}")
+
+    @routes.post("/members/{member_id}/agreement")
+    async def accept_agreement(member_id: str, staff: Staff = volunteer) -> dict[str, Any]:
+        version = await for_staff(services, Circulation, staff).accept_agreement(member_id[:32])
+        return _done(f"{member_id} signed the lending agreement (version {version})")
+
+    @routes.post("/items/{item_id}/category")
+    async def file_item(
+        item_id: str,
+        category: Annotated[str, Form(max_length=40)] = "",
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        await for_staff(services, Circulation, staff).file_item(item_id[:32], category or None)
+        return _done(f"{item_id} filed under {category or 'the default policy'}")
+
     # -- circulation (volunteer) -------------------------------------------------------------
 
     @routes.post("/holds")

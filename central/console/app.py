@@ -8,7 +8,7 @@ actor, so every action is audited as ``staff:<name>``. Live panels follow ``/eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,8 +223,11 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
         )
 
     @app.get("/events")
-    async def events(_staff: Staff = volunteer) -> StreamingResponse:
-        return StreamingResponse(_stream(parts), media_type="text/event-stream")
+    async def events(request: Request, _staff: Staff = volunteer) -> StreamingResponse:
+        async def still_signed_in() -> bool:
+            return await gate.current(request) is not None
+
+        return StreamingResponse(_stream(parts, still_signed_in), media_type="text/event-stream")
 
     app.include_router(actions.router(parts, volunteer, admin, browse))
     app.state.gate = gate
@@ -247,8 +250,14 @@ def _fleet_state(parts: ConsoleParts) -> dict[str, dict[str, Any]]:
     }
 
 
-async def _stream(parts: ConsoleParts) -> AsyncIterator[bytes]:
-    """Verdicts and availability as they happen; fleet changes and charts every few seconds."""
+async def _stream(
+    parts: ConsoleParts, still_signed_in: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[bytes]:
+    """Verdicts and availability as they happen; fleet changes and charts every few seconds.
+
+    Ends when the session does (signed out, expired, account switched off), checked with
+    each charts frame, so a disabled account's open page stops hearing the feed.
+    """
     async with parts.hub.watch() as queue:
         yield b": live\n\n"
         shown: dict[str, dict[str, Any]] = {}
@@ -265,6 +274,8 @@ async def _stream(parts: ConsoleParts) -> AsyncIterator[bytes]:
                     yield sse_frame("fleet", {"kiosks": changed, "online": online})
                 shown, next_fleet = current, now + _FLEET_EVERY_S
             if now >= next_charts:
+                if not await still_signed_in():
+                    return
                 yield sse_frame("charts", parts.pulse.charts())
                 next_charts = now + _CHARTS_EVERY_S
             try:

@@ -315,3 +315,29 @@ async def test_an_admin_runs_the_fleet_from_the_console_each_action_audited_by_n
         "kiosk.retire",
         "kiosk.enrol_code",
     } <= by_ada
+
+
+async def test_a_volunteer_files_an_item_and_records_training_and_the_agreement(
+    central: RunningCentral,
+) -> None:
+    admin = central.admin
+    category = {"name": "power", "needs_training": True, "needs_agreement": True}
+    (await admin.put("/policies/categories", json=category)).raise_for_status()
+    (
+        await admin.post("/policies/agreements", json={"text": "Bring it back clean."})
+    ).raise_for_status()
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        token = await csrf(vera)
+        for path, form in (
+            ("/staff/items/DRILL-01/category", {"category": "power"}),
+            ("/staff/members/M-1001/training", {"category": "power"}),
+            ("/staff/members/M-1001/agreement", {}),
+        ):
+            answer = await vera.post(path, data={**form, "csrf": token})
+            assert answer.status_code == 200, (path, answer.text)
+        unknown = await vera.post(
+            "/staff/members/M-1001/training", data={"category": "lasers", "csrf": token}
+        )
+        assert unknown.status_code == 404
+    actions = {str(r["action"]) for r in await audit(central) if r["actor"] == "staff:Vera"}
+    assert {"item.category", "training.record", "agreement.accept"} <= actions
