@@ -38,8 +38,6 @@ from central.web.store import MembersData
 if TYPE_CHECKING:
     from central.console.gate import Staff
 
-__all__ = ["Library", "Refusal", "router", "status_of"]
-
 MAX_CSV = 2 * 1024 * 1024  # 20,000 rows of items fit well inside
 MAX_LABELS = 240  # ten A4 sheets per print
 Reason = Annotated[Text, Form(min_length=1, max_length=200)]

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,7 @@ from central.services.audit_log import AuditLog
 from central.services.browse import Browse
 from central.services.circulation import Circulation
 from central.services.kiosks import Kiosks
+from central.services.library import Library
 from central.services.loans import Loans
 from central.services.refusals import RefusedError
 from central.services.reminders import Reminders
@@ -48,11 +49,9 @@ _MEMBERS_STATIC = _HERE.parent / "web" / "static"
 STAFF_COOKIE = "cs_staff"
 # A shift, not a month: a console left open on the desk's laptop signs itself out overnight.
 STAFF_SESSION_TTL = timedelta(hours=12)
-_KEEPALIVE_S = 15.0
 _FLEET_EVERY_S = 2.0
 _CHARTS_EVERY_S = 10.0
 _PAGE_KIOSKS = 50
-_S = TypeVar("_S")
 
 
 def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) -> FastAPI:  # noqa: PLR0915 - one closure per page
@@ -157,7 +156,7 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
         request: Request, staff: Staff = volunteer, q: str = "", shelf: str = "", page_no: int = 1
     ) -> Response:
         items = await browse.items(q[:80], shelf[:32], page_no)
-        shelves = await for_staff(parts.services, actions.Library, staff).shelves()
+        shelves = await for_staff(parts.services, Library, staff).shelves()
         return await page(
             request, "library.html", staff, items=items, shelves=shelves, q=q, shelf=shelf
         )
