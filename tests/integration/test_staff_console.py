@@ -305,6 +305,10 @@ async def test_an_admin_runs_the_fleet_from_the_console_each_action_audited_by_n
         assert (await central.admin.get("/kiosks/KIOSK-B1")).json()["retired"] is True
         enrol = await post("/staff/enrol", kiosk_id="KIOSK-C1", shelf_id="SHELF-A")
         assert str(enrol["qr"]).startswith("<svg")
+        assert "audit chain intact" in str((await post("/staff/audit/verify"))["message"])
+        exported = await ada.get("/staff/audit/export")
+        lines = [json.loads(line) for line in exported.text.splitlines()]
+        assert any(r["action"] == "kiosk.retire" and r["actor"] == "staff:Ada" for r in lines)
     rows = await audit(central)
     by_ada = {str(r["action"]) for r in rows if r["actor"] == "staff:Ada"}
     assert {
