@@ -39,6 +39,7 @@ from central.services.refusals import RefusedError
 from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.staff import Role, StaffData
+from central.storage.base import AuditEntry
 from central.web import signin
 from central.web.auth import PRE_COOKIE, Auth, Cookies
 from central.web.live import sse_frame
@@ -80,9 +81,30 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
 
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     templates = Jinja2Templates(directory=_HERE / "templates")
+
+    async def signed_in(staff_id: str, via: str) -> None:
+        account = await data.account(staff_id)
+        name = account.name if account is not None else staff_id
+        async with parts.store.write() as tx:
+            await tx.audit(
+                AuditEntry(
+                    parts.clock.now(),
+                    f"staff:{name}",
+                    "staff.signin",
+                    detail={"staff_id": staff_id, "via": via},
+                )
+            )
+
     app.include_router(
         signin.router(
-            data, auth, parts.clock, parts.mailer, "CommunityShare staff", base="/staff", home="/"
+            data,
+            auth,
+            parts.clock,
+            parts.mailer,
+            "CommunityShare staff",
+            base="/staff",
+            home="/",
+            signed_in=signed_in,
         )
     )
     # (The admin app's RequestGuard is in front of this mount: sizes and paths checked there.)

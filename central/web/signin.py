@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 LINK_TTL = timedelta(minutes=20)
 CHALLENGE_TTL = timedelta(minutes=5)
+# Told of each sign-in (account id, "link" or "passkey"): the console audits its staff's.
+SignedIn = Callable[[str, str], Awaitable[None]]
 _MAX_CREDENTIAL = 16_384  # bytes of JSON; a real assertion is well under 2 kB
 
 
@@ -57,8 +60,10 @@ def router(
     *,
     base: str = "",
     home: str = "/pass",
+    signed_in: SignedIn | None = None,
 ) -> APIRouter:
-    """The sign-in endpoints of a surface whose pages live under ``base``."""
+    """The sign-in endpoints of a surface whose pages live under ``base``; ``signed_in`` hears
+    each sign-in (the account, and "link" or "passkey")."""
     routes = APIRouter()
     per_client = Buckets(per_min=20, burst=10)
     per_email = Buckets(per_min=2, burst=3)
@@ -91,6 +96,8 @@ def router(
             raise refuse(WebRefusal.BAD_LINK)
         response = RedirectResponse(f"{base}{home}", status_code=303)
         await auth.sign_in(response, member_id)
+        if signed_in is not None:
+            await signed_in(member_id, "link")
         return response
 
     @routes.post("/signin/passkey/options")
@@ -133,6 +140,8 @@ def router(
             raise refuse(WebRefusal.BAD_ASSERTION)  # a cloned key raced this one
         response = JSONResponse({"ok": True, "next": f"{base}{home}"})
         await auth.sign_in(response, key.member_id)
+        if signed_in is not None:
+            await signed_in(key.member_id, "passkey")
         return response
 
     @routes.post("/passkeys/options")

@@ -263,6 +263,8 @@ async def volunteer_day(
     assert "Operations" not in await live.inner_text("header nav")
     audit = (await central.admin.get("/audit", params={"limit": 500})).json()
     assert any(r["action"] == "staff.refused" and r["actor"] == "staff:Vera" for r in audit)
+    vias = [r["detail"]["via"] for r in audit if r["action"] == "staff.signin"]
+    assert sorted(vias) == ["link", "passkey"]
     flag = (await central.admin.get("/rollout/flag")).json()
     assert flag["mode"] != "off"
 

@@ -49,6 +49,8 @@ async def test_a_volunteer_adds_an_item_and_is_refused_an_admin_action_which_is_
         assert (await central.admin.get("/items/LADDER-01")).json()["name"] == "Ladder"
         rows = await audit(central)
         assert any(r["action"] == "item.add" and r["actor"] == "staff:Vera" for r in rows)
+        signins = [r["detail"] for r in rows if r["action"] == "staff.signin"]
+        assert [d["via"] for d in signins] == ["link"]  # type: ignore[index]
 
         # Throwing the kill switch is an admin's: refused (403), and the refusal is audited.
         refused = await vera.post(
