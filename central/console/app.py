@@ -220,6 +220,7 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
 
     @app.get("/live")
     async def live(request: Request, staff: Staff = volunteer) -> Response:
+        parts.pulse.sample()  # the page opens on what happened up to now
         return await page(request, "live.html", staff, charts=parts.pulse.charts())
 
     @app.get("/ops")
@@ -297,6 +298,7 @@ async def _stream(
             if now >= next_charts:
                 if not await still_signed_in():
                     return
+                parts.pulse.sample()
                 yield sse_frame("charts", parts.pulse.charts())
                 next_charts = now + _CHARTS_EVERY_S
             try:

@@ -114,10 +114,10 @@ class Pulse:
 _W, _H, _PAD = 360, 120, 18
 
 
-def _frame(title: str, body: str, top: float) -> str:
+def _frame(title: str, body: str, top: float, total: float = 0) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img"'
-        f' aria-label="{escape(title)}" class="chart">'
+        f' aria-label="{escape(title)}" class="chart" data-total="{total:g}">'
         f'<text x="4" y="12" class="chart-title">{escape(title)} (max {top:g})</text>'
         f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W}" y2="{_H - _PAD}" class="axis"/>'
         f"{body}</svg>"
@@ -140,7 +140,8 @@ def _bars(minutes: list[Minute]) -> str:
             f'<rect x="{x:.1f}" y="{base - ok_h - no_h:.1f}" width="{width - 1:.1f}"'
             f' height="{no_h:.1f}" class="no"><title>{m.refused} refused</title></rect>'
         )
-    return _frame("scans/min: accepted, refused", "".join(parts), top)
+    total = sum(m.accepted + m.refused for m in minutes)
+    return _frame("scans/min: accepted, refused", "".join(parts), top, total)
 
 
 def _line(values: list[float | None], title: str, colour: str, minimum: float = 1) -> str:
@@ -148,10 +149,16 @@ def _line(values: list[float | None], title: str, colour: str, minimum: float = 
     width = (_W - _PAD) / MINUTES
     scale = (_H - 2 * _PAD) / top
     offset = MINUTES - len(values)
-    points = " ".join(
-        f"{_PAD + (offset + n) * width:.1f},{_H - _PAD - v * scale:.1f}"
+    xy = [
+        (_PAD + (offset + n) * width, _H - _PAD - v * scale)
         for n, v in enumerate(values)
         if v is not None
+    ]
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    # A dot per minute too: the first minute of an hour is a point, not yet a line.
+    dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5"/>' for x, y in xy)
+    body = (
+        f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
+        f'<g fill="{colour}">{dots}</g>'
     )
-    body = f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>'
     return _frame(title, body, top)

@@ -234,7 +234,8 @@ async def volunteer_day(
     await page.wait_for_selector(
         '[data-item="HAMMER-01"] .state[data-state="checked_out"]', timeout=15_000
     )
-    await live.wait_for_timeout(500)
+    # The charts catch up within their 10 s refresh: three scans this minute.
+    await live.wait_for_selector('#chart-scans svg[data-total="3"]', timeout=15_000)
     await live.screenshot(path=str(shots / "console-live.png"), full_page=True)
 
     # A repair ticket (the rake came back bent) closed from the Circulation page.
