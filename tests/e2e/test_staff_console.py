@@ -208,7 +208,6 @@ async def volunteer_day(
     current = (await central.admin.get("/items/HAMMER-01/label")).json()["code"]
     assert codes == [current]
     await page.wait_for_selector("body[data-live]", state="attached")
-    await page.screenshot(path=str(shots / "console-library.png"), full_page=True)
 
     # The live feed in a second tab; a member checks the hammer out at a kiosk.
     live = await context.new_page()
@@ -234,6 +233,7 @@ async def volunteer_day(
     await page.wait_for_selector(
         '[data-item="HAMMER-01"] .state[data-state="checked_out"]', timeout=15_000
     )
+    await page.screenshot(path=str(shots / "console-library.png"), full_page=True)
     # The charts catch up within their 10 s refresh: three scans this minute.
     await live.wait_for_selector('#chart-scans svg[data-total="3"]', timeout=15_000)
     await live.screenshot(path=str(shots / "console-live.png"), full_page=True)
