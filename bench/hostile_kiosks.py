@@ -231,7 +231,7 @@ class HonestKiosk(threading.Thread):
             scan = self._ask(self._code(self.shelf.labels[item_id]), "label", Reason.CHECKED_OUT)
             if scan.reason is Reason.CHECKED_OUT:
                 self.lent.append(item_id)
-            elif scan.reason is Reason.ITEM_UNAVAILABLE:
+            elif scan.reason in {Reason.ITEM_UNAVAILABLE, Reason.HOLD_PLACED, Reason.RESERVED}:
                 pass  # taken by an answer this kiosk never heard: not used again
             elif scan.reason is not None:
                 self.available.append(item_id)

@@ -146,8 +146,21 @@ class SessionDone(_Message):
     scanned_at: WireTime
 
 
-KioskEvent = Annotated[CodeScan | SessionDone, Field(discriminator="type")]
-_EVENT_ADAPTER: TypeAdapter[CodeScan | SessionDone] = TypeAdapter(KioskEvent)
+class ProblemReport(_Message):
+    """After a return the member pressed the button: something is wrong with the item
+    (kiosk → central, QoS 1, on the kiosk's scan topic)."""
+
+    type: Literal["problem"] = "problem"
+    event_id: EventId
+    kiosk_id: KioskId
+    scanned_at: WireTime
+    return_event_id: EventId = Field(description="The return scan this report is about.")
+
+
+# Everything a kiosk sends on its scan topic.
+AnyEvent = CodeScan | SessionDone | ProblemReport
+KioskEvent = Annotated[AnyEvent, Field(discriminator="type")]
+_EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(KioskEvent)
 
 
 class Verdict(_Message):
@@ -413,7 +426,7 @@ def parse_message(model: type[_M], payload: bytes) -> _M:
         raise ContractError("bad_fields", _summary(exc)) from None
 
 
-def parse_event(kiosk_id: str, payload: bytes) -> CodeScan | SessionDone:
+def parse_event(kiosk_id: str, payload: bytes) -> AnyEvent:
     """Decode a kiosk event that arrived on ``kiosk_id``'s scan topic."""
     data = _load_json(payload)
     _check_version(data)

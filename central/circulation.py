@@ -116,6 +116,21 @@ def loan_end(
     return boundary
 
 
+def renewal_due(
+    loan_due: datetime,
+    member_id: str,
+    terms: Terms,
+    reservation: ReservationRow | None,
+    now: datetime,
+) -> datetime | Reason:
+    """A renewed loan's due time: one loan period from the later of now and its due time,
+    cut short by a booking; ``RESERVED`` if the booking leaves no gain."""
+    due = loan_end(max(now, loan_due), member_id, terms, reservation)
+    if isinstance(due, Reason) or due <= loan_due:
+        return Reason.RESERVED
+    return due
+
+
 def standing_refusal(terms: Terms, standing: Standing, now: datetime) -> Reason | None:
     """Why the member's record forbids a checkout of this category (None: it allows)."""
     if terms.needs_training and not standing.trained:
@@ -149,6 +164,7 @@ __all__ = [
     "overlaps",
     "pass_on",
     "ready_hold",
+    "renewal_due",
     "renewal_refusal",
     "standing_refusal",
 ]

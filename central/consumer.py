@@ -28,12 +28,12 @@ from broker.errors import ContractError
 from broker.ids import EventId
 from broker.messages import (
     MAX_PAYLOAD_BYTES,
+    AnyEvent,
     CodeScan,
     KioskState,
     KioskStatus,
     Reason,
     SecurityAlert,
-    SessionDone,
     Verdict,
     encode,
     parse_event,
@@ -71,7 +71,7 @@ class Publisher(Protocol):
 class _Job:
     inbound: Inbound
     kiosk: str  # the topic's kiosk level (NO_KIOSK if it names none)
-    event: CodeScan | SessionDone | None = None
+    event: AnyEvent | None = None
     token: Token | Reason | None = None
     refusal: ContractError | None = None
 

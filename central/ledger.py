@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from broker.messages import (
+    AnyEvent,
     Availability,
     CodeScan,
+    ProblemReport,
     Reason,
     SecurityAlert,
-    SessionDone,
     Verdict,
     encode,
 )
@@ -33,6 +34,7 @@ from central.rules import (
     LiftCooldown,
     MoveHold,
     Need,
+    OpenTicket,
     PlaceHold,
     Policy,
     RenewCheckout,
@@ -41,9 +43,10 @@ from central.rules import (
     StartSession,
 )
 from central.storage.base import AuditEntry, SessionRow, Tx
-from central.storage.rows import Terms
+from central.storage.rows import ClosedLoan, Terms
 from central.tokens import Label, Pass, Token, fingerprint
 
+ALERT_PROBLEM = "item.problem"  # a problem reported at return (and by staff)
 # Kept importable from here: tests and docs name them as the ledger's windows.
 LATE_AFTER = rules.LATE_AFTER
 FUTURE_SKEW = rules.FUTURE_SKEW
@@ -64,7 +67,7 @@ class Outcome:
 
 async def apply(
     tx: Tx,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     limits: security.Limits | None = None,
@@ -117,7 +120,26 @@ async def apply(
     alerts = []
     if limits is not None:
         alerts = await security.after_verdict(tx, limits, event.kiosk_id, decided.reason, now)
+    if decided.reason is Reason.PROBLEM_REPORTED:
+        # Staff hear of it the way they hear of security alerts: metric, alerts topic.
+        alerts.append(
+            SecurityAlert(
+                kind=ALERT_PROBLEM,
+                kiosk_id=event.kiosk_id,
+                member_id=decided.member_id,
+                detail=f"problem reported at return: item {decided.item_id}",
+                at=now,
+            )
+        )
     return Outcome(verdict, payload, changed, alerts=alerts, member_id=decided.member_id)
+
+
+def _item_id(token: Token | Reason | None, facts: Facts) -> str:
+    """The item a scan's item facts are about: the label's, or the reported return's."""
+    if isinstance(token, Label):
+        return token.item_id
+    assert isinstance(facts.returned, ClosedLoan)
+    return facts.returned.item_id
 
 
 def _member_id(token: Token | Reason | None, facts: Facts) -> str:
@@ -133,7 +155,7 @@ async def _load(
     tx: Tx,
     need: Need,
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -157,20 +179,16 @@ async def _load(
         facts.member_bucket = await tx.bucket(key, now, full)
     elif need is Need.FLAG:
         facts.flag = await tx.rollout_flag()
+    elif need is Need.RETURNED:
+        assert isinstance(event, ProblemReport)
+        facts.returned = await tx.closed_by(kiosk_id, event.return_event_id)
     elif need is Need.ITEM:
-        assert isinstance(token, Label)
-        facts.item = await tx.item(token.item_id)
+        facts.item = await tx.item(_item_id(token, facts))
     elif need in _ITEM_NEEDS:
         assert isinstance(token, Label)
         await _load_item_fact(tx, need, facts, token.item_id, now)
-    elif need is Need.MEMBER:
-        facts.member = await tx.member(_member_id(token, facts))
-    elif need is Need.MEMBER_LOANS:
-        facts.member_loans = await tx.open_checkout_count(_member_id(token, facts))
-    elif need is Need.STANDING:
-        assert isinstance(facts.terms, Terms)
-        category = facts.terms.category
-        facts.standing = await tx.standing(_member_id(token, facts), category, now)
+    elif need in _MEMBER_NEEDS:
+        await _load_member_fact(tx, need, facts, _member_id(token, facts), now)
     elif need is Need.PASS_USE:
         # The atomic step: one conditional UPDATE, so only the first caller consumes it.
         assert isinstance(token, Pass)
@@ -192,8 +210,24 @@ async def _load_item_fact(tx: Tx, need: Need, facts: Facts, item_id: str, now: d
         facts.reservation = await tx.next_reservation(item_id, now)
 
 
+# The facts about the member beyond the rate bucket: their row, loans and standing.
+_MEMBER_NEEDS = frozenset({Need.MEMBER, Need.MEMBER_LOANS, Need.STANDING})
+
+
+async def _load_member_fact(
+    tx: Tx, need: Need, facts: Facts, member_id: str, now: datetime
+) -> None:
+    if need is Need.MEMBER:
+        facts.member = await tx.member(member_id)
+    elif need is Need.MEMBER_LOANS:
+        facts.member_loans = await tx.open_checkout_count(member_id)
+    elif need is Need.STANDING:
+        assert isinstance(facts.terms, Terms)
+        facts.standing = await tx.standing(member_id, facts.terms.category, now)
+
+
 async def _write(
-    tx: Tx, effects: list[Effect], event: CodeScan | SessionDone, now: datetime
+    tx: Tx, effects: list[Effect], event: AnyEvent, now: datetime
 ) -> list[Availability]:
     """Apply the decision's writes in order; the availability messages they changed."""
     changed: list[Availability] = []
@@ -226,13 +260,30 @@ async def _write(
             changed.append(await tx.availability(effect.item_id, now, bump=True))
         elif isinstance(effect, LiftCooldown):
             await security.lift_cooldown(tx, effect.kiosk_id, now)
-        elif isinstance(effect, PlaceHold):
-            await tx.place_hold(effect.item_id, effect.member_id, "kiosk", now)
-        elif isinstance(effect, MoveHold):
-            await tx.move_hold(effect.hold_id, effect.to, now)
-        elif isinstance(effect, RenewCheckout):
-            await tx.renew_checkout(effect.checkout_id, effect.due_at)
+        else:
+            await _write_circulation(tx, effect, event, now)
     return changed
+
+
+async def _write_circulation(tx: Tx, effect: Effect, event: AnyEvent, now: datetime) -> None:
+    """Apply one of circulation's writes (holds, renewals, tickets)."""
+    if isinstance(effect, PlaceHold):
+        await tx.place_hold(effect.item_id, effect.member_id, "kiosk", now)
+    elif isinstance(effect, MoveHold):
+        await tx.move_hold(effect.hold_id, effect.to, now)
+    elif isinstance(effect, RenewCheckout):
+        await tx.renew_checkout(effect.checkout_id, effect.due_at)
+    elif isinstance(effect, OpenTicket):
+        await tx.open_ticket(
+            effect.item_id,
+            now,
+            kiosk_id=event.kiosk_id,
+            member_id=effect.member_id,
+            checkout_id=effect.checkout_id,
+            event_id=event.event_id,
+            note=effect.note,
+        )
+        await tx.set_state(effect.item_id, "maintenance")
 
 
 def _detail(code_hash: str | None, decision: Decision) -> dict[str, object]:

@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import TypeVar
 
-from broker.messages import CodeScan, Reason, SessionDone
+from broker.messages import AnyEvent, CodeScan, ProblemReport, Reason, SessionDone
 from central import circulation
 from central.rollout import admits
 from central.security import Bucket, Limits, is_cooling, level
 from central.storage.rollout import FlagRow
 from central.storage.rows import (
     CheckoutRow,
+    ClosedLoan,
     HoldRow,
     HoldState,
     ItemRow,
@@ -55,6 +56,9 @@ FUTURE_SKEW = timedelta(minutes=5)
 # A loan returned this soon is worth a look: the member may have walked off with the item
 # after someone returned it with a copy of its label (see docs/security.md).
 QUICK_RETURN = timedelta(minutes=5)
+# A problem report (the button pressed after a return) counts this long after the return;
+# the kiosk asks for a few seconds, the rest is for a kiosk that was briefly offline.
+REPORT_WINDOW = timedelta(minutes=2)
 
 _PASS_REFUSALS = {
     PassUse.ALREADY_USED: Reason.ALREADY_USED,
@@ -85,6 +89,7 @@ class Need(StrEnum):
     KIOSK_BUCKET = "kiosk_bucket"
     MEMBER_BUCKET = "member_bucket"
     FLAG = "flag"
+    RETURNED = "returned"  # the return a problem report is about (no lock)
     ITEM = "item"
     TERMS = "terms"  # the item's category policy and the library's settings (no lock)
     OPEN_CHECKOUT = "open_checkout"
@@ -111,6 +116,7 @@ class Facts:
     kiosk_bucket: Bucket | _Unloaded = UNLOADED
     member_bucket: Bucket | _Unloaded = UNLOADED
     flag: FlagRow | _Unloaded = UNLOADED
+    returned: ClosedLoan | _Unloaded | None = UNLOADED
     item: ItemRow | _Unloaded | None = UNLOADED
     terms: Terms | _Unloaded = UNLOADED
     open_checkout: CheckoutRow | _Unloaded | None = UNLOADED
@@ -222,6 +228,20 @@ class RenewCheckout:
     due_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class OpenTicket:
+    """Put an item in maintenance with a repair ticket naming the loan it came back from."""
+
+    item_id: str
+    member_id: str
+    checkout_id: int
+    note: str = ""
+
+
+# The ticket a return of an inspection-required category opens by itself.
+AWAITING_CHECK = "returned, awaiting check"
+
+
 Effect = (
     SaveBucket
     | CloseSessions
@@ -234,6 +254,7 @@ Effect = (
     | PlaceHold
     | MoveHold
     | RenewCheckout
+    | OpenTicket
 )
 
 
@@ -279,7 +300,7 @@ def _with_session(
 
 def steps(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -296,7 +317,7 @@ def steps(
 
 def decide(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -312,7 +333,7 @@ def decide(
 
 def _decide(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -330,6 +351,8 @@ def _decide(
             yield Need.COOLDOWN
         if not is_cooling(kiosk, facts.cooldown, now):
             return Decision(Reason.KIOSK_BLOCKED)
+    if isinstance(event, ProblemReport):
+        return (yield from _problem(facts, event, now))
     late = now - event.scanned_at > LATE_AFTER
     if isinstance(event, SessionDone) and not late and event.scanned_at <= now + FUTURE_SKEW:
         # "Done" ends the session; nothing is open after it.
@@ -352,6 +375,33 @@ def _decide(
     decision = yield from _code(facts, event, token, now, session, kiosk, late)
     decision.effects[:0] = effects
     return decision
+
+
+def _problem(facts: Facts, event: ProblemReport, now: datetime) -> Steps[Decision]:
+    """The button pressed after a return: the item goes to repair with a ticket."""
+    while facts.returned is UNLOADED:
+        yield Need.RETURNED
+    returned = facts.returned
+    if returned is None or event.scanned_at > now + FUTURE_SKEW:
+        # No return of this kiosk's with that event id: a bug or a forgery.
+        return Decision(Reason.MALFORMED)
+    if event.scanned_at - returned.returned_at > REPORT_WINDOW:
+        return Decision(Reason.NOT_CHECKED_OUT, item_id=returned.item_id)
+    while facts.item is UNLOADED:
+        yield Need.ITEM
+    item = facts.item
+    if item is None:
+        return Decision(Reason.MALFORMED)
+    return Decision(
+        Reason.PROBLEM_REPORTED,
+        item_id=item.item_id,
+        item_name=item.name,
+        member_id=returned.member_id,
+        effects=[
+            OpenTicket(item.item_id, returned.member_id, returned.checkout_id),
+            Republish(item.item_id),
+        ],
+    )
 
 
 def _member_of(token: Token | Reason | None, session: SessionRow | None) -> str | None:
@@ -549,11 +599,19 @@ def _return(
     base.member_id = loan.member_id
     base.loan_s = (returned_at - loan.checked_out_at).total_seconds()
     base.effects = [CloseCheckout(loan.checkout_id, returned_at)]
+    terms = _terms(facts)
+    if terms.inspection_required:
+        # Kits with parts wait for staff: maintenance with a ticket; its waitlist is
+        # served when the ticket closes (central/services/circulation.py).
+        base.effects += [
+            OpenTicket(item.item_id, loan.member_id, loan.checkout_id, AWAITING_CHECK),
+            Republish(item.item_id),
+        ]
+        return base
     # Allocate it to the first member waiting, in this transaction (at most once: the
     # item row is locked and only one hold per item may be ready).
     while facts.holds is UNLOADED:
         yield Need.HOLDS
-    terms = _terms(facts)
     moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=item.state == "available")
     base.effects += _moves(moves)
     if moves.ready is not None:
@@ -620,13 +678,15 @@ def _checkout(
     member_id = base.member_id = session.member_id
     if loan is not None and loan.member_id == member_id:
         return (yield from _renew(facts, base, item, loan, session, kiosk, now))
-    if item.state == "retired":
+    if loan is None and item.state != "available":
+        # In repair or retired: nobody can say when it is back, so no waitlist here
+        # (staff may still place a hold; it is served when the repair ticket closes).
         base.reason = Reason.ITEM_UNAVAILABLE
         return base
     while facts.holds is UNLOADED:
         yield Need.HOLDS
     terms = _terms(facts)
-    if loan is not None or item.state != "available":
+    if loan is not None:
         return (yield from _place_hold(facts, base, item, session, kiosk, now))
     # On the shelf: a run-out ready hold passes on first, even if this scan is refused.
     moves = circulation.pass_on(facts.holds, now, terms.hold_hours, free=True)
@@ -688,7 +748,7 @@ def _place_hold(
     kiosk: KioskRow,
     now: datetime,
 ) -> Steps[Decision]:
-    """An item out on loan or in repair, scanned in a session: join its waitlist."""
+    """An item out on loan with someone else, scanned in a session: join its waitlist."""
     assert not isinstance(facts.holds, _Unloaded)
     if circulation.open_hold_of(facts.holds, session.member_id) is not None:
         # Already waiting: a second scan changes nothing.
@@ -738,12 +798,10 @@ def _renew(
         return base
     while facts.reservation is UNLOADED:
         yield Need.RESERVATION
-    # A renewal adds a loan period from the later of now and the current due time.
-    start = max(now, loan.due_at)
-    due = circulation.loan_end(start, loan.member_id, terms, facts.reservation)
-    if isinstance(due, Reason) or due <= loan.due_at:
+    due = circulation.renewal_due(loan.due_at, loan.member_id, terms, facts.reservation, now)
+    if isinstance(due, Reason):
         # A booking leaves no more time than the loan already has.
-        base.reason = Reason.RESERVED
+        base.reason = due
         base.due_at = loan.due_at
         return base
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
@@ -760,7 +818,7 @@ def _renew(
 
 def _settle(
     facts: Facts,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     token: Token | Reason | None,
     now: datetime,
     policy: Policy,
@@ -798,15 +856,18 @@ def _settle(
 
 
 __all__ = [
+    "AWAITING_CHECK",
     "FUTURE_SKEW",
     "LATE_AFTER",
     "QUICK_RETURN",
+    "REPORT_WINDOW",
     "UNLOADED",
     "Decision",
     "Effect",
     "Facts",
     "MoveHold",
     "Need",
+    "OpenTicket",
     "PlaceHold",
     "Policy",
     "Steps",

@@ -277,7 +277,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 ssl_keyfile=settings.admin_tls_key,
             )
         )
-        members = _members_server(settings, store, signer, deps.clock, hub, mailer, reminder_rows)
+        members = _members_server(
+            settings,
+            store,
+            signer,
+            deps.clock,
+            hub,
+            mailer,
+            reminder_rows,
+            # Members act as themselves; what they change goes to kiosks and the catalogue.
+            Circulation(store, deps.clock, Tee(link, hub), "member"),
+        )
         async with asyncio.TaskGroup() as group:
             if members is not None:
                 group.create_task(_serve_api(members), name="members-app")
@@ -356,6 +366,7 @@ def _members_server(
     hub: Hub,
     mailer: Mailer | None,
     reminder_rows: ReminderRows,
+    circulation: Circulation | None = None,
 ) -> _QuietServer | None:
     """The members' app on its own port (HTTPS when given a certificate), if switched on."""
     if not settings.members_app:
@@ -367,6 +378,7 @@ def _members_server(
         hub,
         origin=settings.members_origin,
         mailer=mailer,
+        circulation=circulation,
         # Plain HTTP only for a development origin on localhost (a secure context anyway).
         secure_cookies=settings.members_origin.startswith("https://"),
         reminder_rows=reminder_rows,

@@ -265,6 +265,14 @@ async def walkthrough(demo: Demo, admin: httpx.AsyncClient, codes_dir: Path) -> 
     verdicts.append(await demo.show("KIOSK-A2", pass_png))
     say("demo", "step", "5. A week later the drill comes back: one scan at KIOSK-A2")
     verdicts.append(await demo.show("KIOSK-A2", labels["DRILL-01"]))
+    grace_code = (await admin.post("/members/M-1002/passes", json={})).json()["code"]
+    grace_png = code_image(grace_code, codes_dir / "pass-M-1002.png")
+    say("demo", "step", "6. Grace wants the jigsaw Ada still has: she scans it at KIOSK-A2")
+    verdicts.append(await demo.show("KIOSK-A2", grace_png))
+    verdicts.append(await demo.show("KIOSK-A2", labels["SAW-01"]))
+    verdicts.append(await demo.press_done("KIOSK-A2"))
+    say("demo", "step", "7. Ada brings the jigsaw back at KIOSK-A1: it goes on the hold shelf")
+    verdicts.append(await demo.show("KIOSK-A1", labels["SAW-01"]))
     items = {i["item_id"]: i["state"] for i in (await admin.get("/items")).json()}
     say("demo", "step", "Central's view: " + ", ".join(f"{k} {v}" for k, v in items.items()))
     return verdicts

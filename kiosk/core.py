@@ -17,12 +17,12 @@ from typing import assert_never
 from broker import topics
 from broker.errors import ContractError
 from broker.messages import (
+    AnyEvent,
     Availability,
-    CodeScan,
     KioskCommand,
     KioskConfig,
     KioskState,
-    SessionDone,
+    ProblemReport,
     UpdateOffer,
     Verdict,
     parse_command,
@@ -33,7 +33,7 @@ from broker.transport import TlsFiles
 from kiosk import __version__
 from kiosk.clock import Clock, SystemClock
 from kiosk.config import sound
-from kiosk.feedback import SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
+from kiosk.feedback import PATTERNS, SIGNAL_FOR_REASON, FeedbackPlayer, Pattern, Signal
 from kiosk.lifecycle import Lifecycle
 from kiosk.mqtt import Inbound, KioskLink
 from kiosk.outbox import Outbox
@@ -73,7 +73,12 @@ class Kiosk:
         self.clock = deps.clock
         self._journal = deps.journal
         self.outbox = outbox
-        self.walkup = Walkup(settings.kiosk_id, deps.clock, settings.session_timeout_s)
+        self.walkup = Walkup(
+            settings.kiosk_id,
+            deps.clock,
+            settings.session_timeout_s,
+            inspect_window_s=settings.inspect_window_s,
+        )
         self.player = FeedbackPlayer(
             deps.devices.lights, deps.devices.buzzer, deps.clock, on_show=self._shown
         )
@@ -229,7 +234,7 @@ class Kiosk:
             assert decision.signal is not None
             self.player.play(decision.signal)
 
-    async def _send(self, event: CodeScan | SessionDone) -> None:
+    async def _send(self, event: AnyEvent) -> None:
         payload = await self.outbox.put(event)  # durable before it leaves the kiosk
         if self.walkup.online:
             # Someone is standing here waiting for this answer.
@@ -244,7 +249,7 @@ class Kiosk:
         event = self.walkup.on_done()
         if event is None:
             return
-        self.note("button", "done")
+        self.note("button", "problem" if isinstance(event, ProblemReport) else "done")
         self._refresh_steady()
         await self._send(event)
 
@@ -334,8 +339,18 @@ class Kiosk:
         self.note("verdict", f"{verdict.reason.value}{what}{who}", verdict.event_id)
         self.walkup.on_verdict(verdict)
         if answered.member_waiting(self.clock.wall(), self.settings.verdict_timeout_s * 5):
-            self.player.play(SIGNAL_FOR_REASON[verdict.reason])
+            signal = SIGNAL_FOR_REASON[verdict.reason]
+            self.player.play(signal)
+            if self.walkup.inspecting:
+                # Once the return's pattern has played, ask about the item's condition.
+                played = sum(step.seconds for step in PATTERNS[signal].steps)
+                self._loop.create_task(self._ask_condition(played), name="inspect-prompt")
         self._refresh_steady()
+
+    async def _ask_condition(self, after_s: float) -> None:
+        await self.clock.sleep(after_s)
+        if self.walkup.inspecting:
+            self.player.play(Signal.INSPECT)
 
     def _on_availability(self, availability: Availability) -> None:
         if not self.shelf.update(availability):

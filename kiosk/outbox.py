@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from broker.messages import CodeScan, SessionDone, encode
+from broker.messages import AnyEvent, CodeScan, encode
 
 _CREATE = (
     "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -87,7 +87,7 @@ class Outbox:
         box.depth = int(row[0]) if row else 0
         return box
 
-    async def put(self, event: CodeScan | SessionDone) -> bytes:
+    async def put(self, event: AnyEvent) -> bytes:
         """Store ``event`` durably; the bytes to publish."""
         payload = encode(event)
         queued = isinstance(event, CodeScan) and event.queued

@@ -131,6 +131,13 @@ class KioskSettings(BaseSettings):
     verdict_timeout_s: float = Field(
         default=3.0, gt=0, le=30, description="Wait this long for central before saying so."
     )
+    inspect_window_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="After a return, a press of the button this soon reports a problem "
+        "with the item (0: never asks).",
+    )
     status_every_s: float = Field(
         default=30.0, gt=0, le=3600, description="Report health (retained status) this often."
     )

@@ -1,5 +1,8 @@
 """The walk-up state machine: idle → session → idle, returns from idle, timeouts, offline.
 
+After a return the button means something else for a few seconds: "something is wrong
+with what I just returned" (a :class:`ProblemReport`), since there is no session to end.
+
 Driven by named inputs only (``on_code``, ``on_done``, ``on_verdict``, ``on_link``,
 ``on_camera``, ``on_config``, ``tick``); it never touches devices or the network.
 """
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from broker.codes import CodeKind, classify_code
-from broker.messages import CodeScan, KioskConfig, SessionDone, Verdict
+from broker.messages import CodeScan, KioskConfig, ProblemReport, Reason, SessionDone, Verdict
 from kiosk.clock import Clock
 from kiosk.feedback import Signal
 
@@ -40,11 +43,23 @@ class Decision:
     signal: Signal | None
 
 
+_RETURNS = frozenset({Reason.RETURNED, Reason.RETURNED_TO_HOLD})
+
+
 class Walkup:
     """Knows what a member at this kiosk is doing; central has the final word via verdicts."""
 
-    def __init__(self, kiosk_id: str, clock: Clock, session_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        kiosk_id: str,
+        clock: Clock,
+        session_timeout_s: float = 60.0,
+        inspect_window_s: float = 0.0,
+    ) -> None:
         self.kiosk_id = kiosk_id
+        self.inspect_window_s = inspect_window_s
+        # The return a press would report on, and until when (monotonic).
+        self._inspecting: tuple[str, float] | None = None
         self._clock = clock
         self.session_timeout_s = session_timeout_s
         self.mode = Mode.IDLE
@@ -65,6 +80,7 @@ class Walkup:
 
     def on_code(self, code: str) -> Decision:
         """Decide what a freshly seen code means here and now."""
+        self._inspecting = None  # the next member's scan: the returned item has left
         kind = classify_code(code)
         if kind is None or kind is CodeKind.ENROL:
             # Not one of our codes (a poster, a phone's screen): say so without bothering
@@ -77,10 +93,25 @@ class Walkup:
         # Passes and checkouts need central's answer; never promise one offline.
         return Decision(Action.REFUSE, None, Signal.REFUSED_OFFLINE)
 
-    def on_done(self) -> SessionDone | None:
-        """The button: end the session here (central is told, the kiosk goes idle at once)."""
+    @property
+    def inspecting(self) -> bool:
+        """Whether a press of the button now reports a problem with the item just returned."""
+        return self._inspecting is not None and self._clock.monotonic() < self._inspecting[1]
+
+    def on_done(self) -> SessionDone | ProblemReport | None:
+        """The button: end the session here (central is told, the kiosk goes idle at once),
+        or, just after a return, report a problem with the item."""
         if self.mode is not Mode.SESSION:
-            return None
+            if not self.inspecting:
+                return None
+            assert self._inspecting is not None
+            return_event_id, self._inspecting = self._inspecting[0], None
+            return ProblemReport(
+                event_id=uuid.uuid4().hex,
+                kiosk_id=self.kiosk_id,
+                scanned_at=self._clock.wall(),
+                return_event_id=return_event_id,
+            )
         self._end()
         return SessionDone(
             event_id=uuid.uuid4().hex, kiosk_id=self.kiosk_id, scanned_at=self._clock.wall()
@@ -88,6 +119,9 @@ class Walkup:
 
     def on_verdict(self, verdict: Verdict) -> None:
         """Follow central: it says whether a session is open here after this event."""
+        if verdict.reason in _RETURNS and not verdict.session_open and self.inspect_window_s > 0:
+            deadline = self._clock.monotonic() + self.inspect_window_s
+            self._inspecting = (verdict.event_id, deadline)
         if verdict.session_open:
             self.mode = Mode.SESSION
             self.member_name = verdict.member_name or self.member_name

@@ -34,6 +34,39 @@ CHECKS = {
         "SELECT count(*) FROM scan_events e LEFT JOIN qr_audit_log a ON a.event_id = e.event_id"
         " AND a.action LIKE 'scan.%' WHERE a.seq IS NULL"
     ),
+    # Circulation (docs/circulation.md).
+    "RETURNED_TO_HOLD verdicts": (
+        "SELECT count(*) FROM scan_events WHERE reason = 'RETURNED_TO_HOLD'"
+    ),
+    "returns to the hold shelf": (
+        "SELECT count(*) FROM checkouts c JOIN scan_events e ON e.event_id = c.return_event_id"
+        " AND e.kiosk_id = c.return_kiosk_id WHERE e.reason = 'RETURNED_TO_HOLD'"
+    ),
+    "items with two ready holds": (
+        "SELECT count(*) FROM (SELECT item_id FROM holds WHERE state = 'ready'"
+        " GROUP BY item_id HAVING count(*) > 1) t"
+    ),
+    "held items out on loan": (
+        "SELECT count(*) FROM holds h JOIN checkouts c ON c.item_id = h.item_id"
+        " AND c.returned_at IS NULL WHERE h.state = 'ready'"
+    ),
+    "loans taken while held for another": (
+        "SELECT count(*) FROM checkouts c JOIN holds h ON h.item_id = c.item_id"
+        " AND h.member_id <> c.member_id AND h.ready_at IS NOT NULL"
+        " WHERE c.checked_out_at >= h.ready_at"
+        " AND (h.closed_at IS NULL OR c.checked_out_at < h.closed_at)"
+    ),
+    "holds allocated": "SELECT count(*) FROM holds WHERE ready_at IS NOT NULL",
+    "holds fulfilled by another member's loan": (
+        "SELECT count(*) FROM holds h WHERE h.state = 'fulfilled' AND NOT EXISTS"
+        " (SELECT 1 FROM checkouts c WHERE c.item_id = h.item_id"
+        " AND c.member_id = h.member_id AND c.checked_out_at = h.closed_at)"
+    ),
+    "loans overlapping a reservation": (
+        "SELECT count(*) FROM checkouts c JOIN reservations r ON r.item_id = c.item_id"
+        " AND r.state = 'booked' AND r.member_id <> c.member_id"
+        " WHERE c.checked_out_at < r.ends_at AND COALESCE(c.returned_at, c.due_at) > r.starts_at"
+    ),
 }
 
 
@@ -77,8 +110,19 @@ def violations(numbers: dict[str, int]) -> int:
         numbers["items with two open checkouts"]
         + numbers["checkouts without their verdict"]
         + abs(numbers["CHECKED_OUT verdicts"] - numbers["checkouts"])
-        + abs(numbers["RETURNED verdicts"] - numbers["returns"])
+        + abs(
+            numbers["RETURNED verdicts"] + numbers["RETURNED_TO_HOLD verdicts"] - numbers["returns"]
+        )
         + numbers["passes opening two sessions"]
         + numbers["verdicts without their audit row"]
         + numbers["audit chain broken"]
+        # A hold is allocated at most once per return, and only one per item at a time.
+        + abs(numbers["RETURNED_TO_HOLD verdicts"] - numbers["returns to the hold shelf"])
+        + max(0, numbers["RETURNED_TO_HOLD verdicts"] - numbers["holds allocated"])
+        + numbers["items with two ready holds"]
+        # A held item goes out once, and only to the member it is held for.
+        + numbers["held items out on loan"]
+        + numbers["loans taken while held for another"]
+        + numbers["holds fulfilled by another member's loan"]
+        + numbers["loans overlapping a reservation"]
     )

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.ids import ID_PATTERN
 from central.api.deps import ADMIN, CirculationService
-from central.api.text import Text
+from central.api.text import Document
 from central.services.circulation import Category, Settings
 
 router = APIRouter(prefix="/policies", dependencies=ADMIN)
@@ -35,7 +35,7 @@ class AgreementIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: Text = Field(min_length=1, max_length=20_000, description="Its full text.")
+    text: Document = Field(min_length=1, max_length=20_000, description="Its full text.")
 
 
 class Acceptance(BaseModel):

@@ -1,4 +1,5 @@
-"""The one text type of the admin API: no control characters, no bidirectional overrides."""
+"""The admin API's text types: no control characters, no bidirectional overrides (a document's
+text may break lines)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def _clean(text: str) -> str:
 
 Text = Annotated[str, AfterValidator(_clean)]
 """A ``str`` for names, reasons and codes; refused (422) with a control character in it."""
+
+
+def _clean_document(text: str) -> str:
+    # Line breaks are the document's own; everything else is refused as in Text.
+    if has_forbidden(text.replace("\r\n", "\n").replace("\n", " ")):
+        raise ValueError("must not contain control characters other than line breaks")
+    return unicodedata.normalize("NFC", text)
+
+
+Document = Annotated[str, AfterValidator(_clean_document)]
+"""A ``str`` of several lines (a lending agreement); other controls refused (422)."""

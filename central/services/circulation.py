@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker import topics
-from broker.messages import Availability, SecurityAlert, encode
+from broker.messages import Availability, Reason, SecurityAlert, encode
 from central import circulation
 from central.clock import Clock
 from central.consumer import Publisher
@@ -42,6 +42,15 @@ class Hold(BaseModel):
     state: HoldState
     ready_at: datetime | None = None
     notified_at: datetime | None = None
+
+
+class Renewal(BaseModel):
+    """How a renewal asked for outside a kiosk went."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason = Field(description="RENEWED, or why not.")
+    due_at: datetime = Field(description="The loan's due time now.")
 
 
 class Reservation(BaseModel):
@@ -183,7 +192,51 @@ class Circulation:
 
     # --- holds -----------------------------------------------------------------------------
 
-    async def place_hold(self, item_id: str, member_id: str, via: str = "admin") -> Hold:
+    async def renew(self, member_id: str, item_id: str, actor: str | None = None) -> Renewal:
+        """Renew a member's loan outside a kiosk (the members' app, a reminder's link), by
+        the same rules as at a kiosk."""
+        now = self.clock.now()
+        async with self.store.write() as tx:
+            if await tx.item(item_id) is None:
+                raise RefusedError(Refusal.NOT_FOUND, f"item {item_id} does not exist")
+            loan = await tx.open_checkout(item_id)
+            if loan is None or loan.member_id != member_id:
+                raise RefusedError(Refusal.NOT_FOUND, f"member {member_id} does not have it")
+            holds = await tx.item_holds(item_id)
+            terms = await tx.item_terms(item_id)
+            refusal = circulation.renewal_refusal(
+                due_at=loan.due_at,
+                renewals=loan.renewals,
+                terms=terms,
+                others_waiting=any(h.member_id != member_id for h in holds),
+                now=now,
+            )
+            due: datetime | Reason = refusal or Reason.RESERVED
+            if refusal is None:
+                reservation = await tx.next_reservation(item_id, now)
+                due = circulation.renewal_due(loan.due_at, member_id, terms, reservation, now)
+            reason = due if isinstance(due, Reason) else Reason.RENEWED
+            await tx.audit(
+                AuditEntry(
+                    now,
+                    actor or self.actor,
+                    "loan.renew",
+                    reason.value,
+                    member_id=member_id,
+                    item_id=item_id,
+                    detail={"checkout_id": loan.checkout_id},
+                )
+            )
+            if isinstance(due, Reason):
+                return Renewal(reason=due, due_at=loan.due_at)
+            await tx.renew_checkout(loan.checkout_id, due)
+            availability = await tx.availability(item_id, now, bump=True)
+        self._publish(availability)
+        return Renewal(reason=Reason.RENEWED, due_at=due)
+
+    async def place_hold(
+        self, item_id: str, member_id: str, via: str = "admin", actor: str | None = None
+    ) -> Hold:
         """Put a member on an item's waitlist (allocated at once if the item is free)."""
         now = self.clock.now()
         async with self.store.write() as tx:
@@ -204,7 +257,7 @@ class Circulation:
             await tx.audit(
                 AuditEntry(
                     now,
-                    self.actor,
+                    actor or self.actor,
                     "hold.place",
                     item_id=item_id,
                     member_id=member_id,
@@ -218,8 +271,11 @@ class Circulation:
             self._publish(availability)
         return _hold(placed, via)
 
-    async def cancel_hold(self, hold_id: int) -> None:
-        """Take a hold off its waitlist; a ready one passes the item on."""
+    async def cancel_hold(
+        self, hold_id: int, *, member_id: str | None = None, actor: str | None = None
+    ) -> None:
+        """Take a hold off its waitlist (only ``member_id``'s, when given); a ready one
+        passes the item on."""
         now = self.clock.now()
         async with self.store.write() as tx:
             item_id = await _q(tx).hold_item(hold_id)
@@ -228,11 +284,13 @@ class Circulation:
             held = {h.hold_id: h for h in await tx.item_holds(item_id)}
             if hold_id not in held:
                 raise RefusedError(Refusal.CONFLICT, f"hold {hold_id} is not open")
+            if member_id is not None and held[hold_id].member_id != member_id:
+                raise RefusedError(Refusal.NOT_FOUND, f"hold {hold_id} does not exist")
             await tx.move_hold(hold_id, HoldState.CANCELLED, now)
             await tx.audit(
                 AuditEntry(
                     now,
-                    self.actor,
+                    actor or self.actor,
                     "hold.cancel",
                     item_id=item_id,
                     member_id=held[hold_id].member_id,
@@ -345,6 +403,12 @@ class Circulation:
                     detail={"reservation_id": reservation_id},
                 )
             )
+
+    async def hold_notified(self, hold_id: int) -> bool:
+        """The member was told their hold is ready (the reminders call this once the mail is
+        delivered); from then on the hold can run out. Whether it was ready and untold."""
+        async with self.store.write() as tx:
+            return await _q(tx).mark_notified(hold_id, self.clock.now())
 
     async def reservations(self, item_id: str | None = None) -> list[Reservation]:
         """Bookings not yet over, soonest first."""

@@ -24,6 +24,7 @@ from central.storage.chain import ChainedRow, ChainHead
 from central.storage.rows import (
     AuditEntry,
     CheckoutRow,
+    ClosedLoan,
     Edited,
     HoldRow,
     HoldState,
@@ -159,6 +160,25 @@ class Tx(Protocol):
 
     async def renew_checkout(self, checkout_id: int, due_at: datetime) -> None:
         """Set an open loan's new due time and count the renewal."""
+
+    async def closed_by(self, kiosk_id: str, return_event_id: str) -> ClosedLoan | None:
+        """The loan the kiosk's return event closed, if it closed one."""
+
+    async def open_ticket(
+        self,
+        item_id: str,
+        now: datetime,
+        *,
+        kiosk_id: str | None = None,
+        member_id: str | None = None,
+        checkout_id: int | None = None,
+        event_id: str | None = None,
+        note: str = "",
+    ) -> int:
+        """Open a repair ticket (one per reporting event)."""
+
+    async def set_state(self, item_id: str, state: str) -> None:
+        """Put an item in a state; the caller republishes it."""
 
     async def audit(self, entry: AuditEntry) -> None:
         """Append one audit row."""

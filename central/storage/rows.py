@@ -68,6 +68,16 @@ class CheckoutRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ClosedLoan:
+    """A loan a return scan closed (what a problem report after it is about)."""
+
+    checkout_id: int
+    item_id: str
+    member_id: str
+    returned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Terms:
     """An item's loan terms: its category's policy over the library's circulation settings."""
 

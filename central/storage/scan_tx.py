@@ -26,7 +26,7 @@ from central.storage.base import (
 from central.storage.circulation import HOLD_COLUMNS, RESERVATION_COLUMNS, CirculationQueries
 from central.storage.dialect import Dialect
 from central.storage.rollout import FLAG, FLAG_SQL, FlagRow, flag_from_row
-from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
+from central.storage.rows import ClosedLoan, HoldRow, HoldState, ReservationRow, Standing, Terms
 
 AVAILABILITY_SQL = (
     "SELECT i.item_id, i.shelf_id, i.name, i.state, i.availability_seq, c.due_at,"
@@ -378,6 +378,16 @@ class ScanTx(CirculationQueries):
             oldest_due=None if oldest is None else self.dialect.opt_moment(oldest[0]),
             out_in_category=out,
         )
+
+    async def closed_by(self, kiosk_id: str, return_event_id: str) -> ClosedLoan | None:
+        row = await self._one(
+            "SELECT checkout_id, item_id, member_id, returned_at FROM checkouts"
+            " WHERE return_event_id = ? AND return_kiosk_id = ?",
+            (return_event_id, kiosk_id),
+        )
+        if row is None:
+            return None
+        return ClosedLoan(int(row[0]), row[1], row[2], self.dialect.moment(row[3]))
 
     async def place_hold(self, item_id: str, member_id: str, via: str, now: datetime) -> int:
         row = await self._one(

@@ -14,10 +14,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from broker.messages import Reason
 from central.api.guard import MAX_BODY, RequestGuard
 from central.clock import Clock
+from central.services.circulation import Circulation
 from central.storage.reminders import ReminderRows
 from central.tokens import STEP_S, TokenSigner, new_id
+from central.web import circulation as web_circulation
 from central.web import i18n, signin, unsubscribe, words
 from central.web.auth import PRE_COOKIE, Auth, Cookies
 from central.web.credentials import SqlHooks
@@ -41,9 +44,10 @@ def create_app(
     secure_cookies: bool = True,
     rp_name: str = "CommunityShare",
     reminder_rows: ReminderRows | None = None,
+    circulation: Circulation | None = None,
 ) -> FastAPI:
     """The members' app for one central instance (with the reminders' unsubscribe page when
-    given ``reminder_rows``)."""
+    given ``reminder_rows``; renewals and holds with ``circulation``)."""
     data = MembersData(store)
     hub.resolve = data.session_member
     auth = Auth(data, clock, Cookies(secure=secure_cookies), origin)
@@ -52,6 +56,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     templates = Jinja2Templates(directory=_HERE / "templates")
     app.include_router(signin.router(data, auth, clock, mailer, rp_name))
+    if circulation is not None:
+        app.include_router(web_circulation.router(auth, circulation))
     # The admin API's guard, first in line: no form or passkey answer comes near 64 KiB, and
     # no path of this app ever holds a control character (central/api_guard.py).
     app.add_middleware(RequestGuard, count=count_guarded, limit_for=lambda _path: MAX_BODY)
@@ -116,11 +122,20 @@ def create_app(
         return await page(request, "pass.html", devices=devices, step_s=STEP_S)
 
     @app.get("/loans")
-    async def loans_page(request: Request) -> Response:
+    async def loans_page(request: Request, said: str = "") -> Response:
         session = await auth.current(request)
         if session is None:
             return Response(status_code=303, headers={"Location": "/signin"})
-        return await page(request, "loans.html", loans=await data.loans(session.member_id))
+        holds = [] if circulation is None else await circulation.holds(member_id=session.member_id)
+        return await page(
+            request,
+            "loans.html",
+            loans=await data.loans(session.member_id),
+            holds=holds,
+            circulation=circulation is not None,
+            # Only a known reason code picks a sentence; anything else says nothing.
+            said=said if said in Reason.__members__ else "",
+        )
 
     @app.get("/api/loans")
     async def my_loans(request: Request) -> Response:

@@ -141,7 +141,8 @@ class MembersData(Credentials):
     async def catalogue(self, query: str = "", shelf_id: str = "") -> list[CatalogueItem]:
         """Items members can see, filtered by a name fragment and a shelf."""
         rows = await self._s._read_all(
-            "SELECT i.item_id, i.name, i.shelf_id, s.name, i.state, c.due_at"
+            "SELECT i.item_id, i.name, i.shelf_id, s.name, i.state, c.due_at,"
+            " EXISTS (SELECT 1 FROM holds h WHERE h.item_id = i.item_id AND h.state = 'ready')"
             " FROM items i JOIN shelves s ON s.shelf_id = i.shelf_id"
             " LEFT JOIN checkouts c ON c.item_id = i.item_id AND c.returned_at IS NULL"
             " WHERE i.state <> 'retired' AND lower(i.name) LIKE ? AND (? = '' OR i.shelf_id = ?)"
@@ -149,8 +150,10 @@ class MembersData(Credentials):
             (f"%{query.lower()}%", shelf_id, shelf_id),
         )
         out = []
-        for item_id, name, shelf, shelf_name, state, due in rows:
+        for item_id, name, shelf, shelf_name, state, due, held in rows:
             shown = "checked_out" if due is not None else state
+            if held and shown == "available":
+                shown = "held"  # on the hold shelf for a member (docs/circulation.md)
             out.append(CatalogueItem(item_id, name, shelf, shelf_name, shown, self._s._moment(due)))
         return out
 

@@ -52,6 +52,10 @@ def test_demo_walks_through_checkout_reuse_and_return(tmp_path: Path) -> None:
         "SESSION_CLOSED",
         "ALREADY_USED",
         "RETURNED Cordless drill",
+        "SESSION_OPENED for Grace",
+        "HOLD_PLACED Jigsaw for Grace",
+        "SESSION_CLOSED",
+        "RETURNED_TO_HOLD Jigsaw",
     ]
     # Each verdict is shown with its pattern, and availability flips out and back.
     for pattern in (
@@ -60,6 +64,8 @@ def test_demo_walks_through_checkout_reuse_and_return(tmp_path: Path) -> None:
         "session-closed",
         "refused-pass-used",
         "returned",
+        "hold-placed",
+        "hold-shelf",
     ):
         assert f"pattern      {pattern}:" in out
     assert "Cordless drill (DRILL-01) is checked out" in out
@@ -77,7 +83,10 @@ def test_demo_walks_through_checkout_reuse_and_return(tmp_path: Path) -> None:
         "label-DRILL-01.png",
         "label-SAW-01.png",
         "pass-M-1001.png",
+        "pass-M-1002.png",
     ]
+    # The jigsaw waits on the hold shelf for Grace.
+    assert "Jigsaw (SAW-01) is held" in out
     assert _no_processes_under(tmp_path / "demo")
 
 

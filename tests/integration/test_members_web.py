@@ -344,3 +344,50 @@ async def test_pages_speak_english_or_french_and_label_their_controls(app: App) 
             if f'id="{control}"' in page:
                 assert f'<label for="{control}">' in page
     await client.aclose()
+
+
+async def test_a_member_renews_and_holds_from_the_app(app: App, probe: Probe) -> None:
+    ada = await signed_in(app.central, app.origin, app.inbox, "M-1001", "ada@example.org")
+    grace = await signed_in(app.central, app.origin, app.inbox, "M-1002", "grace@example.org")
+    pass_code = (await app.central.admin.post("/members/M-1001/passes", json={})).json()["code"]
+    saw = (await app.central.admin.get("/items/SAW-01/label")).json()["code"]
+    probe.subscribe(topics.verdict("KIOSK-A1"))
+    for text in (pass_code, saw):
+        scan = CodeScan(
+            event_id=uuid.uuid4().hex, kiosk_id="KIOSK-A1", code=text, scanned_at=app.clock.now()
+        )
+        await ask(probe, scan)
+    loans = await ada.get("/loans")
+    assert 'action="/loans/SAW-01/renew"' in loans.text
+    renewed = await ada.post("/loans/SAW-01/renew", data={"csrf": csrf_of(loans.text)})
+    assert (renewed.status_code, renewed.headers["location"]) == (303, "/loans?said=RENEWED")
+    assert "Renewed." in (await ada.get(renewed.headers["location"])).text
+
+    # Grace sees the jigsaw out in the catalogue and joins its waitlist from there.
+    catalogue = await grace.get("/", params={"q": "jig"})
+    assert 'action="/items/SAW-01/hold"' in catalogue.text
+    without = await grace.post("/items/SAW-01/hold", data={"csrf": "forged"})
+    assert (without.status_code, reason(without)) == (403, "BAD_CSRF")
+    placed = await grace.post("/items/SAW-01/hold", data={"csrf": csrf_of(catalogue.text)})
+    assert placed.headers["location"] == "/loans?said=HOLD_PLACED"
+    mine = await grace.get("/loans")
+    assert "SAW-01: waiting" in mine.text
+    # Someone waits: Ada's next renewal is refused, and says why.
+    again = await ada.post("/loans/SAW-01/renew", data={"csrf": csrf_of(loans.text)})
+    assert again.headers["location"] == "/loans?said=HOLD_WAITING"
+    # Grace changes her mind; Ada cannot cancel Grace's hold, Grace can.
+    (hold,) = (await app.central.admin.get("/holds", params={"item_id": "SAW-01"})).json()
+    stolen = await ada.post(f"/holds/{hold['hold_id']}/cancel", data={"csrf": csrf_of(loans.text)})
+    assert stolen.headers["location"] == "/loans?said=NOT_CHECKED_OUT"
+    gone = await grace.post(f"/holds/{hold['hold_id']}/cancel", data={"csrf": csrf_of(mine.text)})
+    assert gone.headers["location"] == "/loans"
+    assert (await app.central.admin.get("/holds", params={"item_id": "SAW-01"})).json() == []
+    audit = (await app.central.admin.get("/audit", params={"limit": 100})).json()
+    actors = {(row["action"], row["actor"]) for row in audit}
+    assert {
+        ("loan.renew", "member:M-1001"),
+        ("hold.place", "member:M-1002"),
+        ("hold.cancel", "member:M-1002"),
+    } <= actors
+    for client in (ada, grace):
+        await client.aclose()

@@ -43,6 +43,8 @@ THREATS = (
     "one member reading another's loans",
     "members' app input abuse",
     "unrecorded admin attempt",
+    "queue jumping",
+    "false problem report",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

@@ -9,7 +9,13 @@ from datetime import timedelta
 import pytest
 
 from broker import topics
-from broker.messages import Availability, AvailabilityState, Reason, SecurityAlert
+from broker.messages import (
+    Availability,
+    AvailabilityState,
+    ProblemReport,
+    Reason,
+    SecurityAlert,
+)
 from central.clock import FakeClock
 from central.mqtt import Inbound
 from central.services.circulation import Category, Circulation
@@ -25,6 +31,7 @@ from tests.unit.central.support import (
     KIOSK_B,
     SAW,
     AnyStore,
+    decide,
     execute,
     query,
 )
@@ -184,3 +191,46 @@ async def test_a_reported_problem_opens_one_ticket_and_alerts_staff(
     assert await hold_states(desk) == [(GRACE, "ready")], "back in service: to the waitlist"
     actions = [r[0] for r in await query(desk.store, "SELECT action FROM qr_audit_log")]
     assert {"ticket.open", "ticket.close", "hold.place", "hold.pass_on"} <= set(actions)
+
+
+async def test_a_problem_pressed_after_a_return_opens_a_ticket_and_alerts(desk: Desk) -> None:
+    await desk.open_session(ADA)
+    await desk.check_out(DRILL)
+    await desk.done()
+    returned = await desk.scan(desk.label(DRILL))
+    assert returned.verdict.reason is Reason.RETURNED
+    press = ProblemReport(
+        event_id="PRESS-0001",
+        kiosk_id=KIOSK_A,
+        scanned_at=desk.clock.now(),
+        return_event_id=returned.verdict.event_id,
+    )
+    outcome = await decide(desk.store, desk.signer, press, desk.clock.now())
+    assert (outcome.verdict.reason, outcome.verdict.accepted) == (Reason.PROBLEM_REPORTED, True)
+    assert [(a.kind, a.kiosk_id, a.member_id) for a in outcome.alerts] == [
+        ("item.problem", KIOSK_A, ADA)
+    ]
+    assert [(a.item_id, a.state) for a in outcome.changed] == [
+        (DRILL, AvailabilityState.MAINTENANCE)
+    ]
+    again = await decide(desk.store, desk.signer, press, desk.clock.now())
+    assert again.replayed
+    rows = await query(desk.store, "SELECT item_id, kiosk_id, member_id FROM repair_tickets")
+    assert [tuple(r) for r in rows] == [(DRILL, KIOSK_A, ADA)]
+
+
+async def test_a_kit_waits_for_its_check_before_the_next_member_gets_it(
+    desk: Desk, circ: Circulation
+) -> None:
+    await circ.put_category(Category(name="kits", inspection_required=True))
+    await circ.file_item(DRILL, "kits")
+    await lend_drill_to_ada_with_grace_waiting(desk)
+    returned = await desk.scan(desk.label(DRILL), KIOSK_B)
+    assert returned.verdict.reason is Reason.RETURNED
+    assert (await desk.states())[DRILL] is AvailabilityState.MAINTENANCE
+    (ticket,) = await circ.tickets()
+    assert (ticket.note, ticket.member_id) == ("returned, awaiting check", ADA)
+    assert await hold_states(desk) == [(GRACE, "waiting")]
+    await circ.close_ticket(ticket.ticket_id)
+    assert await hold_states(desk) == [(GRACE, "ready")]
+    assert (await desk.states())[DRILL] is AvailabilityState.HELD

@@ -226,11 +226,11 @@ async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
     )
     assert slipped == [SAW, DRILL]
     # SAW's slip was harmless (it was free); the drill's was refused, undone alone, and
-    # decided again against Ada's checkout.
+    # decided again against Ada's checkout: Grace joins its waitlist.
     assert reasons(wire.verdicts(KIOSK_B)) == [
         Reason.SESSION_OPENED,
         Reason.CHECKED_OUT,
-        Reason.ITEM_UNAVAILABLE,
+        Reason.HOLD_PLACED,
     ]
     assert consumer.counts["conflict"] == 1
     assert sorted(wire.acked) == [1, 2, 3, 4, 5]

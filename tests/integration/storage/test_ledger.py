@@ -276,10 +276,10 @@ async def test_an_item_out_with_someone_else_takes_a_hold_once(desk: Desk) -> No
     assert again.verdict.reason is Reason.ITEM_UNAVAILABLE
 
 
-async def test_an_item_in_maintenance_takes_a_hold_and_is_not_lent(desk: Desk) -> None:
+async def test_an_item_in_maintenance_is_unavailable(desk: Desk) -> None:
     await execute(desk.store, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
     await desk.open_session(ADA)
-    assert (await desk.scan(desk.label(RAKE))).verdict.reason is Reason.HOLD_PLACED
+    assert (await desk.scan(desk.label(RAKE))).verdict.reason is Reason.ITEM_UNAVAILABLE
     assert await desk.holders() == {}
 
 

@@ -1,7 +1,11 @@
 """A model of the walk-up rules, against random walk-ups, on both stores.
 
 Hypothesis drives passes, labels, done presses, redeliveries and waits at two kiosks, and
-checks every verdict and the database against a small model. Each example gets its own
+checks every verdict and the database against a small model, circulation included: a
+label scanned in a session renews the member's own loan (to the renewal limit, refused
+while someone waits), places a hold on someone else's, and a return hands the item to the
+first member waiting (only they may take it; ready holds never run out here, since nobody
+was told). Each example gets its own
 store: a new SQLite file, or the run's one PostgreSQL database emptied (a new database per
 example would cost more than the example itself).
 """
@@ -57,6 +61,14 @@ from tests.unit.central.support import (
 )
 
 TIMEOUT = timedelta(seconds=SESSION_TIMEOUT_S)
+RENEWAL_LIMIT = 2  # the default policy's
+# The verdicts that republish the item's availability.
+_CHANGES_AVAILABILITY = {
+    Reason.CHECKED_OUT,
+    Reason.RETURNED,
+    Reason.RETURNED_TO_HOLD,
+    Reason.RENEWED,
+}
 # A PostgreSQL step costs about three times a SQLite one: 30 examples (750 steps) take it
 # some 5 s on an idle machine, well inside the suite's budget.
 EXAMPLES = {"sqlite": 40, "postgres": 30}
@@ -106,6 +118,9 @@ class WalkUps(RuleBasedStateMachine):
         self.store, self.folder = self.loop.run_until_complete(self.bench.fresh_store())
         self.loop.run_until_complete(self._seed())
         self.holder: dict[str, str | None] = dict.fromkeys(ITEMS)
+        self.waiting: dict[str, list[str]] = {item_id: [] for item_id in ITEMS}
+        self.ready: dict[str, str | None] = dict.fromkeys(ITEMS)
+        self.renewals: dict[str, int] = dict.fromkeys(ITEMS, 0)
         self.sessions: dict[str, ModelSession | None] = {KIOSK_A: None, KIOSK_B: None}
         self.used_passes: list[str] = []
         self.history: list[tuple[CodeScan | SessionDone, Verdict]] = []
@@ -190,29 +205,53 @@ class WalkUps(RuleBasedStateMachine):
             code_scan(kiosk_id, self.signer.label(item_id, 1), now, queued=queued)
         )
         session = self._session(kiosk_id)
-        holder = self.holder[item_id]
         if session is None or queued:
-            if holder is None:
-                expected = Reason.NOT_CHECKED_OUT if queued else Reason.NO_SESSION
-            else:
-                expected = Reason.RETURNED
-                self.holder[item_id] = None
-        elif holder is not None:
-            expected = Reason.ITEM_UNAVAILABLE
-        elif (
-            sum(h == session.member_id for h in self.holder.values())
-            >= self.limits[session.member_id]
-        ):
-            expected = Reason.LIMIT_REACHED
+            expected = self._return(item_id, queued=queued)
         else:
-            expected = Reason.CHECKED_OUT
-            self.holder[item_id] = session.member_id
-            session.expires_at = now + TIMEOUT
+            expected = self._in_session(item_id, session, now)
         self._check(outcome, expected, kiosk_id)
         assert outcome.verdict.item_id == item_id
         assert [a.item_id for a in outcome.changed] == (
-            [item_id] if expected in {Reason.CHECKED_OUT, Reason.RETURNED} else []
+            [item_id] if expected in _CHANGES_AVAILABILITY else []
         )
+
+    def _return(self, item_id: str, *, queued: bool) -> Reason:
+        if self.holder[item_id] is None:
+            return Reason.NOT_CHECKED_OUT if queued else Reason.NO_SESSION
+        self.holder[item_id] = None
+        if not self.waiting[item_id]:
+            return Reason.RETURNED
+        self.ready[item_id] = self.waiting[item_id].pop(0)
+        return Reason.RETURNED_TO_HOLD
+
+    def _renew(self, item_id: str, session: ModelSession, now: datetime) -> Reason:
+        if self.waiting[item_id]:
+            return Reason.HOLD_WAITING
+        if self.renewals[item_id] >= RENEWAL_LIMIT:
+            return Reason.RENEWAL_LIMIT
+        self.renewals[item_id] += 1
+        session.expires_at = now + TIMEOUT
+        return Reason.RENEWED
+
+    def _in_session(self, item_id: str, session: ModelSession, now: datetime) -> Reason:
+        member_id, holder = session.member_id, self.holder[item_id]
+        if holder == member_id:
+            return self._renew(item_id, session, now)
+        if holder is not None:
+            if member_id in self.waiting[item_id]:
+                return Reason.ITEM_UNAVAILABLE
+            self.waiting[item_id].append(member_id)
+            session.expires_at = now + TIMEOUT
+            return Reason.HOLD_PLACED
+        if self.ready[item_id] not in {None, member_id}:
+            return Reason.RESERVED
+        if sum(h == member_id for h in self.holder.values()) >= self.limits[member_id]:
+            return Reason.LIMIT_REACHED
+        self.holder[item_id] = member_id
+        self.ready[item_id] = None
+        self.renewals[item_id] = 0
+        session.expires_at = now + TIMEOUT
+        return Reason.CHECKED_OUT
 
     @rule(kiosk_id=KIOSKS)
     def press_done(self, kiosk_id: str) -> None:
@@ -243,6 +282,17 @@ class WalkUps(RuleBasedStateMachine):
         assert len(items) == len(set(items)), "an item has two open checkouts"
         held = {item_id: member_id for item_id, member_id in self.holder.items() if member_id}
         assert dict(open_rows) == held
+        holds = self._query(
+            "SELECT item_id, member_id, state FROM holds WHERE state IN ('waiting', 'ready')"
+            " ORDER BY item_id, id"
+        )
+        rows: list[tuple[str, str, str]] = [
+            (i, m, "ready") for i, m in self.ready.items() if m is not None
+        ]
+        rows += [(i, m, "waiting") for i, queue in self.waiting.items() for m in queue]
+        # A ready hold was placed before those still waiting: queue order is id order.
+        expected = sorted(rows, key=lambda row: (row[0], row[2] != "ready"))
+        assert [tuple(row) for row in holds] == expected
         decided = self._query("SELECT count(*) FROM scan_events")
         audited = self._query("SELECT count(*) FROM qr_audit_log WHERE action LIKE 'scan.%'")
         assert decided == audited == [(len(self.history),)]

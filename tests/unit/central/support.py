@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from broker.messages import CodeScan, SessionDone
+from broker.messages import AnyEvent, CodeScan, SessionDone
 from central import ledger
 from central.storage.base import Store
 from central.storage.dialect import from_db, to_db
@@ -107,7 +107,7 @@ def session_done(kiosk_id: str, at: datetime) -> SessionDone:
 async def decide(
     store: Store,
     signer: TokenSigner,
-    event: CodeScan | SessionDone,
+    event: AnyEvent,
     now: datetime,
 ) -> ledger.Outcome:
     """Verify and apply one event the way the consumer does on this backend.

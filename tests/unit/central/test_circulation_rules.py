@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from broker.messages import Reason
+from broker.messages import ProblemReport, Reason
 from central import circulation
-from central.rules import InsertCheckout, MoveHold, PlaceHold, RenewCheckout
-from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
+from central.rules import (
+    AWAITING_CHECK,
+    InsertCheckout,
+    MoveHold,
+    OpenTicket,
+    PlaceHold,
+    RenewCheckout,
+)
+from central.storage.rows import ClosedLoan, HoldRow, HoldState, ReservationRow, Standing, Terms
 from tests.unit.central.test_rules import DRILL, LABEL, LOAN, NOW, SESSION, facts, run
 
 TERMS = Terms(None, 14)
@@ -192,3 +199,31 @@ def test_a_category_loan_period_sets_the_due_time() -> None:
     assert InsertCheckout(DRILL.item_id, "M-1", SESSION.session_id, NOW + timedelta(days=3)) in (
         decision.effects
     )
+
+
+# --- inspection at return ------------------------------------------------------------------
+
+
+def report(at: datetime = NOW) -> ProblemReport:
+    return ProblemReport(
+        event_id="EVENT-0003", kiosk_id="K-1", scanned_at=at, return_event_id="EVENT-0001"
+    )
+
+
+def test_a_problem_reported_after_a_return_opens_a_ticket() -> None:
+    closed = ClosedLoan(9, "I-1", "M-2", NOW - timedelta(seconds=4))
+    decision = run(facts(returned=closed), None, report())
+    assert (decision.reason, decision.member_id) == (Reason.PROBLEM_REPORTED, "M-2")
+    assert OpenTicket("I-1", "M-2", 9) in decision.effects
+    late = run(facts(returned=closed), None, report(NOW + timedelta(minutes=3)))
+    assert (late.reason, late.effects) == (Reason.NOT_CHECKED_OUT, [])
+    unknown = run(facts(returned=None), None, report())
+    assert (unknown.reason, unknown.effects) == (Reason.MALFORMED, [])
+
+
+def test_a_category_that_requires_a_check_sends_returns_to_repair_not_to_holds() -> None:
+    kits = Terms("kits", 7, inspection_required=True)
+    decision = run(facts(terms=kits, open_checkout=LOAN, holds=(hold(1, "M-3"),)), LABEL)
+    assert decision.reason is Reason.RETURNED
+    assert OpenTicket("I-1", LOAN.member_id, LOAN.checkout_id, AWAITING_CHECK) in decision.effects
+    assert not [e for e in decision.effects if isinstance(e, MoveHold)]

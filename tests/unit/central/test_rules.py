@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.messages import CodeScan, Reason, SessionDone
+from broker.messages import AnyEvent, CodeScan, ProblemReport, Reason, SessionDone
 from central.rules import (
     UNLOADED,
     CloseCheckout,
@@ -28,7 +28,7 @@ from central.rules import (
 from central.security import Limits
 from central.storage.base import CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse, SessionRow
 from central.storage.rollout import FlagMode, FlagRow, FlagSetting
-from central.storage.rows import Standing, Terms
+from central.storage.rows import ClosedLoan, HoldRow, HoldState, ReservationRow, Standing, Terms
 from central.tokens import Enrolment, Label, Pass, Token
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -81,7 +81,7 @@ def done(at: datetime = NOW) -> SessionDone:
 def run(
     f: Facts,
     token: Token | Reason | None,
-    event: CodeScan | SessionDone | None = None,
+    event: AnyEvent | None = None,
     policy: Policy = NO_LIMITS,
 ) -> Decision:
     decided = decide(f, event or scan(), token, NOW, policy)
@@ -211,12 +211,12 @@ def test_a_label_with_no_session_and_no_loan_says_no_session() -> None:
     assert run(facts(), LABEL).reason is Reason.NO_SESSION
 
 
-def test_an_item_on_loan_or_in_maintenance_takes_a_hold_and_a_retired_one_nothing() -> None:
-    # Since circulation (docs/circulation.md): scanning an item someone else has out, or
-    # one in repair, puts the member on its waitlist instead of a bare refusal.
+def test_an_item_on_loan_takes_a_hold_and_one_in_maintenance_or_retired_nothing() -> None:
+    # Since circulation (docs/circulation.md): scanning an item someone else has out puts
+    # the member on its waitlist instead of a bare refusal.
     assert run(facts(session=SESSION, open_checkout=LOAN), LABEL).reason is Reason.HOLD_PLACED
     repair = dataclasses.replace(DRILL, state="maintenance")
-    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.HOLD_PLACED
+    assert run(facts(session=SESSION, item=repair), LABEL).reason is Reason.ITEM_UNAVAILABLE
     retired = dataclasses.replace(DRILL, state="retired")
     assert run(facts(session=SESSION, item=retired), LABEL).reason is Reason.ITEM_UNAVAILABLE
 
@@ -349,8 +349,20 @@ _EVENTS = st.sampled_from(
         scan(NOW + timedelta(minutes=6)),
         done(),
         done(NOW - timedelta(minutes=2)),
+        ProblemReport(
+            event_id="EVENT-0003", kiosk_id="K-1", scanned_at=NOW, return_event_id="EVENT-0001"
+        ),
     ]
 )
+_HOLDS = [
+    (),
+    (HoldRow(1, "I-1", "M-2", NOW - timedelta(days=1), HoldState.WAITING),),
+    (HoldRow(1, "I-1", "M-1", NOW - timedelta(days=1), HoldState.READY, NOW, None),),
+    (
+        HoldRow(1, "I-1", "M-2", NOW - timedelta(days=9), HoldState.READY, NOW, NOW),
+        HoldRow(2, "I-1", "M-1", NOW - timedelta(days=1), HoldState.WAITING),
+    ),
+]
 _TOKENS: st.SearchStrategy[Token | Reason | None] = st.sampled_from(
     [PASS, LABEL, Label("I-1", 0), Reason.BAD_SIGNATURE, None]
 )
@@ -363,7 +375,14 @@ _FACTS = st.builds(
     member_bucket=st.sampled_from([(10.0, NOW), (0.0, NOW)]),
     flag=st.sampled_from([ON, OFF]),
     item=st.sampled_from([DRILL, None, dataclasses.replace(DRILL, state="maintenance")]),
-    open_checkout=st.sampled_from([None, LOAN]),
+    open_checkout=st.sampled_from([None, LOAN, dataclasses.replace(LOAN, member_id="M-1")]),
+    terms=st.sampled_from([Terms(None, 14), Terms("saws", 3, needs_training=True, max_out=1)]),
+    holds=st.sampled_from(_HOLDS),
+    reservation=st.sampled_from(
+        [None, ReservationRow(1, "I-1", "M-2", NOW + timedelta(hours=5), NOW + timedelta(days=2))]
+    ),
+    standing=st.sampled_from([Standing(), Standing(trained=False, out_in_category=1)]),
+    returned=st.sampled_from([None, ClosedLoan(9, "I-1", "M-2", NOW - timedelta(seconds=3))]),
     member=st.sampled_from([ANNA, None, dataclasses.replace(ANNA, suspended=True)]),
     member_loans=st.integers(0, 4),
     pass_use=st.sampled_from(list(PassUse)),
@@ -373,7 +392,7 @@ _FACTS = st.builds(
 @settings(max_examples=300, deadline=None)
 @given(full=_FACTS, event=_EVENTS, token=_TOKENS, limited=st.booleans())
 def test_facts_are_asked_in_lock_order_and_change_nothing(
-    full: Facts, event: CodeScan | SessionDone, token: Token | Reason | None, limited: bool
+    full: Facts, event: AnyEvent, token: Token | Reason | None, limited: bool
 ) -> None:
     """Loading facts as asked reaches the decision the full facts give, in lock order,
     each fact once."""

@@ -18,6 +18,7 @@ import pytest
 
 from broker import topics
 from broker.messages import (
+    AnyEvent,
     Availability,
     AvailabilityState,
     CodeScan,
@@ -25,6 +26,7 @@ from broker.messages import (
     KioskConfig,
     KioskState,
     KioskStatus,
+    ProblemReport,
     Reason,
     SessionDone,
     Verdict,
@@ -99,7 +101,7 @@ class Rig:
     def state_of(self, item_id: str) -> AvailabilityState:
         return self.kiosk.availability[item_id].state
 
-    def scans_published(self) -> list[CodeScan | SessionDone]:
+    def scans_published(self) -> list[AnyEvent]:
         return [
             parse_event(KIOSK, p.payload) for p in self.published if p.topic == topics.scan(KIOSK)
         ]
@@ -129,7 +131,7 @@ class Rig:
 
     async def verdict(
         self,
-        event: CodeScan | SessionDone,
+        event: AnyEvent,
         reason: Reason,
         *,
         session_open: bool,
@@ -916,3 +918,33 @@ async def test_a_kiosk_upgraded_with_scans_in_its_outbox_sends_them_all_and_show
     finally:
         await upgraded.kiosk.player.close()
         await upgraded.kiosk.outbox.close()
+
+
+# -- inspection at return --------------------------------------------------------------
+
+
+async def test_after_a_return_the_kiosk_asks_and_a_press_reports_a_problem(online: Rig) -> None:
+    await online.scan(LABEL)
+    (returned,) = online.scans_published()
+    await online.verdict(returned, Reason.RETURNED, session_open=False)
+    assert online.last() is Signal.RETURNED
+    await online.clock.advance(1.0, step=0.05)
+    assert online.last() is Signal.INSPECT, "the prompt follows the return's pattern"
+
+    await online.kiosk.press_done()  # what the button's callback runs
+    report = online.scans_published()[-1]
+    assert isinstance(report, ProblemReport)
+    assert report.return_event_id == returned.event_id
+    assert report.event_id in await online.pending_ids()  # durable until central answers
+    await online.verdict(report, Reason.PROBLEM_REPORTED, session_open=False)
+    assert online.last() is Signal.PROBLEM_NOTED
+
+
+async def test_no_press_within_the_window_means_fine(online: Rig) -> None:
+    await online.scan(LABEL)
+    (returned,) = online.scans_published()
+    await online.verdict(returned, Reason.RETURNED_TO_HOLD, session_open=False)
+    assert online.last() is Signal.HOLD_SHELF
+    await online.clock.advance(6.0, step=0.1)
+    await online.kiosk.press_done()
+    assert online.scans_published() == [returned], "too late: a press is nothing now"

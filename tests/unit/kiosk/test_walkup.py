@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from broker.ids import EventId
-from broker.messages import CodeScan, KioskConfig, Reason, SessionDone, Verdict
+from broker.messages import CodeScan, KioskConfig, ProblemReport, Reason, SessionDone, Verdict
 from central.tokens import KeyRing, TokenSigner
 from kiosk.clock import ManualClock
 from kiosk.feedback import Signal
@@ -335,3 +335,33 @@ def test_a_new_kiosk_starts_idle_and_offline_until_it_connects() -> None:
 
     assert mode(machine) is Mode.IDLE
     assert machine.steady() is Signal.OFFLINE
+
+
+# -- inspection at return ----------------------------------------------------------------
+
+
+def test_the_button_reports_a_problem_only_just_after_a_return() -> None:
+    clock = ManualClock()
+    machine = Walkup(KIOSK, clock, inspect_window_s=5.0)
+    machine.on_link(True)
+    machine.on_verdict(verdict(Reason.RETURNED, session_open=False, event_id="R" * 16))
+    assert machine.inspecting
+    report = machine.on_done()
+    assert isinstance(report, ProblemReport)
+    assert report.return_event_id == "R" * 16
+    assert machine.on_done() is None, "one report per return"
+
+    machine.on_verdict(verdict(Reason.RETURNED, session_open=False, event_id="S" * 16))
+    clock._now += 5.0  # no sleepers here: plain time passing
+    assert not machine.inspecting
+    assert machine.on_done() is None
+
+
+def test_a_scan_ends_the_inspection_window_and_refusals_never_open_it() -> None:
+    machine = Walkup(KIOSK, ManualClock(), inspect_window_s=5.0)
+    machine.on_link(True)
+    machine.on_verdict(verdict(Reason.WRONG_SHELF, session_open=False))
+    assert not machine.inspecting
+    machine.on_verdict(verdict(Reason.RETURNED, session_open=False))
+    machine.on_code(PASS)
+    assert not machine.inspecting
