@@ -19,6 +19,7 @@ from broker.labels import LabelCard, label_pages, make_qr, pass_image, pdf_bytes
 from central.api.imports import parse_import
 from central.api.items import ItemIn
 from central.api.refusals import STATUS
+from central.api.shelves import ShelfIn
 from central.api.text import Text
 from central.console.parts import ConsoleParts, for_staff
 from central.services.audit_log import AuditLog
@@ -83,6 +84,19 @@ def router(parts: ConsoleParts, volunteer: Any, admin: Any, browse: Browse) -> A
     services = parts.services
 
     # -- library (volunteer) -----------------------------------------------------------------
+
+    @routes.post("/shelves")
+    async def add_shelf(
+        shelf_id: Annotated[str, Form(max_length=32)],
+        name: Annotated[Text, Form(min_length=1, max_length=80)],
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        try:
+            shelf = ShelfIn(shelf_id=shelf_id, name=name)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from exc
+        await for_staff(services, Library, staff).add_shelf(shelf.shelf_id, shelf.name)
+        return _done(f"{shelf.shelf_id} added")
 
     @routes.post("/items")
     async def add_item(

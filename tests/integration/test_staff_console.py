@@ -47,6 +47,16 @@ async def test_a_volunteer_adds_an_item_and_is_refused_an_admin_action_which_is_
         assert added.status_code == 200, added.text
         # The same service as the admin API: the item is there, and the write is audited by name.
         assert (await central.admin.get("/items/LADDER-01")).json()["name"] == "Ladder"
+        shelf = await vera.post(
+            "/staff/shelves", data={"shelf_id": "SHELF-C", "name": "Ladders", "csrf": token}
+        )
+        assert shelf.status_code == 200, shelf.text
+        shelves = {s["shelf_id"] for s in (await central.admin.get("/shelves")).json()}
+        assert "SHELF-C" in shelves
+        bad = await vera.post(
+            "/staff/shelves", data={"shelf_id": "shelf c", "name": "x", "csrf": token}
+        )
+        assert bad.status_code == 422
         rows = await audit(central)
         assert any(r["action"] == "item.add" and r["actor"] == "staff:Vera" for r in rows)
         signins = [r["detail"] for r in rows if r["action"] == "staff.signin"]
