@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from broker.messages import Reason
 from central.storage.rows import HoldRow, HoldState, ReservationRow, Standing, Terms
 
+# The staff alert a problem reported with an item raises (at return, or by staff).
+ALERT_PROBLEM = "item.problem"
 # A ready hold runs at least this long after the member was told, whenever that was.
 NOTICE_GRACE = timedelta(hours=24)
 
@@ -156,6 +158,7 @@ def overlaps(
 
 
 __all__ = [
+    "ALERT_PROBLEM",
     "NOTICE_GRACE",
     "PassOn",
     "hold_expired",

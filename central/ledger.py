@@ -22,7 +22,7 @@ from broker.messages import (
     Verdict,
     encode,
 )
-from central import rules, security
+from central import circulation, rules, security
 from central.rules import (
     CloseCheckout,
     CloseSessions,
@@ -46,7 +46,6 @@ from central.storage.base import AuditEntry, SessionRow, Tx
 from central.storage.rows import ClosedLoan, Terms
 from central.tokens import Label, Pass, Token, fingerprint
 
-ALERT_PROBLEM = "item.problem"  # a problem reported at return (and by staff)
 # Kept importable from here: tests and docs name them as the ledger's windows.
 LATE_AFTER = rules.LATE_AFTER
 FUTURE_SKEW = rules.FUTURE_SKEW
@@ -124,7 +123,7 @@ async def apply(
         # Staff hear of it the way they hear of security alerts: metric, alerts topic.
         alerts.append(
             SecurityAlert(
-                kind=ALERT_PROBLEM,
+                kind=circulation.ALERT_PROBLEM,
                 kiosk_id=event.kiosk_id,
                 member_id=decided.member_id,
                 detail=f"problem reported at return: item {decided.item_id}",

@@ -118,6 +118,13 @@ class Metrics:
         self.overdue_items = Gauge(
             "qr_overdue_items", "Items checked out past their due time.", registry=self.registry
         )
+        self.reminders = Counter(
+            "qr_reminders",
+            "Reminder mail attempts by kind and outcome (sent, failed, bounced, unreachable,"
+            " cancelled).",
+            ["kind", "outcome"],
+            registry=self.registry,
+        )
 
     def flag(self, mode: str, percent: int, *, tripped: bool) -> None:
         """Show the rollout flag and breaker as read from the database."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -141,8 +141,9 @@ def compose(facts: Facts, now: datetime, settings: ReminderSettings) -> list[Rem
     """Every mail that should go now, before claims remove what already went.
 
     The claims make "nothing twice": a digest once per member and local day, a loan in a
-    digest once (``due:<checkout>``), an overdue step once per loan
-    (``overdue:<checkout>:<day>``), a hold-ready mail once per hold.
+    digest once per due time (``due:<checkout>@<due>``), an overdue step once per loan
+    and due time (``overdue:<checkout>@<due>:<day>``), a hold-ready mail once per hold. The
+    due time is in the claim so a renewed loan is reminded again of its new date.
     """
     if not settings.enabled:
         return []
@@ -157,11 +158,11 @@ def compose(facts: Facts, now: datetime, settings: ReminderSettings) -> list[Rem
             step = overdue_step(loan.due_at, now, settings)
             if step is not None:
                 late.setdefault((loan.member_id, step), []).append(
-                    _loan_line(f"overdue:{loan.checkout_id}:{step}", loan)
+                    _loan_line(f"overdue:{_loan_key(loan)}:{step}", loan)
                 )
             elif due_soon(loan.due_at, now, settings):
                 soon.setdefault(loan.member_id, []).append(
-                    _loan_line(f"due:{loan.checkout_id}", loan)
+                    _loan_line(f"due:{_loan_key(loan)}", loan)
                 )
         for member_id, lines in sorted(soon.items()):
             out.append(
@@ -196,6 +197,10 @@ def unclaimed(reminders: Iterable[Reminder], taken: set[str]) -> list[Reminder]:
                 Reminder(reminder.kind, reminder.member_id, reminder.claim, lines, reminder.step)
             )
     return out
+
+
+def _loan_key(loan: Loan) -> str:
+    return f"{loan.checkout_id}@{loan.due_at.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
 def _loan_line(claim: str, loan: Loan) -> Line:

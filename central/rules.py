@@ -693,34 +693,34 @@ def _checkout(
     holds = _after(facts.holds, moves)
     passed = _moves(moves)
     ready = circulation.ready_hold(holds)
-    if ready is not None and ready.member_id != member_id:
-        base.reason = Reason.RESERVED
+
+    def refuse(reason: Reason) -> Decision:
+        # A refusal still writes the waitlist's pass-on it found due.
+        base.reason = reason
         base.effects = [*passed, Republish(item.item_id)] if passed else []
         return base
+
+    if ready is not None and ready.member_id != member_id:
+        return refuse(Reason.RESERVED)
     while facts.reservation is UNLOADED:
         yield Need.RESERVATION
     due = circulation.loan_end(now, member_id, terms, facts.reservation)
     if isinstance(due, Reason):
-        base.reason = due
-        base.effects = [*passed, Republish(item.item_id)] if passed else []
-        return base
+        return refuse(due)
     while facts.member is UNLOADED:
         yield Need.MEMBER
     member = facts.member
     if member is None or member.suspended:
-        base.reason = Reason.MEMBER_SUSPENDED
-        return base
+        return refuse(Reason.MEMBER_SUSPENDED)
     while facts.member_loans is UNLOADED:
         yield Need.MEMBER_LOANS
     if facts.member_loans >= member.checkout_limit:
-        base.reason = Reason.LIMIT_REACHED
-        return base
+        return refuse(Reason.LIMIT_REACHED)
     while facts.standing is UNLOADED:
         yield Need.STANDING
     refused = circulation.standing_refusal(terms, facts.standing, now)
     if refused is not None:
-        base.reason = refused
-        return base
+        return refuse(refused)
     # Each checkout restarts the session's idle timer.
     expires_at = now + timedelta(seconds=kiosk.session_timeout_s)
     base.due_at = due

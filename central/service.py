@@ -174,6 +174,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             deps.clock,
             mailer,
             LinkMaker(settings.members_origin),
+            metrics=consumer.metrics,
         )
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)

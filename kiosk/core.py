@@ -345,6 +345,8 @@ class Kiosk:
                 # Once the return's pattern has played, ask about the item's condition.
                 played = sum(step.seconds for step in PATTERNS[signal].steps)
                 self._loop.create_task(self._ask_condition(played), name="inspect-prompt")
+        else:
+            self.walkup.forget_return()
         self._refresh_steady()
 
     async def _ask_condition(self, after_s: float) -> None:

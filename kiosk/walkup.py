@@ -98,6 +98,11 @@ class Walkup:
         """Whether a press of the button now reports a problem with the item just returned."""
         return self._inspecting is not None and self._clock.monotonic() < self._inspecting[1]
 
+    def forget_return(self) -> None:
+        """Nobody stands at the kiosk for the return just answered (it was queued): the
+        button does not report on it."""
+        self._inspecting = None
+
     def on_done(self) -> SessionDone | ProblemReport | None:
         """The button: end the session here (central is told, the kiosk goes idle at once),
         or, just after a return, report a problem with the item."""

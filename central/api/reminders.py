@@ -37,4 +37,4 @@ async def delivery_log(
 @router.post("/run")
 async def run_now(reminders: RemindersService) -> RoundShown:
     """One round now: claim what is due and send what waits."""
-    return await reminders.run_once()
+    return await reminders.run_now()

@@ -26,8 +26,6 @@ from central.storage.rows import HoldRow, HoldState, ReservationRow
 
 log = logging.getLogger(__name__)
 
-ALERT_PROBLEM = "item.problem"  # the staff alert a reported problem raises
-
 
 class Hold(BaseModel):
     """One member's place in an item's waitlist."""
@@ -467,7 +465,7 @@ class Circulation:
         if availability is not None:
             self._publish(availability)
             alert = SecurityAlert(
-                kind=ALERT_PROBLEM,
+                kind=circulation.ALERT_PROBLEM,
                 kiosk_id=kiosk_id,
                 member_id=member_id,
                 detail=f"problem reported with item {item_id} (ticket {ticket_id})",

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.circulation import renewal_refusal
 from central.clock import Clock
+from central.metrics import Metrics
 from central.reminders import (
     Facts,
     Kind,
@@ -29,10 +30,13 @@ from central.reminders import (
     ReminderSettings,
     claims_of,
     compose,
+    digest_time,
+    local_day,
     render,
     unclaimed,
 )
 from central.services.refusals import Refusal, RefusedError
+from central.storage.base import AuditEntry
 from central.storage.reminders import Delivery, OpenLoan, ReminderRows
 
 log = logging.getLogger(__name__)
@@ -79,8 +83,20 @@ def temporary(exc: BaseException) -> bool:
         return all(400 <= code < 500 for code in codes)
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return False  # e.g. an address the server cannot take (no SMTPUTF8): never will
     # Refused or dropped connections, timeouts, a server that hung up: try again later.
     return isinstance(exc, OSError | smtplib.SMTPException)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether the server did not answer at all (smtplib's errors are OSErrors too)."""
+    answered = (
+        smtplib.SMTPResponseException,
+        smtplib.SMTPRecipientsRefused,
+        smtplib.SMTPNotSupportedError,
+    )
+    return isinstance(exc, OSError) and not isinstance(exc, answered)
 
 
 class SettingsBody(BaseModel):
@@ -168,6 +184,7 @@ class Reminders:
         *,
         actor: str = "admin:api",
         max_attempts: int = MAX_ATTEMPTS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.rows = rows
         self.clock = clock
@@ -175,8 +192,10 @@ class Reminders:
         self.link_maker = links
         self.actor = actor
         self.max_attempts = max_attempts
+        self.metrics = metrics
         # One round at a time in this instance; other instances are kept out by the claims.
         self._round = asyncio.Lock()
+        self._loans_seen: tuple[object, ...] | None = None
 
     # -- settings and log ----------------------------------------------------------------
 
@@ -229,29 +248,69 @@ class Reminders:
                 log.exception("reminder round failed; trying again in %.0f s", every_s)
             await asyncio.sleep(every_s)
 
-    async def run_once(self) -> RoundShown:
-        """Claim what is due now, then send every mail whose attempt is due."""
+    async def run_now(self) -> RoundShown:
+        """One round on an admin's word (audited); refused while no mail can go."""
+        if self.mailer is None:
+            raise RefusedError(
+                Refusal.CONFLICT,
+                "reminders need the members' app on (CS_CENTRAL_MEMBERS_APP): their links"
+                " lead there, and its SMTP settings send them",
+            )
+        done = await self.run_once(full=True)
+        await self.rows.record(
+            AuditEntry(self.clock.now(), self.actor, "reminders.run", detail=done.model_dump())
+        )
+        return done
+
+    async def run_once(self, *, full: bool = False) -> RoundShown:
+        """Claim what is due now, then send every mail whose attempt is due.
+
+        The loans are looked at again only when something could have changed what they
+        bring (a new local day, the digest hour, the settings, a loan out, back or renewed)
+        or when ``full``; ready holds every round. Skipping is safe: within a day and
+        without such a change, what the loans bring can only shrink (see ``compose``).
+        """
         async with self._round:
             settings = (await self.rows.settings()).settings
             now = self.clock.now()
+            # Local dates can put a loan due up to a day later into the window: two days' slack.
+            window = now + timedelta(days=settings.due_soon_days + 2)
+            mark = (
+                local_day(now, settings),
+                digest_time(now, settings),
+                settings,
+                await self.rows.loans_fingerprint(window),
+            )
+            loans = full or mark != self._loans_seen
+            # Pure and CPU-bound over every loan in the window: off the event loop, so
+            # the consumer's verdicts do not wait for it.
+            facts = await self._facts(now, window, loans=loans)
+            due = await asyncio.to_thread(compose, facts, now, settings)
             claimed = 0
-            due = compose(await self._facts(now), now, settings)
             for reminder in unclaimed(due, await self.rows.taken(claims_of(due))):
                 if await self.rows.claim(reminder, now) is not None:
                     claimed += 1
+            if loans:
+                self._loans_seen = mark
             sent = failed = 0
             if self.mailer is not None:
                 for delivery in await self.rows.due_deliveries(self.clock.now(), self.max_attempts):
                     outcome = await self._attempt(delivery, self.mailer, settings)
+                    if self.metrics is not None and outcome != "taken":
+                        self.metrics.reminders.labels(delivery.kind.value, outcome).inc()
                     sent += outcome == "sent"
-                    failed += outcome in ("failed", "bounced")
+                    failed += outcome in ("failed", "bounced", "unreachable")
+                    if outcome == "unreachable":
+                        break  # the rest wait for the next round, not for timeouts in a row
             return RoundShown(claimed=claimed, sent=sent, failed=failed)
 
-    async def _facts(self, now: datetime) -> Facts:
-        loans = [
-            replace(out.loan, renewable=renewable(out, now)) for out in await self.rows.open_loans()
-        ]
-        return Facts(loans, await self.rows.ready_holds(), await self.rows.unsubscribed())
+    async def _facts(self, now: datetime, window: datetime, *, loans: bool) -> Facts:
+        out = await self.rows.open_loans(window) if loans else []
+        return Facts(
+            [replace(o.loan, renewable=renewable(o, now)) for o in out],
+            await self.rows.ready_holds(),
+            await self.rows.unsubscribed(),
+        )
 
     async def _attempt(
         self, delivery: Delivery, mailer: SendsMail, settings: ReminderSettings
@@ -305,13 +364,15 @@ class Reminders:
                 error,
                 retry_at.isoformat(),
             )
-            return "failed"
-        status = "failed" if temporary(exc) else "bounced"
-        await self.rows.finish(delivery.delivery_id, status, now, error=error)
-        log.warning(
-            "reminder %s attempt %d failed for good: %s", delivery.delivery_id, attempt, error
-        )
-        return "bounced" if status == "bounced" else "failed"
+        else:
+            status = "failed" if temporary(exc) else "bounced"
+            await self.rows.finish(delivery.delivery_id, status, now, error=error)
+            log.warning(
+                "reminder %s attempt %d failed for good: %s", delivery.delivery_id, attempt, error
+            )
+        if unreachable(exc):
+            return "unreachable"
+        return "failed" if temporary(exc) else "bounced"
 
 
 def _said(exc: BaseException) -> str:

@@ -53,7 +53,7 @@ _DELIVERY = (
 )
 
 
-class NothingToClaim(Exception):  # noqa: N818 - a value-like signal that rolls a claim back
+class _NothingToClaim(Exception):  # noqa: N818 - a signal that rolls one claim back, never escapes
     """Every line was claimed by another round, or came back: roll the claim back."""
 
 
@@ -158,8 +158,12 @@ class ReminderRows:
 
     # -- facts ---------------------------------------------------------------------------
 
-    async def open_loans(self) -> list[OpenLoan]:
-        """Every open checkout, with what the renewal rule asks about it."""
+    async def open_loans(self, due_before: datetime) -> list[OpenLoan]:
+        """Open checkouts due before ``due_before``, with what the renewal rule asks of them.
+
+        The window keeps a round's work to the loans a mail could name (due soon or
+        overdue), not every loan the library has out.
+        """
         rows = await self._s._read_all(
             "SELECT c.checkout_id, c.member_id, c.item_id, i.name, c.due_at, c.renewals,"
             # The same terms, in the same order, as ScanTx.item_terms (read by terms_of).
@@ -171,8 +175,8 @@ class ReminderRows:
             " AND h.state IN ('waiting', 'ready') AND h.member_id <> c.member_id)"
             " FROM checkouts c JOIN items i ON i.item_id = c.item_id"
             " LEFT JOIN categories k ON k.name = i.category CROSS JOIN circulation_settings s"
-            " WHERE c.returned_at IS NULL ORDER BY c.due_at, c.checkout_id",
-            (),
+            " WHERE c.returned_at IS NULL AND c.due_at < ? ORDER BY c.due_at, c.checkout_id",
+            (due_before,),
         )
         out = []
         for row in rows:
@@ -182,6 +186,16 @@ class ReminderRows:
             loan = Loan(int(checkout_id), member_id, item_id, name, due_at, renewable=False)
             out.append(OpenLoan(loan, int(renewals), terms_of(row[6:18]), bool(row[18])))
         return out
+
+    async def loans_fingerprint(self, due_before: datetime) -> tuple[int, int, int]:
+        """What changes when a loan in the window goes out, comes back or is renewed."""
+        row = await self._s._read_one(
+            "SELECT count(*), coalesce(max(checkout_id), 0), coalesce(sum(renewals), 0)"
+            " FROM checkouts WHERE returned_at IS NULL AND due_at < ?",
+            (due_before,),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
 
     async def ready_holds(self) -> list[ReadyHold]:
         """Holds on the hold shelf whose member has not been told yet."""
@@ -230,7 +244,7 @@ class ReminderRows:
         try:
             async with self._s._rollout_tx() as tx:
                 return await self._claim(tx, reminder, now)
-        except NothingToClaim:
+        except _NothingToClaim:
             return None
 
     async def _claim(self, tx: Tx, reminder: Reminder, now: datetime) -> int:
@@ -257,7 +271,7 @@ class ReminderRows:
         assert created is not None
         delivery_id = int(created[0])
         if not await self._s._tx_exec(tx, _CLAIM, (reminder.claim, delivery_id, now)):
-            raise NothingToClaim
+            raise _NothingToClaim
         kept: list[Line] = []
         # Sorted, so two centrals claiming overlapping lines take them in one order and
         # never deadlock (PostgreSQL waits on the other's uncommitted claim).
@@ -267,7 +281,7 @@ class ReminderRows:
             if await self._s._tx_exec(tx, _CLAIM, (line.claim, delivery_id, now)):
                 kept.append(line)
         if not kept:
-            raise NothingToClaim
+            raise _NothingToClaim
         await self._s._tx_exec(
             tx,
             "UPDATE reminder_deliveries SET lines = ? WHERE delivery_id = ?",
@@ -363,6 +377,11 @@ class ReminderRows:
         await tx.mark_notified(hold_id, now)
 
     # -- the log and unsubscribes ---------------------------------------------------------
+
+    async def record(self, entry: AuditEntry) -> None:
+        """Append an audit row for a reminder action (an admin's round on demand)."""
+        async with self._s._rollout_tx() as tx:
+            await tx.audit(entry)
 
     async def log(
         self, member_id: str | None = None, status: str | None = None, limit: int = 200

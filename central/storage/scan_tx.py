@@ -349,34 +349,32 @@ class ScanTx(CirculationQueries):
         return None if row is None else self.reservation_of(row)
 
     async def standing(self, member_id: str, category: str | None, now: datetime) -> Standing:
-        trained, out = True, 0
-        if category is not None:
-            found = await self._one(
-                "SELECT count(*) FROM member_training WHERE member_id = ? AND category = ?",
-                (member_id, category),
-            )
-            trained = found is not None and int(found[0]) > 0
-            counted = await self._one(
-                "SELECT count(*) FROM checkouts c JOIN items i ON i.item_id = c.item_id"
-                " WHERE c.member_id = ? AND c.returned_at IS NULL AND i.category = ?",
-                (member_id, category),
-            )
-            out = 0 if counted is None else int(counted[0])
-        missing = await self._one(
-            "SELECT count(*) FROM agreements a WHERE a.current AND NOT EXISTS"
-            " (SELECT 1 FROM member_agreements m WHERE m.member_id = ? AND m.version = a.version)",
-            (member_id,),
+        # One round trip: training for the category, the current agreement accepted, the
+        # most overdue open loan, the category's loans out (a NULL category matches none).
+        row = await self._one(
+            "SELECT (SELECT count(*) FROM member_training WHERE member_id = ? AND category = ?),"
+            " (SELECT count(*) FROM agreements a WHERE a.current AND NOT EXISTS"
+            " (SELECT 1 FROM member_agreements m WHERE m.member_id = ? AND m.version = a.version)),"
+            " (SELECT min(due_at) FROM checkouts WHERE member_id = ? AND returned_at IS NULL"
+            " AND due_at < ?),"
+            " (SELECT count(*) FROM checkouts c JOIN items i ON i.item_id = c.item_id"
+            " WHERE c.member_id = ? AND c.returned_at IS NULL AND i.category = ?)",
+            (
+                member_id,
+                category,
+                member_id,
+                member_id,
+                self.dialect.param(now),
+                member_id,
+                category,
+            ),
         )
-        oldest = await self._one(
-            "SELECT min(due_at) FROM checkouts WHERE member_id = ? AND returned_at IS NULL"
-            " AND due_at < ?",
-            (member_id, self.dialect.param(now)),
-        )
+        assert row is not None
         return Standing(
-            trained=trained,
-            agreed=missing is None or int(missing[0]) == 0,
-            oldest_due=None if oldest is None else self.dialect.opt_moment(oldest[0]),
-            out_in_category=out,
+            trained=category is None or int(row[0]) > 0,
+            agreed=int(row[1]) == 0,
+            oldest_due=self.dialect.opt_moment(row[2]),
+            out_in_category=int(row[3]),
         )
 
     async def closed_by(self, kiosk_id: str, return_event_id: str) -> ClosedLoan | None:

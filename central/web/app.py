@@ -43,11 +43,11 @@ def create_app(
     mailer: Mailer | None,
     secure_cookies: bool = True,
     rp_name: str = "CommunityShare",
-    reminder_rows: ReminderRows | None = None,
     circulation: Circulation | None = None,
+    reminder_rows: ReminderRows | None = None,
 ) -> FastAPI:
-    """The members' app for one central instance (with the reminders' unsubscribe page when
-    given ``reminder_rows``; renewals and holds with ``circulation``)."""
+    """The members' app for one central instance (renewals and holds with ``circulation``,
+    the reminders' unsubscribe page with ``reminder_rows``)."""
     data = MembersData(store)
     hub.resolve = data.session_member
     auth = Auth(data, clock, Cookies(secure=secure_cookies), origin)

@@ -7,6 +7,7 @@ import smtplib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,9 @@ class Mailer:
         message["From"] = self.sender
         message["To"] = to
         message["Subject"] = subject
+        # Receiving servers score mail without these as likely spam.
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
         for name, value in (headers or {}).items():
             message[name] = value
         message.set_content(body)

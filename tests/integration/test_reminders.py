@@ -35,8 +35,6 @@ from tests.integration.test_admin_cli import run_cli, token_file_of, url_of
 from tests.support.scans import ask
 
 ADA, GRACE = "ada@example.org", "grace@example.org"
-# Rounds are run by hand: the periodic one waits an hour of real time.
-MANUAL = {"reminder_every_s": 3600.0}
 
 
 class Mailbox:
@@ -106,9 +104,18 @@ class Library:
 
 @contextlib.asynccontextmanager
 async def library(
-    backend: str, tmp_path: Path, broker: LocalBroker, port: int, box: Mailbox, instances: int = 1
+    backend: str,
+    tmp_path: Path,
+    broker: LocalBroker,
+    port: int,
+    box: Mailbox,
+    instances: int = 1,
+    every_s: float = 3600.0,
 ) -> AsyncIterator[Library]:
-    """Central(s) with the members' app on, a seeded library, Ada and Grace with addresses."""
+    """Central(s) with the members' app on, a seeded library, Ada and Grace with addresses.
+
+    Rounds are run by hand unless ``every_s`` says otherwise: the periodic one waits an hour.
+    """
     clock = FakeClock(datetime.now(UTC))
     members_port = free_port()
     origin = f"http://localhost:{members_port}"
@@ -117,7 +124,7 @@ async def library(
         "members_port": members_port,
         "members_origin": origin,
         "smtp_port": port,
-        **MANUAL,
+        "reminder_every_s": every_s,
     }
     async with (
         backend_settings(backend, tmp_path, broker, **extra) as first,
@@ -174,10 +181,12 @@ async def borrow(lib: Library, probe: Probe, kiosk: str, member: str, *items: st
     assert (await ask(probe, done)).reason is Reason.SESSION_CLOSED
 
 
-async def give_back(lib: Library, probe: Probe, kiosk: str, item: str) -> None:
+async def give_back(
+    lib: Library, probe: Probe, kiosk: str, item: str, said: Reason = Reason.RETURNED
+) -> None:
     label = (await lib.central.admin.get(f"/items/{item}/label")).json()["code"]
     probe.subscribe(topics.verdict(kiosk))
-    assert (await ask(probe, event(kiosk, label, lib.clock))).reason is Reason.RETURNED
+    assert (await ask(probe, event(kiosk, label, lib.clock))).reason is said
 
 
 def event(kiosk: str, code: str, clock: FakeClock) -> CodeScan:
@@ -204,6 +213,8 @@ async def test_the_digest_arrives_once_and_never_names_a_returned_item(
     assert f"{lib.origin}/unsubscribe/" in text
     assert digest["List-Unsubscribe"].startswith(f"<{lib.origin}/unsubscribe/")
     assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert digest["Date"]
+    assert str(digest["Message-ID"]).endswith("@localhost>")
     assert "renew" not in text.lower()  # someone holds it
     assert f"{lib.origin}/loans" not in text
 
@@ -242,6 +253,10 @@ async def test_451_then_accepted_is_delivered_on_retry_and_a_return_meanwhile_ca
     assert lib.box.to(GRACE) == []
     statuses = {r["member_id"]: (r["status"], r["attempts"]) for r in await lib.log()}
     assert statuses == {"M-1001": ("sent", 2), "M-1002": ("cancelled", 2)}
+    metrics = (await lib.central.admin.get("/metrics")).text
+    assert 'qr_reminders_total{kind="digest",outcome="failed"} 2.0' in metrics
+    assert 'qr_reminders_total{kind="digest",outcome="sent"} 1.0' in metrics
+    assert 'qr_reminders_total{kind="digest",outcome="cancelled"} 1.0' in metrics
 
 
 async def test_unsubscribe_asks_on_get_stops_on_post_and_overdue_mail_escalates(
@@ -262,8 +277,13 @@ async def test_unsubscribe_asks_on_get_stops_on_post_and_overdue_mail_escalates(
         done = await browser.post(link, data={"List-Unsubscribe": "One-Click"})
         assert 'id="unsubscribed"' in done.text
         assert (await browser.get(link[:-3] + "xyz")).status_code == 400
-    # Fifteen days on both loans are a day past due (14-day loans, overdue mail on day 1).
-    lib.clock.advance(15 * 86400)
+    # The next day Ada borrows the jigsaw: due soon, but no digest for her any more.
+    lib.clock.advance(86400)
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "SAW-01")
+    await lib.run()
+    assert len(lib.box.to(ADA)) == 1
+    # Fifteen days on the first loans are a day past due (14-day loans, overdue mail on day 1).
+    lib.clock.advance(14 * 86400)
     await lib.run()
     assert len(lib.box.to(ADA)) == 1  # unsubscribed: no overdue mail
     overdue = [m for m in lib.box.to(GRACE) if "overdue" in str(m["Subject"])]
@@ -358,3 +378,84 @@ async def test_hold_ready_mail_goes_once_and_starts_the_holds_clock(lib: Library
     assert len(lib.box.to(GRACE)) == 1
     [row] = await lib.log(member="M-1002")
     assert (row["kind"], row["items"], row["status"]) == ("hold_ready", ["SAW-01"], "sent")
+
+
+async def test_an_unreachable_server_costs_one_attempt_per_round_and_loses_nothing(
+    tmp_path: Path, broker: LocalBroker, probe: Probe
+) -> None:
+    box, port = Mailbox(), free_port()
+    server = Controller(box, hostname="127.0.0.1", port=port)
+    server.start()  # for the invitations; stopped before the round
+    async with library("sqlite", tmp_path, broker, port, box) as lib:
+        await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+        await borrow(lib, probe, "KIOSK-B1", "M-1002", "RAKE-01")
+        server.stop()
+        assert await lib.run() == {"claimed": 2, "sent": 0, "failed": 1}
+        rows = await lib.log()
+        assert sorted((r["status"], r["attempts"]) for r in rows) == [("failed", 1), ("queued", 0)]
+        assert any((r["last_error"] or "").startswith("ConnectionRefusedError") for r in rows)
+
+
+async def test_run_now_is_refused_while_the_members_app_is_off(central: RunningCentral) -> None:
+    refused = await central.admin.post("/reminders/run")
+    assert refused.status_code == 409
+    assert "members' app" in refused.json()["detail"]
+    # The settings are still there to prepare.
+    assert (await central.admin.get("/reminders/settings")).json()["overdue_days"] == [1, 7, 14]
+
+
+async def test_each_central_runs_rounds_by_itself(
+    tmp_path: Path, broker: LocalBroker, probe: Probe, smtp: tuple[Mailbox, int]
+) -> None:
+    async with library("sqlite", tmp_path, broker, smtp[1], smtp[0], every_s=0.2) as lib:
+        # Rounds have looked at the loans (none) for today: a new loan must bring them back.
+        await asyncio.sleep(0.6)
+        await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+        for _ in range(100):
+            if lib.box.to(ADA):
+                break
+            await asyncio.sleep(0.1)
+        assert [m["Subject"] for m in lib.box.to(ADA)] == ["1 item due soon"]
+        await asyncio.sleep(1.0)  # several more rounds
+        assert len(lib.box.to(ADA)) == 1
+
+
+async def test_an_item_returned_to_the_hold_shelf_brings_the_next_member_their_mail(
+    lib: Library, probe: Probe
+) -> None:
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+    admin = lib.central.admin
+    placed = await admin.post("/holds", json={"item_id": "DRILL-01", "member_id": "M-1002"})
+    assert placed.json()["state"] == "waiting"
+    await lib.run()
+    assert lib.box.to(GRACE) == []  # waiting is not ready
+    # Ada brings the drill back: it goes to the hold shelf for Grace, inside the return.
+    await give_back(lib, probe, "KIOSK-A1", "DRILL-01", Reason.RETURNED_TO_HOLD)
+    await lib.run()
+    [mail] = lib.box.to(GRACE)
+    assert mail["Subject"] == "Ready for you: Cordless drill"
+    [hold] = (await admin.get("/holds", params={"member_id": "M-1002"})).json()
+    assert (hold["state"], hold["notified_at"] is not None) == ("ready", True)
+
+
+async def test_a_loan_renewed_at_the_kiosk_is_reminded_again_of_its_new_date(
+    lib: Library, probe: Probe
+) -> None:
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01")
+    await lib.run()
+    assert "you can renew it" in body(lib.box.to(ADA)[0])
+    # The next day Ada renews it at the shelf: her own loan, scanned again in a session.
+    lib.clock.advance(86400)
+    admin = lib.central.admin
+    pass_code = (await admin.post("/members/M-1001/passes", json={})).json()["code"]
+    drill = (await admin.get("/items/DRILL-01/label")).json()["code"]
+    probe.subscribe(topics.verdict("KIOSK-A1"))
+    assert (
+        await ask(probe, event("KIOSK-A1", pass_code, lib.clock))
+    ).reason is Reason.SESSION_OPENED
+    renewed = await ask(probe, event("KIOSK-A1", drill, lib.clock))
+    assert renewed.reason is Reason.RENEWED
+    await lib.run()
+    digests = lib.box.to(ADA)
+    assert len(digests) == 2
+    assert f"due {renewed.due_at:%a %d %b %Y}" in body(digests[1])

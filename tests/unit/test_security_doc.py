@@ -45,6 +45,8 @@ THREATS = (
     "unrecorded admin attempt",
     "queue jumping",
     "false problem report",
+    "reminder mail flood or duplicates",
+    "unsubscribe link abuse",
 )
 NODE = re.compile(r"`(tests/[\w/]+\.py::\w+)`")
 

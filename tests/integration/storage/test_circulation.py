@@ -3,6 +3,7 @@ return, renewals, bookings that shorten loans, policies, repair tickets, the hol
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -234,3 +235,23 @@ async def test_a_kit_waits_for_its_check_before_the_next_member_gets_it(
     await circ.close_ticket(ticket.ticket_id)
     assert await hold_states(desk) == [(GRACE, "ready")]
     assert (await desk.states())[DRILL] is AvailabilityState.HELD
+
+
+async def test_two_centrals_sweeping_at_once_pass_a_hold_on_once(
+    desk: Desk, circ: Circulation, sent: Sent
+) -> None:
+    await lend_drill_to_ada_with_grace_waiting(desk)
+    await circ.place_hold(DRILL, THIRD)
+    await desk.scan(desk.label(DRILL), KIOSK_B)  # Grace's hold is ready
+    await execute(
+        desk.store, "UPDATE holds SET notified_at = ? WHERE state = 'ready'", desk.clock.now()
+    )
+    desk.clock.advance(timedelta(days=3).total_seconds())
+    other = Circulation(desk.store, desk.clock, Sent(), "system")
+    moved = await asyncio.gather(circ.sweep(), other.sweep(), circ.sweep())
+    assert sorted(moved) == [0, 0, 1]
+    assert await hold_states(desk) == [(GRACE, "expired"), (THIRD, "ready")]
+    rows = await query(
+        desk.store, "SELECT count(*) FROM qr_audit_log WHERE action = ?", "hold.pass_on"
+    )
+    assert [tuple(r) for r in rows] == [(1,)]

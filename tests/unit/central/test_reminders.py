@@ -23,7 +23,7 @@ from central.reminders import (
     render,
     unclaimed,
 )
-from central.services.reminders import retry_delay_s, temporary
+from central.services.reminders import retry_delay_s, temporary, unreachable
 
 NOON = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 UTC_8 = ReminderSettings(digest_hour=8)
@@ -52,7 +52,10 @@ def test_one_digest_per_member_names_every_loan_due_soon() -> None:
         (Kind.DIGEST, "M-2", ("ITEM-4",)),
     ]
     assert mails[0].claim == "digest:M-1:2026-01-05"
-    assert [line.claim for line in mails[0].lines] == ["due:1", "due:2"]
+    assert [line.claim for line in mails[0].lines] == [
+        "due:1@20260106T120000Z",
+        "due:2@20260107T150000Z",
+    ]
 
 
 def test_nothing_goes_before_the_digest_hour_or_when_switched_off_but_holds_do() -> None:
@@ -86,7 +89,7 @@ def test_overdue_mail_goes_on_each_escalation_day_only() -> None:
     assert steps[0] is None  # not due yet at 09:00
     assert [steps[d] for d in (1, 6, 7, 13, 14, 19)] == [1, 1, 7, 7, 14, 14]
     mail = compose(Facts([loan(1, "M-1", due)]), due + timedelta(days=7), UTC_8)[0]
-    assert [line.claim for line in mail.lines] == ["overdue:1:7"]
+    assert [line.claim for line in mail.lines] == ["overdue:1@20260105T170000Z:7"]
 
 
 def test_days_are_the_librarys_local_days_across_midnight_and_dst() -> None:
@@ -172,7 +175,7 @@ def test_hourly_rounds_for_a_month_send_nothing_twice(
     # A loan late long enough reached the last escalation day, once.
     for item in loans:
         if (start + timedelta(days=40) - item.due_at).days > 16:
-            assert named[f"overdue:{item.checkout_id}:14"] == 1
+            assert named[f"overdue:{item.checkout_id}@{item.due_at:%Y%m%dT%H%M%SZ}:14"] == 1
 
 
 def test_the_mail_names_items_due_dates_and_renew_and_unsubscribe_links() -> None:
@@ -221,7 +224,14 @@ def test_4xx_and_unreachable_servers_are_retried_with_backoff_5xx_bounce() -> No
     assert temporary(smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")}))
     assert not temporary(smtplib.SMTPRecipientsRefused({"a@x": (550, b"no such user")}))
     assert not temporary(smtplib.SMTPDataError(554, b"rejected"))
+    assert not temporary(smtplib.SMTPNotSupportedError("SMTPUTF8 not supported"))
     assert [retry_delay_s(n) for n in (1, 2, 3, 8)] == [60.0, 120.0, 240.0, 3600.0]
+    # A server out of reach ends the round's sending; one that answered does not.
+    assert unreachable(ConnectionRefusedError())
+    assert unreachable(smtplib.SMTPServerDisconnected())
+    assert not unreachable(smtplib.SMTPDataError(451, b"try later"))
+    assert not unreachable(smtplib.SMTPNotSupportedError("SMTPUTF8 not supported"))
+    assert not unreachable(smtplib.SMTPRecipientsRefused({"a@x": (450, b"busy")}))
 
 
 def test_a_round_skips_what_earlier_rounds_claimed_and_keeps_the_rest() -> None:
@@ -229,13 +239,26 @@ def test_a_round_skips_what_earlier_rounds_claimed_and_keeps_the_rest() -> None:
         [loan(1, "M-1", NOON + timedelta(days=1)), loan(2, "M-1", NOON + timedelta(days=2))]
     )
     mails = compose(facts, NOON, UTC_8)
-    assert claims_of(mails) == {"digest:M-1:2026-01-05", "due:1", "due:2"}
+    one, two = "due:1@20260106T120000Z", "due:2@20260107T120000Z"
+    assert claims_of(mails) == {"digest:M-1:2026-01-05", one, two}
     # Loan 1 was in yesterday's digest: today's names loan 2 only.
-    [today] = unclaimed(mails, {"due:1"})
+    [today] = unclaimed(mails, {one})
     assert [line.item_id for line in today.lines] == ["ITEM-2"]
     # Today's digest went already, or everything in it did: nothing.
     assert unclaimed(mails, {"digest:M-1:2026-01-05"}) == []
-    assert unclaimed(mails, {"due:1", "due:2"}) == []
+    assert unclaimed(mails, {one, two}) == []
+
+
+def test_a_renewed_loan_is_reminded_again_of_its_new_due_date() -> None:
+    claims: set[str] = set()
+    first = loan(1, "M-1", NOON + timedelta(days=1))
+    assert len(claimed_round(claims, compose(Facts([first]), NOON, UTC_8))) == 1
+    # Renewed the next day for two weeks: the same checkout, a new due time.
+    renewed = loan(1, "M-1", NOON + timedelta(days=15))
+    later = NOON + timedelta(days=13)
+    assert kinds(claimed_round(claims, compose(Facts([renewed]), later, UTC_8))) == [
+        (Kind.DIGEST, "M-1", ("ITEM-1",))
+    ]
 
 
 def test_a_hold_ready_mail_is_claimed_once() -> None:

@@ -948,3 +948,15 @@ async def test_no_press_within_the_window_means_fine(online: Rig) -> None:
     await online.clock.advance(6.0, step=0.1)
     await online.kiosk.press_done()
     assert online.scans_published() == [returned], "too late: a press is nothing now"
+
+
+async def test_a_queued_return_answered_later_never_asks_about_the_item(rig: Rig) -> None:
+    await rig.kiosk.handle_code(LABEL)  # offline: queued
+    (event,) = await rig.kiosk.outbox.pending()
+    await rig.connect(True)
+    await rig.clock.advance(1.0, step=0.05)
+    returned = parse_event(KIOSK, event[1])
+    await rig.verdict(returned, Reason.RETURNED, session_open=False)
+    assert not rig.kiosk.walkup.inspecting
+    await rig.kiosk.press_done()
+    assert all(not isinstance(e, ProblemReport) for e in rig.scans_published())
