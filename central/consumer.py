@@ -49,7 +49,8 @@ from central.mqtt import Inbound
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import DevicePass, Token, TokenSigner, fingerprint
-from central.web.store import MembersData, SqlHooks
+from central.web.credentials import SqlHooks
+from central.web.store import MembersData
 
 log = logging.getLogger(__name__)
 

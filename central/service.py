@@ -19,15 +19,20 @@ from pydantic import ValidationError
 
 from broker import topics
 from broker.auth import DYNSEC_FILE
-from broker.messages import encode
+from broker.messages import KioskState, encode
 from broker.release import public_key
 from broker.transport import TlsFiles
 from central import backup, logs, rollout, schema
 from central.api import health as api_health
-from central.api.app import create_app
+from central.api import staff as staff_api
+from central.api.app import ADMIN_ACTOR, create_app
+from central.api.deps import provide
 from central.audit import seal_forever
 from central.breaker import Breaker, BreakerPolicy
 from central.clock import Clock, SystemClock
+from central.console.app import create_console
+from central.console.parts import ConsoleParts
+from central.console.pulse import Pulse
 from central.consumer import Consumer
 from central.dynsec import DynsecControl
 from central.errors import CentralError, ConfigError
@@ -35,11 +40,14 @@ from central.fleet import BrokerAccounts
 from central.keys import KeyFile, load_admin_token
 from central.mqtt import CentralLink
 from central.republish import EVERYTHING, Republish
+from central.services.browse import Browse
 from central.services.circulation import Circulation
 from central.services.enrolment import BrokerAddress
 from central.services.fleet_updates import FleetUpdates
+from central.services.invitations import MemberInvitations
 from central.services.reminders import LinkMaker, Reminders
 from central.services.rollout_control import RolloutControl
+from central.services.staff import StaffAccounts, StaffData
 from central.settings import CentralSettings, load_settings
 from central.storage.base import Store
 from central.storage.postgres import PostgresStore
@@ -171,6 +179,15 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
         breaker = Breaker(
             store, deps.clock, link, consumer.metrics, BreakerPolicy.from_settings(settings)
         )
+        # Staff invitations go by e-mail whether or not the members' app is on.
+        staff = StaffAccounts(
+            StaffData(store),
+            store,
+            deps.clock,
+            Mailer(settings.smtp_host, settings.smtp_port, settings.mail_from),
+            settings.console_url,
+            ADMIN_ACTOR,
+        )
         app = create_app(
             store,
             signer,
@@ -187,7 +204,19 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 settings.broker_ca_file.read_text() if settings.broker_ca_file else None,
             ),
             routers=[
-                invite_api.router(MembersData(store), deps.clock, mailer, settings.members_origin),
+                invite_api.router(
+                    MemberInvitations(
+                        MembersData(store),
+                        store,
+                        deps.clock,
+                        mailer,
+                        settings.members_origin,
+                        ADMIN_ACTOR,
+                    ),
+                    MembersData(store),
+                    deps.clock,
+                ),
+                staff_api.router(staff),
                 api_health.router(
                     store,
                     link.connected.is_set,
@@ -204,6 +233,29 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
                 store, store, deps.clock, [public_key(k) for k in settings.release_keys]
             ),
             reminder_service=reminders,
+        )
+        pulse = _pulse(consumer)
+        # The paged reads the console shows, on the admin API too (one copy of each query).
+        provide(app, Browse(store))
+        app.mount(
+            "/staff",
+            create_console(
+                ConsoleParts(
+                    store,
+                    store,
+                    app.state.services,
+                    consumer,
+                    hub,
+                    pulse,
+                    deps.clock,
+                    staff,
+                    mailer,
+                    settings.members_origin,
+                ),
+                origin=settings.console_url,
+                # Plain HTTP only for a development origin (as the members' app).
+                secure_cookies=settings.console_url.startswith("https://"),
+            ),
         )
         updates = UpdateEngine(
             store,
@@ -262,6 +314,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             group.create_task(sweeper.run(settings.hold_sweep_every_s), name="hold-sweep")
             group.create_task(updates.run(settings.update_every_s), name="updates")
             group.create_task(seal_forever(store), name="audit-sealer")
+            group.create_task(pulse.run(), name="console-pulse")
             if mailer is not None:
                 group.create_task(reminders.run(settings.reminder_every_s), name="reminders")
     finally:
@@ -271,6 +324,17 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
         await store.close()
         if data_lock is not None:
             data_lock.close()
+
+
+def _pulse(consumer: Consumer) -> Pulse:
+    """The console's charts, sampled from the consumer's own metrics and presence."""
+    metrics = consumer.metrics
+    return Pulse(
+        metrics.success,
+        metrics.failed,
+        metrics.validation_latency,
+        lambda: sum(1 for s in consumer.presence.values() if s.state is KioskState.ONLINE),
+    )
 
 
 def _shut_out_at_the_broker(accounts: BrokerAccounts) -> Callable[[str, datetime], None]:

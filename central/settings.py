@@ -248,6 +248,12 @@ class CentralSettings(BaseSettings):
         description="The address members open (scheme://host[:port]); WebAuthn's origin and"
         " relying party (its host), and the base of e-mailed sign-in links.",
     )
+    console_origin: str | None = Field(
+        default=None,
+        description="The address staff open the console at (scheme://host[:port]; the console"
+        " is under /staff): WebAuthn's origin and the base of staff sign-in links. Default:"
+        " central's own admin address.",
+    )
     smtp_host: str = Field(
         default="127.0.0.1", description="SMTP server for sign-in links and reminders."
     )
@@ -275,6 +281,14 @@ class CentralSettings(BaseSettings):
         """Where kiosks fetch artifacts from, without a trailing slash."""
         if self.public_url:
             return self.public_url.rstrip("/")
+        scheme = "https" if self.admin_tls_cert else "http"
+        return f"{scheme}://{self.admin_host}:{self.admin_port}"
+
+    @property
+    def console_url(self) -> str:
+        """The staff console's origin, without a trailing slash."""
+        if self.console_origin:
+            return self.console_origin.rstrip("/")
         scheme = "https" if self.admin_tls_cert else "http"
         return f"{scheme}://{self.admin_host}:{self.admin_port}"
 

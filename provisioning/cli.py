@@ -26,6 +26,7 @@ from provisioning import (
     reminders,
     rollout,
     security,
+    staff,
 )
 from provisioning.errors import EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE, RefusedError, UsageError
 from provisioning.output import safe_lines
@@ -65,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     rollout.register(sub)
     security.register(sub, kiosk_sub)
     releases.register(sub)
+    staff.register(sub)
     reminders.register(sub)
     _json_anywhere(top)
     return top

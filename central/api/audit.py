@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from central.api.deps import ADMIN, AuditService
+from central.api.deps import ADMIN, AuditService, BrowseService
 from central.audit import ChainReport
 
 router = APIRouter(prefix="/audit", dependencies=ADMIN)
@@ -25,6 +26,12 @@ def _utc(moment: datetime | None) -> datetime | None:
 async def tail(audit: AuditService, limit: int = 100) -> list[dict[str, Any]]:
     """The newest rows."""
     return await audit.tail(limit)
+
+
+@router.get("/alerts")
+async def alerts(browse: BrowseService, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest security alerts, newest first."""
+    return [dataclasses.asdict(a) for a in await browse.alerts(max(1, min(limit, 1000)))]
 
 
 @router.get("/verify")

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.params import Depends as DependsParam
 
 from central.services.audit_log import AuditLog
+from central.services.browse import Browse
 from central.services.circulation import Circulation
 from central.services.enrolment import KioskEnrolment
 from central.services.fleet_updates import FleetUpdates
@@ -68,3 +69,4 @@ RolloutService = Annotated[RolloutControl, _depends(RolloutControl)]
 UpdatesService = Annotated[FleetUpdates, _depends(FleetUpdates)]
 EnrolmentService = Annotated[KioskEnrolment, _depends(KioskEnrolment)]
 CirculationService = Annotated[Circulation, _depends(Circulation)]
+BrowseService = Annotated[Browse, _depends(Browse)]

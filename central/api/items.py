@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.ids import ID_PATTERN
 from broker.messages import Availability
-from central.api.deps import ADMIN, LibraryService
+from central.api.deps import ADMIN, BrowseService, LibraryService
 from central.api.edits import EditOut, diff
 from central.api.imports import ImportOut, import_rows
+from central.api.pages import PageOut, page_out
 from central.api.text import Text
 from central.services.library import Label
 from central.storage.base import ItemRow
@@ -75,6 +76,14 @@ async def add_item(body: ItemIn, library: LibraryService) -> Availability:
 async def list_items(library: LibraryService) -> list[Availability]:
     """Every item and where it stands."""
     return list(await library.availability())
+
+
+@router.get("/search")
+async def search_items(
+    browse: BrowseService, q: str = "", shelf: str = "", page_no: int = 1
+) -> PageOut:
+    """A page of 50 items whose id or name holds ``q``, with who has each until when."""
+    return page_out(await browse.items(q[:80], shelf[:32], page_no))
 
 
 @router.get("/{item_id}")

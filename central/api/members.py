@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from broker.ids import ID_PATTERN
-from central.api.deps import ADMIN, LibraryService
+from central.api.deps import ADMIN, BrowseService, LibraryService
 from central.api.edits import EditOut, diff
 from central.api.imports import ImportOut, import_rows
+from central.api.pages import PageOut, page_out
 from central.api.text import Text
 from central.services.library import IssuedPass
 from central.storage.base import MemberRow
@@ -75,6 +76,12 @@ async def add_member(body: MemberIn, library: LibraryService) -> MemberIn:
 async def list_members(library: LibraryService) -> list[MemberOut]:
     """Every member."""
     return [_member(r) for r in await library.members()]
+
+
+@router.get("/search")
+async def search_members(browse: BrowseService, q: str = "", page_no: int = 1) -> PageOut:
+    """A page of 50 members whose number or name holds ``q``, with items on loan."""
+    return page_out(await browse.members(q[:80], page_no))
 
 
 @router.get("/{member_id}")

@@ -23,10 +23,11 @@ from central.tokens import STEP_S, TokenSigner, new_id
 from central.web import circulation as web_circulation
 from central.web import i18n, signin, unsubscribe, words
 from central.web.auth import PRE_COOKIE, Auth, Cookies
+from central.web.credentials import SqlHooks
 from central.web.live import Hub, sse_frame
 from central.web.mail import Mailer
 from central.web.refusals import WebRefusal, count_guarded, refuse
-from central.web.store import MembersData, SqlHooks
+from central.web.store import MembersData
 
 _HERE = Path(__file__).parent
 _KEEPALIVE_S = 15.0

@@ -1,4 +1,8 @@
-"""Who is signed in: the session cookie, CSRF checks and the one-time secrets behind them."""
+"""Who is signed in: the session cookie, CSRF checks and the one-time secrets behind them.
+
+Shared by the members' app and the staff console; each hands :class:`Auth` its own
+credential tables and cookie name.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from datetime import timedelta
 from fastapi import Request, Response
 
 from central.clock import Clock
+from central.web.credentials import Credentials, WebSession
 from central.web.refusals import WebRefusal, refuse
-from central.web.store import MembersData, WebSession
 
 SESSION_COOKIE = "cs_member"
 PRE_COOKIE = "cs_pre"  # double-submit CSRF token before sign-in
@@ -46,40 +50,49 @@ class Cookies:
 class Auth:
     """Signs browsers in and out and checks every write."""
 
-    def __init__(self, data: MembersData, clock: Clock, cookies: Cookies, origin: str) -> None:
+    def __init__(
+        self,
+        data: Credentials,
+        clock: Clock,
+        cookies: Cookies,
+        origin: str,
+        *,
+        cookie: str = SESSION_COOKIE,
+        ttl: timedelta = SESSION_TTL,
+    ) -> None:
         self._data = data
         self._clock = clock
         self.cookies = cookies
         self.origin = origin
+        self.cookie = cookie
+        self.ttl = ttl
 
     async def current(self, request: Request) -> WebSession | None:
-        """The signed-in member of this request, if any."""
-        cookie = request.cookies.get(SESSION_COOKIE)
+        """Who is signed in on this request, if anyone."""
+        cookie = request.cookies.get(self.cookie)
         if not cookie or len(cookie) > 100:
             return None
         return await self._data.session(digest(cookie), self._clock.now())
 
     async def require(self, request: Request) -> WebSession:
-        """The signed-in member, or a NOT_SIGNED_IN refusal."""
+        """Who is signed in, or a NOT_SIGNED_IN refusal."""
         session = await self.current(request)
         if session is None:
             raise refuse(WebRefusal.NOT_SIGNED_IN)
         return session
 
     async def sign_in(self, response: Response, member_id: str) -> None:
-        """Start a session for ``member_id`` and set its cookie."""
+        """Start a session for ``member_id`` (a member or staff id) and set its cookie."""
         cookie, now = new_secret(), self._clock.now()
-        await self._data.new_session(
-            digest(cookie), member_id, new_secret(), now, now + SESSION_TTL
-        )
-        self.cookies.set(response, SESSION_COOKIE, cookie, int(SESSION_TTL.total_seconds()))
+        await self._data.new_session(digest(cookie), member_id, new_secret(), now, now + self.ttl)
+        self.cookies.set(response, self.cookie, cookie, int(self.ttl.total_seconds()))
 
     async def sign_out(self, request: Request, response: Response) -> None:
         """End this browser's session."""
-        cookie = request.cookies.get(SESSION_COOKIE)
+        cookie = request.cookies.get(self.cookie)
         if cookie:
             await self._data.end_session(digest(cookie))
-        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(self.cookie)
 
     def check_origin(self, request: Request) -> None:
         """Refuse a write whose Origin (when the browser sends one) is not ours."""

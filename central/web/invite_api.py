@@ -7,8 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from central.api.deps import ADMIN
 from central.clock import Clock
-from central.web.mail import Mailer
-from central.web.signin import mint_link, send_link
+from central.services.invitations import MemberInvitations
 from central.web.store import MembersData
 
 _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,189}$"
@@ -23,23 +22,13 @@ class InviteIn(BaseModel):
     email: str | None = Field(default=None, pattern=_EMAIL, max_length=254)
 
 
-def router(data: MembersData, clock: Clock, mailer: Mailer | None, origin: str) -> APIRouter:
+def router(invitations: MemberInvitations, data: MembersData, clock: Clock) -> APIRouter:
     """Admin endpoints, behind the admin token like every admin route."""
     routes = APIRouter(dependencies=ADMIN)
 
     @routes.post("/members/{member_id}/invite")
     async def invite(member_id: str, body: InviteIn) -> dict[str, str]:
-        if await data.member_name(member_id) is None:
-            raise HTTPException(404, detail={"reason": "UNKNOWN_MEMBER"})
-        if mailer is None:
-            raise HTTPException(409, detail={"reason": "MEMBERS_APP_OFF"})
-        if body.email is None:
-            link = await mint_link(data, origin, clock, member_id)
-            return {"member_id": member_id, "status": "link", "link": link}
-        email = body.email.strip().lower()
-        await data.set_email(member_id, email)
-        await send_link(data, mailer, origin, clock, member_id, email)
-        return {"member_id": member_id, "email": email, "status": "sent"}
+        return await invitations.invite(member_id, body.email)
 
     @routes.post("/members/{member_id}/devices/{device_id}/revoke")
     async def revoke(member_id: str, device_id: str) -> dict[str, str]:

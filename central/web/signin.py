@@ -1,9 +1,14 @@
-"""Sign-in routes: e-mailed one-time links and passkeys (WebAuthn via the ``webauthn`` package)."""
+"""Sign-in routes: e-mailed one-time links and passkeys (WebAuthn via the ``webauthn`` package).
+
+The members' app mounts them at its root; the staff console mounts the same routes under
+``/staff`` on its own credential tables (``base`` and ``home`` say where its pages are).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -23,15 +28,17 @@ from webauthn.helpers.structs import (
 from central.api.text import Text
 from central.clock import Clock
 from central.web.auth import Auth, digest, new_secret
+from central.web.credentials import Credentials
 from central.web.mail import Mailer
 from central.web.ratelimit import Buckets
 from central.web.refusals import WebRefusal, refuse
-from central.web.store import MembersData
 
 log = logging.getLogger(__name__)
 
 LINK_TTL = timedelta(minutes=20)
 CHALLENGE_TTL = timedelta(minutes=5)
+# Told of each sign-in (account id, "link" or "passkey"): the console audits its staff's.
+SignedIn = Callable[[str, str], Awaitable[None]]
 _MAX_CREDENTIAL = 16_384  # bytes of JSON; a real assertion is well under 2 kB
 
 
@@ -45,9 +52,18 @@ class CredentialIn(BaseModel):
 
 
 def router(
-    data: MembersData, auth: Auth, clock: Clock, mailer: Mailer | None, rp_name: str
+    data: Credentials,
+    auth: Auth,
+    clock: Clock,
+    mailer: Mailer | None,
+    rp_name: str,
+    *,
+    base: str = "",
+    home: str = "/pass",
+    signed_in: SignedIn | None = None,
 ) -> APIRouter:
-    """The sign-in endpoints of the members' app."""
+    """The sign-in endpoints of a surface whose pages live under ``base``; ``signed_in`` hears
+    each sign-in (the account, and "link" or "passkey")."""
     routes = APIRouter()
     per_client = Buckets(per_min=20, burst=10)
     per_email = Buckets(per_min=2, burst=3)
@@ -70,16 +86,18 @@ def router(
         member_id = await data.member_by_email(address)
         # The same answer whether or not the address is a member's: no account probing.
         if member_id is not None and mailer is not None:
-            await send_link(data, mailer, auth.origin, clock, member_id, address)
-        return RedirectResponse("/signin?sent=1", status_code=303)
+            await send_link(data, mailer, auth.origin, clock, member_id, address, base=base)
+        return RedirectResponse(f"{base}/signin?sent=1", status_code=303)
 
     @routes.get("/signin/link/{token}")
     async def follow_link(token: str) -> Response:
         ok, member_id = await data.use_ticket(digest(token[:100]), "link", clock.now())
         if not ok or not member_id:
             raise refuse(WebRefusal.BAD_LINK)
-        response = RedirectResponse("/pass", status_code=303)
+        response = RedirectResponse(f"{base}{home}", status_code=303)
         await auth.sign_in(response, member_id)
+        if signed_in is not None:
+            await signed_in(member_id, "link")
         return response
 
     @routes.post("/signin/passkey/options")
@@ -120,8 +138,10 @@ def router(
             raise refuse(WebRefusal.BAD_ASSERTION) from None
         if not await data.bump_sign_count(raw_id, key.sign_count, checked.new_sign_count):
             raise refuse(WebRefusal.BAD_ASSERTION)  # a cloned key raced this one
-        response = JSONResponse({"ok": True, "next": "/pass"})
+        response = JSONResponse({"ok": True, "next": f"{base}{home}"})
         await auth.sign_in(response, key.member_id)
+        if signed_in is not None:
+            await signed_in(key.member_id, "passkey")
         return response
 
     @routes.post("/passkeys/options")
@@ -180,7 +200,7 @@ def router(
     async def sign_out(request: Request, csrf: str = Form(max_length=100)) -> Response:
         session = await auth.require(request)
         auth.check_csrf(request, session, csrf)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(f"{base}/", status_code=303)
         await auth.sign_out(request, response)
         return response
 
@@ -188,10 +208,18 @@ def router(
 
 
 async def send_link(
-    data: MembersData, mailer: Mailer, origin: str, clock: Clock, member_id: str, email: str
+    data: Credentials,
+    mailer: Mailer,
+    origin: str,
+    clock: Clock,
+    member_id: str,
+    email: str,
+    *,
+    base: str = "",
 ) -> None:
-    """E-mail ``member_id`` a one-time sign-in link (also how staff invite a member)."""
-    link = await mint_link(data, origin, clock, member_id)
+    """E-mail ``member_id`` a one-time sign-in link (also how staff invite a member, and how
+    an admin invites staff: ``base`` "/staff")."""
+    link = await mint_link(data, origin, clock, member_id, base=base)
     await mailer.send(
         email,
         "Your CommunityShare sign-in link",
@@ -200,15 +228,17 @@ async def send_link(
     )
 
 
-async def mint_link(data: MembersData, origin: str, clock: Clock, member_id: str) -> str:
+async def mint_link(
+    data: Credentials, origin: str, clock: Clock, member_id: str, *, base: str = ""
+) -> str:
     """A fresh one-time sign-in link for ``member_id`` (only its hash is stored)."""
     token = new_secret()
     await data.add_ticket(digest(token), "link", member_id, clock.now() + LINK_TTL)
-    return f"{origin}/signin/link/{token}"
+    return f"{origin}{base}/signin/link/{token}"
 
 
 async def _spend(
-    data: MembersData, clock: Clock, challenge: str, purpose: str, member_id: str | None = None
+    data: Credentials, clock: Clock, challenge: str, purpose: str, member_id: str | None = None
 ) -> bytes:
     """The challenge's bytes, spent once; BAD_CHALLENGE if unknown, expired or replayed."""
     ok, owner = await data.use_ticket(digest(challenge), purpose, clock.now())

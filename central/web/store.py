@@ -7,46 +7,15 @@ change for the members' app.
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from central.storage.base import Tx
 from central.tokens import DevicePass
+from central.web.credentials import Credentials, SqlHooks, Tables
 
-
-class SqlHooks(Protocol):
-    """The statement hooks :class:`SqliteStore` and :class:`PostgresStore` both have."""
-
-    def _rollout_tx(self) -> AbstractAsyncContextManager[Tx]: ...
-
-    async def _tx_one(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
-
-    async def _tx_exec(self, tx: Tx, sql: str, args: tuple[Any, ...]) -> int: ...
-
-    async def _read_one(self, sql: str, args: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
-
-    async def _read_all(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
-
-    def _moment(self, value: Any) -> datetime | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Passkey:
-    """A member's registered WebAuthn credential."""
-
-    member_id: str
-    public_key: bytes
-    sign_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class WebSession:
-    """A signed-in browser."""
-
-    member_id: str
-    csrf: str
+MEMBER_TABLES = Tables("web_tickets", "passkeys", "web_sessions", "member_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +62,11 @@ _MATERIALISE = (
 )
 
 
-class MembersData:
+class MembersData(Credentials):
     """Reads and writes the members' app rows through a store's hooks."""
 
     def __init__(self, store: SqlHooks) -> None:
-        self._s = store
+        super().__init__(store, MEMBER_TABLES)
 
     async def materialise(self, tx: Tx, token: DevicePass, now: datetime) -> None:
         """Write the single-use row for a device pass, inside the scan's transaction."""
@@ -123,103 +92,6 @@ class MembersData:
             "SELECT member_id FROM member_emails WHERE email = ?", (email,)
         )
         return None if row is None else str(row[0])
-
-    async def add_ticket(
-        self, ticket_hash: str, purpose: str, member_id: str | None, expires_at: datetime
-    ) -> None:
-        """Store a sign-in link or WebAuthn challenge (by hash) until it is used or expires."""
-        async with self._s._rollout_tx() as tx:
-            await self._s._tx_exec(
-                tx,
-                "INSERT INTO web_tickets (ticket_hash, purpose, member_id, expires_at)"
-                " VALUES (?, ?, ?, ?)",
-                (ticket_hash, purpose, member_id, expires_at),
-            )
-
-    async def use_ticket(self, ticket_hash: str, purpose: str, now: datetime) -> tuple[bool, str]:
-        """Spend a ticket once: (True, its member id or "") or (False, "") if spent/unknown."""
-        async with self._s._rollout_tx() as tx:
-            used = await self._s._tx_exec(
-                tx,
-                "UPDATE web_tickets SET used_at = ? WHERE ticket_hash = ? AND purpose = ?"
-                " AND used_at IS NULL AND expires_at > ?",
-                (now, ticket_hash, purpose, now),
-            )
-            if used != 1:
-                return False, ""
-            row = await self._s._tx_one(
-                tx, "SELECT member_id FROM web_tickets WHERE ticket_hash = ?", (ticket_hash,)
-            )
-        return True, "" if row is None or row[0] is None else str(row[0])
-
-    # -- passkeys ------------------------------------------------------------------------
-
-    async def add_passkey(
-        self, credential_id: str, member_id: str, public_key: bytes, sign_count: int, now: datetime
-    ) -> None:
-        """Register a member's passkey."""
-        async with self._s._rollout_tx() as tx:
-            await self._s._tx_exec(
-                tx,
-                "INSERT INTO passkeys (credential_id, member_id, public_key, sign_count,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (credential_id, member_id, public_key, sign_count, now),
-            )
-
-    async def passkey(self, credential_id: str) -> Passkey | None:
-        """A registered passkey by its credential id (base64url)."""
-        row = await self._s._read_one(
-            "SELECT member_id, public_key, sign_count FROM passkeys WHERE credential_id = ?",
-            (credential_id,),
-        )
-        return None if row is None else Passkey(str(row[0]), bytes(row[1]), int(row[2]))
-
-    async def passkeys_of(self, member_id: str) -> list[str]:
-        """The credential ids a member has registered."""
-        rows = await self._s._read_all(
-            "SELECT credential_id FROM passkeys WHERE member_id = ? ORDER BY created_at",
-            (member_id,),
-        )
-        return [str(r[0]) for r in rows]
-
-    async def bump_sign_count(self, credential_id: str, old: int, new: int) -> bool:
-        """Move a passkey's counter forward; False if another sign-in moved it first."""
-        async with self._s._rollout_tx() as tx:
-            changed = await self._s._tx_exec(
-                tx,
-                "UPDATE passkeys SET sign_count = ? WHERE credential_id = ? AND sign_count = ?",
-                (new, credential_id, old),
-            )
-        return changed == 1
-
-    # -- browser sessions ----------------------------------------------------------------
-
-    async def new_session(
-        self, session_hash: str, member_id: str, csrf: str, now: datetime, expires_at: datetime
-    ) -> None:
-        """Remember a signed-in browser by the hash of its cookie."""
-        async with self._s._rollout_tx() as tx:
-            await self._s._tx_exec(
-                tx,
-                "INSERT INTO web_sessions (session_hash, member_id, csrf, created_at, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (session_hash, member_id, csrf, now, expires_at),
-            )
-
-    async def session(self, session_hash: str, now: datetime) -> WebSession | None:
-        """The signed-in browser with this cookie hash, if it has not expired."""
-        row = await self._s._read_one(
-            "SELECT member_id, csrf FROM web_sessions WHERE session_hash = ? AND expires_at > ?",
-            (session_hash, now),
-        )
-        return None if row is None else WebSession(str(row[0]), str(row[1]))
-
-    async def end_session(self, session_hash: str) -> None:
-        """Sign a browser out."""
-        async with self._s._rollout_tx() as tx:
-            await self._s._tx_exec(
-                tx, "DELETE FROM web_sessions WHERE session_hash = ?", (session_hash,)
-            )
 
     # -- phones --------------------------------------------------------------------------
 

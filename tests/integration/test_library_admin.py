@@ -20,13 +20,13 @@ import pytest
 from PIL import Image, ImageDraw
 
 from broker import topics
+from broker.labels import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
 from broker.local import LocalBroker
 from broker.messages import Availability, AvailabilityState, Reason
 from central.tokens import Label, Pass
 from hardware.decoders import DecoderName, make_decoder
 from provisioning.cli import main
 from provisioning.errors import EXIT_REFUSED, EXIT_USAGE
-from provisioning.printing import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
 from testkit.probe import Probe
 from tests.conftest import RunningCentral, seed_library
 from tests.integration.test_admin_cli import (

@@ -55,6 +55,11 @@ TABLES = (
     "reminder_deliveries",
     "reminder_claims",
     "reminder_subscriptions",
+    # 0012_staff
+    "staff",
+    "staff_tickets",
+    "staff_passkeys",
+    "staff_sessions",
 )
 # Tables later migrations add (not emptied between tests: they hold settings, not data).
 NEWEST_TABLES = (

@@ -53,6 +53,11 @@ TABLES = {
     "reminder_deliveries",
     "reminder_claims",
     "reminder_subscriptions",
+    # 0012_staff
+    "staff",
+    "staff_tickets",
+    "staff_passkeys",
+    "staff_sessions",
 }
 
 

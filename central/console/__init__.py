@@ -1,0 +1,1 @@
+"""The staff console: the library and the fleet in a browser, for volunteers and admins."""
