@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from hardware.interfaces import Frame
 
-__all__ = ["Box", "code_regions"]
+__all__ = ["Box", "code_regions", "sharp_and_faint_regions"]
 
 # Cells of 8x8 px: a 640x480 frame is 60x80 cells, small enough that every window sum
 # comes from one integral image in well under a millisecond.
@@ -154,15 +154,28 @@ def code_regions(frame: Frame, *, limit: int = 2, side: int = 144) -> list[Box]:
     places worth a closer look, not detections. Boxes of sharp texture come first; if
     fewer than ``limit`` are found, faint texture fills the rest (see FAINT_EDGE).
     """
+    sharp, faint = sharp_and_faint_regions(frame, limit=limit, side=side)
+    return sharp + faint
+
+
+def sharp_and_faint_regions(
+    frame: Frame, *, limit: int = 2, side: int = 144
+) -> tuple[list[Box], list[Box]]:
+    """``code_regions`` as two lists: the boxes of sharp texture, then those of faint texture.
+
+    Together they hold at most ``limit`` boxes; faint texture is looked for only when the
+    sharp look found fewer than ``limit``.
+    """
     height, width = frame.shape
     # The edge maps are a pixel short one way; the last partial cell is left out.
     rows, cols = (height - 1) // CELL, (width - 1) // CELL
     if rows < CORE_CELLS or cols < CORE_CELLS or limit <= 0:
-        return []
+        return [], []
     boxes: list[Box] = []
     _pick(_density(frame, rows, cols, EDGE), MIN_DENSITY, boxes, limit, side, width, height)
-    if len(boxes) < limit:
+    sharp = len(boxes)
+    if sharp < limit:
         faint = max(FAINT_EDGE, round(FAINT_NOISE_SIGMAS * _noise_sigma(frame)))
         density = _density(frame, rows, cols, faint)
         _pick(density, FAINT_MIN_DENSITY, boxes, limit, side, width, height)
-    return boxes
+    return boxes[:sharp], boxes[sharp:]

@@ -122,6 +122,18 @@ def test_a_pass_on_a_dim_phone_screen_is_found_by_its_faint_texture_and_read() -
     assert pipeline.reads["closer"] == 1
 
 
+def test_faint_texture_alone_gets_a_closer_look_but_no_retries() -> None:
+    # Fine grain 20 grey levels deep, like woven cloth in dim light: faint texture
+    # everywhere and no code. Most scenes have some, so it must cost one look, not four.
+    grain = np.random.default_rng(3).integers(0, 2, (240, 320), dtype=np.uint8) * 20 + 100
+    frame = np.ascontiguousarray(np.repeat(np.repeat(grain, 2, axis=0), 2, axis=1))
+    pipeline = ScanPipeline(budget_s=1.0)
+
+    assert pipeline.scan(upscaled(frame)) == []
+    assert pipeline.looks["closer"] >= 1
+    assert set(pipeline.looks) == {"closer"}
+
+
 def test_a_code_out_of_focus_is_read_by_the_sharpened_retry() -> None:
     # Focus blur of sigma 1.4 px over 3 px modules: the closer look sees grey, the
     # unsharp mask pulls the modules apart again.
