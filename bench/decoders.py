@@ -777,6 +777,11 @@ def make_textures(seed: int, count: int) -> list[Texture]:
     return textures
 
 
+def scenery_of(textures: Sequence[Texture]) -> list[Texture]:
+    """The textures that may stand behind a code (all but the QR look-alikes)."""
+    return [t for t in textures if t.kind not in _NOT_BEHIND_CODES]
+
+
 def crop(texture: Texture, rng: np.random.Generator) -> Frame:
     """A frame-sized window of ``texture``, maybe mirrored."""
     dy, dx = (int(n) for n in rng.integers(0, TEXTURE_PAD + 1, size=2))
@@ -843,7 +848,7 @@ def non_qr_frame(
     turned = Image.fromarray(np.where(tile > 127, np.uint8(220), np.uint8(30))).rotate(
         _uniform(rng, -20, 20), Image.Resampling.BILINEAR, expand=True, fillcolor=220
     )
-    usable = [t for t in textures if t.kind not in _NOT_BEHIND_CODES]
+    usable = scenery_of(textures)
     scene = Image.fromarray(np.array(crop(usable[int(rng.integers(len(usable)))], rng)))
     w, h = turned.size
     scene.paste(
@@ -1090,7 +1095,7 @@ def run_benchmark(args: argparse.Namespace) -> Run:
         run=run,
         signer=TokenSigner(KeyRing({"K1": b"k" * 32}, "K1")),
         textures=textures,
-        scenery=[t for t in textures if t.kind not in _NOT_BEHIND_CODES],
+        scenery=scenery_of(textures),
         started=started,
         noise=full_noise(args.seed),
     )

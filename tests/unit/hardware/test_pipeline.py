@@ -29,12 +29,25 @@ def camera_capture(
     angle: float = 0.0,
     center: tuple[float, float] = (500.0, 800.0),
     seed: int = 1,
+    blur: float = 0.8,
+    levels: tuple[int, int] = (20, 200),
 ) -> Capture:
-    """What one request gives: a full frame of ``text`` and its 640x480 area-average."""
+    """What one request gives: a full frame of ``text`` and its 640x480 area-average.
+
+    ``levels`` are the grey levels of the code's dark modules and of its light ground.
+    """
+    dark, light = levels
     full = render_code(
-        text, width=FULL_W, height=FULL_H, module_px=module_px, angle=angle, center=center
+        text,
+        width=FULL_W,
+        height=FULL_H,
+        module_px=module_px,
+        angle=angle,
+        center=center,
+        foreground=dark,
+        background=light,
     )
-    full = degrade(full, rng=np.random.default_rng(seed), blur=0.8, noise=3)
+    full = degrade(full, rng=np.random.default_rng(seed), blur=blur, noise=3)
     lores = Image.fromarray(full).resize((640, 480), Image.Resampling.BOX)
     return Capture(np.asarray(lores, dtype=np.uint8), full)
 
@@ -96,6 +109,39 @@ def test_a_code_turned_45_degrees_at_1_5_px_is_read_by_enlarging_the_place() -> 
 
     assert ZxingDecoder().decode(capture.frame) == []
     assert pipeline.scan(Capture(capture.frame)) == [LABEL]
+
+
+def test_a_pass_on_a_dim_phone_screen_is_found_by_its_faint_texture_and_read() -> None:
+    # Black 20 on a screen turned down to 50: modules 30 grey levels apart, too faint for
+    # the sharp look for code texture, and too small (3 px, 1.1 in the scanning frame).
+    capture = camera_capture(PASS, module_px=3, angle=20.0, levels=(20, 50))
+    pipeline = ScanPipeline(budget_s=1.0)
+
+    assert ZxingDecoder().sight(capture.frame) == ([], [])
+    assert pipeline.scan(capture) == [PASS]
+    assert pipeline.reads["closer"] == 1
+
+
+def test_faint_texture_alone_gets_a_closer_look_but_no_retries() -> None:
+    # Fine grain 20 grey levels deep, like woven cloth in dim light: faint texture
+    # everywhere and no code. Most scenes have some, so it must cost one look, not four.
+    grain = np.random.default_rng(3).integers(0, 2, (240, 320), dtype=np.uint8) * 20 + 100
+    frame = np.ascontiguousarray(np.repeat(np.repeat(grain, 2, axis=0), 2, axis=1))
+    pipeline = ScanPipeline(budget_s=1.0)
+
+    assert pipeline.scan(upscaled(frame)) == []
+    assert pipeline.looks["closer"] >= 1
+    assert set(pipeline.looks) == {"closer"}
+
+
+def test_a_code_out_of_focus_is_read_by_the_sharpened_retry() -> None:
+    # Focus blur of sigma 1.4 px over 3 px modules: the closer look sees grey, the
+    # unsharp mask pulls the modules apart again.
+    capture = camera_capture(LABEL, module_px=3, angle=20.0, blur=1.4)
+    pipeline = ScanPipeline(budget_s=1.0)
+
+    assert pipeline.scan(capture) == [LABEL]
+    assert dict(pipeline.reads) == {"sharpened": 1}
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -181,6 +227,21 @@ def test_code_regions_ignore_plain_walls_gradients_and_stripes() -> None:
     assert code_regions(wall) == []
     assert code_regions(gradient) == []
     assert code_regions(stripes) == []
+
+
+def test_code_regions_find_faint_texture_but_not_the_grain_of_a_noisy_wall() -> None:
+    # Sensor noise of sigma 6 in the scanning frame crosses 12 grey levels at 16 % of
+    # pixel pairs; the faint look's threshold rises with the frame's own noise instead.
+    faint = camera_capture(PASS, module_px=3, center=(1200.0, 400.0), levels=(20, 50))
+    cx, cy = 1200 / 2.7, 400 / 2.7
+
+    boxes = code_regions(faint.frame)
+
+    assert boxes
+    assert boxes[0].x0 <= cx < boxes[0].x1
+    assert boxes[0].y0 <= cy < boxes[0].y1
+    for seed in range(4):
+        assert code_regions(blank_frame(noise=6, seed=seed)) == []
 
 
 def test_boxes_scale_and_grow_within_the_frame() -> None:
