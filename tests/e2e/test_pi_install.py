@@ -22,7 +22,8 @@ from broker.local import LocalBroker
 from broker.messages import CodeScan, parse_event
 from testkit.probe import Probe
 
-pytestmark = pytest.mark.slow
+# One worker builds the Pi venv (a module fixture) once for both tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pi_venv")]
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
