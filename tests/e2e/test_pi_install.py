@@ -22,8 +22,7 @@ from broker.local import LocalBroker
 from broker.messages import CodeScan, parse_event
 from testkit.probe import Probe
 
-# One worker builds the Pi venv (a module fixture) once for both tests.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pi_venv")]
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
