@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, cast
+from typing import cast
 
 import prometheus_client
 from pydantic import TypeAdapter, ValidationError
@@ -46,6 +46,7 @@ from central.fairqueue import FairQueue
 from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
+from central.publisher import Publisher
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import DevicePass, Token, TokenSigner, fingerprint
@@ -54,16 +55,6 @@ from central.web.store import MembersData, SqlHooks
 log = logging.getLogger(__name__)
 
 _EVENT_ID: TypeAdapter[str] = TypeAdapter(EventId)
-
-
-class Publisher(Protocol):
-    """Where the consumer sends verdicts and retained state (the MQTT link in service)."""
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
-        """Send one message."""
-
-    def ack(self, message: Inbound) -> None:
-        """Acknowledge one inbound message."""
 
 
 @dataclass(slots=True)
@@ -585,3 +576,7 @@ def _event_id_of(payload: bytes) -> str | None:
         return _EVENT_ID.validate_python(data["event_id"]) if isinstance(data, dict) else None
     except (ValueError, KeyError, TypeError, RecursionError, ValidationError):
         return None
+
+
+# Defined in central/publisher.py; it is still importable from here.
+__all__ = ["Consumer", "Publisher"]
