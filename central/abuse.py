@@ -94,6 +94,9 @@ class AbuseCounter:
         self._windows: dict[str, _Window] = {}
         self._blocked: dict[str, float] = {}  # kiosk → monotonic time the local hold ends
         self._to_block: list[str] = []
+        # Told the moment a kiosk crosses the threshold (the consumer drops what it has
+        # queued and shuts it out at the broker then, not at the next flush).
+        self.on_block: Callable[[str], None] | None = None
 
     def note(self, kiosk: str, kind: str) -> bool:
         """Count one dropped message; whether it may still be answered in this window."""
@@ -108,6 +111,8 @@ class AbuseCounter:
                 self._to_block.append(kiosk)
                 # Drop its traffic from now on; the database block follows at the flush.
                 self.hold(kiosk, self.policy.block_for.total_seconds())
+                if self.on_block is not None:
+                    self.on_block(kiosk)
         if window.answered < self.policy.answers_per_window:
             window.answered += 1
             return True

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, cast
+from typing import cast
 
 import prometheus_client
 from pydantic import TypeAdapter, ValidationError
@@ -46,6 +46,7 @@ from central.fairqueue import FairQueue
 from central.ledger import Outcome
 from central.metrics import Metrics
 from central.mqtt import Inbound
+from central.publisher import Publisher
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
 from central.tokens import DevicePass, Token, TokenSigner, fingerprint
@@ -55,16 +56,6 @@ from central.web.store import MembersData
 log = logging.getLogger(__name__)
 
 _EVENT_ID: TypeAdapter[str] = TypeAdapter(EventId)
-
-
-class Publisher(Protocol):
-    """Where the consumer sends verdicts and retained state (the MQTT link in service)."""
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 1) -> None:
-        """Send one message."""
-
-    def ack(self, message: Inbound) -> None:
-        """Acknowledge one inbound message."""
 
 
 @dataclass(slots=True)
@@ -132,6 +123,7 @@ class Consumer:
         self._in_hand = 0  # the batch being decided (or retried)
         self._wake = asyncio.Event()
         self.abuse = AbuseCounter(abuse_policy or AbusePolicy())
+        self.abuse.on_block = self._blocked_now
         self._unwritten: list[AuditEntry] = []  # aggregated drop rows a failed flush kept
         self.metrics = metrics or Metrics()
         self._dropped: dict[str, prometheus_client.Counter] = {}
@@ -139,9 +131,10 @@ class Consumer:
         self.presence: dict[str, KioskStatus] = {}
         self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
         self.on_verdict: Callable[[Verdict], None] | None = None
-        # Told of each kiosk blocked for sending garbage, with when its block ends, so the
-        # service can shut it out at the broker too: a flood then stops at its source
-        # instead of costing central the reading of every message.
+        # Told of each kiosk blocked for sending garbage, with when its block ends, the
+        # moment it crosses the threshold, so the service can shut it out at the broker
+        # too: a flood then stops at its source instead of costing central the reading of
+        # every message.
         self.on_blocked: Callable[[str, datetime], None] | None = None
         # When the consumer last proved it was deciding (or idle and waiting): the
         # systemd watchdog is fed only while this is fresh.
@@ -467,6 +460,19 @@ class Consumer:
                 self._out.publish(topics.verdict(kiosk), encode(verdict))
         self._out.ack(inbound)
 
+    def _blocked_now(self, kiosk: str) -> None:
+        """A kiosk just crossed the garbage threshold: the block holds from this message on.
+
+        What it has queued is dropped unread and it is shut out at the broker at once; the
+        database block, its audit rows and the alert follow at the flush, which this wakes
+        the loop for (an honest scan must not wait behind the flood's first moments).
+        """
+        for job in self._waiting.drop(kiosk):
+            self._drop(job.inbound, kiosk, Drop.BLOCKED)
+        if self.on_blocked is not None:
+            self.on_blocked(kiosk, self._clock.now() + self.abuse.policy.block_for)
+        self._wake.set()
+
     def _refusal(self, event_id: str, kiosk_id: str, reason: Reason) -> Verdict:
         """A verdict made in memory, for a message the database never sees."""
         return Verdict(
@@ -490,7 +496,6 @@ class Consumer:
         now = self._clock.now()
         entries = self._unwritten + [row.entry(now) for row in rows]
         alerts: list[SecurityAlert] = []
-        blocked: list[str] = []
         try:
             async with self._store.write() as tx:
                 for kiosk_id in blocks:
@@ -498,7 +503,6 @@ class Consumer:
                     alert = await abuse.block(tx, kiosk_id, counts, self.abuse.policy, now)
                     if alert is not None:
                         alerts.append(alert)
-                        blocked.append(kiosk_id)
                 for entry in entries:
                     await tx.audit(entry)
         except Exception:
@@ -510,9 +514,6 @@ class Consumer:
             self.abuse.requeue_blocks(blocks)
             return
         self._unwritten = []
-        if self.on_blocked is not None:
-            for kiosk_id in blocked:
-                self.on_blocked(kiosk_id, now + self.abuse.policy.block_for)
         for alert in alerts:
             self.metrics.security_alerts.labels(kind=alert.kind).inc()
             self._out.publish(topics.ALERTS, encode(alert))
@@ -586,3 +587,7 @@ def _event_id_of(payload: bytes) -> str | None:
         return _EVENT_ID.validate_python(data["event_id"]) if isinstance(data, dict) else None
     except (ValueError, KeyError, TypeError, RecursionError, ValidationError):
         return None
+
+
+# Defined in central/publisher.py; it is still importable from here.
+__all__ = ["Consumer", "Publisher"]

@@ -56,3 +56,12 @@ class FairQueue(Generic[_T]):
         self._turns.extend(spent)
         self._size -= len(batch)
         return batch
+
+    def drop(self, source: str) -> list[_T]:
+        """Remove and return everything ``source`` has waiting (it was just blocked)."""
+        queue = self._queues.pop(source, None)
+        if queue is None:
+            return []
+        self._turns.remove(source)  # once per block, over the sources that wait: cheap
+        self._size -= len(queue)
+        return list(queue)

@@ -27,7 +27,7 @@ from typing import Any
 
 from broker import auth
 from central.dynsec import DynsecControl
-from central.storage.fleet import FleetWrites
+from central.storage.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class BrokerAccounts:
 
     def __init__(
         self,
-        store: FleetWrites,
+        store: Store,
         *,
         control: bool,
         seed: Path | None = None,

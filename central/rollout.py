@@ -5,15 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from broker import topics
 from broker.messages import KioskConfig, encode
+from central.publisher import Publisher
 from central.storage.base import Store
 from central.storage.rollout import FlagMode, FlagRow
-
-if TYPE_CHECKING:  # the consumer imports the ledger, which imports this module
-    from central.consumer import Publisher
 
 log = logging.getLogger(__name__)
 

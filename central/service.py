@@ -196,7 +196,6 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             consumer,
             admin_token=token,
             pass_ttl_s=settings.pass_ttl_s,
-            fleet=store,
             accounts=accounts,
             broker_address=BrokerAddress(
                 settings.broker_public_host,
@@ -230,7 +229,7 @@ async def run(settings: CentralSettings, deps: Deps | None = None) -> None:  # n
             keys=keys,
             rollout_control=RolloutControl(store, deps.clock, link, consumer.metrics, breaker),
             fleet_updates=FleetUpdates(
-                store, store, deps.clock, [public_key(k) for k in settings.release_keys]
+                store, deps.clock, [public_key(k) for k in settings.release_keys]
             ),
             reminder_service=reminders,
         )

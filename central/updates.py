@@ -13,7 +13,8 @@ from broker.messages import KioskStatus, SecurityAlert, UpdateOffer, encode
 from central import releases
 from central.clock import Clock
 from central.consumer import Publisher
-from central.storage.releases import HALT_ACTOR, ReleaseWrites, RolloutRow, RolloutState
+from central.storage.base import Store
+from central.storage.releases import HALT_ACTOR, RolloutRow, RolloutState
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ class UpdateEngine:
 
     def __init__(
         self,
-        store: ReleaseWrites,
+        store: Store,
         kiosks: Callable[[], Awaitable[Sequence[str]]],
         clock: Clock,
         publisher: Publisher,

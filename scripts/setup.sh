@@ -9,7 +9,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || need+=(libzbar0)
+# grep reads all of it (no -q): with pipefail, ldconfig killed by SIGPIPE after an early
+# match would fail the test, and every run would apt-get install libzbar0 again.
+ldconfig -p 2>/dev/null | grep 'libzbar\.so\.0' >/dev/null || need+=(libzbar0)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)  # tests rasterise label-sheet PDFs

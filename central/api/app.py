@@ -51,7 +51,6 @@ from central.services.reminders import Reminders
 from central.services.rollout_control import RolloutControl
 from central.services.security_actions import SecurityActions
 from central.storage.base import Store
-from central.storage.fleet import FleetWrites
 from central.tokens import TokenSigner
 
 ADMIN_ACTOR = "admin:api"
@@ -66,7 +65,6 @@ def create_app(
     *,
     admin_token: str,
     pass_ttl_s: int,
-    fleet: FleetWrites | None = None,
     accounts: BrokerAccounts | None = None,
     broker_address: BrokerAddress | None = None,
     routers: Sequence[APIRouter] = (),
@@ -114,12 +112,11 @@ def create_app(
     guard.install(app, consumer.metrics.registry)
     refusals.install(app)
 
-    if fleet is not None and accounts is not None and broker_address is not None:
+    if accounts is not None and broker_address is not None:
         provide(
             app,
             KioskEnrolment(
                 store,
-                fleet,
                 signer,
                 clock,
                 publisher,

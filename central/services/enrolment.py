@@ -20,7 +20,6 @@ from central.fleet import BrokerAccounts
 from central.services.claims import ClaimGate
 from central.services.refusals import Refusal, RefusedError, audited
 from central.storage.base import Store
-from central.storage.fleet import FleetWrites
 from central.tokens import Enrolment, TokenSigner, fingerprint, new_id
 
 # Seconds a caller refused for claiming too fast should wait before trying again.
@@ -51,7 +50,6 @@ class KioskEnrolment:
     """Kiosks joining and leaving the fleet through one central instance."""
 
     store: Store
-    fleet: FleetWrites
     signer: TokenSigner
     clock: Clock
     publisher: Publisher
@@ -101,7 +99,7 @@ class KioskEnrolment:
             self.store,
             self.clock,
             self.actor,
-            self.fleet.enrol_kiosk(
+            self.store.enrol_kiosk(
                 kiosk_id,
                 shelf_id,
                 auth.hash_password(password),
@@ -122,7 +120,7 @@ class KioskEnrolment:
             self.store,
             self.clock,
             self.actor,
-            self.fleet.retire_kiosk(kiosk_id, self.clock.now(), self.actor, reason),
+            self.store.retire_kiosk(kiosk_id, self.clock.now(), self.actor, reason),
             "kiosk.retire",
             kiosk_id=kiosk_id,
         )
@@ -139,7 +137,7 @@ class KioskEnrolment:
             self.store,
             self.clock,
             self.actor,
-            self.fleet.issue_enrolment(claim_id, kiosk_id, shelf_id, now, expires_at, self.actor),
+            self.store.issue_enrolment(claim_id, kiosk_id, shelf_id, now, expires_at, self.actor),
             "kiosk.enrol_code",
             kiosk_id=kiosk_id,
         )
@@ -173,7 +171,7 @@ class KioskEnrolment:
             raise RefusedError(Refusal.FORBIDDEN, {"reason": reason.value})
         password = auth.new_password()
         try:
-            outcome = await self.fleet.claim_enrolment(
+            outcome = await self.store.claim_enrolment(
                 token.claim_id, auth.hash_password(password), now, actor
             )
         except StorageError as exc:

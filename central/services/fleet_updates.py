@@ -14,13 +14,7 @@ from broker.release import check_artifact
 from central.clock import Clock
 from central.services.refusals import Refusal, RefusedError, audited
 from central.storage.base import Store
-from central.storage.releases import (
-    KioskUpdateRow,
-    ReleaseRow,
-    ReleaseWrites,
-    RolloutRow,
-    RolloutState,
-)
+from central.storage.rows import KioskUpdateRow, ReleaseRow, RolloutRow, RolloutState
 
 # Kept under the body limit of `/releases` (central/api/guard.py) once base64-encoded.
 MAX_ARTIFACT = 8 * 1024 * 1024
@@ -28,13 +22,8 @@ MAX_ARTIFACT = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class FleetUpdates:
-    """Releases and rollouts on one central's database.
+    """Releases and rollouts on one central's database (its audit log records refusals)."""
 
-    ``releases`` and ``store`` are the same store seen as its two interfaces: release
-    writes, and the audit log a refused one is recorded in.
-    """
-
-    releases: ReleaseWrites
     store: Store
     clock: Clock
     trusted: Sequence[Ed25519PublicKey]
@@ -68,7 +57,7 @@ class FleetUpdates:
             self.store,
             self.clock,
             actor,
-            self.releases.add_release(row, artifact, actor, now),
+            self.store.add_release(row, artifact, actor, now),
             "release.publish",
             version=version,
         )
@@ -76,11 +65,11 @@ class FleetUpdates:
 
     async def list_releases(self) -> Sequence[ReleaseRow]:
         """Every release, as published."""
-        return await self.releases.list_releases()
+        return await self.store.list_releases()
 
     async def artifact(self, version: str) -> bytes:
         """A release's artifact, for a kiosk to fetch."""
-        data = await self.releases.release_artifact(version)
+        data = await self.store.release_artifact(version)
         if data is None:
             raise RefusedError(Refusal.NOT_FOUND, f"no release {version}")
         return data
@@ -103,7 +92,7 @@ class FleetUpdates:
             self.store,
             self.clock,
             actor,
-            self.releases.start_rollout(
+            self.store.start_rollout(
                 version,
                 percent=percent,
                 kiosks=kiosks,
@@ -120,14 +109,14 @@ class FleetUpdates:
 
     async def list_rollouts(self) -> Sequence[RolloutRow]:
         """Every rollout."""
-        return await self.releases.list_rollouts()
+        return await self.store.list_rollouts()
 
     async def rollout(self, rollout_id: int) -> tuple[RolloutRow, Sequence[KioskUpdateRow]]:
         """One rollout and where each of its kiosks stands."""
-        row = await self.releases.get_rollout(rollout_id)
+        row = await self.store.get_rollout(rollout_id)
         if row is None:
             raise RefusedError(Refusal.NOT_FOUND, f"no rollout {rollout_id}")
-        return row, await self.releases.rollout_kiosks(rollout_id)
+        return row, await self.store.rollout_kiosks(rollout_id)
 
     async def change(
         self, rollout_id: int, to: RolloutState, reason: str, actor: str
@@ -137,7 +126,7 @@ class FleetUpdates:
             self.store,
             self.clock,
             actor,
-            self.releases.change_rollout(
+            self.store.change_rollout(
                 rollout_id, to, reason=reason, actor=actor, now=self.clock.now()
             ),
             f"release.rollout_{to.value}",

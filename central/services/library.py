@@ -78,16 +78,13 @@ class Library:
         self, item_id: str, shelf_id: str, name: str, loan_days: int
     ) -> Availability:
         """A new item, announced to its shelf's kiosks as available."""
-        await self._write(
+        availability: Availability = await self._write(
             self.store.add_item(
                 item_id, shelf_id, name, self.clock.now(), self.actor, loan_days=loan_days
             ),
             "item.add",
             item_id=item_id,
         )
-        # TODO(storage): one transaction with the insert once Store.add_item returns it.
-        async with self.store.write() as tx:
-            availability = await tx.availability(item_id, self.clock.now(), bump=True)
         self._publish(availability)
         return availability
 

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from broker.ids import is_id
 from broker.messages import Availability, KioskConfig
@@ -21,25 +21,13 @@ from central.storage.base import (
     ShelfRow,
     Tx,
 )
-from central.storage.hooks import BackendHooks
+from central.storage.hooks import AdminTx, BackendHooks
 from central.storage.kiosk_config import Change, config_from_row, configured, device_config
 
 # Rows per import transaction: on SQLite a few milliseconds of write lock each (see
 # docs/benchmarks.md), so a scan waits at most that long behind an import.
 IMPORT_CHUNK = 25
 _R = TypeVar("_R")
-
-
-class AdminTx(Protocol):
-    """One admin write transaction, SQL with ``?`` placeholders and datetimes as values."""
-
-    tx: Tx  # the ledger's transaction, for the audit row and the availability bump
-
-    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
-        """Rows as tuples; ``lock`` holds them (``FOR UPDATE``) where the backend can."""
-
-    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
-        """Run one statement; how many rows it touched."""
 
 
 class AdminWrites(BackendHooks):
@@ -58,7 +46,13 @@ class AdminWrites(BackendHooks):
 
     async def add_item(
         self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
-    ) -> None:
+    ) -> Availability:
+        announced: list[Availability] = []
+
+        async def announce(tx: Tx) -> None:
+            # In the insert's transaction: the item never exists without its availability.
+            announced.append(await tx.availability(item_id, now, bump=True))
+
         await self._admin_write(
             "INSERT INTO items (item_id, shelf_id, name, loan_days, created_at)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -66,7 +60,9 @@ class AdminWrites(BackendHooks):
             AuditEntry(
                 now, actor, "item.add", item_id=item_id, detail={"shelf_id": shelf_id, "name": name}
             ),
+            then=announce,
         )
+        return announced[0]
 
     async def add_member(
         self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5
@@ -425,3 +421,7 @@ def _check_rows(
         if shelves is not None and row["shelf_id"] not in shelves:
             problems.append(Problem(index, "shelf_id", f"shelf {row['shelf_id']} does not exist"))
     return problems
+
+
+# Defined in central/storage/hooks.py; it is still importable from here.
+__all__ = ["AdminTx"]

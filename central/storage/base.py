@@ -10,35 +10,39 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from broker.messages import Availability, KioskConfig, Verdict
 from central.errors import StorageError
 
-if TYPE_CHECKING:  # these modules build on this one: their row types, named for typing only
+if TYPE_CHECKING:
     from broker.auth import Account
     from broker.messages import Reason
-    from central.storage.fleet import Claim
-    from central.storage.releases import KioskUpdateRow, ReleaseRow, RolloutRow, RolloutState
-    from central.storage.rollout import FlagRow, FlagSetting, WindowCounts
-
-if TYPE_CHECKING:  # kiosk_config builds audit rows from this module
-    from central.storage.kiosk_config import Change, KioskRecord
 
 from central.storage.chain import ChainedRow, ChainHead
 from central.storage.rows import (
     AuditEntry,
+    Change,
     CheckoutRow,
+    Claim,
     ClosedLoan,
     Edited,
+    FlagRow,
+    FlagSetting,
     HoldRow,
     HoldState,
     ItemRow,
+    KioskRecord,
     KioskRow,
+    KioskUpdateRow,
     MemberRow,
     OverdueLoan,
     PassUse,
     Problem,
+    ReleaseRow,
     ReservationRow,
+    RolloutRow,
+    RolloutState,
     SessionRow,
     ShelfRow,
     Standing,
     Terms,
+    WindowCounts,
 )
 
 _T = TypeVar("_T")
@@ -235,8 +239,8 @@ class Store(Protocol):
 
     async def add_item(
         self, item_id: str, shelf_id: str, name: str, now: datetime, actor: str, loan_days: int = 14
-    ) -> None:
-        """Create an item on a shelf."""
+    ) -> Availability:
+        """Create an item on a shelf; its first availability, bumped in the same transaction."""
 
     async def add_member(
         self, member_id: str, name: str, now: datetime, actor: str, checkout_limit: int = 5

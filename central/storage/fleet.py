@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from broker.auth import Account, Role
@@ -12,15 +11,7 @@ from central.errors import StorageError
 from central.storage.admin import AdminTx
 from central.storage.base import AuditEntry
 from central.storage.hooks import BackendHooks
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """What a used enrolment code gave: the kiosk it enrols, or why it was refused."""
-
-    kiosk_id: str
-    shelf_id: str
-    refusal: Reason | None = None
+from central.storage.rows import Claim
 
 
 class FleetWrites(BackendHooks):
@@ -196,3 +187,7 @@ async def _enrol(
             (kiosk_id, shelf_id, session_timeout_s, now),
         )
     await _upsert(tx, kiosk_id, Role.KIOSK, password_hash, now)
+
+
+# Defined in central/storage/rows.py; it is still importable from here.
+__all__ = ["Claim"]

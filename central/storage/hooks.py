@@ -5,14 +5,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from central.storage.base import AuditEntry, Tx
 
-if TYPE_CHECKING:  # admin.py defines AdminTx and builds on these hooks
-    from central.storage.admin import AdminTx
-
 _R = TypeVar("_R")
+
+
+class AdminTx(Protocol):
+    """One admin write transaction, SQL with ``?`` placeholders and datetimes as values."""
+
+    tx: Tx  # the ledger's transaction, for the audit row and the availability bump
+
+    async def fetch(self, sql: str, args: tuple[Any, ...], *, lock: bool = False) -> list[Any]:
+        """Rows as tuples; ``lock`` holds them (``FOR UPDATE``) where the backend can."""
+
+    async def run(self, sql: str, args: tuple[Any, ...]) -> int:
+        """Run one statement; how many rows it touched."""
 
 
 class BackendHooks:
@@ -22,8 +31,15 @@ class BackendHooks:
     both (see :mod:`central.storage.dialect`).
     """
 
-    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
-        """One audited write in its own transaction; constraint refusals as StorageError."""
+    async def _admin_write(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        entry: AuditEntry,
+        then: Callable[[Tx], Awaitable[None]] | None = None,
+    ) -> None:
+        """One audited write in its own transaction, and ``then`` (if given) in the same
+        transaction; constraint refusals as StorageError."""
         raise NotImplementedError
 
     def _admin_tx(self) -> AbstractAsyncContextManager[AdminTx]:

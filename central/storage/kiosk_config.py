@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from broker.messages import KioskConfig
 from central.storage.base import AuditEntry
+from central.storage.rows import Change, KioskRecord
 
 _GROUPS = ("pins", "camera", "feedback")
-
-# Builds the next configuration from the current one (the store bumps the version).
-Change = Callable[[KioskConfig], KioskConfig]
-
-
-@dataclass(frozen=True, slots=True)
-class KioskRecord:
-    """An enrolled kiosk as admins see it: its configuration and standing."""
-
-    config: KioskConfig
-    retired: bool
-    blocked_until: datetime | None
-    return_point: bool = False  # takes returns of every shelf's items (central only)
 
 
 def config_from_row(row: Sequence[Any]) -> KioskConfig:
@@ -75,3 +62,7 @@ def configured(old: KioskConfig, new: KioskConfig, now: datetime, actor: str) ->
         kiosk_id=new.kiosk_id,
         detail={"config_version": new.config_version, "changes": changes(old, new)},
     )
+
+
+# Defined in central/storage/rows.py; they are still importable from here.
+__all__ = ["Change", "KioskRecord"]

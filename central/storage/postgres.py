@@ -227,7 +227,13 @@ class PostgresStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, Release
         async with tx.conn.transaction():
             yield
 
-    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+    async def _admin_write(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        entry: AuditEntry,
+        then: Callable[[Tx], Awaitable[None]] | None = None,
+    ) -> None:
         statement = numbered(sql)
         async with self.write() as tx:
             try:
@@ -236,6 +242,8 @@ class PostgresStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, Release
                 duplicate = isinstance(exc, asyncpg.UniqueViolationError)
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
+            if then is not None:
+                await then(tx)
 
     @asynccontextmanager
     async def _admin_tx(self) -> AsyncIterator[_PostgresAdminTx]:

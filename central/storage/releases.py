@@ -5,25 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from central.errors import StorageError
 from central.storage.base import AuditEntry, Tx
 from central.storage.hooks import BackendHooks
-
-
-class RolloutState(StrEnum):
-    """Where a rollout stands."""
-
-    RUNNING = "running"
-    PAUSED = "paused"
-    HALTED = "halted"  # by itself: too many kiosks of the cohort failed
-    ABORTED = "aborted"  # by an admin
-    DONE = "done"  # every kiosk of the cohort runs the release
-
+from central.storage.rows import KioskUpdateRow, ReleaseRow, RolloutRow, RolloutState
 
 ACTIVE = (RolloutState.RUNNING, RolloutState.PAUSED)
 HALT_ACTOR = "system:rollout"
@@ -31,49 +19,6 @@ HALT_ACTOR = "system:rollout"
 
 class ReleaseRefusedError(StorageError):
     """A release or rollout change the current state does not allow (the API says 409)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseRow:
-    """A published release (its artifact is read separately)."""
-
-    version: str
-    sha256: str
-    size: int
-    signature: str
-    notes: str
-    created_by: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutRow:
-    """A rollout of one release to a cohort of kiosks."""
-
-    rollout_id: int
-    version: str
-    state: RolloutState
-    percent: int
-    kiosks: tuple[str, ...]
-    abort_percent: int
-    abort_min: int
-    reason: str
-    created_by: str
-    created_at: datetime
-    changed_at: datetime
-    halt_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class KioskUpdateRow:
-    """One kiosk's part in one rollout, as central last learnt it."""
-
-    kiosk_id: str
-    state: str
-    reason: str | None
-    offers: int
-    offered_at: datetime | None
-    changed_at: datetime
 
 
 _RELEASE = "SELECT version, sha256, size, signature, notes, created_by, created_at FROM releases"
@@ -368,3 +313,7 @@ class ReleaseWrites(BackendHooks):
             self._moment(changed) or datetime.min,
             halt,
         )
+
+
+# Defined in central/storage/rows.py; they are still importable from here.
+__all__ = ["KioskUpdateRow", "ReleaseRow", "RolloutRow", "RolloutState"]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from central.errors import StorageError
 from central.storage.base import AuditEntry
 from central.storage.hooks import BackendHooks
+from central.storage.rows import FlagMode, FlagRow, FlagSetting, WindowCounts
 
 FLAG = "qr-checkout-enabled"
 BREAKER_ACTOR = "system:breaker"
@@ -24,61 +23,8 @@ _COLUMNS = (
 FLAG_SQL = f"SELECT {_COLUMNS} FROM rollout_flags WHERE name = ?"  # noqa: S608 - constants only
 
 
-class FlagMode(StrEnum):
-    """How far checkout is rolled out."""
-
-    OFF = "off"
-    ALLOW_LIST = "allow-list"
-    PERCENTAGE = "percentage"
-    ON = "on"
-
-
 class FlagRefusedError(StorageError):
     """A flag or breaker change that the current state does not allow (the API says 409)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FlagSetting:
-    """What an admin asks the flag to be."""
-
-    mode: FlagMode
-    members: tuple[str, ...] = ()
-    items: tuple[str, ...] = ()
-    kiosks: tuple[str, ...] = ()
-    percent: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FlagRow:
-    """The flag as stored, with the circuit breaker's state beside it."""
-
-    setting: FlagSetting
-    reason: str
-    changed_by: str
-    changed_at: datetime
-    tripped_at: datetime | None
-    trip_reason: str | None
-    breaker_reset_at: datetime | None
-
-    @property
-    def tripped(self) -> bool:
-        """Whether the circuit breaker holds checkout off."""
-        return self.tripped_at is not None
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCounts:
-    """What the circuit breaker judges: code scans, those that show a system fault, alerts.
-
-    ``kiosk_errors`` splits ``errors`` by kiosk (only kiosks with errors; messages dropped
-    unanswered count under the kiosk whose topic they came on). ``security_alerts`` counts
-    alerts by where they come from: every alert about one kiosk counts once.
-    """
-
-    attempts: int
-    errors: int
-    security_alerts: int
-    kiosk_errors: tuple[int, ...] = ()
 
 
 def flag_from_row(row: Sequence[Any] | None, moment: Callable[[Any], datetime | None]) -> FlagRow:
@@ -247,3 +193,7 @@ class RolloutWrites(BackendHooks):
     async def ping(self) -> None:
         """A trivial query: raises if the database does not answer."""
         await self._read_one("SELECT 1", ())
+
+
+# Defined in central/storage/rows.py; they are still importable from here.
+__all__ = ["FlagMode", "FlagRow", "FlagSetting", "WindowCounts"]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from broker.messages import Availability
+from broker.messages import Availability, KioskConfig, Reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +206,141 @@ class Problem:
     row: int
     column: str
     message: str
+
+
+# --- the fleet: enrolment claims and kiosk configurations ---
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a used enrolment code gave: the kiosk it enrols, or why it was refused."""
+
+    kiosk_id: str
+    shelf_id: str
+    refusal: Reason | None = None
+
+
+# Builds the next configuration from the current one (the store bumps the version).
+Change = Callable[[KioskConfig], KioskConfig]
+
+
+@dataclass(frozen=True, slots=True)
+class KioskRecord:
+    """An enrolled kiosk as admins see it: its configuration and standing."""
+
+    config: KioskConfig
+    retired: bool
+    blocked_until: datetime | None
+    return_point: bool = False  # takes returns of every shelf's items (central only)
+
+
+# --- the rollout flag and the circuit breaker's window ---
+
+
+class FlagMode(StrEnum):
+    """How far checkout is rolled out."""
+
+    OFF = "off"
+    ALLOW_LIST = "allow-list"
+    PERCENTAGE = "percentage"
+    ON = "on"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagSetting:
+    """What an admin asks the flag to be."""
+
+    mode: FlagMode
+    members: tuple[str, ...] = ()
+    items: tuple[str, ...] = ()
+    kiosks: tuple[str, ...] = ()
+    percent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FlagRow:
+    """The flag as stored, with the circuit breaker's state beside it."""
+
+    setting: FlagSetting
+    reason: str
+    changed_by: str
+    changed_at: datetime
+    tripped_at: datetime | None
+    trip_reason: str | None
+    breaker_reset_at: datetime | None
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the circuit breaker holds checkout off."""
+        return self.tripped_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """What the circuit breaker judges: code scans, those that show a system fault, alerts.
+
+    ``kiosk_errors`` splits ``errors`` by kiosk (only kiosks with errors; messages dropped
+    unanswered count under the kiosk whose topic they came on). ``security_alerts`` counts
+    alerts by where they come from: every alert about one kiosk counts once.
+    """
+
+    attempts: int
+    errors: int
+    security_alerts: int
+    kiosk_errors: tuple[int, ...] = ()
+
+
+# --- signed releases and their rollouts ---
+
+
+class RolloutState(StrEnum):
+    """Where a rollout stands."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"  # by itself: too many kiosks of the cohort failed
+    ABORTED = "aborted"  # by an admin
+    DONE = "done"  # every kiosk of the cohort runs the release
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRow:
+    """A published release (its artifact is read separately)."""
+
+    version: str
+    sha256: str
+    size: int
+    signature: str
+    notes: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """A rollout of one release to a cohort of kiosks."""
+
+    rollout_id: int
+    version: str
+    state: RolloutState
+    percent: int
+    kiosks: tuple[str, ...]
+    abort_percent: int
+    abort_min: int
+    reason: str
+    created_by: str
+    created_at: datetime
+    changed_at: datetime
+    halt_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KioskUpdateRow:
+    """One kiosk's part in one rollout, as central last learnt it."""
+
+    kiosk_id: str
+    state: str
+    reason: str | None
+    offers: int
+    offered_at: datetime | None
+    changed_at: datetime

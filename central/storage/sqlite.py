@@ -369,7 +369,13 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
             raise
         await tx._exec("RELEASE step", ())
 
-    async def _admin_write(self, sql: str, args: tuple[Any, ...], entry: AuditEntry) -> None:
+    async def _admin_write(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        entry: AuditEntry,
+        then: Callable[[Tx], Awaitable[None]] | None = None,
+    ) -> None:
         values = tuple(to_db(a) if isinstance(a, datetime) else a for a in args)
         async with self.write() as tx:
             try:
@@ -378,6 +384,8 @@ class SqliteStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, ReleaseWr
                 duplicate = "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
                 raise StorageError(refusal(entry, duplicate=duplicate)) from exc
             await tx.audit(entry)
+            if then is not None:
+                await then(tx)
 
     @asynccontextmanager
     async def _admin_tx(self) -> AsyncIterator[_SqliteAdminTx]:

@@ -341,6 +341,50 @@ async def test_garbage_is_counted_in_memory_and_blocks_its_kiosk_with_one_alert(
     assert sorted(wire.acked) == list(range(1, 12))
 
 
+async def test_a_kiosk_crossing_the_garbage_threshold_is_shut_out_before_any_flush(
+    library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
+) -> None:
+    consumer = Consumer(library, signer, clock, wire, abuse_policy=AbusePolicy(block_after=10))
+    shut_out: list[tuple[str, float]] = []
+    consumer.on_blocked = lambda kiosk, until: shut_out.append(
+        (kiosk, (until - clock.now()).total_seconds())
+    )
+    rake = signer.label(RAKE, 1)
+    now = clock.now()
+    # Scans from both kiosks wait to be decided; then KIOSK-A sends garbage.
+    waiting = inbound([code_scan(KIOSK_A, rake, now) for _ in range(30)])
+    waiting += inbound([code_scan(KIOSK_B, rake, now)], first_mid=100)
+    for message in waiting:
+        consumer.submit(message)
+    for mid in range(200, 209):
+        consumer.submit(Inbound(topics.scan(KIOSK_A), b"{not json", mid, 1))
+    assert shut_out == []
+    assert consumer.depth == 31
+    consumer.submit(Inbound(topics.scan(KIOSK_A), b"{not json", 209, 1))
+    # At the tenth, with no flush yet: shut out at the broker for the block's length, and
+    # what it had queued dropped unread (acked); the neighbour's scan still waits.
+    assert shut_out == [(KIOSK_A, 15 * 60.0)]
+    assert consumer.depth == 1
+    assert consumer.counts["blocked"] == 30
+    assert set(range(1, 31)) <= set(wire.acked)
+    # The loop writes the block (audit rows, alert) by itself, with the next batch.
+    task = asyncio.create_task(consumer.run())
+    try:
+        async with asyncio.timeout(10):
+            while not [topic for topic, _, _ in wire.published if topic == topics.ALERTS]:  # noqa: ASYNC110 - filled by the consumer
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert reasons(wire.verdicts(KIOSK_B)) == [Reason.NO_SESSION]
+    assert not any(v.reason is Reason.NO_SESSION for v in wire.verdicts(KIOSK_A))
+    [(blocked_until,)] = await query(
+        library, "SELECT blocked_until FROM kiosks WHERE kiosk_id = ?", KIOSK_A
+    )
+    assert blocked_until is not None
+
+
 async def test_a_kiosk_unblocked_anywhere_is_heard_in_full_at_its_next_scan(
     library: AnyStore, signer: TokenSigner, clock: FakeClock, wire: Wire
 ) -> None:

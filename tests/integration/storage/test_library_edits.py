@@ -86,6 +86,27 @@ async def test_imported_items_are_audited_and_get_their_first_availability(
     assert rows == [(ADMIN, f"CUP-{k:03d}") for k in range(3)]
 
 
+async def test_an_added_item_comes_with_its_first_availability_and_a_refused_one_bumps_none(
+    library: AnyStore, clock: FakeClock
+) -> None:
+    added = await library.add_item("CUP-001", SHELF, "Cup", clock.now(), ADMIN, loan_days=7)
+    assert (added.item_id, added.shelf_id, added.state, added.seq) == (
+        "CUP-001",
+        SHELF,
+        AvailabilityState.AVAILABLE,
+        1,
+    )
+
+    with pytest.raises(StorageError, match="already exists"):
+        await library.add_item("CUP-001", SHELF, "Cup again", clock.now(), ADMIN)
+    with pytest.raises(StorageError, match="does not exist"):
+        await library.add_item("CUP-002", "SHELF-NONE", "Cup", clock.now(), ADMIN)
+
+    now = {a.item_id: a.seq for a in await library.all_availability(clock.now())}
+    assert now["CUP-001"] == 1
+    assert "CUP-002" not in now
+
+
 async def test_item_edit_records_before_and_after_and_bumps_availability(
     library: AnyStore, clock: FakeClock
 ) -> None:

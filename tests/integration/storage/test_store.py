@@ -443,10 +443,11 @@ async def test_availability_shows_an_open_checkout_with_its_due_date(
     async with library.write() as tx:
         await tx.insert_checkout(DRILL, ADA, ada, KIOSK_A, new_id(), now, due_at)
         changed = await tx.availability(DRILL, now, bump=True)
+    # Seq 1 was the item's first availability, written in the transaction that added it.
     assert (changed.state, changed.due_at, changed.seq) == (
         AvailabilityState.CHECKED_OUT,
         due_at,
-        1,
+        2,
     )
     await execute(library, "UPDATE items SET state = 'maintenance' WHERE item_id = ?", RAKE)
     shown = {a.item_id: a for a in await library.all_availability(now)}
@@ -462,8 +463,8 @@ async def test_availability_shows_an_open_checkout_with_its_due_date(
         await tx.close_checkout(row.checkout_id, now, new_id(), KIOSK_A)
         returned = await tx.availability(DRILL, now, bump=True)
         unchanged = await tx.availability(SAW, now, bump=False)
-    assert (returned.state, returned.due_at, returned.seq) == (AvailabilityState.AVAILABLE, None, 2)
-    assert unchanged.seq == 0
+    assert (returned.state, returned.due_at, returned.seq) == (AvailabilityState.AVAILABLE, None, 3)
+    assert unchanged.seq == 1
 
 
 async def test_reads_outside_a_write_see_only_what_it_committed(

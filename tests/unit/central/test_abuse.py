@@ -53,6 +53,20 @@ def test_a_kiosk_is_blocked_once_at_the_threshold_and_only_for_bad_messages() ->
     assert abuse.take_blocks() == []
 
 
+def test_the_block_is_told_the_moment_the_threshold_is_crossed_and_once() -> None:
+    abuse, _ = counter(AbusePolicy(block_after=5))
+    told: list[str] = []
+    abuse.on_block = told.append
+    for _ in range(4):
+        abuse.note("KIOSK-A1", "not_json")
+    assert told == []
+    abuse.note("KIOSK-A1", "not_json")
+    assert told == ["KIOSK-A1"]  # at the fifth message, not at some later flush
+    for _ in range(100):
+        abuse.note("KIOSK-A1", "not_json")
+    assert told == ["KIOSK-A1"]
+
+
 def test_only_a_budget_of_answers_per_window() -> None:
     abuse, ticks = counter(AbusePolicy(answers_per_window=3, window_s=10.0))
     answered = [abuse.note("KIOSK-A1", "not_json") for _ in range(10)]
@@ -108,3 +122,23 @@ def test_a_sources_backlog_is_bounded() -> None:
     assert queue.put("B", 0)
     assert len(queue) == 4
     assert queue.take(10) == [0, 0, 1, 2]
+
+
+def test_a_dropped_source_loses_what_it_queued_and_the_others_keep_their_turns() -> None:
+    queue: FairQueue[str] = FairQueue(backlog=1000, share=2)
+    for n in range(5):
+        queue.put("flooder", f"f{n}")
+    queue.put("honest", "h0")
+    queue.put("other", "o0")
+    assert queue.drop("flooder") == ["f0", "f1", "f2", "f3", "f4"]
+    assert queue.drop("flooder") == []
+    assert len(queue) == 2
+    assert queue.take(10) == ["h0", "o0"]
+    # Back later, it queues again with one turn like anyone else.
+    queue.put("flooder", "f5")
+    queue.put("flooder", "f6")
+    queue.put("flooder", "f7")
+    queue.put("honest", "h1")
+    assert queue.take(10) == ["f5", "h1", "f6"]
+    assert queue.take(10) == ["f7"]
+    assert len(queue) == 0
