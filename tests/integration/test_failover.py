@@ -23,8 +23,9 @@ RATE = 40  # scans a second, over all kiosks
 RESEND_EVERY_S = 5.0  # what every kiosk's outbox does with an unanswered scan
 BEFORE_S, AFTER_S = 3.0, 30.0
 # After the failover, scans are decided at the normal pace again (the bar is p99 20 ms
-# at 1,000 scans/s on a quiet machine; this one is shared, so allow for its load).
-P99_BAR_S = 0.1
+# at 1,000 scans/s on a quiet machine; here the other test worker shares the two cores,
+# and a scan the dead session took waits seconds, so 0.25 s still tells them apart).
+P99_BAR_S = 0.25
 STRANDED_S = 1.0  # a scan this late waited for a re-send: the dead session had taken it
 
 
