@@ -126,27 +126,12 @@ def _hold(row: HoldRow, via: str) -> Hold:
 
 
 def _reservation(row: ReservationRow) -> Reservation:
-    return Reservation(
-        reservation_id=row.reservation_id,
-        item_id=row.item_id,
-        member_id=row.member_id,
-        starts_at=row.starts_at,
-        ends_at=row.ends_at,
-    )
+    # The row's fields are the answer's: read them by name rather than copy each.
+    return Reservation.model_validate(row, from_attributes=True)
 
 
 def _ticket(row: TicketRow) -> Ticket:
-    return Ticket(
-        ticket_id=row.ticket_id,
-        item_id=row.item_id,
-        kiosk_id=row.kiosk_id,
-        member_id=row.member_id,
-        checkout_id=row.checkout_id,
-        opened_at=row.opened_at,
-        note=row.note,
-        closed_at=row.closed_at,
-        closed_by=row.closed_by,
-    )
+    return Ticket.model_validate(row, from_attributes=True)
 
 
 async def settle_item(tx: Tx, item_id: str, now: datetime, actor: str) -> bool:
