@@ -9,7 +9,16 @@ from typing import Any
 from provisioning.api_client import call
 from provisioning.output import show
 
-_HOLD = ["hold_id", "item_id", "member_id", "state", "placed_via", "placed_at", "ready_at"]
+_HOLD = [
+    "hold_id",
+    "item_id",
+    "member_id",
+    "state",
+    "placed_via",
+    "placed_at",
+    "ready_at",
+    "notified_at",
+]
 _BOOKING = ["reservation_id", "item_id", "member_id", "starts_at", "ends_at"]
 _TICKET = ["ticket_id", "item_id", "kiosk_id", "member_id", "opened_at", "note", "closed_at"]
 _CATEGORY = [
@@ -42,6 +51,12 @@ def cmd_holds_list(args: argparse.Namespace) -> None:
         query.append("include_closed=true")
     path = "/holds" + ("?" + "&".join(query) if query else "")
     show(args, call(args, "GET", path), _HOLD)
+
+
+def cmd_holds_told(args: argparse.Namespace) -> None:
+    """Record that a ready hold's member was told (phone, desk): its clock starts."""
+    call(args, "POST", f"/holds/{args.hold_id}/told", {"how": args.how})
+    print(f"hold {args.hold_id}: member told ({args.how})")
 
 
 def cmd_holds_cancel(args: argparse.Namespace) -> None:
@@ -185,6 +200,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--item")
     p.add_argument("--member")
     p.add_argument("--all", action="store_true", help="closed holds too")
+    p = _command(holds, "told", cmd_holds_told)
+    p.add_argument("hold_id", metavar="HOLD", type=int)
+    p.add_argument("--how", default="by staff", help="how the member was told (phoned, ...)")
     p = _command(holds, "cancel", cmd_holds_cancel)
     p.add_argument("hold_id", metavar="HOLD", type=int)
 

@@ -40,6 +40,21 @@ async def queue(
     )
 
 
+class ToldIn(BaseModel):
+    """How staff told a member their hold is ready."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    how: str = Field(default="by staff", min_length=1, max_length=80)
+
+
+@router.post("/{hold_id}/told", status_code=204)
+async def told(hold_id: int, body: ToldIn, circulation: CirculationService) -> Response:
+    """Record that the member was told (by phone, at the desk): the hold's clock starts."""
+    await circulation.hold_told(hold_id, body.how)
+    return Response(status_code=204)
+
+
 @router.delete("/{hold_id}", status_code=204)
 async def cancel(hold_id: int, circulation: CirculationService) -> Response:
     """Cancel a hold; a ready one passes the item to the next member."""

@@ -271,6 +271,16 @@ def router(parts: ConsoleParts, volunteer: Any, admin: Any, browse: Browse) -> A
         await for_staff(services, Circulation, staff).cancel_hold(hold_id)
         return _done(f"hold {hold_id} cancelled")
 
+    @routes.post("/holds/{hold_id}/told")
+    async def tell_hold(
+        hold_id: int,
+        how: Annotated[str, Form(max_length=80)] = "",
+        staff: Staff = volunteer,
+    ) -> dict[str, Any]:
+        told = how.strip() or "by staff"
+        await for_staff(services, Circulation, staff).hold_told(hold_id, told)
+        return _done(f"hold {hold_id}: member told ({told}); the hold's clock runs")
+
     @routes.post("/tickets/{ticket_id}/close")
     async def close_ticket(
         ticket_id: int,

@@ -387,11 +387,19 @@ class Circulation:
                 )
             )
 
-    async def hold_notified(self, hold_id: int) -> bool:
-        """The member was told their hold is ready (the reminders call this once the mail is
-        delivered); from then on the hold can run out. Whether it was ready and untold."""
+    async def hold_told(self, hold_id: int, how: str) -> None:
+        """Staff told the member their hold is ready (by phone, at the desk): from then on it
+        can run out. For members the reminders cannot reach (no address, unsubscribed from
+        mail, a bounce), whose ready hold otherwise waits for them without end."""
+        now = self.clock.now()
         async with self.store.write() as tx:
-            return await _q(tx).mark_notified(hold_id, self.clock.now())
+            if not await _q(tx).mark_notified(hold_id, now):
+                raise RefusedError(
+                    Refusal.CONFLICT, f"hold {hold_id} is not ready, or its member was told"
+                )
+            await tx.audit(
+                AuditEntry(now, self.actor, "hold.told", detail={"hold_id": hold_id, "how": how})
+            )
 
     async def reservations(self, item_id: str | None = None) -> list[Reservation]:
         """Bookings not yet over, soonest first."""

@@ -49,6 +49,14 @@ async def test_the_admin_guide_circulation_commands(
     assert (await cli("holds", "cancel", str(grace["hold_id"]))).code == 0
     passed = (await cli("--json", "holds", "list", "--item", "DRILL-01")).json()
     assert [(h["member_id"], h["state"]) for h in passed] == [("M-1001", "ready")]
+    # No mail told Ada (the reminders are off here), so her hold cannot run out until a
+    # volunteer phones her and records it; then its clock starts, and only once.
+    assert passed[0]["notified_at"] is None
+    ada_hold = str(passed[0]["hold_id"])
+    assert (await cli("holds", "told", ada_hold, "--how", "phoned")).code == 0
+    told = (await cli("--json", "holds", "list", "--item", "DRILL-01")).json()
+    assert told[0]["notified_at"] is not None
+    assert (await cli("holds", "told", ada_hold)).code == EXIT_REFUSED
     unknown = await cli("holds", "place", "DRILL-01", "M-9999")
     assert unknown.code == EXIT_REFUSED
 
@@ -99,6 +107,7 @@ async def test_the_admin_guide_circulation_commands(
         "hold.place",
         "hold.cancel",
         "hold.pass_on",
+        "hold.told",
         "reservation.add",
         "reservation.cancel",
         "ticket.open",

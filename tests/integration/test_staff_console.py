@@ -357,3 +357,30 @@ async def test_a_volunteer_files_an_item_and_records_training_and_the_agreement(
         assert unknown.status_code == 404
     actions = {str(r["action"]) for r in await audit(central) if r["actor"] == "staff:Vera"}
     assert {"item.category", "training.record", "agreement.accept"} <= actions
+
+
+async def test_a_volunteer_records_that_a_member_was_told_their_hold_is_ready(
+    central: RunningCentral,
+) -> None:
+    # Members the reminders cannot reach (no address, a bounce) are phoned from the desk:
+    # the console shows the ready hold as not told, and recording the call starts its clock.
+    placed = await central.admin.post("/holds", json={"item_id": "DRILL-01", "member_id": "M-1002"})
+    hold_id = placed.json()["hold_id"]
+    assert placed.json()["state"] == "ready"
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        page = await vera.get("/staff/circulation")
+        assert "member not told yet" in page.text
+        token = await csrf(vera)
+        told = await vera.post(
+            f"/staff/holds/{hold_id}/told", data={"how": "phoned", "csrf": token}
+        )
+        assert told.status_code == 200, told.text
+        again = await vera.post(f"/staff/holds/{hold_id}/told", data={"csrf": token})
+        assert again.status_code == 409
+        assert "member not told yet" not in (await vera.get("/staff/circulation")).text
+    (hold,) = (await central.admin.get("/holds", params={"item_id": "DRILL-01"})).json()
+    assert hold["notified_at"] is not None
+    rows = [r for r in await audit(central) if r["action"] == "hold.told"]
+    assert [(r["actor"], r["detail"]) for r in rows] == [
+        ("staff:Vera", {"hold_id": hold_id, "how": "phoned"})
+    ]
