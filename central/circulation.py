@@ -28,8 +28,12 @@ def hold_expired(hold: HoldRow, now: datetime, hold_hours: int) -> bool:
     """
     if hold.state is not HoldState.READY or hold.ready_at is None or hold.notified_at is None:
         return False
-    ends = max(hold.ready_at + timedelta(hours=hold_hours), hold.notified_at + NOTICE_GRACE)
-    return now >= ends
+    return now >= hold_ends(hold.ready_at, hold.notified_at, hold_hours)
+
+
+def hold_ends(ready_at: datetime, told_at: datetime, hold_hours: int) -> datetime:
+    """When a ready hold told of at ``told_at`` runs out (the hold-ready mail says so)."""
+    return max(ready_at + timedelta(hours=hold_hours), told_at + NOTICE_GRACE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from central.circulation import hold_ends
+
 
 class Kind(StrEnum):
     """What a reminder mail is about."""
@@ -74,6 +76,7 @@ class ReadyHold:
     item_id: str
     item_name: str
     ready_at: datetime
+    hold_hours: int = 48  # the library's setting: how long the hold shelf keeps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,11 @@ def compose(facts: Facts, now: datetime, settings: ReminderSettings) -> list[Rem
             claim = f"late:{member_id}:{today}:{step}"
             out.append(Reminder(Kind.OVERDUE, member_id, claim, tuple(lines), step))
     for hold in sorted(facts.holds, key=lambda h: h.hold_id):
-        line = Line(f"hold:{hold.hold_id}", hold.item_id, hold.item_name, hold_id=hold.hold_id)
+        # The mail tells the member now, so the hold runs from now: it says until when.
+        kept = hold_ends(hold.ready_at, now, hold.hold_hours)
+        line = Line(
+            f"hold:{hold.hold_id}", hold.item_id, hold.item_name, due_at=kept, hold_id=hold.hold_id
+        )
         claim = f"ready:{hold.member_id}:{hold.hold_id}"  # never the line's own claim
         out.append(Reminder(Kind.HOLD_READY, hold.member_id, claim, (line,)))
     return out
@@ -241,6 +248,7 @@ def render(
     if reminder.kind is Kind.HOLD_READY:
         subject = f"Ready for you: {reminder.lines[0].item_name}"
         body = ["Good news: the item you placed a hold on is on the hold shelf for you.", *items]
+        body += ["", f"It is kept for you until {when(reminder.lines[0].due_at)}."]
         body += ["", "Scan your pass at a kiosk and then the item to check it out."]
     elif reminder.kind is Kind.OVERDUE:
         subject = _counted("overdue item", "overdue items", reminder.lines)

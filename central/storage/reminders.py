@@ -200,16 +200,17 @@ class ReminderRows:
     async def ready_holds(self) -> list[ReadyHold]:
         """Holds on the hold shelf whose member has not been told yet."""
         rows = await self._s._read_all(
-            "SELECT h.id, h.member_id, h.item_id, i.name, h.ready_at"
+            "SELECT h.id, h.member_id, h.item_id, i.name, h.ready_at,"
+            " COALESCE((SELECT s.hold_hours FROM circulation_settings s LIMIT 1), 48)"
             " FROM holds h JOIN items i ON i.item_id = h.item_id"
             " WHERE h.state = 'ready' AND h.notified_at IS NULL ORDER BY h.id",
             (),
         )
         out = []
-        for hold_id, member_id, item_id, name, ready in rows:
+        for hold_id, member_id, item_id, name, ready, hours in rows:
             ready_at = self._s._moment(ready)
             assert ready_at is not None
-            out.append(ReadyHold(int(hold_id), member_id, item_id, name, ready_at))
+            out.append(ReadyHold(int(hold_id), member_id, item_id, name, ready_at, int(hours)))
         return out
 
     async def unsubscribed(self) -> frozenset[str]:

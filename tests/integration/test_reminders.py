@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -434,6 +434,9 @@ async def test_an_item_returned_to_the_hold_shelf_brings_the_next_member_their_m
     await lib.run()
     [mail] = lib.box.to(GRACE)
     assert mail["Subject"] == "Ready for you: Cordless drill"
+    # Told at the return's round, Grace has the library's 48 h from now: the mail says so.
+    kept = lib.clock.now() + timedelta(hours=48)
+    assert f"It is kept for you until {kept:%a %d %b %Y %H:%M}" in body(mail)
     [hold] = (await admin.get("/holds", params={"member_id": "M-1002"})).json()
     assert (hold["state"], hold["notified_at"] is not None) == ("ready", True)
 

@@ -200,6 +200,16 @@ def test_the_mail_names_items_due_dates_and_renew_and_unsubscribe_links() -> Non
     subject, body = render(hold[0], "Ada", links, rules)
     assert subject == "Ready for you: Jigsaw"
     assert "unsubscribe" not in body
+    # Told at once, the member has the library's 48 h from the return; told late (the
+    # mail could not go for two days), still a day from the mail (central/circulation.py).
+    assert "kept for you until Wed 07 Jan 2026 13:00." in body
+    late = compose(
+        Facts(holds=[ReadyHold(3, "M-1", "SAW-01", "Jigsaw", NOON)]),
+        NOON + timedelta(hours=47),
+        rules,
+    )
+    _, body = render(late[0], "Ada", links, rules)
+    assert "kept for you until Thu 08 Jan 2026 12:00." in body
 
 
 def test_the_log_keeps_what_a_mail_covers() -> None:
