@@ -8,7 +8,6 @@ screenshots, so what is tested is what a phone screen shows.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,24 +22,13 @@ from hardware.zbar import ZbarDecoder
 from hardware.zxing import ZxingDecoder
 from kiosk.feedback import Signal
 from tests.conftest import RunningCentral
+from tests.support.browser import AUTHENTICATOR, CHROMIUM, chromium, shots_dir
 from tests.support.kiosks import KioskUnderTest, running_kiosk
 from tests.support.members import ShiftedClock, members_central, smtp_server
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PHONE = {"width": 390, "height": 844}
-# Screenshots for the README when asked (CS_SCREENSHOTS=1), else into the test's temp dir.
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
@@ -58,20 +46,15 @@ def frame_of(png: bytes, brightness: float = 1.0) -> Frame:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[object]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+async def browser() -> AsyncIterator[Any]:
+    async with chromium() as launched:
+        yield launched
 
 
 async def test_member_walk_passkey_pass_kiosk_loans_and_live_catalogue(
     browser: object, tmp_path: Path, broker: LocalBroker
 ) -> None:
-    shots = SHOTS if os.environ.get("CS_SCREENSHOTS") == "1" else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = shots_dir(tmp_path)
     # Central's clock runs with the browser's (the page computes codes from real time),
     # and is moved on by hand for "a minute later".
     clock = ShiftedClock()
@@ -119,16 +102,7 @@ async def walk(
     await cdp.send("WebAuthn.enable")
     await cdp.send(
         "WebAuthn.addVirtualAuthenticator",
-        {
-            "options": {
-                "protocol": "ctap2",
-                "transport": "internal",
-                "hasResidentKey": True,
-                "hasUserVerification": True,
-                "isUserVerified": True,
-                "automaticPresenceSimulation": True,
-            }
-        },
+        {"options": AUTHENTICATOR},
     )
 
     # First visit by the invitation link, then a passkey for this phone.

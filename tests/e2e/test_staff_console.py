@@ -10,7 +10,6 @@ by poppler's pdftoppm and read back by the project's decoder.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,51 +25,22 @@ from kiosk.feedback import Signal
 from provisioning import pki
 from tests.conftest import RunningCentral, backend_settings, seed_library, start_central
 from tests.e2e.test_enrolment import stopping, wait_for_text
+from tests.support.browser import AUTHENTICATOR, CHROMIUM, chromium, shots_dir
 from tests.support.fleet import code_images, kiosk_from_bundle, secure_fleet
 from tests.support.kiosks import running_kiosk, until
 from tests.support.members import Inbox, smtp_server
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LAPTOP = {"width": 1280, "height": 900}
-AUTHENTICATOR = {
-    "protocol": "ctap2",
-    "transport": "internal",
-    "hasResidentKey": True,
-    "hasUserVerification": True,
-    "isUserVerified": True,
-    "automaticPresenceSimulation": True,
-}
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
 
 
-def shots_dir(tmp_path: Path) -> Path:
-    """README screenshots when asked (CS_SCREENSHOTS=1), else the test's temp dir."""
-    shots = SHOTS if os.environ.get("CS_SCREENSHOTS") == "1" else tmp_path
-    shots.mkdir(parents=True, exist_ok=True)
-    return shots
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def staff_invited(
