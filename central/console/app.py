@@ -183,6 +183,14 @@ def create_console(parts: ConsoleParts, *, origin: str, secure_cookies: bool) ->
             request, "library.html", staff, items=items, shelves=shelves, q=q, shelf=shelf
         )
 
+    @app.get("/items/{item_id}/line")
+    async def item_line(item_id: str, _staff: Staff = volunteer) -> JSONResponse:
+        line = await browse.item(item_id[:64])
+        if line is None:
+            return JSONResponse({"detail": {"reason": "NOT_FOUND"}}, status_code=404)
+        due = line.due_at.strftime("%Y-%m-%d") if line.due_at else ""
+        return JSONResponse({"state": line.state, "member_id": line.member_id, "due": due})
+
     @app.get("/members")
     async def members(
         request: Request, staff: Staff = volunteer, q: str = "", page_no: int = 1

@@ -7,6 +7,7 @@ on an indexed order) and a count, never the whole table.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,14 @@ from typing import Any
 from central.web.credentials import SqlHooks
 
 PAGE_SIZE = 50
+
+
+# An item with its open loan, if any; callers add the WHERE.
+_ITEM_LINE = (
+    "SELECT i.item_id, i.name, i.shelf_id, i.state, i.label_version, c.member_id,"
+    " c.due_at FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id"
+    " AND c.returned_at IS NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,24 +118,30 @@ class Browse:
         total = await self._count(f"SELECT count(*) FROM items i{where}", args)  # noqa: S608 - constant SQL
         page = max(1, page)
         rows = await self._s._read_all(
-            "SELECT i.item_id, i.name, i.shelf_id, i.state, i.label_version, c.member_id,"  # noqa: S608 - constant SQL
-            " c.due_at FROM items i LEFT JOIN checkouts c ON c.item_id = i.item_id"
-            f" AND c.returned_at IS NULL{where} ORDER BY i.item_id LIMIT ? OFFSET ?",
+            f"{_ITEM_LINE}{where} ORDER BY i.item_id LIMIT ? OFFSET ?",
             (*args, PAGE_SIZE, (page - 1) * PAGE_SIZE),
         )
-        lines = [
-            ItemLine(
-                str(r[0]),
-                str(r[1]),
-                str(r[2]),
-                "checked_out" if r[5] is not None else str(r[3]),
-                int(r[4]),
-                None if r[5] is None else str(r[5]),
-                self._s._moment(r[6]),
-            )
-            for r in rows
-        ]
-        return Page(lines, total, page, PAGE_SIZE)
+        return Page([self._item_line(r) for r in rows], total, page, PAGE_SIZE)
+
+    async def item(self, item_id: str) -> ItemLine | None:
+        """One item's line, as the library page shows it (None if there is no such item).
+
+        The console's live library page asks for it when an item goes out: availability
+        messages say that it went, not to whom.
+        """
+        rows = await self._s._read_all(f"{_ITEM_LINE} WHERE i.item_id = ?", (item_id,))
+        return self._item_line(rows[0]) if rows else None
+
+    def _item_line(self, r: Sequence[Any]) -> ItemLine:
+        return ItemLine(
+            str(r[0]),
+            str(r[1]),
+            str(r[2]),
+            "checked_out" if r[5] is not None else str(r[3]),
+            int(r[4]),
+            None if r[5] is None else str(r[5]),
+            self._s._moment(r[6]),
+        )
 
     async def members(self, query: str = "", page: int = 1) -> Page:
         """Members whose number or name holds ``query``, by number."""

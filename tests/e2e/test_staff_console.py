@@ -203,6 +203,11 @@ async def volunteer_day(
     await page.wait_for_selector(
         '[data-item="HAMMER-01"] .state[data-state="checked_out"]', timeout=15_000
     )
+    # ... and says who has it, which the availability message alone does not carry.
+    await page.wait_for_function(
+        """() => document.querySelector('[data-item="HAMMER-01"] .who').textContent === 'M-1001'""",
+        timeout=15_000,
+    )
     await page.screenshot(path=str(shots / "console-library.png"), full_page=True)
     # The charts catch up within their 10 s refresh: three scans this minute.
     await live.wait_for_selector('#chart-scans svg[data-total="3"]', timeout=15_000)

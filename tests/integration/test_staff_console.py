@@ -384,3 +384,19 @@ async def test_a_volunteer_records_that_a_member_was_told_their_hold_is_ready(
     assert [(r["actor"], r["detail"]) for r in rows] == [
         ("staff:Vera", {"hold_id": hold_id, "how": "phoned"})
     ]
+
+
+async def test_the_library_page_asks_one_items_line_signed_in_only(
+    central: RunningCentral,
+) -> None:
+    # The live library page fills "with" from this when an item goes out (the e2e test
+    # watches a real checkout); strangers get nothing, unknown items a 404.
+    async with httpx.AsyncClient(base_url=str(central.admin.base_url)) as stranger:
+        refused = await stranger.get("/staff/items/SAW-01/line")
+        assert refused.status_code == 401
+        assert "Saw" not in refused.text
+    async with staff_client(central, "vera@example.org", "Vera", "volunteer") as vera:
+        line = await vera.get("/staff/items/SAW-01/line")
+        assert line.status_code == 200
+        assert line.json() == {"state": "available", "member_id": None, "due": ""}
+        assert (await vera.get("/staff/items/NOPE-01/line")).status_code == 404

@@ -76,6 +76,17 @@ window.cs = {
     el.textContent = text;
     if (state !== undefined) el.setAttribute("data-state", state);
   }
+  async function who(itemId) {
+    var rows = document.querySelectorAll('#items tr[data-item="' + itemId + '"]');
+    if (!rows.length) return;
+    var answer = await fetch("/staff/items/" + encodeURIComponent(itemId) + "/line",
+      { credentials: "same-origin" });
+    if (!answer.ok) return;
+    var line = await answer.json();
+    rows.forEach(function (row) {
+      if (line.state === "checked_out") cell(row, "who", line.member_id || "");
+    });
+  }
   events.addEventListener("availability", function (e) {
     JSON.parse(e.data).changes.forEach(function (c) {
       document.querySelectorAll('#items tr[data-item="' + c.item_id + '"]').forEach(function (row) {
@@ -83,6 +94,8 @@ window.cs = {
         cell(row, "due", c.due_at ? c.due_at.slice(0, 10) : "");
         if (c.state !== "checked_out") cell(row, "who", "");
       });
+      // Availability says that an item went out, not to whom: ask for the item's line.
+      if (c.state === "checked_out") who(c.item_id);
     });
   });
   events.addEventListener("scan", function (e) {
