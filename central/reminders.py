@@ -185,6 +185,35 @@ def compose(facts: Facts, now: datetime, settings: ReminderSettings) -> list[Rem
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What keeps a claim needed: a loan still out, a hold still untold, or neither."""
+
+    checkout_id: int | None = None
+    hold_id: int | None = None
+
+
+def subject_of(claim: str) -> Subject:
+    """What ``claim`` guards, read back from its text (see ``compose`` for the shapes).
+
+    A digest's or an overdue mail's own claim names its local day, so once that day is
+    past nothing composes it again: it guards nothing (``Subject()``). A loan's line is
+    composed while the loan is out, a hold's while it is ready and untold. A claim of a
+    shape this code does not know is kept (a loan or hold id of -1 never matches a row
+    that has ended, so it is never pruned).
+    """
+    kind, _, rest = claim.partition(":")
+    if kind in ("digest", "late"):
+        return Subject()
+    if kind in ("due", "overdue"):
+        number = rest.partition("@")[0]
+        return Subject(checkout_id=int(number) if number.isdigit() else -1)
+    if kind in ("hold", "ready"):
+        number = rest.rpartition(":")[2]
+        return Subject(hold_id=int(number) if number.isdigit() else -1)
+    return Subject(checkout_id=-1)
+
+
 def claims_of(reminders: Iterable[Reminder]) -> set[str]:
     """Every claim ``reminders`` would take (to look up which are already taken)."""
     return {c for r in reminders for c in (r.claim, *(line.claim for line in r.lines))}

@@ -60,9 +60,15 @@ def cmd_run_now(args: argparse.Namespace) -> None:
     show(args, call(args, "POST", "/reminders/run"), ("claimed", "sent", "failed"))
 
 
+def cmd_prune(args: argparse.Namespace) -> None:
+    """Forget spent claims and logged mails older than --keep-days (central does this daily)."""
+    answer = call(args, "POST", f"/reminders/prune?keep_days={args.keep_days}")
+    show(args, answer, ("keep_days", "claims", "mails"))
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``reminders`` command."""
-    reminders = sub.add_parser("reminders", help="reminder e-mails: settings, log, run-now")
+    reminders = sub.add_parser("reminders", help="reminder e-mails: settings, log, run-now, prune")
     inner = reminders.add_subparsers(dest="reminders_command", required=True)
     settings = inner.add_parser("settings", help="show or change the reminder settings")
     settings_sub = settings.add_subparsers(dest="settings_command", required=True)
@@ -89,3 +95,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_log)
     p = inner.add_parser("run-now", help=cmd_run_now.__doc__, description=cmd_run_now.__doc__)
     p.set_defaults(func=cmd_run_now)
+    p = inner.add_parser("prune", help=cmd_prune.__doc__, description=cmd_prune.__doc__)
+    p.add_argument("--keep-days", type=int, default=90, help="keep this many days (at least 3)")
+    p.set_defaults(func=cmd_prune)

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from central.api.deps import ADMIN, RemindersService
-from central.services.reminders import DeliveryShown, RoundShown, SettingsPatch, SettingsShown
+from central.services.reminders import (
+    KEEP_DAYS,
+    DeliveryShown,
+    PruneShown,
+    RoundShown,
+    SettingsPatch,
+    SettingsShown,
+)
 
 router = APIRouter(prefix="/reminders", dependencies=ADMIN)
 
@@ -38,3 +45,17 @@ async def delivery_log(
 async def run_now(reminders: RemindersService) -> RoundShown:
     """One round now: claim what is due and send what waits."""
     return await reminders.run_now()
+
+
+@router.post("/prune")
+async def prune(
+    reminders: RemindersService,
+    keep_days: Annotated[int, Query(ge=3, le=3650)] = KEEP_DAYS,
+) -> PruneShown:
+    """Forget spent claims and logged mails older than ``keep_days`` (audited).
+
+    Central does this once a day with the default; fewer days shrink the log sooner.
+    Never below 3: a day's mail is claimed by its local date, which a time zone can put
+    a day either side of UTC.
+    """
+    return await reminders.prune_now(keep_days)

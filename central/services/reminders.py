@@ -47,6 +47,8 @@ RETRY_MAX_S = 3600.0
 MAX_ATTEMPTS = 8
 # How long one attempt holds a mail before another central may try it (a crash mid-send).
 LEASE_S = 120.0
+# How long the delivery log and spent claims are kept: staff read three months of mail.
+KEEP_DAYS = 90
 STATUSES = ("queued", "sent", "failed", "bounced", "no_address", "cancelled")
 
 
@@ -161,6 +163,16 @@ class RoundShown(BaseModel):
     failed: int = Field(description="Attempts that failed (to be retried, or bounced).")
 
 
+class PruneShown(BaseModel):
+    """What a prune forgot: claims that guard nothing any more, and logged mails."""
+
+    model_config = ConfigDict(frozen=True)
+
+    keep_days: int
+    claims: int
+    mails: int
+
+
 @dataclass(frozen=True, slots=True)
 class LinkMaker:
     """The members' app's pages a reminder links to."""
@@ -240,13 +252,34 @@ class Reminders:
     # -- rounds --------------------------------------------------------------------------
 
     async def run(self, every_s: float) -> None:
-        """Run a round every ``every_s`` until cancelled; a failed round is logged, not fatal."""
+        """Run a round every ``every_s`` until cancelled, and prune once a day; a failed
+        round is logged, not fatal."""
+        pruned: datetime | None = None
         while True:
             try:
                 await self.run_once()
+                if pruned is None or self.clock.now() - pruned >= timedelta(days=1):
+                    pruned = self.clock.now()
+                    await self.prune()
             except Exception:
                 log.exception("reminder round failed; trying again in %.0f s", every_s)
             await asyncio.sleep(every_s)
+
+    async def prune_now(self, keep_days: int) -> PruneShown:
+        """Prune on an admin's word (audited)."""
+        claims, mails = await self.prune(keep_days)
+        done = PruneShown(keep_days=keep_days, claims=claims, mails=mails)
+        await self.rows.record(
+            AuditEntry(self.clock.now(), self.actor, "reminders.prune", detail=done.model_dump())
+        )
+        return done
+
+    async def prune(self, keep_days: int = KEEP_DAYS) -> tuple[int, int]:
+        """Forget spent claims and log rows older than ``keep_days``: (claims, mails)."""
+        claims, mails = await self.rows.prune(self.clock.now() - timedelta(days=keep_days))
+        if claims or mails:
+            log.info("reminders: forgot %s spent claims and %s logged mails", claims, mails)
+        return claims, mails
 
     async def run_now(self) -> RoundShown:
         """One round on an admin's word (audited); refused while no mail can go."""

@@ -25,6 +25,7 @@ from central.reminders import (
     lines_from_json,
     lines_json,
     parse_days,
+    subject_of,
 )
 from central.storage.base import AuditEntry, Tx
 from central.storage.circulation import CirculationQueries
@@ -376,6 +377,77 @@ class ReminderRows:
         # Circulation's own write: the hold's expiry clock starts at the delivered notice.
         assert isinstance(tx, CirculationQueries)
         await tx.mark_notified(hold_id, now)
+
+    # -- pruning -----------------------------------------------------------------------------
+
+    async def prune(self, before: datetime, *, chunk: int = 500) -> tuple[int, int]:
+        """Forget claims made before ``before`` that guard nothing any more, then the
+        delivery log rows from before it that no claim points to; how many of each.
+
+        A claim guards nothing once compose can no longer produce it: its day is past
+        (a digest's or an overdue mail's own claim), its loan is back, or its hold is no
+        longer ready and untold (``subject_of``). Everything else is kept, however old:
+        a loan out for a year must not be reminded of its overdue step again.
+        """
+        claims = 0
+        after = ""
+        while True:
+            rows = await self._s._read_all(
+                "SELECT claim FROM reminder_claims WHERE claimed_at < ? AND claim > ?"
+                " ORDER BY claim LIMIT ?",
+                (before, after, chunk),
+            )
+            if not rows:
+                break
+            found = [str(r[0]) for r in rows]
+            after = found[-1]
+            gone = await self._guarding_nothing(found)
+            if gone:
+                marks = ", ".join("?" for _ in gone)
+                async with self._s._rollout_tx() as tx:
+                    claims += await self._s._tx_exec(
+                        tx,
+                        f"DELETE FROM reminder_claims WHERE claim IN ({marks})",  # noqa: S608 - only ? marks
+                        tuple(gone),
+                    )
+        async with self._s._rollout_tx() as tx:
+            # A queued mail is still to be sent, whatever its age.
+            deliveries = await self._s._tx_exec(
+                tx,
+                "DELETE FROM reminder_deliveries WHERE created_at < ? AND status <> 'queued'"
+                " AND NOT EXISTS (SELECT 1 FROM reminder_claims c"
+                " WHERE c.delivery_id = reminder_deliveries.delivery_id)",
+                (before,),
+            )
+        return claims, deliveries
+
+    async def _guarding_nothing(self, claims: Sequence[str]) -> list[str]:
+        subjects = {claim: subject_of(claim) for claim in claims}
+        loans = sorted({s.checkout_id for s in subjects.values() if s.checkout_id is not None})
+        holds = sorted({s.hold_id for s in subjects.values() if s.hold_id is not None})
+        back = await self._ids(
+            "SELECT checkout_id FROM checkouts WHERE returned_at IS NOT NULL AND checkout_id IN",
+            loans,
+        )
+        # A hold ready and untold is still composed; any other state is not.
+        done = await self._ids(
+            "SELECT id FROM holds WHERE NOT (state = 'ready' AND notified_at IS NULL) AND id IN",
+            holds,
+        )
+        return [
+            claim
+            for claim, s in subjects.items()
+            if (s.checkout_id is None and s.hold_id is None)
+            or (s.checkout_id is not None and s.checkout_id in back)
+            or (s.hold_id is not None and s.hold_id in done)
+        ]
+
+    async def _ids(self, sql: str, ids: Sequence[int]) -> set[int]:
+        if not ids:
+            return set()
+        marks = ", ".join("?" for _ in ids)
+        rows = await self._s._read_all(f"{sql} ({marks})", tuple(ids))
+        return {int(r[0]) for r in rows}
 
     # -- the log and unsubscribes ---------------------------------------------------------
 

@@ -354,6 +354,9 @@ async def test_cs_admin_sets_shows_and_reads_the_log(
     assert "digest" in log.out
     none = await run_cli(capsys, [*base, "reminders", "log", "--status", "bounced"])
     assert "DRILL-01" not in none.out
+    # Nothing here is 3 days old yet: the shortest window forgets nothing.
+    pruned = await run_cli(capsys, [*base, "--json", "reminders", "prune", "--keep-days", "3"])
+    assert pruned.json() == {"keep_days": 3, "claims": 0, "mails": 0}
 
 
 async def test_hold_ready_mail_goes_once_and_starts_the_holds_clock(lib: Library) -> None:
@@ -462,3 +465,43 @@ async def test_a_loan_renewed_at_the_kiosk_is_reminded_again_of_its_new_date(
     digests = lib.box.to(ADA)
     assert len(digests) == 2
     assert f"due {renewed.due_at:%a %d %b %Y}" in body(digests[1])
+
+
+async def test_pruning_forgets_spent_claims_and_old_mail_but_never_mails_twice(
+    lib: Library, probe: Probe
+) -> None:
+    await borrow(lib, probe, "KIOSK-A1", "M-1001", "DRILL-01", "SAW-01")
+    await borrow(lib, probe, "KIOSK-B1", "M-1002", "RAKE-01")
+    await lib.run()  # both get a digest
+    lib.clock.advance(15 * 86400)
+    await lib.run()  # both get the day-1 overdue mail
+    await give_back(lib, probe, "KIOSK-A1", "DRILL-01")
+    await give_back(lib, probe, "KIOSK-A1", "SAW-01")
+    lib.clock.advance(91 * 86400)
+    await lib.run()  # Grace still has the rake: the day-14 mail
+    assert (len(lib.box.to(ADA)), len(lib.box.to(GRACE))) == (2, 3)
+
+    pruned = await lib.central.admin.post("/reminders/prune")
+    assert pruned.status_code == 200, pruned.text
+    # Ada's two mails named only loans that came back: claims and log rows go. Grace's
+    # older mails name the rake, still out, so their line claims (and rows) stay.
+    assert pruned.json()["mails"] == 2
+    assert await lib.log(member="M-1001") == []
+    grace = await lib.log(member="M-1002")
+    assert [(r["kind"], r["step"]) for r in grace] == [
+        ("overdue", 14),
+        ("overdue", 1),
+        ("digest", None),
+    ]
+
+    # Another 91 days: the day-14 claim is old now, but the rake is still out. Pruning
+    # keeps it, so the round after finds the line claimed and Grace gets nothing twice.
+    lib.clock.advance(91 * 86400)
+    assert (await lib.central.admin.post("/reminders/prune")).json()["mails"] == 0
+    assert (await lib.run())["sent"] == 0
+    assert len(lib.box.to(GRACE)) == 3
+    # An admin's prune is audited; fewer than 3 days is refused (a day's claim is local).
+    rows = (await lib.central.admin.get("/audit", params={"limit": 500})).json()
+    assert [r["detail"]["keep_days"] for r in rows if r["action"] == "reminders.prune"] == [90, 90]
+    too_few = await lib.central.admin.post("/reminders/prune", params={"keep_days": 2})
+    assert too_few.status_code == 422

@@ -16,11 +16,13 @@ from central.reminders import (
     ReadyHold,
     Reminder,
     ReminderSettings,
+    Subject,
     claims_of,
     compose,
     lines_from_json,
     lines_json,
     render,
+    subject_of,
     unclaimed,
 )
 from central.services.reminders import retry_delay_s, temporary, unreachable
@@ -277,3 +279,26 @@ def test_a_hold_ready_mail_is_claimed_once() -> None:
     first = claimed_round(claims, compose(facts, NOON, UTC_8))
     assert kinds(first) == [(Kind.HOLD_READY, "M-1", ("SAW-01",))]
     assert claimed_round(claims, compose(facts, NOON + timedelta(hours=1), UTC_8)) == []
+
+
+def test_every_claim_compose_makes_names_what_keeps_it_needed() -> None:
+    # Pruning forgets a claim only when what it names has ended; a shape it cannot read
+    # must be kept (a loan id no row has), never forgotten.
+    now = datetime(2026, 3, 10, 9, tzinfo=UTC)
+    loans = [
+        Loan(41, "M-1", "DRILL-01", "Drill", now - timedelta(days=3), renewable=False),
+        Loan(42, "M-1", "SAW-01", "Saw", now + timedelta(days=1), renewable=True),
+    ]
+    holds = [ReadyHold(7, "M-2", "RAKE-01", "Rake", now)]
+    settings = ReminderSettings(digest_hour=0, due_soon_days=2, overdue_days=(1,))
+    claims = claims_of(compose(Facts(loans, holds, frozenset()), now, settings))
+    assert {c: subject_of(c) for c in claims} == {
+        "digest:M-1:2026-03-10": Subject(),
+        "late:M-1:2026-03-10:1": Subject(),
+        "due:42@20260311T090000Z": Subject(checkout_id=42),
+        "overdue:41@20260307T090000Z:1": Subject(checkout_id=41),
+        "hold:7": Subject(hold_id=7),
+        "ready:M-2:7": Subject(hold_id=7),
+    }
+    assert subject_of("due:x@1") == Subject(checkout_id=-1)
+    assert subject_of("something-new:1") == Subject(checkout_id=-1)
