@@ -93,7 +93,7 @@ def main() -> int:
             with httpx.Client(base_url=link.split("/staff/")[0], timeout=30) as staff:
                 assert staff.get(link).status_code == 303
                 pages = {
-                    "fleet (1,000 kiosks, page 1)": "/staff/",
+                    f"fleet ({args.kiosks:,} kiosks, page 1)": "/staff/",
                     "fleet search": "/staff/?q=KIOSK-09",
                     "library page 1": "/staff/library",
                     "library page 150": "/staff/library?page_no=150",
@@ -101,7 +101,7 @@ def main() -> int:
                     "library one shelf": "/staff/library?shelf=SHELF-007",
                     "members page 1": "/staff/members",
                     "members search": "/staff/members?q=member%204242",
-                    "circulation (2,000 loans)": "/staff/circulation",
+                    f"circulation ({args.loans:,} loans)": "/staff/circulation",
                     "circulation search": "/staff/circulation?q=M-0123",
                     "label sheet (PDF, 50 labels)": "/staff/labels.pdf?shelf=SHELF-001",
                 }
