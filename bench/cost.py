@@ -48,7 +48,7 @@ def _counts(process: CentralProcess) -> dict[str, int]:
             data = client.get("/stats", timeout=10).json()
     except (httpx.HTTPError, ValueError):
         return {}
-    return {k: int(v) for k, v in data.get("counts", {}).items() if isinstance(v, int)}
+    return {k: int(v) for k, v in data.get("batches", {}).items() if isinstance(v, int)}
 
 
 def read(processes: list[CentralProcess], dsn: str | None) -> Reading:
@@ -85,10 +85,10 @@ def between(start: Reading, end: Reading, verdicts: int) -> Cost:
     def delta(key: str) -> int:
         return end.counts.get(key, 0) - start.counts.get(key, 0)
 
-    events, batches = delta("pg_batched_events"), delta("pg_batches")
+    events, batches = delta("events"), delta("batches")
     return Cost(
         central_ms=(end.central_s - start.central_s) * 1e3 / n,
         postgres_ms=(end.postgres_s - start.postgres_s) * 1e3 / n,
-        round_trips=delta("pg_batch_statements") / events if events else None,
+        round_trips=delta("statements") / events if events else None,
         batch=events / batches if batches else None,
     )

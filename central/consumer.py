@@ -130,6 +130,8 @@ class Consumer:
         self.metrics = metrics or Metrics()
         self._dropped: dict[str, prometheus_client.Counter] = {}
         self.counts: Counter[str] = Counter()
+        # PostgreSQL's batches: how many, their events, rounds and statements (round trips).
+        self.batching: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
         self.on_verdict: Callable[[Verdict], None] | None = None
@@ -318,7 +320,7 @@ class Consumer:
         """PostgreSQL: the batch in one transaction, a statement per round
         (:mod:`central.scan_rounds`); the kiosks it leaves out, or all if it fails, one
         short transaction per event."""
-        if not isinstance(self._store, PostgresStore) or len(jobs) < 2:
+        if not isinstance(self._store, PostgresStore):
             return await self._decide_each(jobs, now)
         # Problem reports and phone passes stay on the per-event path (rare; a report's
         # item is only known from the return it names, a phone pass writes its own pass
@@ -326,7 +328,7 @@ class Consumer:
         aside = {job.kiosk for job in jobs if _alone(job)}
         together = [i for i, job in enumerate(jobs) if job.kiosk not in aside]
         outcomes: dict[int, _Result] = {}
-        if len(together) >= 2:
+        if together:
             batch = [jobs[i] for i in together]
             decided = await self._decide_rounds(self._store, batch, now)
             outcomes.update(zip(together, decided, strict=True))
@@ -355,10 +357,10 @@ class Consumer:
                 log.info("a batch of %s failed; deciding each alone", len(jobs), exc_info=True)
             self.counts["batch_split"] += 1
             return await self._decide_each(jobs, now)
-        self.counts["pg_batches"] += 1
-        self.counts["pg_batched_events"] += len(jobs)
-        self.counts["pg_batch_rounds"] += batched.rounds
-        self.counts["pg_batch_statements"] += batched.statements
+        self.batching["batches"] += 1
+        self.batching["events"] += len(jobs)
+        self.batching["rounds"] += batched.rounds
+        self.batching["statements"] += batched.statements
         return list(batched.outcomes)
 
     async def _decide_each(self, jobs: list[_Job], now: datetime) -> list[_Result]:

@@ -2,6 +2,8 @@
 -- writes the rules chose for the previous round, take every lock of the batch in the
 -- global order, and return every fact the rules may ask for about the next round. The
 -- rules stay in Python (central/rules.py); this only loads and writes.
+CREATE VIEW schema_backend AS SELECT 'postgresql'::text AS backend, 1 AS batched_scans;
+
 CREATE FUNCTION cs_scan_step(
     p_now timestamptz,
     p_ops jsonb,            -- [[op, args...], ...] in order, or NULL

@@ -1,2 +1,2 @@
--- Nothing to undo on SQLite (see 0013_scan_batch.up.sql).
-SELECT 1;
+-- Undo 0013 on SQLite.
+DROP VIEW schema_backend;
