@@ -35,6 +35,7 @@ class Batched:
     outcomes: list[Outcome]
     statements: int  # BEGIN and COMMIT included
     rounds: int
+    order: list[int]  # the scans' indexes in the order they were decided
 
 
 def _shape(limits: Limits | None, now: datetime) -> Shape:
@@ -103,6 +104,7 @@ async def decide(
     for index, (event, _token) in enumerate(scans):
         waiting.setdefault(event.kiosk_id, deque()).append(index)
     outcomes: dict[int, Outcome] = {}
+    order: list[int] = []
     rounds = 0
     async with store.pool.acquire() as conn, conn.transaction():
         tx = SnapshotTx(conn, now, _shape(limits, now))
@@ -123,7 +125,8 @@ async def decide(
                 outcome = await ledger.apply(tx, event, token, now, limits)
                 outcome.changed = changed
                 outcomes[index] = outcome
+                order.append(index)
             members.update(tx.sessions_after)
         if tx.ops:
             await tx.step(None, lock=False)
-    return Batched([outcomes[i] for i in range(len(scans))], tx.statements + 2, rounds)
+    return Batched([outcomes[i] for i in range(len(scans))], tx.statements + 2, rounds, order)
