@@ -32,6 +32,7 @@ import asyncpg
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from bench import cost
 from broker import topics
 from broker.local import LocalBroker, free_port
 from broker.messages import CodeScan, encode
@@ -181,6 +182,7 @@ class Result:
     latency_ms: dict[str, float]
     reasons: dict[str, int]
     checks: dict[str, int]
+    cost: cost.Cost | None = None
 
     @property
     def rate(self) -> float:
@@ -316,6 +318,7 @@ def run(
         player.stats.sent.clear()
         player.stats.received.clear()
         player.stats.reasons.clear()
+        before = cost.read(processes, dsn)
         if mode == "latency":
             scans, elapsed = open_loop(player, library, rate=rate, seconds=seconds, seed=seed)
         else:
@@ -329,6 +332,7 @@ def run(
                 seed=seed,
             )
         player.close()
+        spent = cost.between(before, cost.read(processes, dsn), len(player.stats.received))
         stats = player.stats
         latencies = [stats.received[e] - stats.sent[e] for e in stats.received if e in stats.sent]
         reasons: dict[str, int] = {}
@@ -339,7 +343,14 @@ def run(
         checks = asyncio.run(consistency(base))
         label = f"{backend}, {centrals} central{'s' if centrals > 1 else ''}, {mode}"
         return Result(
-            label, scans, len(stats.received), elapsed, percentiles(latencies), reasons, checks
+            label,
+            scans,
+            len(stats.received),
+            elapsed,
+            percentiles(latencies),
+            reasons,
+            checks,
+            spent,
         )
     finally:
         for process in processes:
@@ -353,17 +364,29 @@ def report(results: list[Result]) -> str:
     """A Markdown table of results."""
     lines = [
         "| run | scans | verdicts | verdicts/s | p50 ms | p95 ms | p99 ms | max ms |"
-        " invariant violations |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " invariant violations | CPU ms/scan central + PG | round trips/scan (batch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lat = r.latency_ms
         lines.append(
             f"| {r.label} | {r.scans:,} | {r.verdicts:,} | {r.rate:,.0f} |"
             f" {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {lat['max']:.0f} |"
-            f" {violations(r.checks)} |"
+            f" {violations(r.checks)} | {_cpu_cell(r.cost)} | {_trips_cell(r.cost)} |"
         )
     return "\n".join(lines)
+
+
+def _cpu_cell(spent: cost.Cost | None) -> str:
+    if spent is None:
+        return "-"
+    return f"{spent.total_ms:.2f} = {spent.central_ms:.2f} + {spent.postgres_ms:.2f}"
+
+
+def _trips_cell(spent: cost.Cost | None) -> str:
+    if spent is None or spent.round_trips is None or spent.batch is None:
+        return "-"
+    return f"{spent.round_trips:.2f} ({spent.batch:.0f})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ from broker.messages import (
     CodeScan,
     KioskState,
     KioskStatus,
+    ProblemReport,
     Reason,
     SecurityAlert,
     Verdict,
@@ -39,7 +40,7 @@ from broker.messages import (
     parse_event,
     parse_message,
 )
-from central import abuse, ledger
+from central import abuse, ledger, scan_rounds
 from central.abuse import NO_KIOSK, AbuseCounter, AbusePolicy, Drop
 from central.clock import Clock
 from central.fairqueue import FairQueue
@@ -49,6 +50,7 @@ from central.mqtt import Inbound
 from central.publisher import Publisher
 from central.security import Limits
 from central.storage.base import AuditEntry, Store, Tx
+from central.storage.postgres import PostgresStore
 from central.tokens import DevicePass, Token, TokenSigner, fingerprint
 from central.web.credentials import SqlHooks
 from central.web.store import MembersData
@@ -128,6 +130,8 @@ class Consumer:
         self.metrics = metrics or Metrics()
         self._dropped: dict[str, prometheus_client.Counter] = {}
         self.counts: Counter[str] = Counter()
+        # PostgreSQL's batches: how many, their events, rounds and statements (round trips).
+        self.batching: Counter[str] = Counter()
         self.presence: dict[str, KioskStatus] = {}
         self.seen: dict[str, datetime] = {}  # when each kiosk's status last arrived
         self.on_verdict: Callable[[Verdict], None] | None = None
@@ -313,6 +317,53 @@ class Consumer:
         return [await self._decide_isolated(job, now) for job in jobs]
 
     async def _decide_apart(self, jobs: list[_Job], now: datetime) -> list[_Result]:
+        """PostgreSQL: the batch in one transaction, a statement per round
+        (:mod:`central.scan_rounds`); the kiosks it leaves out, or all if it fails, one
+        short transaction per event."""
+        if not isinstance(self._store, PostgresStore):
+            return await self._decide_each(jobs, now)
+        # Problem reports and phone passes stay on the per-event path (rare; a report's
+        # item is only known from the return it names, a phone pass writes its own pass
+        # row first), and with them the rest of their kiosk's events, to keep its order.
+        aside = {job.kiosk for job in jobs if _alone(job)}
+        together = [i for i, job in enumerate(jobs) if job.kiosk not in aside]
+        outcomes: dict[int, _Result] = {}
+        if together:
+            batch = [jobs[i] for i in together]
+            decided = await self._decide_rounds(self._store, batch, now)
+            outcomes.update(zip(together, decided, strict=True))
+        rest = [i for i in range(len(jobs)) if i not in outcomes]
+        if rest:
+            each = await self._decide_each([jobs[i] for i in rest], now)
+            outcomes.update(zip(rest, each, strict=True))
+        return [outcomes[i] for i in range(len(jobs))]
+
+    async def _decide_rounds(
+        self, store: PostgresStore, jobs: list[_Job], now: datetime
+    ) -> list[_Result]:
+        """``jobs`` in one transaction; if any step fails, each in its own transaction."""
+        scans = [(job.event, job.token) for job in jobs if job.event is not None]
+        try:
+            batched = await scan_rounds.decide(store, scans, now, self._limits)
+        except Exception as exc:
+            if await self._systemic(exc):
+                raise
+            if store.is_conflict(exc):
+                # The batch's locks should have kept every constraint and deadlock away.
+                self.counts["conflict"] += 1
+                self.metrics.conflicts.inc()
+                log.warning("a batch of %s hit a conflict", len(jobs), exc_info=True)
+            else:
+                log.info("a batch of %s failed; deciding each alone", len(jobs), exc_info=True)
+            self.counts["batch_split"] += 1
+            return await self._decide_each(jobs, now)
+        self.batching["batches"] += 1
+        self.batching["events"] += len(jobs)
+        self.batching["rounds"] += batched.rounds
+        self.batching["statements"] += batched.statements
+        return list(batched.outcomes)
+
+    async def _decide_each(self, jobs: list[_Job], now: datetime) -> list[_Result]:
         """A short transaction per event; kiosks in parallel, each kiosk's events in order."""
         outcomes: dict[int, _Result] = {}
         by_kiosk: dict[str, list[int]] = {}
@@ -576,6 +627,11 @@ def _log_verdict(job: _Job, outcome: Outcome) -> None:
             "code": fingerprint(code) if code else None,  # never the code itself
         },
     )
+
+
+def _alone(job: _Job) -> bool:
+    """Whether ``job`` is decided in its own transaction even on PostgreSQL."""
+    return isinstance(job.event, ProblemReport) or isinstance(job.token, DevicePass)
 
 
 def _event_id_of(payload: bytes) -> str | None:

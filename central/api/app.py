@@ -180,6 +180,10 @@ def _ops_router(store: Store, clock: Clock, consumer: Consumer) -> APIRouter:
     async def stats() -> dict[str, Any]:
         # Verdicts by reason, conflicts the constraints caught, faults: what a test or an
         # operator checks before the Prometheus metrics.
-        return {"queue_depth": consumer.depth, "counts": dict(consumer.counts)}
+        return {
+            "queue_depth": consumer.depth,
+            "counts": dict(consumer.counts),
+            "batches": dict(consumer.batching),
+        }
 
     return router

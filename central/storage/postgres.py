@@ -1,9 +1,11 @@
 """The PostgreSQL backend (asyncpg): several central instances share one database.
 
-Each event is decided in its own short transaction that takes its locks in one fixed
-order — the kiosk's event id (advisory lock), then the kiosk row, then the item row, then the
-member row — so two instances never wait on each other in a cycle, and the constraints
-(partial unique indexes, unique pass and event ids) refuse whatever a logic slip lets by.
+A batch of scans is decided in one transaction, one statement per round
+(:mod:`central.storage.scan_batch`); a scan decided alone has its own short transaction.
+Both take their locks in one fixed order — the kiosk's event id (advisory lock), then the
+kiosk row, then the rate buckets, the item row, its holds, the member row, the pass — so
+two instances never wait on each other in a cycle, and the constraints (partial unique
+indexes, unique pass and event ids) refuse whatever a logic slip lets by.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class PostgresStore(StoreReads, AdminWrites, FleetWrites, RolloutWrites, Release
     dialect = POSTGRES
 
     backend = "postgres"
-    # Per-event transactions: a transaction spanning a batch would hold one event's locks
-    # while taking the next event's, and two instances could then deadlock.
+    # Not the savepoint-per-event group commit: a transaction spanning a batch that way
+    # would hold one event's locks while taking the next event's, and two instances could
+    # deadlock. A batch here takes all its locks first (central/scan_rounds.py).
     group_commit = False
 
     def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:

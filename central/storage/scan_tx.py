@@ -267,8 +267,8 @@ class ScanTx(CirculationQueries):
 
     async def rollout_flag(self) -> FlagRow:
         # Read once per transaction: SQLite's BEGIN IMMEDIATE keeps any change out until
-        # it ends (and a batch of scans shares one transaction); a PostgreSQL transaction
-        # decides one event, which reads it once.
+        # it ends (and a batch of scans shares one transaction); a PostgreSQL scan decided
+        # alone reads it once (a batch reads it with each round's facts, scan_batch.py).
         if self._flag is None:
             self._flag = flag_from_row(await self._one(FLAG_SQL, (FLAG,)), self.dialect.opt_moment)
         return self._flag

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -32,6 +34,7 @@ from central.mqtt import Inbound
 from central.security import ALERT_AUTO_BLOCK
 from central.storage.base import CheckoutRow
 from central.storage.postgres import PostgresTx
+from central.storage.scan_batch import SnapshotTx
 from central.storage.sqlite import SqliteStore, SqliteTx
 from central.tokens import TokenSigner
 from tests.unit.central.support import (
@@ -204,17 +207,24 @@ async def test_a_write_the_constraints_refuse_is_undone_and_decided_again(
     )
     # A logic slip: the first look at the drill's open checkout misses Ada's. Only the
     # database's one-open-checkout-per-item index stands between Grace and the drill.
-    tx_class = SqliteTx if isinstance(library, SqliteStore) else PostgresTx
-    real = tx_class.open_checkout
+    # On PostgreSQL a batch reads it from the batch's snapshot (SnapshotTx), a scan decided
+    # alone from the database (PostgresTx): the slip is in both.
+    tx_classes: list[type[SqliteTx] | type[PostgresTx]] = (
+        [SqliteTx] if isinstance(library, SqliteStore) else [SnapshotTx, PostgresTx]
+    )
     slipped: list[str] = []
 
-    async def open_checkout(self: SqliteTx | PostgresTx, item_id: str) -> CheckoutRow | None:
-        if item_id not in slipped:
-            slipped.append(item_id)
-            return None
-        return await real(self, item_id)
+    def slip(read: Callable[[Any, str], Awaitable[CheckoutRow | None]]) -> object:
+        async def open_checkout(self: Any, item_id: str) -> CheckoutRow | None:
+            if item_id not in slipped:
+                slipped.append(item_id)
+                return None
+            return await read(self, item_id)
 
-    monkeypatch.setattr(tx_class, "open_checkout", open_checkout)
+        return open_checkout
+
+    for tx_class in tx_classes:
+        monkeypatch.setattr(tx_class, "open_checkout", slip(tx_class.open_checkout))
     await consumer.handle(
         inbound(
             [

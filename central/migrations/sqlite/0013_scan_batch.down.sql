@@ -1,0 +1,2 @@
+-- Undo 0013 on SQLite.
+DROP VIEW schema_backend;
