@@ -38,6 +38,42 @@ def nodelay(sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# What one read from the socket asks for: many packets' worth, where paho asks per field.
+_READ_CHUNK = 65536
+
+
+class _BufferedClient(paho.Client):
+    """paho's client, reading the socket in large chunks.
+
+    paho reads each packet with three or four ``recv`` calls (its command byte, each byte
+    of its length, its body): on central's scan stream that is about seven system calls,
+    each a release and re-take of the GIL, per scan decided. Here one ``recv`` fills a
+    buffer that those small reads are served from. What the buffer still holds when paho
+    stops reading, the socket will not signal again: :meth:`buffered` tells the loop.
+    """
+
+    _rbuf = b""
+    _rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(_READ_CHUNK)  # BlockingIOError when nothing came
+            if len(data) <= bufsize:
+                return data
+            self._rbuf, self._rpos = data, 0
+        start = self._rpos
+        self._rpos = start + bufsize
+        return self._rbuf[start : self._rpos]
+
+    def buffered(self) -> bool:
+        """Whether bytes already read from the socket wait to be handled."""
+        return self._rpos < len(self._rbuf)
+
+    def forget_buffer(self) -> None:
+        """Drop what a closed connection left unread (a new one starts clean)."""
+        self._rbuf, self._rpos = b"", 0
+
+
 @dataclass(frozen=True, slots=True)
 class TlsFiles:
     """TLS to the broker: the project CA that signed it, and an optional client certificate."""
@@ -74,7 +110,7 @@ class LoopClient:
         self._connect_in_thread = connect_in_thread
         # The raw paho client, for this module only: callers use the methods below
         # (publish, subscribe, unsubscribe, ack, will_set, close).
-        self.client = paho.Client(
+        self.client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -120,6 +156,7 @@ class LoopClient:
 
     def _socket_open(self, _c: paho.Client, _u: object, sock: Any) -> None:
         nodelay(sock)
+        self.client.forget_buffer()
         self._on_loop(self._loop.add_reader, sock, self._read)
 
     def _socket_close(self, _c: paho.Client, _u: object, sock: Any) -> None:
@@ -138,9 +175,12 @@ class LoopClient:
 
     def _read(self) -> None:
         self.client.loop_read(max_packets=64)
-        # TLS may already hold decrypted bytes the socket will never signal again.
+        # Bytes already read (into the client's buffer, or decrypted by TLS) will never
+        # make the socket signal again: come back for them after the loop's other work.
         sock = self.client.socket()
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if sock is not None and (
+            self.client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        ):
             self._loop.call_soon(self._read)
 
     def _write(self) -> None:
