@@ -40,15 +40,18 @@ def nodelay(sock: Any) -> None:
 
 # What one read from the socket asks for: many packets' worth, where paho asks per field.
 _READ_CHUNK = 65536
+# How much one write gathers from paho's queue of packets.
+_WRITE_CHUNK = 65536
 
 
 class _BufferedClient(paho.Client):
-    """paho's client, reading the socket in large chunks.
+    """paho's client, reading and writing the socket in large chunks.
 
     paho reads each packet with three or four ``recv`` calls (its command byte, each byte
-    of its length, its body): on central's scan stream that is about seven system calls,
-    each a release and re-take of the GIL, per scan decided. Here one ``recv`` fills a
-    buffer that those small reads are served from. What the buffer still holds when paho
+    of its length, its body) and writes each with its own ``send``: on central's scan
+    stream that is about nine system calls, each a release and re-take of the GIL, per
+    scan decided. Here one ``recv`` fills a buffer that those small reads are served from,
+    and one ``send`` carries many queued packets. What the buffer still holds when paho
     stops reading, the socket will not signal again: :meth:`buffered` tells the loop.
     """
 
@@ -64,6 +67,53 @@ class _BufferedClient(paho.Client):
         start = self._rpos
         self._rpos = start + bufsize
         return self._rbuf[start : self._rpos]
+
+    def _packet_write(self) -> MQTTErrorCode:
+        queue = self._out_packet
+        while queue:
+            if not self._plain(queue[0]):
+                return super()._packet_write()  # paho's own path, one packet at a time
+            taken: list[Any] = []
+            parts: list[bytes | bytearray] = []
+            size = 0
+            for packet in queue:
+                if size >= _WRITE_CHUNK or not self._plain(packet):
+                    break
+                part = packet["packet"][packet["pos"] :]
+                taken.append(packet)
+                parts.append(part)
+                size += len(part)
+            try:
+                sent = self._sock_send(b"".join(parts))
+            except (AttributeError, ValueError):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS  # the socket is gone, as paho treats it
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as exc:
+                log.info("sending to the broker failed: %s", exc)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            # Account for what went out packet by packet, as paho would have.
+            for packet in taken:
+                done = min(sent, packet["to_process"])
+                packet["to_process"] -= done
+                packet["pos"] += done
+                sent -= done
+                if packet["to_process"] > 0:
+                    break  # the rest of it goes on the next write
+                queue.popleft()
+                if packet["command"] & 0xF0 == paho.PUBLISH and packet["qos"] == 0:
+                    packet["info"]._set_as_published()
+            with self._msgtime_mutex:
+                self._last_msg_out = paho.time_func()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _plain(self, packet: Any) -> bool:
+        """Whether sending ``packet`` has no effect beyond its bytes and its message's
+        published mark (a disconnect closes the socket, a QoS 0 publish may call back)."""
+        command = packet["command"] & 0xF0
+        if command == paho.DISCONNECT:
+            return False
+        return not (command == paho.PUBLISH and packet["qos"] == 0 and self.on_publish)
 
     def buffered(self) -> bool:
         """Whether bytes already read from the socket wait to be handled."""
