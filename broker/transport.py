@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -42,6 +42,10 @@ def nodelay(sock: Any) -> None:
 _READ_CHUNK = 65536
 # How much one write gathers from paho's queue of packets.
 _WRITE_CHUNK = 65536
+
+
+# The properties of every PUBLISH that carries none (nothing here changes them).
+_NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
 
 class _BufferedClient(paho.Client):
@@ -114,6 +118,72 @@ class _BufferedClient(paho.Client):
         if command == paho.DISCONNECT:
             return False
         return not (command == paho.PUBLISH and packet["qos"] == 0 and self.on_publish)
+
+    # -- the two packets of every scan, decoded without paho's general machinery ------------
+    # paho builds a Properties object (two dicts, then a clear over 27 names) for each
+    # PUBLISH and PUBACK of MQTT 5, and walks its topic matcher for each message: about a
+    # fifth of central's event loop. Packets with properties, QoS 2 and MQTT 3 go the
+    # general way.
+
+    _filtered = False  # whether a per-topic callback was ever added (paho's matcher)
+
+    def message_callback_add(self, sub: str, callback: paho.CallbackOnMessage) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if self._protocol != paho.MQTTv5 or qos > 1:
+            return super()._handle_publish()
+        topic_end = 2 + int.from_bytes(packet[:2], "big")
+        pos = topic_end
+        mid = 0
+        if qos:
+            mid = int.from_bytes(packet[pos : pos + 2], "big")
+            pos += 2
+        if pos >= len(packet) or packet[pos] != 0:
+            return super()._handle_publish()  # properties to read, or a short packet
+        message = paho.MQTTMessage(mid, bytes(packet[2:topic_end]))
+        message.dup = bool(header & 0x08)
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PROPERTIES
+        message.payload = bytes(packet[pos + 1 :])
+        message.timestamp = paho.time_func()
+        self._handle_on_message(message)
+        if qos and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        on_message = self.on_message
+        if self._filtered or on_message is None:
+            super()._handle_on_message(message)
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as exc:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", exc)
+                if not self.suppress_exceptions:
+                    raise
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2 or self.on_publish is not None:
+            return super()._handle_pubackcomp(cmd)  # a reason code, properties or a callback
+        with self._out_message_mutex:
+            message = self._out_messages.pop(int.from_bytes(packet, "big"), None)
+            if message is None:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            message.info._set_as_published()
+            if message.qos > 0:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    return self._update_inflight()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def buffered(self) -> bool:
         """Whether bytes already read from the socket wait to be handled."""

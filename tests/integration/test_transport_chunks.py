@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from broker.local import LocalBroker
 from broker.messages import MAX_PAYLOAD_BYTES
@@ -52,13 +54,21 @@ def plain_client(broker: LocalBroker) -> paho.Client:
 
 
 async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker) -> None:
-    got: list[bytes] = []
+    got: list[tuple[bytes, int, list[tuple[str, str]]]] = []
     every = asyncio.Event()
 
     def on_message(message: paho.MQTTMessage) -> None:
-        got.append(bytes(message.payload))
+        marks = getattr(message.properties, "UserProperty", [])
+        got.append((bytes(message.payload), message.qos, marks))
         if len(got) == len(PAYLOADS):
             every.set()
+
+    # Every fifth at QoS 0, every seventh with a property (paho's general path reads it).
+    def qos_of(n: int) -> int:
+        return 0 if n % 5 == 0 else 1
+
+    def marks_of(n: int) -> list[tuple[str, str]]:
+        return [("n", str(n))] if n % 7 == 0 else []
 
     link = LoopClient(f"in-{uuid.uuid4().hex[:6]}", "127.0.0.1", broker.port)
     link.on_message = on_message
@@ -68,8 +78,12 @@ async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker
         sender = plain_client(broker)
         sender.loop_start()
         try:
-            for payload in PAYLOADS:
-                sender.publish(TOPIC, payload, qos=1)
+            for n, payload in enumerate(PAYLOADS):
+                props = None
+                if marks_of(n):
+                    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                    props.UserProperty = marks_of(n)
+                sender.publish(TOPIC, payload, qos=qos_of(n), properties=props)
             # In time, too: bytes left in the link's buffer would otherwise wait for the
             # next packet or the keepalive to make the socket readable again.
             async with asyncio.timeout(5):
@@ -77,7 +91,10 @@ async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker
         finally:
             sender.disconnect()
             sender.loop_stop()
-    assert got == PAYLOADS
+    sent = [(p, qos_of(n), marks_of(n)) for n, p in enumerate(PAYLOADS)]
+    # In order within each QoS (the broker lets QoS 0 pass QoS 1 held by its inflight window).
+    for qos in (0, 1):
+        assert [m for m in got if m[1] == qos] == [m for m in sent if m[1] == qos]
 
 
 @pytest.mark.parametrize("qos", [1, 0])
