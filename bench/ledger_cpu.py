@@ -4,7 +4,8 @@
 
 Each round: a pass opens a session, 200 items are checked out, "done", the 200 come back;
 batches of 100 events share one transaction, as the consumer runs them when no event fails
-(central/consumer.py). Prints CPU microseconds per event (steadier than wall time on a shared machine).
+(central/consumer.py). Prints CPU microseconds per event (steadier than wall time on a
+shared machine).
 """
 
 from __future__ import annotations
