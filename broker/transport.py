@@ -44,6 +44,29 @@ _READ_CHUNK = 65536
 _WRITE_CHUNK = 65536
 
 
+# One condition for every message record the link makes: paho makes one per message, and
+# nothing here waits on them (is_published polls; wait_for_publish is woken for all).
+_SENT = threading.Condition()
+
+
+class _SentInfo(paho.MQTTMessageInfo):
+    """paho's record of one publish, without a Condition of its own."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self._condition = _SENT
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()  # shared: wake every waiter to look again
+
+
 # The properties of every PUBLISH that carries none (nothing here changes them).
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 
@@ -184,6 +207,60 @@ class _BufferedClient(paho.Client):
                 if self._max_inflight_messages > 0:
                     return self._update_inflight()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- publishing: paho's path less a threading.Condition per message ----------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: paho.PayloadType = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:
+        """paho's ``publish`` for bytes without properties at QoS 0 or 1, as paho does it,
+        with a message record that shares one condition (paho builds a Condition and an
+        RLock per message: a tenth of central's event loop); anything else goes paho's way."""
+        if properties is not None or qos not in (0, 1) or type(payload) is not bytes:
+            return super().publish(topic, payload, qos, retain, properties)
+        topic_bytes = topic.encode("utf-8")
+        self._raise_for_invalid_topic(topic_bytes)
+        mid = self._mid_generate()
+        info = _SentInfo(mid)
+        if qos == 0:
+            info.rc = self._send_publish(mid, topic_bytes, payload, 0, retain, False, info)
+            return info
+        message = paho.MQTTMessage.__new__(paho.MQTTMessage)
+        message.timestamp = paho.time_func()
+        message.state = paho.mqtt_ms_invalid
+        message.dup = False
+        message.mid = mid
+        message._topic = topic_bytes
+        message.payload = payload
+        message.qos = qos
+        message.retain = retain
+        message.info = info
+        message.properties = None
+        with self._out_message_mutex:
+            queued = len(self._out_messages)
+            if (0 < self._max_queued_messages <= queued) or mid in self._out_messages:
+                info.rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return info
+            self._out_messages[mid] = message
+            inflight = self._max_inflight_messages
+            if inflight == 0 or self._inflight_messages < inflight:
+                self._inflight_messages += 1
+                message.state = paho.mqtt_ms_wait_for_puback
+                rc = self._send_publish(mid, topic_bytes, payload, qos, retain, False, info)
+                if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                    # Not in flight: sent when a connection is made.
+                    self._inflight_messages -= 1
+                    message.state = paho.mqtt_ms_publish
+                info.rc = rc
+                return info
+            message.state = paho.mqtt_ms_queued
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            return info
 
     def buffered(self) -> bool:
         """Whether bytes already read from the socket wait to be handled."""

@@ -131,3 +131,33 @@ async def test_a_burst_out_arrives_whole_in_order(broker: LocalBroker, qos: int)
         receiver.loop_stop()
     assert arrived
     assert got == PAYLOADS
+
+
+async def test_what_is_published_before_the_link_is_up_is_sent_once_it_is(
+    broker: LocalBroker,
+) -> None:
+    got: list[bytes] = []
+    every = threading.Event()
+
+    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        got.append(bytes(message.payload))
+        if len(got) == 50:
+            every.set()
+
+    receiver = plain_client(broker)
+    receiver.on_message = on_message
+    receiver.subscribe(TOPIC, qos=1)
+    receiver.loop_start()
+    try:
+        await asyncio.sleep(0.2)
+        link = LoopClient(f"early-{uuid.uuid4().hex[:6]}", "127.0.0.1", broker.port)
+        # Kept in paho's queue of messages (their record says "not connected"): sent on connect.
+        for n in range(50):
+            link.publish(TOPIC, PAYLOADS[n], qos=1)
+        async with running_link(broker, link):
+            arrived = await asyncio.to_thread(every.wait, 10)
+    finally:
+        receiver.disconnect()
+        receiver.loop_stop()
+    assert arrived
+    assert got == PAYLOADS[:50]
