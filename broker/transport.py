@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -36,6 +36,239 @@ def nodelay(sock: Any) -> None:
     the peer's delayed ACK (40 ms on Linux) before it leaves the machine."""
     with contextlib.suppress(OSError, AttributeError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+# What one read from the socket asks for: many packets' worth, where paho asks per field.
+_READ_CHUNK = 65536
+# How much one write gathers from paho's queue of packets.
+_WRITE_CHUNK = 65536
+
+
+# One condition for every message record the link makes: paho makes one per message, and
+# nothing here waits on them (is_published polls; wait_for_publish is woken for all).
+_SENT = threading.Condition()
+
+
+class _SentInfo(paho.MQTTMessageInfo):
+    """paho's record of one publish, without a Condition of its own."""
+
+    __slots__ = ()
+
+    def __init__(self, mid: int) -> None:
+        self.mid = mid
+        self._published = False
+        self._condition = _SENT
+        self.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+        self._iterpos = 0
+
+    def _set_as_published(self) -> None:
+        with self._condition:
+            self._published = True
+            self._condition.notify_all()  # shared: wake every waiter to look again
+
+
+# The properties of every PUBLISH that carries none (nothing here changes them).
+_NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+
+class _BufferedClient(paho.Client):
+    """paho's client, reading and writing the socket in large chunks.
+
+    paho reads each packet with three or four ``recv`` calls (its command byte, each byte
+    of its length, its body) and writes each with its own ``send``: on central's scan
+    stream that is about nine system calls, each a release and re-take of the GIL, per
+    scan decided. Here one ``recv`` fills a buffer that those small reads are served from,
+    and one ``send`` carries many queued packets. What the buffer still holds when paho
+    stops reading, the socket will not signal again: :meth:`buffered` tells the loop.
+    """
+
+    _rbuf = b""
+    _rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(_READ_CHUNK)  # BlockingIOError when nothing came
+            if len(data) <= bufsize:
+                return data
+            self._rbuf, self._rpos = data, 0
+        start = self._rpos
+        self._rpos = start + bufsize
+        return self._rbuf[start : self._rpos]
+
+    def _packet_write(self) -> MQTTErrorCode:
+        queue = self._out_packet
+        while queue:
+            if not self._plain(queue[0]):
+                return super()._packet_write()  # paho's own path, one packet at a time
+            taken: list[Any] = []
+            parts: list[bytes | bytearray] = []
+            size = 0
+            for packet in queue:
+                if size >= _WRITE_CHUNK or not self._plain(packet):
+                    break
+                part = packet["packet"][packet["pos"] :]
+                taken.append(packet)
+                parts.append(part)
+                size += len(part)
+            try:
+                sent = self._sock_send(b"".join(parts))
+            except (AttributeError, ValueError):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS  # the socket is gone, as paho treats it
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as exc:
+                log.info("sending to the broker failed: %s", exc)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            # Account for what went out packet by packet, as paho would have.
+            for packet in taken:
+                done = min(sent, packet["to_process"])
+                packet["to_process"] -= done
+                packet["pos"] += done
+                sent -= done
+                if packet["to_process"] > 0:
+                    break  # the rest of it goes on the next write
+                queue.popleft()
+                if packet["command"] & 0xF0 == paho.PUBLISH and packet["qos"] == 0:
+                    packet["info"]._set_as_published()
+            with self._msgtime_mutex:
+                self._last_msg_out = paho.time_func()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _plain(self, packet: Any) -> bool:
+        """Whether sending ``packet`` has no effect beyond its bytes and its message's
+        published mark (a disconnect closes the socket, a QoS 0 publish may call back)."""
+        command = packet["command"] & 0xF0
+        if command == paho.DISCONNECT:
+            return False
+        return not (command == paho.PUBLISH and packet["qos"] == 0 and self.on_publish)
+
+    # -- the two packets of every scan, decoded without paho's general machinery ------------
+    # paho builds a Properties object (two dicts, then a clear over 27 names) for each
+    # PUBLISH and PUBACK of MQTT 5, and walks its topic matcher for each message: about a
+    # fifth of central's event loop. Packets with properties, QoS 2 and MQTT 3 go the
+    # general way.
+
+    _filtered = False  # whether a per-topic callback was ever added (paho's matcher)
+
+    def message_callback_add(self, sub: str, callback: paho.CallbackOnMessage) -> None:
+        self._filtered = True
+        super().message_callback_add(sub, callback)
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        header = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if self._protocol != paho.MQTTv5 or qos > 1:
+            return super()._handle_publish()
+        topic_end = 2 + int.from_bytes(packet[:2], "big")
+        pos = topic_end
+        mid = 0
+        if qos:
+            mid = int.from_bytes(packet[pos : pos + 2], "big")
+            pos += 2
+        if pos >= len(packet) or packet[pos] != 0:
+            return super()._handle_publish()  # properties to read, or a short packet
+        message = paho.MQTTMessage(mid, bytes(packet[2:topic_end]))
+        message.dup = bool(header & 0x08)
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PROPERTIES
+        message.payload = bytes(packet[pos + 1 :])
+        message.timestamp = paho.time_func()
+        self._handle_on_message(message)
+        if qos and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_on_message(self, message: paho.MQTTMessage) -> None:
+        on_message = self.on_message
+        if self._filtered or on_message is None:
+            super()._handle_on_message(message)
+            return
+        with self._in_callback_mutex:
+            try:
+                on_message(self, self._userdata, message)
+            except Exception as exc:
+                self._easy_log(paho.MQTT_LOG_ERR, "Caught exception in on_message: %s", exc)
+                if not self.suppress_exceptions:
+                    raise
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) != 2 or self.on_publish is not None:
+            return super()._handle_pubackcomp(cmd)  # a reason code, properties or a callback
+        with self._out_message_mutex:
+            message = self._out_messages.pop(int.from_bytes(packet, "big"), None)
+            if message is None:
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            message.info._set_as_published()
+            if message.qos > 0:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    return self._update_inflight()
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # -- publishing: paho's path less a threading.Condition per message ----------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: paho.PayloadType = None,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:
+        """paho's ``publish`` for bytes without properties at QoS 0 or 1, as paho does it,
+        with a message record that shares one condition (paho builds a Condition and an
+        RLock per message: a tenth of central's event loop); anything else goes paho's way."""
+        if properties is not None or qos not in (0, 1) or type(payload) is not bytes:
+            return super().publish(topic, payload, qos, retain, properties)
+        topic_bytes = topic.encode("utf-8")
+        self._raise_for_invalid_topic(topic_bytes)
+        mid = self._mid_generate()
+        info = _SentInfo(mid)
+        if qos == 0:
+            info.rc = self._send_publish(mid, topic_bytes, payload, 0, retain, False, info)
+            return info
+        message = paho.MQTTMessage.__new__(paho.MQTTMessage)
+        message.timestamp = paho.time_func()
+        message.state = paho.mqtt_ms_invalid
+        message.dup = False
+        message.mid = mid
+        message._topic = topic_bytes
+        message.payload = payload
+        message.qos = qos
+        message.retain = retain
+        message.info = info
+        message.properties = None
+        with self._out_message_mutex:
+            queued = len(self._out_messages)
+            if (0 < self._max_queued_messages <= queued) or mid in self._out_messages:
+                info.rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+                return info
+            self._out_messages[mid] = message
+            inflight = self._max_inflight_messages
+            if inflight == 0 or self._inflight_messages < inflight:
+                self._inflight_messages += 1
+                message.state = paho.mqtt_ms_wait_for_puback
+                rc = self._send_publish(mid, topic_bytes, payload, qos, retain, False, info)
+                if rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                    # Not in flight: sent when a connection is made.
+                    self._inflight_messages -= 1
+                    message.state = paho.mqtt_ms_publish
+                info.rc = rc
+                return info
+            message.state = paho.mqtt_ms_queued
+            info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            return info
+
+    def buffered(self) -> bool:
+        """Whether bytes already read from the socket wait to be handled."""
+        return self._rpos < len(self._rbuf)
+
+    def forget_buffer(self) -> None:
+        """Drop what a closed connection left unread (a new one starts clean)."""
+        self._rbuf, self._rpos = b"", 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +307,7 @@ class LoopClient:
         self._connect_in_thread = connect_in_thread
         # The raw paho client, for this module only: callers use the methods below
         # (publish, subscribe, unsubscribe, ack, will_set, close).
-        self.client = paho.Client(
+        self.client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
@@ -120,6 +353,7 @@ class LoopClient:
 
     def _socket_open(self, _c: paho.Client, _u: object, sock: Any) -> None:
         nodelay(sock)
+        self.client.forget_buffer()
         self._on_loop(self._loop.add_reader, sock, self._read)
 
     def _socket_close(self, _c: paho.Client, _u: object, sock: Any) -> None:
@@ -138,9 +372,12 @@ class LoopClient:
 
     def _read(self) -> None:
         self.client.loop_read(max_packets=64)
-        # TLS may already hold decrypted bytes the socket will never signal again.
+        # Bytes already read (into the client's buffer, or decrypted by TLS) will never
+        # make the socket signal again: come back for them after the loop's other work.
         sock = self.client.socket()
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if sock is not None and (
+            self.client.buffered() or (isinstance(sock, ssl.SSLSocket) and sock.pending())
+        ):
             self._loop.call_soon(self._read)
 
     def _write(self) -> None:

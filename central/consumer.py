@@ -288,7 +288,36 @@ class Consumer:
             self.abuse.release(job.kiosk)  # unblocked, here or elsewhere
 
     async def _decide_together(self, jobs: list[_Job], now: datetime) -> list[_Result]:
-        """One transaction for the batch (group commit), a savepoint per event."""
+        """One transaction for the batch (group commit).
+
+        Tried first without a savepoint per event: on SQLite each costs a statement journal
+        opened and released, about a sixth of the ledger's CPU per scan, and nearly every
+        batch has no event that fails. If any does, the whole transaction is rolled back
+        (nothing was answered or acknowledged yet) and the batch is decided again with a
+        savepoint per event, so one event's failure stays its own.
+        """
+
+        async def hopeful(tx: Tx) -> list[_Result]:
+            outcomes: list[_Result] = []
+            for job in jobs:
+                try:
+                    outcomes.append(await self._decide(tx, job, now))
+                except Exception as exc:
+                    if self._store.is_conflict(exc):
+                        self._conflict(job, 1)
+                    raise
+            return outcomes
+
+        try:
+            return await self._store.run_write(hopeful)
+        except Exception as exc:
+            if await self._systemic(exc):
+                raise
+        self.counts["batch_careful"] += 1
+        return await self._decide_carefully(jobs, now)
+
+    async def _decide_carefully(self, jobs: list[_Job], now: datetime) -> list[_Result]:
+        """One transaction for the batch, a savepoint per event."""
 
         async def batch(tx: Tx) -> list[_Result]:
             outcomes: list[_Result] = []

@@ -142,7 +142,7 @@ class KeyRing:
         key = self._keys.get(kid)
         if key is None:
             return None
-        digest = hmac.new(key, body.encode(), hashlib.sha256).digest()[:MAC_BYTES]
+        digest = hmac.digest(key, body.encode(), "sha256")[:MAC_BYTES]  # C one-shot: half the cost
         return base64.b32encode(digest).decode()
 
 

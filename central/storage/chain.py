@@ -101,6 +101,10 @@ class ChainedRow:
         )
 
 
+# One encoder for every row (json.dumps with options builds a new one per call).
+_ROW_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def row_hash(pos: int, seq: int, at: datetime, fields: list[str | None], prev_hash: str) -> str:
     """SHA-256 (hex) over a JSON array of place, seq, time, the row's fields and prev hash.
 
@@ -109,9 +113,7 @@ def row_hash(pos: int, seq: int, at: datetime, fields: list[str | None], prev_ha
     would not); it is spelled as PostgreSQL's ``json_build_array(...)::text`` prints it, so
     a check in SQL could recompute it.
     """
-    text = json.dumps(
-        [pos, seq, stamp(at), *fields, prev_hash], ensure_ascii=False, separators=(", ", ": ")
-    )
+    text = _ROW_TEXT.encode([pos, seq, stamp(at), *fields, prev_hash])
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -43,6 +43,11 @@ def _opt(text: str | None) -> datetime | None:
 _UNAVAILABLE = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26})
 
 
+# The audit detail's text, keys sorted (one encoder: json.dumps with options builds one
+# per call, on every scan).
+_DETAIL_TEXT = json.JSONEncoder(sort_keys=True)
+
+
 class SqliteTx(ScanTx):
     """One ``BEGIN IMMEDIATE`` transaction: the database write lock is held from the start.
 
@@ -86,7 +91,7 @@ class SqliteTx(ScanTx):
                 raise StorageError("the audit chain head is missing")
             self._chain = (int(head[0]), str(head[1]), int(last[0]))
         pos, prev_hash, seq = self._chain[0] + 1, self._chain[1], self._chain[2] + 1
-        detail = json.dumps(entry.detail, sort_keys=True)
+        detail = _DETAIL_TEXT.encode(entry.detail)
         digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
             "INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id,"
