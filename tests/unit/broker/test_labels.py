@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from broker.labels import (
+    DEFAULT_FORMAT,
     DPI,
     FORMATS,
     QUIET_MODULES,
@@ -34,8 +35,9 @@ def module_mm(card: LabelCard, fmt: LabelFormat) -> float:
 def test_the_default_tag_has_modules_a_kiosk_reads_at_arms_length() -> None:
     # 1.69 mm: at 60 cm a Camera Module 3's scanning frame sees 1.85 px a module, as many
     # as the old 0.68 mm label had at 24 cm (docs/benchmarks.md, Decoders).
-    assert module_mm(SHORT, TAG) == pytest.approx(1.69, abs=0.01)
-    assert module_mm(LONGEST, TAG) >= 1.5
+    assert DEFAULT_FORMAT is TAG
+    assert module_mm(SHORT, DEFAULT_FORMAT) == pytest.approx(1.69, abs=0.01)
+    assert module_mm(LONGEST, DEFAULT_FORMAT) >= 1.5
     # The small sheet is still there for small items, at the size it always had.
     assert module_mm(SHORT, SHEET) == pytest.approx(0.68, abs=0.01)
 
