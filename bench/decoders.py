@@ -36,6 +36,17 @@ import numpy.typing as npt
 import segno
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from broker.labels import (
+    DEFAULT_FORMAT,
+    DPI,
+    FORMATS,
+    PASS_MODULE_PX,
+    QUIET_MODULES,
+    LabelCard,
+    LabelFormat,
+    label_image,
+    make_qr,
+)
 from central.tokens import KeyRing, TokenSigner
 from hardware.decoders import make_decoder
 from hardware.errors import DecoderError
@@ -78,9 +89,11 @@ BARS_TRIPLE = 0.995
 DISTANCE_CM = (15.0, 60.0)
 # The share of samples with a finger over the code.
 COVERED = 0.15
-# A printed module is 8 px at 300 dpi (provisioning.printing fits version-3 labels into a
-# sheet cell at that size): 0.68 mm. A phone shows the pass 30-50 mm wide: 0.9-1.5 mm.
-PRINTED_MODULE_MM = 0.68
+# Item labels are drawn by broker.labels as `cs-admin labels` prints them (--label picks
+# the format: the tag's modules are 20 px at 300 dpi, 1.69 mm; the old sheet's 8 px,
+# 0.68 mm). A pass printed by `cs-admin pass` has broker.labels' PASS_MODULE_PX at 300 dpi;
+# a phone shows the pass 30-50 mm wide: 0.9-1.5 mm.
+PRINTED_MODULE_MM = PASS_MODULE_PX * 25.4 / DPI
 PHONE_MODULE_MM = (0.9, 1.5)
 # Where the retry budget stops on this machine: the kiosk's Pi budget over the x86-to-Pi
 # factor (docs/benchmarks.md says where the factor comes from).
@@ -110,8 +123,18 @@ _TEXT_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 .,
 DISTRIBUTION = [
     ("token", "50 % item labels (`CS1.L…`, QR version 3), 50 % member passes (`CS1.P…`, v4)"),
     ("error correction", "what `segno.make_qr(code, error='m')` picks, as provisioning prints"),
-    ("card", "labels and 30 % of passes on paper (quiet zone 4); 70 % of passes on a phone"),
-    ("module", f"printed {PRINTED_MODULE_MM} mm (8 px at 300 dpi); phone U{PHONE_MODULE_MM} mm"),
+    (
+        "card",
+        "labels: the printed cell (quiet zone 4, name and id under the code); 30 % of "
+        "passes on paper (quiet zone 4); 70 % of passes on a phone",
+    ),
+    (
+        "module",
+        "labels as `cs-admin labels` prints them (--label: tag 20 px at 300 dpi = 1.69 mm, "
+        f"sheet 8 px = 0.68 mm); passes on paper {PRINTED_MODULE_MM:.2f} mm "
+        f"({PASS_MODULE_PX} px at 300 dpi); phone "
+        f"U{PHONE_MODULE_MM} mm",
+    ),
     ("distance", "uniform over --distance-cm (default 15-60 cm); module px follows from it"),
     (
         "camera",
@@ -193,10 +216,18 @@ class Card:
     code_center: tuple[float, float]  # source pixels
     modules: int  # symbol side, without quiet zone
     quiet: int
+    module_mm: float = 0.0  # a printed label's module as printed; 0: set by the sample
 
 
-def make_card(text: str, style: str, rng: np.random.Generator) -> Card:
-    """A printed label/pass (``paper``) or a pass on a phone (``phone``) showing ``text``."""
+def make_card(
+    text: str, style: str, rng: np.random.Generator, label: LabelFormat | None = None
+) -> Card:
+    """A printed label/pass (``paper``) or a pass on a phone (``phone``) showing ``text``.
+
+    With ``label``, ``text`` is an item label drawn as broker.labels prints it in that
+    format. The same random draws are made either way, so the rest of a sample (pose,
+    light, finger) is the same whatever the label format is.
+    """
     # Provisioning saves codes with segno's default boost_error, so print as it does.
     error = segno.make_qr(text, error="m").error or "M"
     if style == "phone":
@@ -219,6 +250,8 @@ def make_card(text: str, style: str, rng: np.random.Generator) -> Card:
     else:
         left, right, top, bottom = px(0.5, 2.5), px(0.5, 2.5), px(0.5, 2.5), px(0.5, 2.5)
         bezel, bezel_level = 0, light
+    if label is not None:
+        return _printed_label(text, label, ink, light)
     th, tw = tile.shape
     height = bezel + top + th + bottom + bezel
     width = bezel + left + tw + right + bezel
@@ -244,6 +277,34 @@ def make_card(text: str, style: str, rng: np.random.Generator) -> Card:
         code_center=(x0 + tw / 2, y0 + th / 2),
         modules=modules,
         quiet=quiet,
+    )
+
+
+def _printed_label(text: str, fmt: LabelFormat, ink: int, light: int) -> Card:
+    """The label cell ``cs-admin labels`` prints for ``text``, at SOURCE_PX a module."""
+    item_id = text.split(".")[3]
+    name = item_id.rsplit("-", 1)[0].replace("-", " ").capitalize()
+    cell, qr = label_image(LabelCard(item_id, name, text), fmt)
+    # Cut so the symbol starts on a module boundary: module edges then land on whole
+    # pixels once scaled to SOURCE_PX, as on the printed page.
+    x0, y0 = qr.left % qr.module_px, qr.top % qr.module_px
+    cell = cell.crop((x0, y0, cell.width, cell.height))
+    scale = SOURCE_PX / qr.module_px
+    size = (round(cell.width * scale), round(cell.height * scale))
+    resample = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    values = np.asarray(cell.resize(size, resample), dtype=np.float32) / 255
+    image = _to_frame(ink + values * (light - ink))
+    modules = int(make_qr(text).symbol_size(scale=1, border=0)[0])
+    side = (modules + 2 * QUIET_MODULES) * SOURCE_PX
+    left, top = (qr.left - x0) * scale, (qr.top - y0) * scale
+    return Card(
+        style="paper",
+        image=Image.fromarray(image),
+        mask=Image.new("L", size, 255),
+        code_center=(left + side / 2, top + side / 2),
+        modules=modules,
+        quiet=QUIET_MODULES,
+        module_mm=qr.module_px * 25.4 / DPI,
     )
 
 
@@ -454,6 +515,7 @@ def make_sample(
     index: int,
     distance_cm: tuple[float, float] = DISTANCE_CM,
     covered: float = COVERED,
+    label: LabelFormat = DEFAULT_FORMAT,
 ) -> tuple[Sample, np.random.Generator]:
     """Sample ``index`` of the code corpus, and the generator its later frames draw on.
 
@@ -463,8 +525,11 @@ def make_sample(
     rng = _rng(seed, _CODE, index)
     kind, text = make_token(signer, rng)
     style = "phone" if kind == "pass" and rng.random() < 0.7 else "paper"
-    card = make_card(text, style, rng)
-    module_mm = _uniform(rng, *PHONE_MODULE_MM) if style == "phone" else PRINTED_MODULE_MM
+    card = make_card(text, style, rng, label if kind == "label" else None)
+    if style == "phone":
+        module_mm = _uniform(rng, *PHONE_MODULE_MM)
+    else:
+        module_mm = card.module_mm or PRINTED_MODULE_MM
     reach = 0.0
     if rng.random() < covered:
         card, reach = cover(card, rng)
@@ -1007,7 +1072,13 @@ def _code_stage(stage: Stage) -> None:
     turn = 0
     for index in range(args.frames):
         sample, rng = make_sample(
-            stage.signer, stage.scenery, args.seed, index, args.distance_cm, args.covered
+            stage.signer,
+            stage.scenery,
+            args.seed,
+            index,
+            args.distance_cm,
+            args.covered,
+            FORMATS[args.label],
         )
         view = sample.view
         run.sample_features.append(features(sample, view))
@@ -1070,7 +1141,13 @@ def _ablation_stage(stage: Stage) -> None:
     run.ablation = {name: [0] * len(stage.decoders) for name, _ in ABLATIONS}
     for index in range(run.ablation_samples):
         sample, _ = make_sample(
-            stage.signer, stage.scenery, args.seed, index, args.distance_cm, args.covered
+            stage.signer,
+            stage.scenery,
+            args.seed,
+            index,
+            args.distance_cm,
+            args.covered,
+            FORMATS[args.label],
         )
         for name, change in ABLATIONS:
             view = _keep_in_frame(change(sample.view), sample.card)
@@ -1384,7 +1461,8 @@ def report(run: Run, argv: Sequence[str]) -> str:
         f"frames = {args.frames * CONSECUTIVE} frames with a code; {args.no_code} frames with "
         f"no code ({nocode}) cut from {args.textures} textures; {args.non_qr} frames of other "
         f"symbologies (format: read by an unrestricted zxing-cpp / frames: {formats}). "
-        f"Scanning frames 640x480, full-resolution frames {FULL_W}x{FULL_H}, greyscale.",
+        f"Scanning frames 640x480, full-resolution frames {FULL_W}x{FULL_H}, greyscale. "
+        f"Item labels in the `{args.label}` format (`cs-admin labels --format {args.label}`).",
         "",
         f"Pipeline retry budget on this machine: {args.budget_ms:g} ms "
         f"({PI_RETRY_BUDGET_MS:g} ms on a Pi 4 over the x86-to-Pi factor {PI_FACTOR:g}); "
@@ -1453,6 +1531,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=f"{DISTANCE_CM[0]:g},{DISTANCE_CM[1]:g}",
         help="range LO,HI of distances codes are held at (default %(default)s); for finding "
         "the envelope in which a decoder meets the bars",
+    )
+    parser.add_argument(
+        "--label",
+        choices=sorted(FORMATS),
+        default=DEFAULT_FORMAT.name,
+        help="the item label format, drawn as `cs-admin labels --format` prints it "
+        "(default %(default)s; sheet: the 0.68 mm label of before)",
     )
     parser.add_argument(
         "--covered",

@@ -14,10 +14,11 @@ from xml.sax.saxutils import escape
 from PIL import Image
 
 from broker.labels import (
+    DEFAULT_FORMAT,
     DPI,
+    FORMATS,
     PASS_MODULE_PX,
     PASS_WIDTH,
-    PER_PAGE,
     QUIET_MODULES,
     LabelCard,
     LabelTooBigError,
@@ -115,12 +116,18 @@ def _progress_printer(total: int, enabled: bool, what: str) -> Callable[[int], N
 
 
 def cmd_labels(args: argparse.Namespace) -> None:
-    """Print an A4 sheet of item labels (3x8 per page) for a shelf or a list of items.
+    """Print A4 sheets of item labels for a shelf or a list of items.
+
+    --format tag (the default) prints 12 labels a page with 1.7 mm modules, which kiosks
+    read at arm's length; --format sheet prints 24 a page with 0.68 mm modules for items
+    too small for a tag, which must be held close (within about 25 cm). Both verify alike:
+    the format changes only the print, so labels printed in either keep working.
 
     With --reprint every label gets a new version first: the labels printed before stop
     working (kiosks answer REVOKED), so stick the new ones on straight away.
     """
     out = Path(args.out)
+    fmt = FORMATS[args.format]
     if out.suffix.lower() not in {".pdf", ".png"}:
         raise UsageError(f"{out}: label sheets are written as .pdf or .png")
     if not out.parent.is_dir():
@@ -153,7 +160,7 @@ def cmd_labels(args: argparse.Namespace) -> None:
             versions.append(label["version"])
             fetched(number)
     try:
-        pages = label_pages(cards, _progress_printer(len(cards), show, "drawing"))
+        pages = label_pages(cards, _progress_printer(len(cards), show, "drawing"), fmt)
     except LabelTooBigError as exc:
         raise UsageError(str(exc)) from exc
     files = save_pages(pages, out)
@@ -162,8 +169,8 @@ def cmd_labels(args: argparse.Namespace) -> None:
             "item_id": card.item_id,
             "name": card.name,
             "version": version,
-            "page": index // PER_PAGE + 1,
-            "cell": index % PER_PAGE + 1,
+            "page": index // fmt.per_page + 1,
+            "cell": index % fmt.per_page + 1,
             "code": card.code,
         }
         for index, (card, version) in enumerate(zip(cards, versions, strict=True))
@@ -172,14 +179,17 @@ def cmd_labels(args: argparse.Namespace) -> None:
         print(json.dumps({"files": [str(f) for f in files], "labels": rows}, indent=2))
         return
     print(table(rows, ["item_id", "name", "version", "page", "cell"]))
-    print(f"{len(rows)} labels on {len(pages)} page(s): {', '.join(str(f) for f in files)}")
+    print(
+        f"{len(rows)} labels on {len(pages)} page(s), {fmt.name} format: "
+        f"{', '.join(str(f) for f in files)}"
+    )
 
 
 def register(sub: Any) -> None:
     """Add this module's commands to ``cs-admin``."""
     p = sub.add_parser(
         "labels",
-        help="print an A4 label sheet (PDF or PNG) for a shelf or some items",
+        help="print A4 label sheets (PDF or PNG) for a shelf or some items",
         description=cmd_labels.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -187,6 +197,12 @@ def register(sub: Any) -> None:
     which.add_argument("--shelf", help="every item on this shelf (retired ones left out)")
     which.add_argument("--items", help="these items, comma-separated, in this order")
     p.add_argument("--out", required=True, help="sheet.pdf (all pages) or sheet.png (one per page)")
+    p.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        default=DEFAULT_FORMAT.name,
+        help="; ".join(f"{f.name}: {f.use}" for f in FORMATS.values()),
+    )
     p.add_argument("--reprint", action="store_true", help="new label versions; old labels stop")
     p.add_argument("--progress", action="store_true", help="progress on stderr even if not a TTY")
     p.set_defaults(func=cmd_labels)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import segno
 from PIL import Image
 
 from broker.local import LocalBroker
@@ -134,6 +135,13 @@ async def walk(
     shown, screenshot = await steady_shot(page)
     await page.screenshot(path=str(shots / "pass.png"))
     frame = frame_of(screenshot)
+    # Large on the phone, so a kiosk reads it at arm's length: the code spans nearly the
+    # screen's width, 7 CSS px or more a module (about 1.15 mm at a phone's 0.16 mm CSS px,
+    # within the 0.9-1.5 mm the decoder corpus holds passes on phones at).
+    drawn = await page.eval_on_selector("#pass canvas", "c => c.getBoundingClientRect().width")
+    modules = int(segno.make_qr(shown, mode="alphanumeric", error="m").symbol_size(border=4)[0])
+    assert drawn >= 0.85 * PHONE["width"]
+    assert drawn / modules >= 7
     # The project's decoders read the pass off the screen, dimmed too.
     assert shown in ZxingDecoder().decode(frame)
     assert shown in ZbarDecoder().decode(frame)

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from broker import topics
-from broker.labels import MIN_MODULE_PX, PER_PAGE, cell_box, make_qr, module_px_for
+from broker.labels import DPI, FORMATS, TAG, LabelFormat, make_qr, module_px_for
 from broker.local import LocalBroker
 from broker.messages import Availability, AvailabilityState, Reason
 from central.tokens import Label, Pass
@@ -468,13 +468,16 @@ async def library_of(central: RunningCentral, count: int) -> list[str]:
     return [r["item_id"] for r in rows]
 
 
-def decode_cells(pages: list[Path], labels: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
+def decode_cells(
+    pages: list[Path], labels: list[dict[str, Any]], fmt: LabelFormat = TAG
+) -> dict[str, list[list[str]]]:
     """Each decoder's reading of every label cell, cropped from the page it was printed on."""
     images = [np.asarray(Image.open(p).convert("L"), dtype=np.uint8) for p in pages]
     read: dict[str, list[list[str]]] = {name: [] for name in DECODERS}
+    per_page = fmt.per_page
     for index, label in enumerate(labels):
-        assert (label["page"], label["cell"]) == (index // PER_PAGE + 1, index % PER_PAGE + 1)
-        left, top, right, bottom = cell_box(index)
+        assert (label["page"], label["cell"]) == (index // per_page + 1, index % per_page + 1)
+        left, top, right, bottom = fmt.cell_box(index)
         cell = images[label["page"] - 1][top:bottom, left:right]
         for name in DECODERS:
             read[name].append(make_decoder(name).decode(np.ascontiguousarray(cell)))
@@ -500,7 +503,12 @@ async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     assert printed.code == 0, printed.err
     assert as_pdf.code == 0, as_pdf.err
     result = printed.json()
-    assert result["files"] == [str(png), str(tmp_path / "sheet-2.png")]
+    # Tags by default: 12 a page, so 30 labels take three pages.
+    assert result["files"] == [
+        str(png),
+        str(tmp_path / "sheet-2.png"),
+        str(tmp_path / "sheet-3.png"),
+    ]
     labels = result["labels"]
     assert [label["item_id"] for label in labels] == wanted
     issued = [await label_code(central, item) for item in wanted]
@@ -509,10 +517,10 @@ async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     signer = signer_of(central)
     now = datetime.now(UTC)
     assert [signer.verify(code, now) for code in issued] == [Label(i, 1) for i in wanted]
-    # Big enough to scan from a phone: at least 0.5 mm per module at 300 dpi.
-    assert min(
-        module_px_for(make_qr(code), cell_box(0)[3] - cell_box(0)[1]) for code in issued
-    ) >= (MIN_MODULE_PX)
+    # Big enough for a kiosk at arm's length: at least 1.5 mm per module (20 px at 300 dpi).
+    left, top, right, bottom = TAG.cell_box(0)
+    modules = [module_px_for(make_qr(code), bottom - top, right - left) for code in issued]
+    assert min(modules) * 25.4 / DPI >= 1.5
     with Image.open(png) as page:
         assert page.size == (2480, 3508)
         assert page.info["dpi"] == pytest.approx((300, 300), abs=0.01)
@@ -520,17 +528,37 @@ async def test_label_sheet_for_a_shelf_decodes_to_the_codes_central_accepts(
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF-")
     assert data.rstrip().endswith(b"%%EOF")
-    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", data)) == 2
-    assert "30 labels on 2 page(s)" in as_pdf.out
+    assert len(re.findall(rb"/Type\s*/Page\b(?!s)", data)) == 3
+    assert "30 labels on 3 page(s), tag format" in as_pdf.out
     if shutil.which("pdftoppm") is not None:  # poppler-utils: rasterise it as a printer would
         rendered = await asyncio.to_thread(rasterise_pdf, pdf, tmp_path / "pdf")
-        assert len(rendered) == 2
+        assert len(rendered) == 3
         assert decode_cells(rendered, labels) == read
 
     # A printed label, scanned at a real kiosk, checks the item out.
     probe.subscribe(topics.verdict("KIOSK-A1"))
     await ask(probe, scan("KIOSK-A1", await new_pass(central)))
     assert (await ask(probe, scan("KIOSK-A1", read["pyzbar"][29][0]))).reason is Reason.CHECKED_OUT
+
+
+async def test_the_small_sheet_format_prints_the_same_codes_24_a_page(
+    cli: Cli, central: RunningCentral, tmp_path: Path
+) -> None:
+    # Labels printed before the tag (24 a page) and tags printed now carry the same code:
+    # the format is only the print, so a shelf of old labels keeps working.
+    wanted = await library_of(central, 30)
+    png = tmp_path / "small.png"
+
+    printed = await cli(
+        "--json", "labels", "--shelf", "SHELF-T", "--format", "sheet", "--out", str(png)
+    )
+
+    assert printed.code == 0, printed.err
+    result = printed.json()
+    assert result["files"] == [str(png), str(tmp_path / "small-2.png")]
+    read = decode_cells([Path(f) for f in result["files"]], result["labels"], FORMATS["sheet"])
+    issued = [await label_code(central, item) for item in wanted]
+    assert read == {name: [[code] for code in issued] for name in DECODERS}
 
 
 async def test_label_sheet_reprint_prints_new_versions_and_old_ones_stop(

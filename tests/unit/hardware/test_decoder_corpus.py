@@ -1,8 +1,9 @@
 """The pipeline's read rate on a small fixed sample of the decoder corpus, held to a floor.
 
 The sample is the first 40 codes of bench/decoders.py's corpus (seed 1, a pool of 20
-textures), three consecutive frames each, read with no time budget so the counts do not
-depend on the machine's load. bench/decoders.py is the full measurement.
+textures; item labels as `cs-admin labels` prints them by default), three consecutive
+frames each, read with no time budget so the counts do not depend on the machine's load.
+bench/decoders.py is the full measurement.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from hardware.pipeline import ScanPipeline
 SAMPLES = 40
 # What the pipeline reads of this sample today (docs/benchmarks.md, Decoders): a floor
 # that only moves up. Lowering it needs a measured reason in the docs, not a shrug.
-FLOOR_FRAMES = 76  # of 120 frames
-FLOOR_SAMPLES = 28  # of 40 samples, within 3 frames
+# The tag label (broker.labels.TAG) lifted it from 78 / 28 with the 24-a-page sheet.
+FLOOR_FRAMES = 98  # of 120 frames
+FLOOR_SAMPLES = 33  # of 40 samples, within 3 frames
 # The issue's bars: >= 97 % of frames from one frame, >= 99.5 % of samples within 3.
 BAR_SINGLE = 0.97
 BAR_TRIPLE = 0.995
@@ -72,8 +74,9 @@ def test_the_pipeline_reads_at_least_what_it_read_when_last_measured(reads: Read
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bars missed: labels at 45-60 cm have 2 px a module in the full frame "
-    "(docs/benchmarks.md, Decoders); strict, so meeting them fails until this mark goes",
+    reason="bars missed: motion smear, fingers over a finder pattern, tilt with focus blur "
+    "and passes at 45-60 cm (docs/benchmarks.md, Decoders); strict, so meeting them fails "
+    "until this mark goes",
 )
 def test_the_pipeline_meets_the_read_bars_on_the_sample(reads: Reads) -> None:
     assert sum(reads.frames) >= BAR_SINGLE * len(reads.frames)
