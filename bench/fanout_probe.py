@@ -71,16 +71,16 @@ class _Cpu:
 class Receivers:
     """N bare connections; counts PUBLISH packets per socket and when each arrived."""
 
-    def __init__(self, port: int, n: int) -> None:
+    def __init__(self, port: int, n: int, qos: int = 0) -> None:
         self.selector = selectors.DefaultSelector()
         self.buffers: dict[int, bytearray] = {}
         self.arrivals: list[float] = []
         for k in range(n):
             sock = socket.create_connection(("127.0.0.1", port))
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # Clean start, keepalive 600 s (the probe's run is shorter), QoS 0.
+            # Clean start, keepalive 600 s (the probe's run is shorter).
             sock.sendall(raw_mqtt.connect(f"probe-{k}", keepalive=600))
-            sock.sendall(raw_mqtt.subscribe(topics.availability(SHELF, ITEM)))
+            sock.sendall(raw_mqtt.subscribe(topics.availability(SHELF, ITEM), qos=qos))
             sock.setblocking(False)
             self.buffers[sock.fileno()] = bytearray()
             self.selector.register(sock, selectors.EVENT_READ)
@@ -96,9 +96,12 @@ class Receivers:
                     continue
                 buf = self.buffers[sock.fileno()]
                 buf += data
-                self.arrivals.extend(
-                    now for packet in raw_mqtt.split(buf) if packet.kind == raw_mqtt.PUBLISH
-                )
+                for packet in raw_mqtt.split(buf):
+                    if packet.kind == raw_mqtt.PUBLISH:
+                        self.arrivals.append(now)
+                        _parts, packet_id = raw_mqtt.publish_parts(packet)
+                        if packet_id:  # QoS 1: acknowledge, as a kiosk would
+                            sock.send(raw_mqtt.puback(packet_id))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="bare sockets in this process, or the fleet simulator's lean kiosks",
     )
     parser.add_argument("--procs", type=int, default=2, help="simulator processes (lean)")
+    parser.add_argument(
+        "--qos", type=int, choices=[0, 1], default=0, help="publish and subscribe at (bare)"
+    )
+    parser.add_argument(
+        "--payload-bytes", type=int, help="publish this many bytes instead of the message (bare)"
+    )
     args = parser.parse_args(argv)
     raise_fd_limit()
     root = Path(tempfile.mkdtemp(prefix="cs-fanout-"))
@@ -123,7 +132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _play_lean(root, args.receivers, args.changes, args.every, args.procs)
             )
         else:
-            out = _play(root, args.receivers, args.changes, args.every)
+            out = _play(
+                root,
+                args.receivers,
+                args.changes,
+                args.every,
+                qos=args.qos,
+                payload_bytes=args.payload_bytes,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if not out.to_all:
@@ -176,7 +192,15 @@ def _publisher(port: int) -> paho.Client:
     return publisher
 
 
-def _play(root: Path, n: int, changes: int, every: float) -> Outcome:
+def _play(
+    root: Path,
+    n: int,
+    changes: int,
+    every: float,
+    *,
+    qos: int = 0,
+    payload_bytes: int | None = None,
+) -> Outcome:
     """Bare sockets in this process on the far end."""
     out = Outcome()
     with LocalBroker(broker_dir(root), extra_config=BROKER_EXTRA) as broker:
@@ -184,7 +208,7 @@ def _play(root: Path, n: int, changes: int, every: float) -> Outcome:
         # Before the receivers: paho's own loop thread uses select(), which refuses file
         # descriptors above 1024, so its socket must be opened first.
         publisher = _publisher(broker.port)
-        receivers = Receivers(broker.port, n)
+        receivers = Receivers(broker.port, n, qos)
         receivers.pump(time.perf_counter() + 3 + n / 1000)  # CONNACKs, SUBACKs
         broker_cpu, far_cpu = _Cpu([broker.process.pid]), _Cpu([os.getpid()])
         b0, f0, t0 = broker_cpu.now(), far_cpu.now(), time.monotonic()
@@ -195,9 +219,11 @@ def _play(root: Path, n: int, changes: int, every: float) -> Outcome:
         copies = 0
         for seq in range(1, changes + 1):
             topic, payload = _change(seq)
+            if payload_bytes is not None:
+                payload = payload[:payload_bytes].ljust(payload_bytes, b" ")
             receivers.arrivals.clear()
             sent = time.perf_counter()
-            publisher.publish(topic, payload, qos=0, retain=True)
+            publisher.publish(topic, payload, qos=qos, retain=True)
             receivers.pump(sent + every)
             got = sorted(receivers.arrivals)
             copies += len(got)
