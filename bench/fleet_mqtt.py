@@ -197,7 +197,12 @@ class LeanClient:
     def _write(self, wire: _Wire | None, data: bytes) -> bool:
         if wire is None or wire.transport is None or wire.transport.is_closing():
             return False
-        wire.transport.write(data)
+        try:
+            wire.transport.write(data)
+        except RuntimeError:
+            # uvloop: the connection was reset and its handle closed before connection_lost
+            # ran (seen in a reconnect storm, from the pinger); it is gone, not a crash.
+            return False
         self.last_write = time.monotonic()
         return True
 
