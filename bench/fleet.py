@@ -587,6 +587,7 @@ def summarise(run: Run, fleet: Fleet) -> None:
     ]
     hist: Counter[int] = Counter()
     to_all = []
+    first = []  # decided -> the first kiosk has it: central's part, and the broker's first write
     short = 0
     for key, (changed_at, counts) in fleet.changes.items():
         if not run.started <= changed_at < steady_end:
@@ -595,6 +596,7 @@ def summarise(run: Run, fleet: Fleet) -> None:
             continue
         hist.update(counts)
         to_all.append(float(max(counts)))
+        first.append(float(min(counts)))
         # Every kiosk of the item's shelf should have heard it (ITEM-<shelf>-<n>#<seq>).
         shelf = f"SHELF-{key.split('-')[1]}"
         short += sum(counts.values()) < fleet.per_shelf[shelf]
@@ -603,6 +605,7 @@ def summarise(run: Run, fleet: Fleet) -> None:
     s["fanout_receivers_per_change"] = max(fleet.per_shelf.values())
     s["fanout_ms"] = hist_percentiles(hist)
     s["fanout_to_all_ms"] = percentiles(to_all)
+    s["fanout_first_ms"] = percentiles(first)
     s["fanout_changes_short"] = short
     s["latency_series"] = series(run, fleet)
     drops_outside = 0

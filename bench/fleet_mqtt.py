@@ -55,6 +55,11 @@ class _Wire(asyncio.Protocol):
         self.client.attach(self)
 
     def data_received(self, data: bytes) -> None:
+        if not self.buffer:
+            whole = raw_mqtt.one_publish(data)
+            if whole is not None:
+                self.client.published(self, *whole)
+                return
         self.buffer += data
         for packet in raw_mqtt.split(self.buffer):
             self.client.packet(self, packet)
@@ -151,13 +156,18 @@ class LeanClient:
         self._wire = wire
         self._write(wire, self.connect_packet)
 
+    def published(
+        self, wire: _Wire, flags: int, topic: bytes, packet_id: bytes, payload: bytes
+    ) -> None:
+        if packet_id:
+            self._write(wire, raw_mqtt.puback(packet_id))
+        if self.on_message is not None:
+            self.on_message(topic.decode(), payload, bool(flags & 0x01))
+
     def packet(self, wire: _Wire, packet: raw_mqtt.Packet) -> None:
         if packet.kind == raw_mqtt.PUBLISH:
             (topic, payload), packet_id = raw_mqtt.publish_parts(packet)
-            if packet_id:
-                self._write(wire, raw_mqtt.puback(packet_id))
-            if self.on_message is not None:
-                self.on_message(topic.decode(), payload, bool(packet.flags & 0x01))
+            self.published(wire, packet.flags, topic, packet_id, payload)
         elif packet.kind == raw_mqtt.CONNACK:
             reason, _receive_max = raw_mqtt.connack(packet)
             if reason != 0:
@@ -187,7 +197,12 @@ class LeanClient:
     def _write(self, wire: _Wire | None, data: bytes) -> bool:
         if wire is None or wire.transport is None or wire.transport.is_closing():
             return False
-        wire.transport.write(data)
+        try:
+            wire.transport.write(data)
+        except RuntimeError:
+            # uvloop: the connection was reset and its handle closed before connection_lost
+            # ran (seen in a reconnect storm, from the pinger); it is gone, not a crash.
+            return False
         self.last_write = time.monotonic()
         return True
 
@@ -212,6 +227,7 @@ class LeanClient:
         self._write(self._wire, raw_mqtt.subscribe(topic, qos=qos, packet_id=self._next_id()))
 
     def ping_if_idle(self, now: float) -> None:
-        """PINGREQ when nothing was sent for half the keep-alive, so the broker keeps us."""
-        if self.up and now - self.last_write >= self.keepalive / 2:
+        """PINGREQ when nothing was sent for a keep-alive, as paho does (a real kiosk's rule);
+        the broker waits 1.5 keep-alives before it drops a silent client."""
+        if self.up and now - self.last_write >= self.keepalive:
             self._write(self._wire, raw_mqtt.PINGREQ)

@@ -61,6 +61,8 @@ def table(run: Run, command: str) -> str:
         f" {_ms(s['fanout_ms'], 'p50', 'p99', 'max')} |",
         f"| availability decided → last kiosk of the shelf has it, p50 / p99 / max (ms) |"
         f" {_ms(s['fanout_to_all_ms'], 'p50', 'p99', 'max')} |",
+        f"| availability decided → first kiosk has it (central's part), p50 / p99 / max (ms) |"
+        f" {_ms(s['fanout_first_ms'], 'p50', 'p99', 'max')} |",
     ]
     for f in run.faults:
         if f["action"] == "broker-restart":

@@ -83,6 +83,27 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One distinct availability payload, decoded once for every kiosk that receives it."""
+
+    item_id: str
+    seq: int
+    state: AvailabilityState
+    key: str  # the change: item id#seq
+    changed_at: float  # central's decision, epoch seconds
+
+    @classmethod
+    def of(cls, availability: Availability) -> Heard:
+        return cls(
+            availability.item_id,
+            availability.seq,
+            availability.state,
+            f"{availability.item_id}#{availability.seq}",
+            availability.changed_at.timestamp(),
+        )
+
+
 @dataclass
 class Pending:
     """One event waiting in a kiosk's outbox for its verdict."""
@@ -163,9 +184,11 @@ class SimKiosk:
             topics.verdict(self.kiosk_id),
             topics.config(self.kiosk_id),
             topics.command(self.kiosk_id),
-            topics.shelf_availability(self.shelf_id),
         ):
             self.mqtt.subscribe(topic, qos=1)
+        # As kiosk/mqtt.py: availability at QoS 0, subscribed again on every connect so the
+        # broker hands over the retained current state.
+        self.mqtt.subscribe(topics.shelf_availability(self.shelf_id), qos=0)
         self.mqtt.publish(
             topics.status(self.kiosk_id), self._status(KioskState.ONLINE), qos=1, retain=True
         )
@@ -196,17 +219,17 @@ class SimKiosk:
 
     def _availability(self, payload: bytes, *, retained: bool) -> None:
         received = time.time()
-        availability = self.worker.parse_availability(payload)
-        item_id = availability.item_id
+        heard = self.worker.parse_availability(payload)
+        item_id = heard.item_id
         self.unsynced.discard(item_id)
         current = self.availability.get(item_id)
-        if current is not None and current[0] >= availability.seq:
+        if current is not None and current[0] >= heard.seq:
             return  # stale or repeated, as kiosk/core.py keeps the highest seq
-        self.availability[item_id] = (availability.seq, availability.state)
+        self.availability[item_id] = (heard.seq, heard.state)
         if not retained:
             # A live change: from central's decision time (its publish follows the commit)
             # to this kiosk having it.
-            self.worker.delivered(item_id, availability, received)
+            self.worker.delivered(heard, received)
 
     def _verdict(self, verdict: Verdict) -> None:
         if verdict.kiosk_id != self.kiosk_id:
@@ -272,29 +295,29 @@ class Worker:
         self.skipped_offline = 0
         self.reasons: Counter[str] = Counter()
         self.verdict_ms: list[float] = []
-        # (item id, seq) -> [changed_at, {latency ms: receivers}], reset every report.
+        # item id#seq -> [changed_at, {latency ms: receivers}], reset every report.
         self.changes: dict[str, list[Any]] = {}
-        self._parsed: dict[bytes, Availability] = {}
+        self._parsed: dict[bytes, Heard] = {}
         self.walking = True
 
     # -- bookkeeping the kiosks call --------------------------------------------------------
 
-    def parse_availability(self, payload: bytes) -> Availability:
+    def parse_availability(self, payload: bytes) -> Heard:
         # Ten thousand kiosks get the same bytes: decode each distinct payload once.
         known = self._parsed.get(payload)
         if known is None:
             if len(self._parsed) > 4096:
                 self._parsed.clear()
-            known = self._parsed[payload] = parse_message(Availability, payload)
+            known = self._parsed[payload] = Heard.of(parse_message(Availability, payload))
         return known
 
-    def delivered(self, item_id: str, availability: Availability, received: float) -> None:
-        key = f"{item_id}#{availability.seq}"
-        record = self.changes.get(key)
+    def delivered(self, heard: Heard, received: float) -> None:
+        record = self.changes.get(heard.key)
         if record is None:
-            record = self.changes[key] = [availability.changed_at.timestamp(), Counter()]
-        latency_ms = int((received - record[0]) * 1000)
-        record[1][latency_ms] += 1
+            record = self.changes[heard.key] = [heard.changed_at, {}]
+        hist = record[1]
+        latency_ms = int((received - heard.changed_at) * 1000)
+        hist[latency_ms] = hist.get(latency_ms, 0) + 1
 
     def sent(self, _event: CodeScan | SessionDone) -> None:
         self.events_sent += 1
@@ -368,7 +391,7 @@ class Worker:
             "bad_messages": self.bad_messages,
             "skipped_offline": self.skipped_offline,
             "verdict_ms": self.verdict_ms,
-            "changes": {k: [v[0], dict(v[1])] for k, v in self.changes.items()},
+            "changes": self.changes,
         }
         self.verdict_ms = []
         self.changes = {}
@@ -387,13 +410,18 @@ class Worker:
             self.reports.put(("snapshot", self.plan.index, self.snapshot()))
 
     async def _pinger(self) -> None:
-        # LoopClient pings from a timer per client; one sweep a second does it for all.
+        # LoopClient pings from a timer per client; here one sweep a second does it for all,
+        # a tenth of the kiosks every 0.1 s: a burst of thousands of pings at once would
+        # queue ahead of a fan-out at the broker.
+        slices = 10
+        turn = 0
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0 / slices)
             now = time.monotonic()
-            for kiosk in self.kiosks:
+            for kiosk in self.kiosks[turn::slices]:
                 if isinstance(kiosk.mqtt, LeanClient):
                     kiosk.mqtt.ping_if_idle(now)
+            turn = (turn + 1) % slices
 
     async def _resender(self) -> None:
         # As kiosk/core.py's ticker: an unanswered event goes out again every 5 s.

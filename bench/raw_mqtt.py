@@ -178,11 +178,49 @@ def publish_payload(packet: Packet) -> bytes:
 
 def publish_parts(packet: Packet) -> tuple[tuple[bytes, bytes], bytes]:
     """((topic, payload), packet id) of a PUBLISH; the id is empty at QoS 0."""
-    body = packet.body
-    at = 2 + int.from_bytes(body[:2], "big")
-    topic = body[2:at]
+    return _publish_fields(packet.body, 0, packet.flags)
+
+
+def one_publish(data: bytes) -> tuple[int, bytes, bytes, bytes] | None:
+    """(flags, topic, packet id, payload) when ``data`` is exactly one PUBLISH, else None.
+
+    A fan-out hands each receiver one whole PUBLISH per read; framing it in place, with
+    the common sizes inlined, skips the buffer and the copies :func:`split` makes. None
+    (a partial packet, several, another kind, 16 KB or more) leaves it to :func:`split`.
+    """
+    n = len(data)
+    if n < 5 or data[0] >> 4 != PUBLISH:
+        return None
+    at, length = 2, data[1]
+    if length & 0x80:
+        if data[2] & 0x80:
+            return None
+        at, length = 3, (length & 0x7F) | data[2] << 7
+    if at + length != n:
+        return None
+    flags = data[0] & 0x0F
+    end = at + 2 + (data[at] << 8 | data[at + 1])
     packet_id = b""
-    if (packet.flags >> 1) & 0x03:
+    if flags & 0x06:
+        packet_id = data[end : end + 2]
+        end += 2
+    props = data[end]
+    if props & 0x80:
+        return None
+    return (
+        flags,
+        data[at + 2 : at + 2 + (data[at] << 8 | data[at + 1])],
+        packet_id,
+        data[end + 1 + props :],
+    )
+
+
+def _publish_fields(body: bytes, at: int, flags: int) -> tuple[tuple[bytes, bytes], bytes]:
+    end = at + 2 + int.from_bytes(body[at : at + 2], "big")
+    topic = body[at + 2 : end]
+    at = end
+    packet_id = b""
+    if (flags >> 1) & 0x03:
         packet_id = body[at : at + 2]
         at += 2
     props, at = _read_varint(body, at)

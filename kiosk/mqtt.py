@@ -1,4 +1,4 @@
-"""The kiosk's MQTT link: presence with a last will, its own topics in, scans out, QoS 1.
+"""The kiosk's MQTT link: presence with a last will, its own topics in, scans out at QoS 1.
 
 The connection runs on the kiosk's event loop (broker.transport); it reconnects with
 jittered backoff by itself, and the kiosk re-sends its outbox on every connect. Every
@@ -30,6 +30,12 @@ from broker.topics import (
 from broker.transport import LoopClient, TlsFiles
 
 log = logging.getLogger(__name__)
+
+# Availability is retained state with a seq, not an event: a missed copy is replaced by
+# the retained one on the next connect's SUBSCRIBE, so QoS 0 is enough. At QoS 1 the
+# broker would queue a copy per change for every kiosk that is away, and hand it over on
+# top of the retained one in a reconnect storm.
+AVAILABILITY_QOS = 0
 
 # The routes a kiosk reads; everything else is dropped by the link.
 Inbound = VerdictRoute | ConfigRoute | CommandRoute | AvailabilityRoute
@@ -88,6 +94,11 @@ class KioskLink:
         """Whether the broker connection is up."""
         return self._mqtt.up.is_set()
 
+    @property
+    def session_present(self) -> bool:
+        """Whether the broker still had our session (and subscriptions) at the last connect."""
+        return self._mqtt.session_present
+
     def status(
         self,
         state: KioskState,
@@ -134,7 +145,7 @@ class KioskLink:
         if self._shelf is not None:
             self._mqtt.unsubscribe(topics.shelf_availability(self._shelf))
         self._shelf = shelf_id
-        self._mqtt.subscribe(topics.shelf_availability(shelf_id), qos=1)
+        self._mqtt.subscribe(topics.shelf_availability(shelf_id), qos=AVAILABILITY_QOS)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Queue a QoS 1 publish."""
@@ -154,7 +165,10 @@ class KioskLink:
         ):
             self._mqtt.subscribe(topic, qos=1)
         if self._shelf is not None:
-            self._mqtt.subscribe(topics.shelf_availability(self._shelf), qos=1)
+            # Again on every connect, even when the broker kept our session: a change
+            # published while we were away was not queued for us (QoS 0), and only a
+            # SUBSCRIBE makes the broker hand over the retained current state.
+            self._mqtt.subscribe(topics.shelf_availability(self._shelf), qos=AVAILABILITY_QOS)
         self._on_connection(True)
 
     def _disconnected(self) -> None:

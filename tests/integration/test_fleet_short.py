@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fanout_probe import _play
+from bench.fanout_probe import _play, _play_lean
 from bench.fleet import parse_args, play
 from bench.fleet_run import Run
 
@@ -56,7 +56,18 @@ async def test_fleet_rides_out_a_broker_restart() -> None:
 
 def test_fanout_probe_reaches_every_receiver(tmp_path: Path) -> None:
     # The broker-only fan-out bench (bench/fanout_probe.py), short: 300 bare receivers,
-    # 3 availability changes; each change reaches all of them and is timed.
-    to_all, first = _play(tmp_path, 300, 3, 0.5)
-    assert len(to_all) == len(first) == 3
-    assert all(0 < a <= b for a, b in zip(first, to_all, strict=True))
+    # 3 availability changes; each change reaches all of them and is timed and costed.
+    out = _play(tmp_path, 300, 3, 0.5)
+    assert len(out.to_all) == len(out.first) == 3
+    assert all(0 < a <= b for a, b in zip(out.first, out.to_all, strict=True))
+    assert out.broker_us > 0
+
+
+async def test_fanout_to_lean_kiosks_reaches_every_kiosk_once(tmp_path: Path) -> None:
+    # The same with the fleet simulator's kiosks on the far end (--far-end lean): every
+    # change reaches each of the 300 kiosks exactly once, timed from the decision stamp.
+    out = await _play_lean(tmp_path, 300, 3, 0.5, 1)
+    assert len(out.to_all) == len(out.first) == 3
+    assert sum(out.deliveries.values()) == 3 * 300
+    assert all(0 <= a <= b for a, b in zip(out.first, out.to_all, strict=True))
+    assert out.far_end_us > 0
