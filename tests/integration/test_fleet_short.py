@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,9 @@ def test_fanout_probe_reaches_every_receiver(tmp_path: Path) -> None:
     out = _play(tmp_path, 300, 3, 0.5)
     assert len(out.to_all) == len(out.first) == 3
     assert all(0 < a <= b for a, b in zip(out.first, out.to_all, strict=True))
-    assert out.broker_us > 0
+    # Costed: a number, not the NaN of a run that never measured (a few hundred copies
+    # less the idle rate can come out near zero, or below it, on a busy machine).
+    assert math.isfinite(out.broker_us)
 
 
 async def test_fanout_to_lean_kiosks_reaches_every_kiosk_once(tmp_path: Path) -> None:
@@ -70,4 +73,4 @@ async def test_fanout_to_lean_kiosks_reaches_every_kiosk_once(tmp_path: Path) ->
     assert len(out.to_all) == len(out.first) == 3
     assert sum(out.deliveries.values()) == 3 * 300
     assert all(0 <= a <= b for a, b in zip(out.first, out.to_all, strict=True))
-    assert out.far_end_us > 0
+    assert math.isfinite(out.far_end_us)
