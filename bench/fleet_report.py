@@ -37,7 +37,7 @@ def table(run: Run, command: str) -> str:
         f"Fleet run: {a.kiosks:,} kiosks in {a.procs} simulator process(es),"
         f" {a.kiosks_per_shelf:,} kiosks a shelf, {a.items_per_shelf} items a shelf,"
         f" {a.backend}, {a.minutes:g} min steady at {a.walkups:g} walk-ups/s."
-        f" Machine: 2 cores shared with 6 other agents' work"
+        f" Machine: 2 cores shared with other work"
         f" (1-min load average {min(load, default=0):.1f} to {max(load, default=0):.1f}).",
         "",
         "| measure | value |",
