@@ -14,9 +14,9 @@ so one unlucky pair cannot fail CI and the usual run stays under a minute.
 The pinned commit is main before the SQLite work of issue 18 (``PINNED``); this tree
 decided :data:`MEASURED` times its verdicts/s when last measured (the gate's own pairs and
 interleaved 20 s runs on a quiet machine, docs/benchmarks.md), and the floor is 0.8x of
-that: a change that costs a fifth of today's throughput fails. Pin a faster tree and measure again once one
-lands (or when the pinned tree stops running with today's dependencies: the gate then
-fails saying so).
+that: a change that costs a fifth of today's throughput fails. Pin a faster tree and
+measure again once one lands (or when the pinned tree stops running with today's
+dependencies: the gate then fails saying so).
 """
 
 from __future__ import annotations

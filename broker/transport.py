@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as paho
+from paho.mqtt import __version__ as paho_version
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -69,6 +70,24 @@ class _SentInfo(paho.MQTTMessageInfo):
 
 # The properties of every PUBLISH that carries none (nothing here changes them).
 _NO_PROPERTIES = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+
+
+# The chunked client below reaches into paho's internals (its packet reader and writer,
+# PUBLISH and PUBACK handling, publish): it runs only on the paho release it was built
+# and tested on, which requirements/*.lock pin; any other gets paho's own client, slower
+# but right, rather than a link that fails on a renamed attribute.
+PAHO_TESTED = paho_version.startswith("2.2.")
+
+
+class _PlainClient(paho.Client):
+    """paho's own client, with the two questions the loop asks of the chunked one."""
+
+    def buffered(self) -> bool:
+        """paho reads each packet straight from the socket: nothing waits in a buffer."""
+        return False
+
+    def forget_buffer(self) -> None:
+        """Nothing to drop."""
 
 
 class _BufferedClient(paho.Client):
@@ -307,7 +326,8 @@ class LoopClient:
         self._connect_in_thread = connect_in_thread
         # The raw paho client, for this module only: callers use the methods below
         # (publish, subscribe, unsubscribe, ack, will_set, close).
-        self.client = _BufferedClient(
+        kind = _BufferedClient if PAHO_TESTED else _PlainClient
+        self.client: _BufferedClient | _PlainClient = kind(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,

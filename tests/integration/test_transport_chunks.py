@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from broker import transport
 from broker.local import LocalBroker
 from broker.messages import MAX_PAYLOAD_BYTES
 from broker.transport import LoopClient
@@ -29,6 +30,15 @@ PAYLOADS = [
     f"{n:06d}".encode() + bytes([n % 251]) * ((n * 7919) % (MAX_PAYLOAD_BYTES - 6))
     for n in range(2_000)
 ]
+
+
+@pytest.fixture(params=["chunked", "paho"])
+def link_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Each burst runs through the chunked client and through paho's own, the one a paho
+    # release other than the pinned one gets (transport.PAHO_TESTED).
+    if request.param == "paho":
+        monkeypatch.setattr(transport, "PAHO_TESTED", False)
+    return str(request.param)
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +63,9 @@ def plain_client(broker: LocalBroker) -> paho.Client:
     return client
 
 
-async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker) -> None:
+async def test_a_burst_in_arrives_whole_in_order_and_in_time(
+    broker: LocalBroker, link_kind: str
+) -> None:
     got: list[tuple[bytes, int, list[tuple[str, str]]]] = []
     every = asyncio.Event()
 
@@ -71,6 +83,7 @@ async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker
         return [("n", str(n))] if n % 7 == 0 else []
 
     link = LoopClient(f"in-{uuid.uuid4().hex[:6]}", "127.0.0.1", broker.port)
+    assert (type(link.client).__name__ == "_BufferedClient") == (link_kind == "chunked")
     link.on_message = on_message
     link.on_up = lambda: link.subscribe(TOPIC, qos=1)
     async with running_link(broker, link):
@@ -98,7 +111,9 @@ async def test_a_burst_in_arrives_whole_in_order_and_in_time(broker: LocalBroker
 
 
 @pytest.mark.parametrize("qos", [1, 0])
-async def test_a_burst_out_arrives_whole_in_order(broker: LocalBroker, qos: int) -> None:
+async def test_a_burst_out_arrives_whole_in_order(
+    broker: LocalBroker, qos: int, link_kind: str
+) -> None:
     topic = TOPIC if qos else QUICK
     got: list[bytes] = []
     every = threading.Event()
