@@ -373,7 +373,7 @@ class Consumer:
         """``jobs`` in one transaction; if any step fails, each in its own transaction."""
         scans = [(job.event, job.token) for job in jobs if job.event is not None]
         try:
-            batched = await scan_rounds.decide(store, scans, now, self._limits)
+            batched = await scan_rounds.decide(store, scans, now, self._limits, self._clock.now)
         except Exception as exc:
             if await self._systemic(exc):
                 raise

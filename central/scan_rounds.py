@@ -13,7 +13,7 @@ one event per transaction, so one bad event is dead-lettered alone.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -97,9 +97,20 @@ def _round(
 
 
 async def decide(
-    store: PostgresStore, scans: Sequence[Scan], now: datetime, limits: Limits | None
+    store: PostgresStore,
+    scans: Sequence[Scan],
+    now: datetime,
+    limits: Limits | None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Batched:
-    """Decide ``scans`` (in order per kiosk) in one transaction; raises if any step fails."""
+    """Decide ``scans`` (in order per kiosk) in one transaction; raises if any step fails.
+
+    With ``clock``, the batch is stamped again once it holds its locks: ``now`` was taken
+    before, and while the batch waited another central may have committed writes stamped
+    later (a checkout racing a return of the same label at another kiosk). Stamped at the
+    lock, a return is never dated before the checkout it closes, nor a hold readied before
+    the loan that freed it.
+    """
     waiting: dict[str, deque[int]] = {}
     for index, (event, _token) in enumerate(scans):
         waiting.setdefault(event.kiosk_id, deque()).append(index)
@@ -109,6 +120,8 @@ async def decide(
     async with store.pool.acquire() as conn, conn.transaction():
         tx = SnapshotTx(conn, now, _shape(limits, now))
         await tx.step(_request(scans, range(len(scans)), limits), lock=True)
+        if clock is not None:
+            now = tx.now = max(now, clock())
         members = {kiosk_id: tx.snapshot.session_member(kiosk_id) for kiosk_id in waiting}
         while True:
             chosen = _round(scans, waiting, members)

@@ -198,3 +198,68 @@ async def test_a_batch_decides_and_writes_as_its_scans_would_one_by_one() -> Non
         finally:
             await batched_store.close()
             await alone_store.close()
+
+
+async def test_a_batch_that_waited_for_its_locks_is_stamped_when_it_holds_them() -> None:
+    # Two centrals: one stamps its batch, then waits on the drill's lock while the other
+    # (stamped a second later) checks the drill out to Ada, Grace queueing behind her. The
+    # first batch, holding the lock at last, returns the drill (Ada's session over): its
+    # return and Grace's hold must be dated after the loan they follow, or the records
+    # say the drill came back before it went out and was held while on loan.
+    signer = make_signer()
+    start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    async with fresh_database() as dsn:
+        store = await PostgresStore(dsn, min_size=1, max_size=2).open()
+        try:
+            codes = await _library(store, signer, start)
+            drill = signer.label(DRILL, 1)
+
+            def scans(plan: list[tuple[str, str | None]], first: int) -> list[scan_rounds.Scan]:
+                out: list[scan_rounds.Scan] = []
+                for n, (kiosk_id, code) in enumerate(plan, first):
+                    event_id = f"EVENT-{n:04d}"
+                    if code is None:
+                        out.append(
+                            (
+                                SessionDone(event_id=event_id, kiosk_id=kiosk_id, scanned_at=start),
+                                None,
+                            )
+                        )
+                    else:
+                        event = CodeScan(
+                            event_id=event_id, kiosk_id=kiosk_id, code=code, scanned_at=start
+                        )
+                        out.append((event, signer.verify(code, start)))
+                return out
+
+            later = start + timedelta(seconds=1)
+            lent = scans(
+                [
+                    (KIOSK_A, codes["ada"]),
+                    (KIOSK_A, drill),
+                    (KIOSK_B, codes["grace"]),
+                    (KIOSK_B, drill),
+                ],
+                0,
+            )
+            first = await scan_rounds.decide(store, lent, later, None, lambda: later)
+            assert [o.verdict.reason for o in first.outcomes][1::2] == [
+                Reason.CHECKED_OUT,
+                Reason.HOLD_PLACED,
+            ]
+            back = scans([(KIOSK_A, None), (KIOSK_A, drill)], 10)
+            held = start + timedelta(seconds=2)  # the clock when the locks were granted
+            second = await scan_rounds.decide(store, back, start, None, lambda: held)
+            assert second.outcomes[1].verdict.reason is Reason.RETURNED_TO_HOLD
+            rows = await query(
+                store,
+                "SELECT c.checked_out_at, c.returned_at, h.ready_at FROM checkouts c"
+                " JOIN holds h ON h.item_id = c.item_id WHERE c.item_id = ?",
+                DRILL,
+            )
+            [(out, returned, ready)] = rows
+            assert out <= returned
+            assert out <= ready
+            assert returned == ready == held
+        finally:
+            await store.close()
