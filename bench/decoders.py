@@ -1067,19 +1067,25 @@ class Stage:
     noise: npt.NDArray[np.float32]
 
 
+def _sample(stage: Stage, index: int) -> tuple[Sample, np.random.Generator]:
+    """Sample ``index`` of the corpus the command line asks for."""
+    args = stage.args
+    return make_sample(
+        stage.signer,
+        stage.scenery,
+        args.seed,
+        index,
+        args.distance_cm,
+        args.covered,
+        FORMATS[args.label],
+    )
+
+
 def _code_stage(stage: Stage) -> None:
     args, run, decoders = stage.args, stage.run, stage.decoders
     turn = 0
     for index in range(args.frames):
-        sample, rng = make_sample(
-            stage.signer,
-            stage.scenery,
-            args.seed,
-            index,
-            args.distance_cm,
-            args.covered,
-            FORMATS[args.label],
-        )
+        sample, rng = _sample(stage, index)
         view = sample.view
         run.sample_features.append(features(sample, view))
         hits = [False] * len(decoders)
@@ -1140,15 +1146,7 @@ def _ablation_stage(stage: Stage) -> None:
     run.ablation_samples = min(args.ablation, args.frames)
     run.ablation = {name: [0] * len(stage.decoders) for name, _ in ABLATIONS}
     for index in range(run.ablation_samples):
-        sample, _ = make_sample(
-            stage.signer,
-            stage.scenery,
-            args.seed,
-            index,
-            args.distance_cm,
-            args.covered,
-            FORMATS[args.label],
-        )
+        sample, _ = _sample(stage, index)
         for name, change in ABLATIONS:
             view = _keep_in_frame(change(sample.view), sample.card)
             # The same noise for every variant of a sample: only the named change differs.

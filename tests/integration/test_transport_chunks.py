@@ -63,6 +63,26 @@ def plain_client(broker: LocalBroker) -> paho.Client:
     return client
 
 
+def receiving(
+    broker: LocalBroker, topic: str, count: int
+) -> tuple[paho.Client, list[bytes], threading.Event]:
+    """A paho client on its own thread taking ``topic`` in: what it got, and an event set
+    once ``count`` messages are in."""
+    got: list[bytes] = []
+    every = threading.Event()
+
+    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
+        got.append(bytes(message.payload))
+        if len(got) == count:
+            every.set()
+
+    receiver = plain_client(broker)
+    receiver.on_message = on_message
+    receiver.subscribe(topic, qos=1)
+    receiver.loop_start()
+    return receiver, got, every
+
+
 async def test_a_burst_in_arrives_whole_in_order_and_in_time(
     broker: LocalBroker, link_kind: str
 ) -> None:
@@ -115,18 +135,7 @@ async def test_a_burst_out_arrives_whole_in_order(
     broker: LocalBroker, qos: int, link_kind: str
 ) -> None:
     topic = TOPIC if qos else QUICK
-    got: list[bytes] = []
-    every = threading.Event()
-
-    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        got.append(bytes(message.payload))
-        if len(got) == len(PAYLOADS):
-            every.set()
-
-    receiver = plain_client(broker)
-    receiver.on_message = on_message
-    receiver.subscribe(topic, qos=1)
-    receiver.loop_start()
+    receiver, got, every = receiving(broker, topic, len(PAYLOADS))
     try:
         await asyncio.sleep(0.2)
         link = LoopClient(f"out-{uuid.uuid4().hex[:6]}", "127.0.0.1", broker.port)
@@ -151,18 +160,7 @@ async def test_a_burst_out_arrives_whole_in_order(
 async def test_what_is_published_before_the_link_is_up_is_sent_once_it_is(
     broker: LocalBroker,
 ) -> None:
-    got: list[bytes] = []
-    every = threading.Event()
-
-    def on_message(_c: paho.Client, _u: object, message: paho.MQTTMessage) -> None:
-        got.append(bytes(message.payload))
-        if len(got) == 50:
-            every.set()
-
-    receiver = plain_client(broker)
-    receiver.on_message = on_message
-    receiver.subscribe(TOPIC, qos=1)
-    receiver.loop_start()
+    receiver, got, every = receiving(broker, TOPIC, 50)
     try:
         await asyncio.sleep(0.2)
         link = LoopClient(f"early-{uuid.uuid4().hex[:6]}", "127.0.0.1", broker.port)
