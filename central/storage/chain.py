@@ -101,8 +101,14 @@ class ChainedRow:
         )
 
 
-# One encoder for every row (json.dumps with options builds a new one per call).
+# One encoder each for every row (json.dumps with options builds a new one per call).
 _ROW_TEXT = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+_DETAIL_TEXT = json.JSONEncoder(sort_keys=True)
+
+
+def detail_text(detail: dict[str, Any]) -> str:
+    """An audit row's detail as stored and hashed, the same text on every backend."""
+    return _DETAIL_TEXT.encode(detail)
 
 
 def row_hash(pos: int, seq: int, at: datetime, fields: list[str | None], prev_hash: str) -> str:

@@ -10,7 +10,6 @@ indexes, unique pass and event ids) refuse whatever a logic slip lets by.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from central.errors import MigrationError, StorageError
-from central.storage import migrations
+from central.storage import chain, migrations
 from central.storage.admin import AdminTx, AdminWrites
 from central.storage.base import (
     AuditEntry,
@@ -87,7 +86,7 @@ class PostgresTx(ScanTx):
             entry.member_id,
             entry.item_id,
             entry.event_id,
-            json.dumps(entry.detail, sort_keys=True),
+            chain.detail_text(entry.detail),
         )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from broker.messages import Availability, AvailabilityState, Verdict, encode
+from central.storage import chain
 from central.storage.base import AuditEntry, CheckoutRow, ItemRow, KioskRow, MemberRow, PassUse
 from central.storage.postgres import PostgresTx
 from central.storage.rollout import FlagRow, flag_from_row
@@ -341,7 +342,7 @@ class SnapshotTx(PostgresTx):
             entry.member_id,
             entry.item_id,
             entry.event_id,
-            json.dumps(entry.detail, sort_keys=True),
+            chain.detail_text(entry.detail),
         )
 
     async def save_bucket(self, key: str, tokens: float, at: datetime) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import threading
@@ -42,11 +41,6 @@ def _opt(text: str | None) -> datetime | None:
 # SQLite result codes (the low byte) that say the database cannot be used right now:
 # BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
 _UNAVAILABLE = frozenset({5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26})
-
-
-# The audit detail's text, keys sorted (one encoder: json.dumps with options builds one
-# per call, on every scan).
-_DETAIL_TEXT = json.JSONEncoder(sort_keys=True)
 
 
 class SqliteTx(ScanTx):
@@ -92,7 +86,7 @@ class SqliteTx(ScanTx):
                 raise StorageError("the audit chain head is missing")
             self._chain = (int(head[0]), str(head[1]), int(last[0]))
         pos, prev_hash, seq = self._chain[0] + 1, self._chain[1], self._chain[2] + 1
-        detail = _DETAIL_TEXT.encode(entry.detail)
+        detail = chain.detail_text(entry.detail)
         digest = chain.entry_hash(pos, seq, entry, detail, prev_hash)
         await self._exec(
             "INSERT INTO qr_audit_log (seq, at, actor, action, reason, kiosk_id, member_id,"
@@ -180,7 +174,7 @@ class _Checkpointer:
         self._stopping = threading.Event()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        self.runs = 0
+        self.failures = 0  # in a row; logged when a streak starts and when it ends
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
         self._thread.start()
 
@@ -188,9 +182,15 @@ class _Checkpointer:
         while not self._stopping.wait(_CHECKPOINT_EVERY_S):
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                self.runs += 1
             except sqlite3.Error:  # the writer's backstop still bounds the WAL
-                log.warning("WAL checkpoint failed", exc_info=True)
+                # Five tries a second: a disk that stays full must not flood the log.
+                if not self.failures:
+                    log.warning("WAL checkpoint failed", exc_info=True)
+                self.failures += 1
+                continue
+            if self.failures:
+                log.warning("WAL checkpoint works again after %s failures", self.failures)
+                self.failures = 0
         self._conn.close()
 
     def stop(self) -> None:

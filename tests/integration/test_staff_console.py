@@ -39,6 +39,7 @@ async def test_a_volunteer_adds_an_item_and_is_refused_an_admin_action_which_is_
         library = await vera.get("/staff/library", params={"q": "drill"})
         assert "Cordless drill" in library.text
         assert "Jigsaw" not in library.text  # the search narrowed the page
+        assert "<p>1 item</p>" in library.text  # counted in words a volunteer reads
 
         added = await vera.post(
             "/staff/items",
@@ -200,6 +201,7 @@ async def test_a_volunteer_suspends_a_member_and_prints_labels_and_a_pass_card(
         found = await vera.get("/staff/members", params={"q": "grace"})
         assert "M-1002" in found.text
         assert "M-1001" not in found.text
+        assert "<p>1 member</p>" in found.text
         suspended = await vera.post(
             "/staff/members/M-1002/edit", data={"suspended": "yes", "csrf": token}
         )

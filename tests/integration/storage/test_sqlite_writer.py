@@ -13,7 +13,7 @@ import pytest
 
 from central.clock import FakeClock
 from central.storage.base import AuditEntry, Tx
-from central.storage.sqlite import SqliteStore
+from central.storage.sqlite import SqliteStore, _Checkpointer
 from tests.unit.central.support import query
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
@@ -96,3 +96,27 @@ async def test_the_wal_is_copied_back_beside_the_writer(
     await asyncio.sleep(0.5)  # the checkpoint that copies the last frames
     await store.run_write(work)  # so the WAL is reused from its start, not grown
     assert wal.stat().st_size <= written
+
+
+async def test_a_checkpoint_that_keeps_failing_is_logged_once_a_streak(
+    backend: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Five tries a second against, say, a full disk: one warning when it starts failing,
+    # one when it works again, not one every 0.2 s.
+    path = tmp_path / "wal.db"
+    sqlite3.connect(path).close()
+    checkpointer = _Checkpointer(str(path), 1000)
+    working = checkpointer._conn
+    broken = sqlite3.connect(path, check_same_thread=False)
+    broken.close()  # every statement on it raises sqlite3.ProgrammingError
+    with caplog.at_level("WARNING", logger="central.storage.sqlite"):
+        checkpointer._conn = broken
+        await asyncio.sleep(1.0)
+        assert checkpointer.failures >= 3
+        checkpointer._conn = working
+        await asyncio.sleep(0.5)
+        checkpointer.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert said.count("WAL checkpoint failed") == 1
+    assert len([m for m in said if m.startswith("WAL checkpoint works again after")]) == 1
+    assert checkpointer.failures == 0
