@@ -222,8 +222,13 @@ class _BufferedClient(paho.Client):
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             message.info._set_as_published()
             if message.qos > 0:
+                # paho walks every message in flight looking for a queued one on each
+                # PUBACK (a thousand at central's window). One is queued only while the
+                # window is full: every path that queues fills it, and this walk refills
+                # it. So walk only when this ack freed a slot of a full window.
+                full = 0 < self._max_inflight_messages <= self._inflight_messages
                 self._inflight_messages -= 1
-                if self._max_inflight_messages > 0:
+                if full:
                     return self._update_inflight()
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 

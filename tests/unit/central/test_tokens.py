@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -151,6 +152,29 @@ def test_truncated_or_extended_codes_never_verify(data: st.DataObject) -> None:
 )
 def test_text_that_is_not_one_of_our_codes_is_unknown(text: str) -> None:
     assert signer().verify(text, NOW) is Reason.UNKNOWN_CODE
+
+
+def test_a_label_printed_by_an_earlier_release_still_verifies() -> None:
+    # Labels stay on the shelves for years: the MAC's spelling (HMAC-SHA256 of the body,
+    # 15 bytes, base32) must never drift with how it is computed.
+    ring = KeyRing({"K1": b"k" * 32}, active="K1")
+    printed = "CS1.L.K1.DRILL01.3.LFFKJPHFCX3EKJSQ5E44CK4N"
+    assert TokenSigner(ring).label("DRILL01", 3) == printed
+    assert TokenSigner(ring).verify(printed, NOW) == Label("DRILL01", 3)
+
+
+def test_codes_verify_alike_from_many_threads_at_once() -> None:
+    # The consumer verifies on the event loop while the web app signs passes on its
+    # threads: the keyed MAC state they share must not bleed between calls.
+    s = signer()
+    codes = [s.label(f"ITEM-{n}", n) for n in range(200)]
+
+    def verify_all(_: int) -> list[Label | object]:
+        return [s.verify(code, NOW) for code in codes]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(verify_all, range(8)))
+    assert all(r == [Label(f"ITEM-{n}", n) for n in range(200)] for r in results)
 
 
 def test_a_well_shaped_code_with_a_made_up_mac_has_a_bad_signature() -> None:
