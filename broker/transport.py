@@ -24,6 +24,7 @@ from typing import Any, Literal
 import paho.mqtt.client as paho
 from paho.mqtt import __version__ as paho_version
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -113,6 +114,60 @@ class _BufferedClient(paho.Client):
         start = self._rpos
         self._rpos = start + bufsize
         return self._rbuf[start : self._rpos]
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """paho's reader, less its byte-at-a-time framing when a whole packet is buffered.
+
+        paho frames each packet with a call per byte of its header and a dict update per
+        step; central reads two packets per scan. A packet that lies whole in the buffer,
+        none begun, is framed here in one pass and handed to paho's own handler; a split
+        one, or a length paho would refuse, goes paho's way.
+        """
+        buf, start = self._rbuf, self._rpos
+        if self._in_packet["command"] != 0 or len(buf) - start < 2:
+            return super()._packet_read()
+        length, shift, at = 0, 0, start + 1
+        while True:
+            if at >= len(buf) or shift > 21:  # split, or over the four length bytes
+                return super()._packet_read()
+            byte = buf[at]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            at += 1
+            if not byte & 0x80:
+                break
+        end = at + length
+        if end > len(buf):
+            return super()._packet_read()
+        self._rpos = end
+        self._in_packet = {
+            "command": buf[start],
+            "have_remaining": 1,
+            "remaining_count": list(buf[start + 1 : at]),
+            "remaining_mult": 1 << shift,
+            "remaining_length": length,
+            "packet": bytearray(buf[at:end]),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket as exc:
+            self._easy_log(paho.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(b""),
+            "to_process": 0,
+            "pos": 0,
+        }
+        with self._msgtime_mutex:
+            self._last_bytes_received = paho.time_func()
+        return rc
 
     def _packet_write(self) -> MQTTErrorCode:
         queue = self._out_packet
