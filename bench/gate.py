@@ -34,9 +34,9 @@ from pathlib import Path
 
 PINNED = "9cac055c2511680438191accefcb8938eeb02079"
 # This tree's verdicts/s over PINNED's, last measured at issue 18's second stop
-# (docs/benchmarks.md: 1.55x in 20 s runs by turns, 1.43x and 1.60x from this gate's 6 s
-# pairs on a quiet machine).
-MEASURED = 1.50
+# (docs/benchmarks.md: 1.55x in 20 s runs by turns; this gate's 6 s runs gave 1.43x,
+# 1.60x, 1.55x and 1.33x on a quiet machine, and the figure is theirs).
+MEASURED = 1.45
 FLOOR = round(0.8 * MEASURED, 2)
 SECONDS = 6.0
 HERE = Path(__file__).resolve().parent.parent
