@@ -70,7 +70,7 @@ from central.storage.rollout import FlagRow
 from central.storage.sqlite import SqliteStore
 from central.tokens import TokenSigner, new_id
 from testkit.consistency import consistency, violations
-from testkit.processes import CentralProcess
+from testkit.processes import CentralProcess, admin_client
 from testkit.secure_broker import CENTRAL_USER, fleet_broker
 
 SHELF_ID = "SHELF-HOSTILE"
@@ -131,6 +131,10 @@ class Result:
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # central, mosquitto
     ready_at_end: str = ""
     checks: dict[str, int] = field(default_factory=dict)
+    # How often central decided a batch again (with a savepoint per event, or one event
+    # per transaction) and what that found: a flood that could force it would move the
+    # central off its fast path.
+    fallbacks: dict[str, int] = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> dict[str, float]:
@@ -308,6 +312,19 @@ def _central_state(central: CentralProcess) -> tuple[bool, str]:
     return healthy, ready.text[:300]
 
 
+_FALLBACKS = ("batch_careful", "batch_split", "batch_retry", "dead_letter", "conflict")
+
+
+def _fallbacks(central: CentralProcess) -> dict[str, int]:
+    """The consumer's counts of batches decided again, and of what made them fail."""
+    try:
+        with admin_client(central) as client:
+            counts = client.get("/stats").json()["counts"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    return {name: int(counts.get(name, 0)) for name in _FALLBACKS}
+
+
 class PeakMemory(threading.Thread):
     """Samples the resident memory of central and the broker once a second; keeps the peak."""
 
@@ -359,6 +376,7 @@ def run(options: Options) -> Result:
             memory.stopping.set()
             result.peak_rss_mb = memory.peak_mb
             result.central_alive, result.ready_at_end = _central_state(central)
+            result.fallbacks = _fallbacks(central)
             while links:  # before the broker goes, so no client retries against it
                 links.pop().close()
             central.stop()
@@ -517,6 +535,9 @@ def report(results: Sequence[Result]) -> str:
         if r.peak_rss_mb:
             memory = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in r.peak_rss_mb.items())
             lines.append(f"- peak resident memory: {memory}")
+        if r.fallbacks:
+            again = ", ".join(f"{name} {count}" for name, count in r.fallbacks.items())
+            lines.append(f"- batches decided again, and why: {again}")
         if r.breaker is not None:
             tripped = (
                 f"tripped {_at(r.breaker.tripped_at.timestamp(), r.attack_started)}"

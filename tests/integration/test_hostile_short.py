@@ -66,5 +66,8 @@ def test_honest_members_are_served_while_one_kiosk_floods_and_another_forges() -
     assert not result.breaker.tripped, result.breaker.trip_reason
     assert result.checks, "no consistency check ran"
     assert violations(result.checks) == 0, result.checks
+    # Neither attacker made a batch fail and pushed central off its batched path.
+    assert result.fallbacks["batch_split"] == 0, result.fallbacks
+    assert result.fallbacks["dead_letter"] == 0, result.fallbacks
     # The attackers got refusals, never an acceptance.
     assert not any(Reason(r).accepted for r in result.forger.verdicts)
